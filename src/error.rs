@@ -1,0 +1,142 @@
+//! Error types. Every fallible call returns [`Error`]; its variants say what went wrong in
+//! terms a caller can act on.
+
+use std::path::PathBuf;
+
+/// The error type of every fallible jobfile call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another process (or another [`Engine`](crate::Engine) in this process) holds the file.
+    /// Open with [`EngineOptions::standby`](crate::EngineOptions::standby) to wait for it instead.
+    #[error("{} is held by another process; close it there, or open in standby mode to wait for it", path.display())]
+    Locked {
+        /// The jobfile path whose lock is held.
+        path: PathBuf,
+    },
+
+    /// The file is not a jobfile file (another format, or a redb file of some other program).
+    /// Nothing in it was changed.
+    #[error("{} is not a jobfile file: {reason}; nothing was changed", path.display())]
+    NotAJobfile {
+        /// The offending path.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+
+    /// The file was written by a newer jobfile whose format this version cannot read.
+    /// Nothing in it was changed; upgrade jobfile to open it.
+    #[error("{} has format version {found}, newer than the {supported} this jobfile reads; upgrade jobfile to open it", path.display())]
+    NewerFormat {
+        /// The offending path.
+        path: PathBuf,
+        /// The format version stored in the file.
+        found: u64,
+        /// The newest format version this build understands.
+        supported: u64,
+    },
+
+    /// A stored record could not be decoded: the file is damaged, or was edited by hand.
+    #[error("stored record in {table} is corrupt: {detail}")]
+    Corrupt {
+        /// The table holding the record.
+        table: &'static str,
+        /// What failed to decode.
+        detail: String,
+    },
+
+    /// A previous commit or fsync failed, so the engine refuses every further write rather than
+    /// guess what reached the disk. Reopen the file to recover its last committed state.
+    #[error("the engine is poisoned after a failed write ({cause}); reopen the file to recover the last committed state")]
+    Poisoned {
+        /// The failure that poisoned the engine.
+        cause: String,
+    },
+
+    /// The engine was shut down; no further calls are accepted.
+    #[error("the engine has been shut down")]
+    Closed,
+
+    /// A payload is larger than the configured limit. Nothing was written.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Size of the rejected payload in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+
+    /// An argument is out of its allowed range. Nothing was written.
+    #[error("invalid {what}: {detail}")]
+    InvalidArgument {
+        /// The argument that was rejected.
+        what: &'static str,
+        /// Why it was rejected.
+        detail: String,
+    },
+
+    /// No message with this id exists in the queue (or dead-letter list) asked.
+    #[error("no message {id} in queue {queue:?}")]
+    UnknownMessage {
+        /// The queue asked.
+        queue: String,
+        /// The message id that was not found.
+        id: u64,
+    },
+
+    /// The storage layer failed (I/O, a full disk, a damaged file).
+    #[error("storage failure: {0}")]
+    Storage(String),
+
+    /// An I/O error outside the database file itself (the lock file, for instance).
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An operation panicked inside the writer. The batch it was in was replayed without it.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// True for failures of the storage layer itself, after which a transaction cannot be trusted
+    /// (as opposed to a rejected argument, which writes nothing).
+    pub(crate) fn is_storage(&self) -> bool {
+        matches!(self, Error::Storage(_))
+    }
+
+    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The result type of jobfile calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+
+storage_from!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError
+);

@@ -1,0 +1,55 @@
+//! # jobfile
+//!
+//! An embedded durable job engine: link the crate, open one file, and get background work that
+//! survives a crash, with no server to run. All state lives in one [redb] file; an OS file lock
+//! decides which process leads.
+//!
+//! This release provides the engine core and the lease-based [`Queue`] with a dead-letter list.
+//!
+//! ```
+//! use std::time::Duration;
+//! use jobfile::Engine;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> jobfile::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("app.jobfile");
+//! let engine = Engine::open(&path).await?;          // lock, recover, start
+//! let thumbs = engine.queue("thumbnails")?;
+//! thumbs.send(b"photo-1.jpg".to_vec()).await?;       // durable (fsync'd) when it returns
+//! thumbs.send(b"photo-2.jpg".to_vec()).priority(5).await?;
+//!
+//! let first = thumbs.receive().await?;                // highest priority first
+//! assert_eq!(first.payload(), b"photo-2.jpg");
+//! assert!(first.ack().await?);
+//!
+//! let second = thumbs.receive().await?;
+//! assert!(second.nack(Duration::from_secs(10)).await?); // try again in 10 s
+//! engine.shutdown(Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [redb]: https://docs.rs/redb
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod clock;
+mod engine;
+mod error;
+mod lock;
+mod queue;
+mod store;
+
+pub use clock::{Clock, ManualClock, Sleep, SystemClock};
+pub use engine::{Engine, EngineOptions};
+pub use error::{Error, Result};
+pub use queue::{
+    DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,
+    Send, SendReceipt,
+};
+pub use store::{Durability, StoreStats};
+
+/// Tools for testing what an application (or jobfile itself) does when storage fails.
+pub mod testing {
+    pub use crate::store::faults::FaultInjector;
+}

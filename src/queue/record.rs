@@ -1,0 +1,68 @@
+//! The stored form of a queue message.
+
+use serde::{Deserialize, Serialize};
+
+/// Versioned on-disk message record; add variants, never change old ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredMessage {
+    V1(MessageV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MessageV1 {
+    pub(crate) queue: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) priority: i32,
+    pub(crate) key: Option<String>,
+    pub(crate) enqueued_at: u64,
+    /// Past `enqueued_at + max_age_ms` the message is dead-lettered as `expired`.
+    pub(crate) max_age_ms: u64,
+    pub(crate) max_deliveries: u32,
+    pub(crate) dead_retention_ms: u64,
+    pub(crate) deliveries: u32,
+    pub(crate) state: MessageState,
+    pub(crate) last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum MessageState {
+    Ready { seq: u64 },
+    Delayed { until: u64 },
+    Leased { deadline: u64 },
+    Dead { reason: DeadReason, at: u64, purge_at: u64 },
+}
+
+/// Why a message was moved to the dead-letter list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DeadReason {
+    /// It was delivered `max_deliveries` times without being acknowledged.
+    MaxDeliveries,
+    /// It outlived the queue's maximum message age before being acknowledged.
+    Expired,
+    /// A consumer dead-lettered it explicitly with [`Delivery::dead_letter`](crate::Delivery::dead_letter).
+    Nacked,
+}
+
+impl DeadReason {
+    /// The reason's stable name: `max_deliveries`, `expired` or `nacked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::MaxDeliveries => "max_deliveries",
+            DeadReason::Expired => "expired",
+            DeadReason::Nacked => "nacked",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl MessageV1 {
+    pub(crate) fn expired(&self, now: u64) -> bool {
+        now >= self.enqueued_at.saturating_add(self.max_age_ms)
+    }
+}

@@ -1,0 +1,183 @@
+//! A storage backend that fails on command, for proving what the engine does when the disk
+//! does not cooperate. Exposed as [`crate::testing::FaultInjector`].
+
+use std::fs::File;
+use std::io;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use redb::backends::FileBackend;
+use redb::{BackendError, StorageBackend};
+
+/// Makes the file's storage fail on command: the Nth write, sync or read from now, and every one
+/// after it, until [`FaultInjector::heal`]. Pass it to
+/// [`EngineOptions::fault_injector`](crate::EngineOptions::fault_injector).
+///
+/// Counts are of calls into the storage backend (one commit makes several writes and, when
+/// durable, a sync), so sweeping N over a workload hits every point of the write path.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjector {
+    state: Arc<FaultState>,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    writes_left: AtomicI64,
+    syncs_left: AtomicI64,
+    reads_left: AtomicI64,
+    disk_full: AtomicBool,
+    injected: AtomicU64,
+}
+
+impl Default for FaultState {
+    fn default() -> Self {
+        FaultState {
+            writes_left: AtomicI64::new(-1),
+            syncs_left: AtomicI64::new(-1),
+            reads_left: AtomicI64::new(-1),
+            disk_full: AtomicBool::new(false),
+            injected: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FaultInjector {
+    /// An injector that injects nothing until told to.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// After `n` more successful writes, every write fails.
+    pub fn fail_writes_after(&self, n: u64) {
+        self.state.writes_left.store(to_i64(n), Ordering::SeqCst);
+    }
+
+    /// After `n` more successful syncs (fsyncs), every sync fails.
+    pub fn fail_syncs_after(&self, n: u64) {
+        self.state.syncs_left.store(to_i64(n), Ordering::SeqCst);
+    }
+
+    /// After `n` more successful reads, every read fails.
+    pub fn fail_reads_after(&self, n: u64) {
+        self.state.reads_left.store(to_i64(n), Ordering::SeqCst);
+    }
+
+    /// Every write and file growth fails with "no space left on device" until healed.
+    pub fn disk_full(&self) {
+        self.state.disk_full.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops injecting faults.
+    pub fn heal(&self) {
+        self.state.writes_left.store(-1, Ordering::SeqCst);
+        self.state.syncs_left.store(-1, Ordering::SeqCst);
+        self.state.reads_left.store(-1, Ordering::SeqCst);
+        self.state.disk_full.store(false, Ordering::SeqCst);
+    }
+
+    /// How many calls have failed because of this injector.
+    pub fn faults_injected(&self) -> u64 {
+        self.state.injected.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, counter: &AtomicI64, what: &str) -> io::Result<()> {
+        let left = counter.load(Ordering::SeqCst);
+        if left < 0 {
+            return Ok(());
+        }
+        if left == 0 {
+            self.state.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::other(format!("injected {what} failure")));
+        }
+        counter.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn check_space(&self) -> io::Result<()> {
+        if self.state.disk_full.load(Ordering::SeqCst) {
+            self.state.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
+        Ok(())
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A file backend with a [`FaultInjector`] in front of it.
+#[derive(Debug)]
+pub(crate) struct FaultyBackend {
+    inner: FileBackend,
+    faults: FaultInjector,
+}
+
+impl FaultyBackend {
+    pub(crate) fn new(file: File, faults: FaultInjector) -> Result<Self, redb::DatabaseError> {
+        Ok(FaultyBackend {
+            inner: FileBackend::new(file)?,
+            faults,
+        })
+    }
+}
+
+impl StorageBackend for FaultyBackend {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.faults.check(&self.faults.state.reads_left, "read")?;
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.faults.check_space()?;
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.faults.check(&self.faults.state.syncs_left, "sync")?;
+        self.inner.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.faults.check_space()?;
+        self.faults.check(&self.faults.state.writes_left, "write")?;
+        self.inner.write(offset, data)
+    }
+
+    fn close(&self) -> io::Result<()> {
+        self.inner.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}

@@ -1,0 +1,351 @@
+//! Generic storage: the only code that owns the redb database. It knows how to commit, not what
+//! a job or a message is.
+
+pub(crate) mod codec;
+pub(crate) mod faults;
+pub(crate) mod meta;
+pub(crate) mod tables;
+pub(crate) mod writer;
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::{Builder, ReadTransaction, ReadableDatabase};
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::lock::LeaderLock;
+use faults::{FaultInjector, FaultyBackend};
+pub(crate) use writer::TxCtx;
+use writer::{Msg, TypedOp, Writer};
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every commit is fsync'd before any caller of that commit is answered (the default).
+    Immediate,
+    /// Commits are not fsync'd one by one; a flush makes everything durable at least every
+    /// `flush_every`. A crash can lose what was acknowledged since the last flush, never more,
+    /// and never leaves the file inconsistent.
+    Relaxed {
+        /// The longest time an acknowledged write may wait for its fsync.
+        flush_every: Duration,
+    },
+}
+
+/// Writer counters, readable as a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Ops applied in those commits.
+    pub ops: u64,
+}
+
+/// State shared between the writer thread and callers.
+#[derive(Debug, Default)]
+pub(crate) struct StoreShared {
+    poisoned: Mutex<Option<String>>,
+    commits: AtomicU64,
+    ops: AtomicU64,
+}
+
+impl StoreShared {
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().map(|p| p.clone()).unwrap_or(None)
+    }
+
+    fn poison(&self, cause: String) {
+        if let Ok(mut p) = self.poisoned.lock() {
+            p.get_or_insert(cause);
+        }
+    }
+
+    fn record_commit(&self, ops: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.ops.fetch_add(ops as u64, Ordering::Relaxed);
+    }
+}
+
+/// Settings the store needs at open.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreConfig {
+    pub(crate) durability: Durability,
+    pub(crate) max_batch: usize,
+    pub(crate) quick_repair: bool,
+    pub(crate) cache_bytes: usize,
+    pub(crate) faults: Option<FaultInjector>,
+}
+
+/// The open file: the database, the writer thread feeding it, and the leader lock.
+pub(crate) struct Store {
+    path: PathBuf,
+    db: RwLock<Option<Arc<redb::Database>>>,
+    sender: Mutex<Option<Sender<Msg>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    lock: Mutex<Option<LeaderLock>>,
+    shared: Arc<StoreShared>,
+    clock: Arc<dyn Clock>,
+}
+
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+impl Store {
+    /// Opens (or creates) the file under an already held leader lock, checks it is a jobfile
+    /// file this build can read, then runs `recover` in the same transaction that starts the
+    /// new epoch. Returns the store and the epoch.
+    pub(crate) fn open(
+        path: &Path,
+        lock: LeaderLock,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<()>,
+    ) -> Result<(Store, u64)> {
+        let existing = precheck(path)?;
+        let mut builder = Builder::new();
+        builder.set_cache_size(config.cache_bytes);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let opened = match &config.faults {
+            Some(faults) => builder.create_with_backend(FaultyBackend::new(file, faults.clone())?),
+            None => builder.create_with_backend(redb::backends::FileBackend::new(file)?),
+        };
+        let db = opened.map_err(|e| open_error(path, e))?;
+        if existing {
+            // A file that needed repair could not be inspected read-only; check it now, before
+            // anything of ours is written.
+            meta::inspect(&db, path)?;
+        }
+        let shared = Arc::new(StoreShared::default());
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let mut writer = Writer::new(
+            db.clone(),
+            rx,
+            shared.clone(),
+            clock.clone(),
+            config.durability,
+            config.max_batch.max(1),
+            config.quick_repair,
+        );
+        let epoch = writer.run_init(recover)?;
+        let handle = std::thread::Builder::new()
+            .name("jobfile-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok((
+            Store {
+                path: path.to_path_buf(),
+                db: RwLock::new(Some(db)),
+                sender: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                lock: Mutex::new(Some(lock)),
+                shared,
+                clock,
+            },
+            epoch,
+        ))
+    }
+
+    /// The clock every decision reads.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Sends an op to the writer and waits until its batch is durable.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut TxCtx<'_>) -> Result<T> + Send + 'static,
+    {
+        if let Some(cause) = self.shared.poisoned() {
+            return Err(Error::Poisoned { cause });
+        }
+        let (reply, rx) = oneshot::channel();
+        let op = TypedOp {
+            f,
+            result: None,
+            reply,
+            span: tracing::Span::current(),
+        };
+        {
+            let sender = self.sender.lock().map_err(|_| Error::Closed)?;
+            let sender = sender.as_ref().ok_or(Error::Closed)?;
+            sender
+                .send(Msg::Op(Box::new(op)))
+                .map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Runs `f` on a read transaction of the last committed state.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        let db = self
+            .db
+            .read()
+            .map_err(|_| Error::Closed)?
+            .clone()
+            .ok_or(Error::Closed)?;
+        let rtx = db.begin_read()?;
+        f(&rtx)
+    }
+
+    /// Why the store is poisoned, if it is.
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned()
+    }
+
+    /// Commit counters.
+    pub(crate) fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            ops: self.shared.ops.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lets queued ops finish, stops the writer, closes the file, then releases the lock.
+    /// Blocking; call from a blocking context.
+    pub(crate) fn close(&self) {
+        if let Some(sender) = self.sender.lock().ok().and_then(|mut s| s.take()) {
+            let _ = sender.send(Msg::Close);
+        }
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
+        }
+        let db = self.db.write().ok().and_then(|mut d| d.take());
+        if let Some(mut db) = db {
+            // Readers hold the database only for the length of one synchronous read.
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) => {
+                        db = still_shared;
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+        // Only now that the database is closed may a standby take over.
+        drop(self.lock.lock().ok().and_then(|mut l| l.take()));
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Writer {
+    /// The first transaction of a leadership: create or check the tables, bump the epoch, run
+    /// recovery, commit durably.
+    fn run_init(
+        &mut self,
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<()>,
+    ) -> Result<u64> {
+        let mut recover = Some(recover);
+        let mut epoch = 0;
+        let mut init = |ctx: &mut TxCtx<'_>| -> Result<()> {
+            epoch = meta::init_and_bump_epoch(ctx.tx)?;
+            match recover.take() {
+                Some(r) => r(ctx, epoch),
+                None => Ok(()),
+            }
+        };
+        self.run_direct(&mut init)?;
+        Ok(epoch)
+    }
+}
+
+/// Looks at an existing file without writing to it. Returns whether there was one to check.
+fn precheck(path: &Path) -> Result<bool> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut head = [0u8; REDB_MAGIC.len()];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    if got == 0 {
+        return Ok(false);
+    }
+    if got < head.len() || head != REDB_MAGIC {
+        return Err(Error::NotAJobfile {
+            path: path.to_path_buf(),
+            reason: "it does not start with a redb database header".into(),
+        });
+    }
+    match Builder::new().open_read_only(path) {
+        Ok(ro) => {
+            let kind = meta::inspect(&ro, path);
+            drop(ro);
+            kind.map(|_| true)
+        }
+        // A file left by a crash needs a repair, which a read-only open refuses; it is checked
+        // again after the read-write open.
+        Err(redb::DatabaseError::RepairAborted) => Ok(true),
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            path: path.to_path_buf(),
+        },
+        redb::DatabaseError::UpgradeRequired(v) => Error::NotAJobfile {
+            path: path.to_path_buf(),
+            reason: format!("it is in redb's old file format {v}"),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => Error::Corrupt {
+            table: "file header",
+            detail,
+        },
+        other => Error::Storage(other.to_string()),
+    }
+}

@@ -1,0 +1,57 @@
+//! Every table of the file, in one place. Keys are redb tuples (ordered element by element);
+//! values are versioned records encoded by [`super::codec`].
+
+use redb::{TableDefinition, TableHandle, WriteTransaction};
+
+use crate::error::Result;
+
+/// Engine metadata: format version, leadership epoch, id counters.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("jobfile_meta");
+
+/// Queue messages by id.
+pub(crate) const QUEUE_MESSAGES: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("queue_messages");
+/// Ready messages: (queue, priority key, sequence) -> message id. The first key of a queue's
+/// range is the next message to deliver: highest priority, then oldest.
+pub(crate) const QUEUE_READY: TableDefinition<(&str, u32, u64), u64> =
+    TableDefinition::new("queue_ready");
+/// Delayed messages: (available at ms, message id).
+pub(crate) const QUEUE_DELAYED: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("queue_delayed");
+/// Leased messages: (lease deadline ms, message id).
+pub(crate) const QUEUE_LEASES: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("queue_leases");
+/// Dead-lettered messages: (queue, message id).
+pub(crate) const QUEUE_DEAD: TableDefinition<(&str, u64), ()> = TableDefinition::new("queue_dead");
+/// Dead-letter retention: (purge at ms, message id).
+pub(crate) const QUEUE_DEAD_EXPIRY: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("queue_dead_expiry");
+/// Idempotency keys: (queue, key) -> message id.
+pub(crate) const QUEUE_KEYS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("queue_keys");
+
+/// Names of every table jobfile creates; a redb file holding other tables is not ours.
+pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
+    "jobfile_meta",
+    "queue_messages",
+    "queue_ready",
+    "queue_delayed",
+    "queue_leases",
+    "queue_dead",
+    "queue_dead_expiry",
+    "queue_keys",
+];
+
+/// Creates every table, so readers never meet a missing one.
+pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
+    tx.open_table(META)?;
+    tx.open_table(QUEUE_MESSAGES)?;
+    tx.open_table(QUEUE_READY)?;
+    tx.open_table(QUEUE_DELAYED)?;
+    tx.open_table(QUEUE_LEASES)?;
+    tx.open_table(QUEUE_DEAD)?;
+    tx.open_table(QUEUE_DEAD_EXPIRY)?;
+    tx.open_table(QUEUE_KEYS)?;
+    debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
+    Ok(())
+}

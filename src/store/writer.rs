@@ -1,0 +1,350 @@
+//! The single writer thread: takes one op, drains whatever else is waiting (up to a bound),
+//! applies them all in one write transaction, commits once, and only then answers each caller.
+//!
+//! Ops validate before they mutate, so an op that returns an ordinary error has written nothing
+//! and its neighbours commit as usual. An op that panics aborts the batch, which is then replayed
+//! one op per transaction so only the panicking op fails. A storage failure (I/O, full disk,
+//! failed fsync) poisons the engine: every later write is refused until the file is reopened.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use redb::WriteTransaction;
+use tokio::sync::oneshot;
+
+use super::{Durability, StoreShared, meta};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+
+/// What an op sees while it runs: the transaction, the batch's time, and ways to act after the
+/// commit is durable.
+pub(crate) struct TxCtx<'a> {
+    /// The batch's write transaction.
+    pub(crate) tx: &'a WriteTransaction,
+    /// The batch's time (ms since the epoch), read once per batch.
+    pub(crate) now: u64,
+    counters: &'a mut HashMap<&'static str, Counter>,
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+struct Counter {
+    value: u64,
+    dirty: bool,
+}
+
+impl TxCtx<'_> {
+    /// Issues the next value of a named counter (starting at 1). Values are never reused, even
+    /// if the transaction that issued them is abandoned.
+    pub(crate) fn next_id(&mut self, name: &'static str) -> Result<u64> {
+        if !self.counters.contains_key(name) {
+            let value = meta::read_counter(self.tx, name)?;
+            self.counters.insert(name, Counter { value, dirty: false });
+        }
+        let counter = self
+            .counters
+            .get_mut(name)
+            .ok_or_else(|| Error::Internal("counter vanished".into()))?;
+        counter.value += 1;
+        counter.dirty = true;
+        Ok(counter.value)
+    }
+
+    /// Runs `hook` once the batch is durable (never, if it is not).
+    pub(crate) fn after_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(hook));
+    }
+
+    fn persist_counters(&mut self) -> Result<()> {
+        for (name, counter) in self.counters.iter_mut() {
+            if counter.dirty {
+                meta::write_counter(self.tx, name, counter.value)?;
+                counter.dirty = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A type-erased op on its way to the writer.
+pub(crate) trait ErasedOp: Send {
+    /// Applies the op. `Err` only for storage failures; an op's own error is kept for its reply.
+    fn apply(&mut self, ctx: &mut TxCtx<'_>) -> Result<()>;
+    /// Answers the caller: the kept result if the batch committed, else `failure`.
+    fn finish(self: Box<Self>, failure: Option<Error>);
+}
+
+pub(crate) struct TypedOp<T, F> {
+    pub(crate) f: F,
+    pub(crate) result: Option<Result<T>>,
+    pub(crate) reply: oneshot::Sender<Result<T>>,
+    pub(crate) span: tracing::Span,
+}
+
+impl<T, F> ErasedOp for TypedOp<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&mut TxCtx<'_>) -> Result<T> + Send + 'static,
+{
+    fn apply(&mut self, ctx: &mut TxCtx<'_>) -> Result<()> {
+        let _enter = self.span.enter();
+        match (self.f)(ctx) {
+            Err(e) if e.is_storage() => Err(e),
+            other => {
+                self.result = Some(other);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, failure: Option<Error>) {
+        let outcome = match failure {
+            Some(e) => Err(e),
+            None => self
+                .result
+                .unwrap_or_else(|| Err(Error::Internal("op finished without running".into()))),
+        };
+        // The caller may have stopped waiting; the op's effect stands either way.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+pub(crate) enum Msg {
+    Op(Box<dyn ErasedOp>),
+    Close,
+}
+
+enum BatchFailure {
+    Panic(String),
+    Storage(Error),
+}
+
+pub(crate) struct Writer {
+    db: Arc<redb::Database>,
+    rx: Receiver<Msg>,
+    shared: Arc<StoreShared>,
+    clock: Arc<dyn Clock>,
+    durability: Durability,
+    max_batch: usize,
+    quick_repair: bool,
+    counters: HashMap<&'static str, Counter>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        db: Arc<redb::Database>,
+        rx: Receiver<Msg>,
+        shared: Arc<StoreShared>,
+        clock: Arc<dyn Clock>,
+        durability: Durability,
+        max_batch: usize,
+        quick_repair: bool,
+    ) -> Self {
+        Writer {
+            db,
+            rx,
+            shared,
+            clock,
+            durability,
+            max_batch,
+            quick_repair,
+            counters: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut batch: Vec<Box<dyn ErasedOp>> = Vec::with_capacity(self.max_batch);
+        let mut unflushed_since: Option<Instant> = None;
+        let mut closing = false;
+        while !closing {
+            let first = match (self.durability, unflushed_since) {
+                (Durability::Relaxed { flush_every }, Some(since)) => {
+                    let wait = flush_every.saturating_sub(since.elapsed());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.flush();
+                            unflushed_since = None;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Op(op) => batch.push(op),
+                    Msg::Close => closing = true,
+                }
+                if batch.len() < self.max_batch && !closing {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let durable = match self.durability {
+                Durability::Immediate => true,
+                Durability::Relaxed { flush_every } => unflushed_since
+                    .map(|s| s.elapsed() >= flush_every)
+                    .unwrap_or(false),
+            };
+            self.run_batch(&mut batch, durable);
+            if durable {
+                unflushed_since = None;
+            } else if unflushed_since.is_none() {
+                unflushed_since = Some(Instant::now());
+            }
+        }
+        if unflushed_since.is_some() {
+            self.flush();
+        }
+        // Anything still queued is refused rather than left hanging.
+        while let Ok(Msg::Op(op)) = self.rx.try_recv() {
+            op.finish(Some(Error::Closed));
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        let mut none: Vec<Box<dyn ErasedOp>> = Vec::new();
+        if let Err(BatchFailure::Storage(e)) = self.try_batch(&mut none, true) {
+            self.shared.poison(e.to_string());
+        }
+    }
+
+    fn run_batch(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, durable: bool) {
+        if let Some(cause) = self.shared.poisoned() {
+            for op in batch.drain(..) {
+                op.finish(Some(Error::Poisoned {
+                    cause: cause.clone(),
+                }));
+            }
+            return;
+        }
+        let span = tracing::debug_span!("commit", ops = batch.len());
+        let _enter = span.enter();
+        match self.try_batch(batch, durable) {
+            Ok(hooks) => {
+                self.shared.record_commit(batch.len());
+                for op in batch.drain(..) {
+                    op.finish(None);
+                }
+                hooks.into_iter().for_each(|h| h());
+            }
+            Err(BatchFailure::Storage(e)) => self.fail_all(batch, e),
+            Err(BatchFailure::Panic(..)) => {
+                // Replay one op per transaction so only the op that panics fails.
+                let ops: Vec<_> = batch.drain(..).collect();
+                for op in ops {
+                    let mut single = vec![op];
+                    match self.try_batch(&mut single, durable) {
+                        Ok(hooks) => {
+                            self.shared.record_commit(1);
+                            single.drain(..).for_each(|op| op.finish(None));
+                            hooks.into_iter().for_each(|h| h());
+                        }
+                        Err(BatchFailure::Panic(msg)) => {
+                            tracing::error!(panic = %msg, "a write op panicked");
+                            single
+                                .drain(..)
+                                .for_each(|op| op.finish(Some(Error::Internal(msg.clone()))));
+                        }
+                        Err(BatchFailure::Storage(e)) => self.fail_all(&mut single, e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail_all(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, e: Error) {
+        let cause = e.to_string();
+        tracing::error!(error = %cause, "commit failed; the engine is now poisoned");
+        self.shared.poison(cause.clone());
+        for op in batch.drain(..) {
+            op.finish(Some(Error::Poisoned {
+                cause: cause.clone(),
+            }));
+        }
+    }
+
+    /// Runs one closure in its own durable transaction, outside the op channel (used at open).
+    pub(crate) fn run_direct(
+        &mut self,
+        f: &mut dyn FnMut(&mut TxCtx<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::Immediate)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let mut ctx = TxCtx {
+            tx: &tx,
+            now: self.clock.now_ms(),
+            counters: &mut self.counters,
+            after_commit: Vec::new(),
+        };
+        f(&mut ctx)?;
+        ctx.persist_counters()?;
+        let hooks = std::mem::take(&mut ctx.after_commit);
+        drop(ctx);
+        tx.commit()?;
+        hooks.into_iter().for_each(|h| h());
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn try_batch(
+        &mut self,
+        ops: &mut [Box<dyn ErasedOp>],
+        durable: bool,
+    ) -> Result<Vec<Box<dyn FnOnce() + Send>>, BatchFailure> {
+        let storage = BatchFailure::Storage;
+        let mut tx = self.db.begin_write().map_err(|e| storage(e.into()))?;
+        let level = if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        };
+        tx.set_durability(level)
+            .map_err(|e| storage(Error::Storage(e.to_string())))?;
+        tx.set_quick_repair(self.quick_repair && durable);
+        let now = self.clock.now_ms();
+        let mut ctx = TxCtx {
+            tx: &tx,
+            now,
+            counters: &mut self.counters,
+            after_commit: Vec::new(),
+        };
+        for op in ops.iter_mut() {
+            match catch_unwind(AssertUnwindSafe(|| op.apply(&mut ctx))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(storage(e)),
+                Err(panic) => return Err(BatchFailure::Panic(panic_message(&panic))),
+            }
+        }
+        ctx.persist_counters().map_err(storage)?;
+        let hooks = std::mem::take(&mut ctx.after_commit);
+        drop(ctx);
+        tx.commit().map_err(|e| storage(e.into()))?;
+        Ok(hooks)
+    }
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a write op panicked".to_string()
+    }
+}
