@@ -37,11 +37,7 @@ async fn main() -> jobfile::Result<()> {
     }
 
     // Work through what is ready. The corrupt photo fails twice and lands in the dead letters.
-    while let Some(delivery) = thumbs
-        .try_receive(1, Duration::from_secs(5))
-        .await?
-        .pop()
-    {
+    while let Some(delivery) = thumbs.try_receive(1, Duration::from_secs(5)).await?.pop() {
         let name = String::from_utf8_lossy(delivery.payload()).into_owned();
         if name == "corrupt.jpg" {
             delivery

@@ -140,7 +140,7 @@ impl Engine {
         let path = path.as_ref().to_path_buf();
         let open_path = path.clone();
         let clock = options.clock.clone();
-        let (store, epoch) = tokio::task::spawn_blocking(move || -> Result<(Store, u64)> {
+        let (store, epoch, next_deadline) = tokio::task::spawn_blocking(move || {
             let lock = if options.standby {
                 LeaderLock::acquire_blocking(&open_path)?
             } else {
@@ -156,16 +156,21 @@ impl Engine {
             Store::open(&open_path, lock, config, clock, |ctx, epoch| {
                 let redelivered = queue::ops::recover(ctx)?;
                 if redelivered > 0 {
-                    tracing::info!(epoch, redelivered, "redelivered messages leased by the previous process");
+                    tracing::info!(
+                        epoch,
+                        redelivered,
+                        "redelivered messages leased by the previous process"
+                    );
                 }
-                Ok(())
+                // Timed work that came due while no process held the file is done at once.
+                Ok(queue::ops::maintain(ctx, usize::MAX)?.next_deadline)
             })
         })
         .await
         .map_err(|e| Error::Internal(format!("open task failed: {e}")))??;
         tracing::info!(path = %path.display(), epoch, "jobfile opened");
         let store = Arc::new(store);
-        let queues = Arc::new(QueueCore::new(store.clone()));
+        let queues = Arc::new(QueueCore::new(store.clone(), next_deadline));
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![tokio::spawn(queue::maintenance::run(
             queues.clone(),
@@ -204,6 +209,18 @@ impl Engine {
     /// messages it sends.
     pub fn queue_with(&self, name: &str, options: QueueOptions) -> Result<Queue> {
         Queue::new(self.inner.queues.clone(), name, options)
+    }
+
+    /// Runs the timed work that is due now (expired leases, delayed messages coming due,
+    /// dead letters past retention) and waits for it to commit, instead of waiting for the
+    /// background timer. With a [`ManualClock`](crate::ManualClock), call it after
+    /// [`advance`](crate::ManualClock::advance) to observe the effects deterministically.
+    pub async fn tick(&self) -> Result<()> {
+        let next = queue::maintenance::pass(&self.inner.queues).await?;
+        if let Some(at) = next {
+            self.inner.queues.timer.lower(at);
+        }
+        Ok(())
     }
 
     /// Commits made and ops they carried since open.

@@ -48,7 +48,9 @@ pub enum Error {
 
     /// A previous commit or fsync failed, so the engine refuses every further write rather than
     /// guess what reached the disk. Reopen the file to recover its last committed state.
-    #[error("the engine is poisoned after a failed write ({cause}); reopen the file to recover the last committed state")]
+    #[error(
+        "the engine is poisoned after a failed write ({cause}); reopen the file to recover the last committed state"
+    )]
     Poisoned {
         /// The failure that poisoned the engine.
         cause: String,

@@ -17,9 +17,9 @@ pub(crate) struct Timer {
 }
 
 impl Timer {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(next: u64) -> Self {
         Timer {
-            next: Mutex::new(0),
+            next: Mutex::new(next),
             changed: Notify::new(),
         }
     }
@@ -74,21 +74,7 @@ pub(crate) async fn run(core: Arc<QueueCore>, mut stop: watch::Receiver<bool>) {
         if !core.timer.take_if_due(clock.now_ms()) {
             continue;
         }
-        let core2 = core.clone();
-        let result = core
-            .store
-            .write(move |ctx| {
-                let done = ops::maintain(ctx, PASS_LIMIT)?;
-                let core = core2.clone();
-                let ready = done.ready.clone();
-                ctx.after_commit(move || {
-                    for (queue, n) in ready {
-                        core.wake(&queue, n);
-                    }
-                });
-                Ok(done.next_deadline)
-            })
-            .await;
+        let result = pass(&core).await;
         match result {
             Ok(Some(next)) => core.timer.lower(next),
             Ok(None) => {}
@@ -102,4 +88,23 @@ pub(crate) async fn run(core: Arc<QueueCore>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// One maintenance op: does what is due and wakes receivers after the commit. Returns the next
+/// deadline.
+pub(crate) async fn pass(core: &Arc<QueueCore>) -> crate::Result<Option<u64>> {
+    let core2 = core.clone();
+    core.store
+        .write(move |ctx| {
+            let done = ops::maintain(ctx, PASS_LIMIT)?;
+            let core = core2.clone();
+            let ready = done.ready.clone();
+            ctx.after_commit(move || {
+                for (queue, n) in ready {
+                    core.wake(&queue, n);
+                }
+            });
+            Ok(done.next_deadline)
+        })
+        .await
 }

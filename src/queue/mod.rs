@@ -92,10 +92,10 @@ pub(crate) struct QueueCore {
 }
 
 impl QueueCore {
-    pub(crate) fn new(store: Arc<Store>) -> Self {
+    pub(crate) fn new(store: Arc<Store>, next_deadline: Option<u64>) -> Self {
         QueueCore {
             store,
-            timer: Timer::new(),
+            timer: Timer::new(next_deadline.unwrap_or(u64::MAX)),
             waiters: Mutex::new(HashMap::new()),
         }
     }
@@ -396,9 +396,7 @@ impl Queue {
                 None => Ok(None),
             }
         })?;
-        Ok(found
-            .filter(|m| m.queue == *self.name)
-            .map(|m| info(id, m)))
+        Ok(found.filter(|m| m.queue == *self.name).map(|m| info(id, m)))
     }
 
     /// Counts of this queue's messages by state. Counting delayed and leased messages reads

@@ -258,7 +258,9 @@ pub(crate) fn take(
         let deadline = ctx.now.saturating_add(lease_ms);
         m.deliveries += 1;
         m.state = MessageState::Leased { deadline };
-        ctx.tx.open_table(QUEUE_LEASES)?.insert((deadline, id), ())?;
+        ctx.tx
+            .open_table(QUEUE_LEASES)?
+            .insert((deadline, id), ())?;
         save(ctx, id, &m)?;
         out.push(Taken {
             id,
@@ -329,7 +331,9 @@ pub(crate) fn extend(
     leave_state(ctx, id, &m)?;
     let deadline = ctx.now.saturating_add(lease_ms);
     m.state = MessageState::Leased { deadline };
-    ctx.tx.open_table(QUEUE_LEASES)?.insert((deadline, id), ())?;
+    ctx.tx
+        .open_table(QUEUE_LEASES)?
+        .insert((deadline, id), ())?;
     save(ctx, id, &m)?;
     Ok(Some(deadline))
 }
@@ -369,7 +373,10 @@ fn due(
     Ok(out)
 }
 
-fn first_time(ctx: &TxCtx<'_>, table: redb::TableDefinition<(u64, u64), ()>) -> Result<Option<u64>> {
+fn first_time(
+    ctx: &TxCtx<'_>,
+    table: redb::TableDefinition<(u64, u64), ()>,
+) -> Result<Option<u64>> {
     let t = ctx.tx.open_table(table)?;
     Ok(t.first()?.map(|(k, _)| k.value().0))
 }
@@ -420,7 +427,9 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
     busy |= delayed.len() >= limit;
     for (until, id) in delayed {
         ctx.tx.open_table(QUEUE_DELAYED)?.remove((until, id))?;
-        let Some(mut m) = load(ctx, id)? else { continue };
+        let Some(mut m) = load(ctx, id)? else {
+            continue;
+        };
         if !matches!(m.state, MessageState::Delayed { .. }) {
             continue;
         }
@@ -437,7 +446,9 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
     let buried = due(ctx, QUEUE_DEAD_EXPIRY, now, limit)?;
     busy |= buried.len() >= limit;
     for (purge_at, id) in buried {
-        ctx.tx.open_table(QUEUE_DEAD_EXPIRY)?.remove((purge_at, id))?;
+        ctx.tx
+            .open_table(QUEUE_DEAD_EXPIRY)?
+            .remove((purge_at, id))?;
         match load(ctx, id)? {
             Some(m) if matches!(m.state, MessageState::Dead { .. }) => erase(ctx, id, &m)?,
             _ => {}

@@ -26,10 +26,20 @@ pub(crate) struct MessageV1 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum MessageState {
-    Ready { seq: u64 },
-    Delayed { until: u64 },
-    Leased { deadline: u64 },
-    Dead { reason: DeadReason, at: u64, purge_at: u64 },
+    Ready {
+        seq: u64,
+    },
+    Delayed {
+        until: u64,
+    },
+    Leased {
+        deadline: u64,
+    },
+    Dead {
+        reason: DeadReason,
+        at: u64,
+        purge_at: u64,
+    },
 }
 
 /// Why a message was moved to the dead-letter list.

@@ -22,10 +22,7 @@ pub(crate) enum FileKind {
 /// Checks an opened database before anything is written to it.
 pub(crate) fn inspect(db: &impl ReadableDatabase, path: &Path) -> Result<FileKind> {
     let rtx = db.begin_read()?;
-    let names: Vec<String> = rtx
-        .list_tables()?
-        .map(|t| t.name().to_string())
-        .collect();
+    let names: Vec<String> = rtx.list_tables()?.map(|t| t.name().to_string()).collect();
     if names.is_empty() {
         return Ok(FileKind::Empty);
     }

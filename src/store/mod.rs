@@ -102,13 +102,13 @@ impl Store {
     /// Opens (or creates) the file under an already held leader lock, checks it is a jobfile
     /// file this build can read, then runs `recover` in the same transaction that starts the
     /// new epoch. Returns the store and the epoch.
-    pub(crate) fn open(
+    pub(crate) fn open<R>(
         path: &Path,
         lock: LeaderLock,
         config: StoreConfig,
         clock: Arc<dyn Clock>,
-        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<()>,
-    ) -> Result<(Store, u64)> {
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
+    ) -> Result<(Store, u64, R)> {
         let existing = precheck(path)?;
         let mut builder = Builder::new();
         builder.set_cache_size(config.cache_bytes);
@@ -144,7 +144,7 @@ impl Store {
             config.max_batch.max(1),
             config.quick_repair,
         );
-        let epoch = writer.run_init(recover)?;
+        let (epoch, recovered) = writer.run_init(recover)?;
         let handle = std::thread::Builder::new()
             .name("jobfile-writer".into())
             .spawn(move || writer.run())
@@ -163,6 +163,7 @@ impl Store {
                 clock,
             },
             epoch,
+            recovered,
         ))
     }
 
@@ -254,7 +255,9 @@ impl Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,21 +270,21 @@ impl Drop for Store {
 impl Writer {
     /// The first transaction of a leadership: create or check the tables, bump the epoch, run
     /// recovery, commit durably.
-    fn run_init(
+    fn run_init<R>(
         &mut self,
-        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<()>,
-    ) -> Result<u64> {
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
+    ) -> Result<(u64, R)> {
         let mut recover = Some(recover);
-        let mut epoch = 0;
+        let mut out = None;
         let mut init = |ctx: &mut TxCtx<'_>| -> Result<()> {
-            epoch = meta::init_and_bump_epoch(ctx.tx)?;
-            match recover.take() {
-                Some(r) => r(ctx, epoch),
-                None => Ok(()),
+            let epoch = meta::init_and_bump_epoch(ctx.tx)?;
+            if let Some(r) = recover.take() {
+                out = Some((epoch, r(ctx, epoch)?));
             }
+            Ok(())
         };
         self.run_direct(&mut init)?;
-        Ok(epoch)
+        out.ok_or_else(|| Error::Internal("recovery did not run".into()))
     }
 }
 

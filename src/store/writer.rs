@@ -42,7 +42,13 @@ impl TxCtx<'_> {
     pub(crate) fn next_id(&mut self, name: &'static str) -> Result<u64> {
         if !self.counters.contains_key(name) {
             let value = meta::read_counter(self.tx, name)?;
-            self.counters.insert(name, Counter { value, dirty: false });
+            self.counters.insert(
+                name,
+                Counter {
+                    value,
+                    dirty: false,
+                },
+            );
         }
         let counter = self
             .counters

@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests: temp files, manual-clock engines, and child
+//! processes that re-run this test binary in a given role (so a test can SIGKILL real work).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use jobfile::{Engine, EngineOptions, ManualClock};
+
+/// A fixed start for manual clocks: 2026-01-01T00:00:00Z.
+pub const T0: u64 = 1_767_225_600_000;
+
+pub fn temp_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("test.jobfile");
+    (dir, path)
+}
+
+pub async fn open_manual(path: &Path) -> (Engine, ManualClock) {
+    let clock = ManualClock::new(T0);
+    let engine = EngineOptions::new()
+        .clock(clock.clone())
+        .open(path)
+        .await
+        .expect("open");
+    (engine, clock)
+}
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The environment variable that tells a re-run test binary which role to play.
+pub const ROLE_VAR: &str = "JOBFILE_TEST_ROLE";
+pub const PATH_VAR: &str = "JOBFILE_TEST_PATH";
+
+/// Starts this test binary again, running only the ignored test `entry` in `role` on `path`.
+pub fn spawn_child(entry: &str, role: &str, path: &Path) -> (Child, BufReader<ChildStdout>) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args([
+            entry,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE_VAR, role)
+        .env(PATH_VAR, path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    let out = BufReader::new(child.stdout.take().expect("child stdout"));
+    (child, out)
+}
+
+/// Reads child lines until one starts with `prefix`; returns the rest of that line.
+pub fn wait_for_line(out: &mut BufReader<ChildStdout>, prefix: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).expect("read child output");
+        assert!(n > 0, "child ended before printing {prefix:?}");
+        // The test harness prints its own "test name ... " before the child's first line.
+        if let Some(at) = line.find(prefix) {
+            return line.trim_end()[at + prefix.len()..].to_string();
+        }
+    }
+}
+
+/// The role and path given to a child, if this process is one.
+pub fn child_role() -> Option<(String, PathBuf)> {
+    let role = std::env::var(ROLE_VAR).ok()?;
+    let path = std::env::var(PATH_VAR).ok()?;
+    Some((role, PathBuf::from(path)))
+}
+
+/// A small xorshift generator seeded from the process's random hasher, so kill points differ
+/// between runs; the seed is printed so a failing run can be repeated.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let seed = std::env::var("JOBFILE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| RandomState::new().hash_one(0u8) | 1);
+        eprintln!("rng seed {seed} (set JOBFILE_TEST_SEED to repeat)");
+        Rng(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
