@@ -1,9 +1,10 @@
 //! The single writer thread: takes one op, drains whatever else is waiting (up to a bound),
 //! applies them all in one write transaction, commits once, and only then answers each caller.
 //!
-//! Ops validate before they mutate, so an op that returns an ordinary error has written nothing
-//! and its neighbours commit as usual. An op that panics aborts the batch, which is then replayed
-//! one op per transaction so only the panicking op fails. A storage failure (I/O, full disk,
+//! redb cannot undo one op inside a transaction, so an op that returns an error or panics
+//! abandons the whole batch, which is then replayed one op per transaction: the failing op gets
+//! its error with nothing it wrote committed, and its neighbours commit as usual. (Ops report
+//! ordinary outcomes, like a lost lease, as values, so this path is rare.) A storage failure (I/O, full disk,
 //! failed fsync) poisons the engine: every later write is refused until the file is reopened.
 
 use std::any::Any;
@@ -75,11 +76,22 @@ impl TxCtx<'_> {
     }
 }
 
+/// How applying one op went.
+pub(crate) enum Applied {
+    /// Done; its result waits for the commit.
+    Done,
+    /// The op returned an error. It may have written part of its work, so the transaction must
+    /// not commit with it.
+    Failed,
+    /// The storage layer failed: the transaction cannot be trusted at all.
+    Storage(String),
+}
+
 /// A type-erased op on its way to the writer.
 pub(crate) trait ErasedOp: Send {
-    /// Applies the op. `Err` only for storage failures; an op's own error is kept for its reply.
-    fn apply(&mut self, ctx: &mut TxCtx<'_>) -> Result<()>;
-    /// Answers the caller: the kept result if the batch committed, else `failure`.
+    /// Applies the op, keeping its result (or error) for the reply.
+    fn apply(&mut self, ctx: &mut TxCtx<'_>) -> Applied;
+    /// Answers the caller: `failure` if given, else the kept result.
     fn finish(self: Box<Self>, failure: Option<Error>);
 }
 
@@ -95,15 +107,16 @@ where
     T: Send + 'static,
     F: FnMut(&mut TxCtx<'_>) -> Result<T> + Send + 'static,
 {
-    fn apply(&mut self, ctx: &mut TxCtx<'_>) -> Result<()> {
+    fn apply(&mut self, ctx: &mut TxCtx<'_>) -> Applied {
         let _enter = self.span.enter();
-        match (self.f)(ctx) {
-            Err(e) if e.is_storage() => Err(e),
-            other => {
-                self.result = Some(other);
-                Ok(())
-            }
-        }
+        let result = (self.f)(ctx);
+        let applied = match &result {
+            Ok(_) => Applied::Done,
+            Err(e) if e.is_storage() => Applied::Storage(e.to_string()),
+            Err(_) => Applied::Failed,
+        };
+        self.result = Some(result);
+        applied
     }
 
     fn finish(self: Box<Self>, failure: Option<Error>) {
@@ -124,7 +137,11 @@ pub(crate) enum Msg {
 }
 
 enum BatchFailure {
+    /// An op returned an error; the transaction was abandoned.
+    OpFailed,
+    /// An op panicked; the transaction was abandoned.
     Panic(String),
+    /// Storage failed; the engine must be poisoned.
     Storage(Error),
 }
 
@@ -249,8 +266,9 @@ impl Writer {
                 hooks.into_iter().for_each(|h| h());
             }
             Err(BatchFailure::Storage(e)) => self.fail_all(batch, e),
-            Err(BatchFailure::Panic(..)) => {
-                // Replay one op per transaction so only the op that panics fails.
+            Err(BatchFailure::OpFailed | BatchFailure::Panic(_)) => {
+                // Replay one op per transaction so only the failing op fails, and nothing it
+                // wrote before failing is committed.
                 let ops: Vec<_> = batch.drain(..).collect();
                 for op in ops {
                     let mut single = vec![op];
@@ -259,6 +277,9 @@ impl Writer {
                             self.shared.record_commit(1);
                             single.drain(..).for_each(|op| op.finish(None));
                             hooks.into_iter().for_each(|h| h());
+                        }
+                        Err(BatchFailure::OpFailed) => {
+                            single.drain(..).for_each(|op| op.finish(None));
                         }
                         Err(BatchFailure::Panic(msg)) => {
                             tracing::error!(panic = %msg, "a write op panicked");
@@ -332,8 +353,9 @@ impl Writer {
         };
         for op in ops.iter_mut() {
             match catch_unwind(AssertUnwindSafe(|| op.apply(&mut ctx))) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(storage(e)),
+                Ok(Applied::Done) => {}
+                Ok(Applied::Failed) => return Err(BatchFailure::OpFailed),
+                Ok(Applied::Storage(e)) => return Err(storage(Error::Storage(e))),
                 Err(panic) => return Err(BatchFailure::Panic(panic_message(&panic))),
             }
         }
