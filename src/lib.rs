@@ -52,4 +52,11 @@ pub use store::{Durability, StoreStats};
 /// Tools for testing what an application (or jobfile itself) does when storage fails.
 pub mod testing {
     pub use crate::store::faults::FaultInjector;
+
+    /// Decodes `bytes` as every kind of stored record, the way the engine reads them from the
+    /// file. Returns [`Error::Corrupt`](crate::Error::Corrupt) for bytes that are no valid
+    /// record; never panics, whatever the input. The fuzz targets in `fuzz/` drive it.
+    pub fn decode_stored_records(bytes: &[u8]) -> crate::Result<()> {
+        crate::queue::decode_message_record(bytes)
+    }
 }

@@ -26,11 +26,11 @@ impl Timer {
 
     /// Makes sure maintenance runs no later than `at`.
     pub(crate) fn lower(&self, at: u64) {
-        if let Ok(mut next) = self.next.lock() {
-            if at < *next {
-                *next = at;
-                self.changed.notify_one();
-            }
+        if let Ok(mut next) = self.next.lock()
+            && at < *next
+        {
+            *next = at;
+            self.changed.notify_one();
         }
     }
 

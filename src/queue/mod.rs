@@ -262,6 +262,12 @@ fn info(id: u64, m: MessageV1) -> MessageInfo {
 
 const MAX_QUEUE_NAME: usize = 256;
 
+/// Decodes a stored message record (for fuzzing the decoder).
+pub(crate) fn decode_message_record(bytes: &[u8]) -> Result<()> {
+    let StoredMessage::V1(_) = decode("queue_messages", bytes)?;
+    Ok(())
+}
+
 impl Queue {
     pub(crate) fn new(core: Arc<QueueCore>, name: &str, options: QueueOptions) -> Result<Self> {
         if name.is_empty() || name.len() > MAX_QUEUE_NAME {
@@ -544,10 +550,7 @@ impl Send<'_> {
 
     /// Makes the message ready at `at`. Wins over [`Send::delay`].
     pub fn at(self, at: SystemTime) -> Self {
-        let ms = at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| millis(d))
-            .unwrap_or(0);
+        let ms = at.duration_since(UNIX_EPOCH).map(millis).unwrap_or(0);
         self.at_ms(ms)
     }
 

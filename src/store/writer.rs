@@ -269,7 +269,7 @@ impl Writer {
             Err(BatchFailure::OpFailed | BatchFailure::Panic(_)) => {
                 // Replay one op per transaction so only the failing op fails, and nothing it
                 // wrote before failing is committed.
-                let ops: Vec<_> = batch.drain(..).collect();
+                let ops = std::mem::take(batch);
                 for op in ops {
                     let mut single = vec![op];
                     match self.try_batch(&mut single, durable) {

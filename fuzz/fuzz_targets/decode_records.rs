@@ -1,0 +1,11 @@
+//! Arbitrary bytes through every stored-record decoder: errors are fine, panics are not.
+//!
+//!     cargo +nightly fuzz run decode_records
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = jobfile::testing::decode_stored_records(data);
+});
