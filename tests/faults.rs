@@ -123,3 +123,43 @@ async fn a_poisoned_batch_fails_every_caller_in_it() {
     engine.shutdown(secs(5)).await.unwrap();
     assert_eq!(payloads_after_reopen(&path).await, vec![b"ok".to_vec()]);
 }
+
+#[tokio::test]
+async fn relaxed_durability_skips_the_fsync_per_commit_and_flushes_at_close() {
+    let (_dir, path) = temp_file();
+    let faults = FaultInjector::new();
+    let engine = EngineOptions::new()
+        .durability(jobfile::Durability::Relaxed {
+            flush_every: secs(3600),
+        })
+        .fault_injector(faults.clone())
+        .open(&path)
+        .await
+        .unwrap();
+    let q = engine.queue("work").unwrap();
+    // Every fsync would fail, yet the sends succeed: relaxed commits do not fsync.
+    faults.fail_syncs_after(0);
+    for p in [b"a", b"b", b"c"] {
+        q.send(p.to_vec()).await.unwrap();
+    }
+    assert_eq!(faults.faults_injected(), 0);
+    assert!(engine.poisoned().is_none());
+    faults.heal();
+    // Closing flushes what the relaxed commits left unsynced.
+    engine.shutdown(secs(5)).await.unwrap();
+    assert_eq!(
+        payloads_after_reopen(&path).await,
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn immediate_durability_fsyncs_before_answering() {
+    let (_dir, path) = temp_file();
+    let (engine, faults) = open_faulty(&path).await;
+    let q = engine.queue("work").unwrap();
+    faults.fail_syncs_after(0);
+    // The default mode cannot acknowledge a send whose fsync failed.
+    assert!(is_poisoned(&q.send(b"a".to_vec()).await.unwrap_err()));
+    assert_eq!(faults.faults_injected(), 1);
+}
