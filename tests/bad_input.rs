@@ -5,6 +5,22 @@ mod common;
 use common::{secs, temp_file};
 use jobfile::{Engine, Error};
 
+/// Writes `value` under `key` in `table` of the file, as another program (or a future jobfile)
+/// might.
+fn put<K, V>(path: &std::path::Path, table: &str, key: K::SelfType<'_>, value: V::SelfType<'_>)
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    let db = redb::Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let def: redb::TableDefinition<K, V> = redb::TableDefinition::new(table);
+        tx.open_table(def).unwrap().insert(key, value).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
 fn assert_unchanged(path: &std::path::Path, before: &[u8]) {
     assert_eq!(
         std::fs::read(path).unwrap(),
@@ -41,16 +57,7 @@ async fn a_text_file_shorter_than_a_header_is_not_a_jobfile() {
 #[tokio::test]
 async fn another_programs_redb_file_is_refused_untouched() {
     let (_dir, path) = temp_file();
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let def: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("users");
-            let mut t = tx.open_table(def).unwrap();
-            t.insert("alice", 1).unwrap();
-        }
-        tx.commit().unwrap();
-    }
+    put::<&str, u64>(&path, "users", "alice", 1);
     let before = std::fs::read(&path).unwrap();
     match Engine::open(&path).await {
         Err(Error::NotAJobfile { reason, .. }) => {
@@ -73,17 +80,8 @@ async fn a_newer_format_is_refused_untouched() {
         .await
         .unwrap();
     engine.shutdown(secs(5)).await.unwrap();
-    {
-        // What a future jobfile would write.
-        let db = redb::Database::open(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let def: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("jobfile_meta");
-            let mut t = tx.open_table(def).unwrap();
-            t.insert("format_version", 99).unwrap();
-        }
-        tx.commit().unwrap();
-    }
+    // What a future jobfile would write.
+    put::<&str, u64>(&path, "jobfile_meta", "format_version", 99);
     let before = std::fs::read(&path).unwrap();
     match Engine::open(&path).await {
         Err(Error::NewerFormat {
@@ -116,17 +114,7 @@ async fn a_corrupt_record_is_a_typed_error_not_a_panic() {
         .unwrap()
         .id;
     engine.shutdown(secs(5)).await.unwrap();
-    {
-        let db = redb::Database::open(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let def: redb::TableDefinition<u64, &[u8]> =
-                redb::TableDefinition::new("queue_messages");
-            let mut t = tx.open_table(def).unwrap();
-            t.insert(id, &[0xFFu8, 0xFF, 0xFF][..]).unwrap();
-        }
-        tx.commit().unwrap();
-    }
+    put::<u64, &[u8]>(&path, "queue_messages", id, &[0xFFu8, 0xFF, 0xFF][..]);
     let engine = Engine::open(&path).await.unwrap();
     let q = engine.queue("work").unwrap();
     match q.get(id) {

@@ -262,6 +262,34 @@ fn info(id: u64, m: MessageV1) -> MessageInfo {
 
 const MAX_QUEUE_NAME: usize = 256;
 
+#[cfg(test)]
+mod tests {
+    use super::record::{MessageState, MessageV1, StoredMessage, StoredMessageRef};
+    use crate::store::codec::{decode, encode};
+
+    #[test]
+    fn borrowed_and_owned_records_encode_identically() {
+        let m = MessageV1 {
+            queue: "q".into(),
+            payload: vec![1, 2, 3],
+            priority: -2,
+            key: Some("k".into()),
+            enqueued_at: 7,
+            max_age_ms: 9,
+            max_deliveries: 10,
+            dead_retention_ms: 11,
+            deliveries: 1,
+            state: MessageState::Leased { deadline: 99 },
+            last_error: Some("e".into()),
+        };
+        let owned = encode(&StoredMessage::V1(m.clone()));
+        assert_eq!(encode(&StoredMessageRef::V1(&m)), owned);
+        let StoredMessage::V1(back) = decode("t", &owned).expect("decode");
+        assert_eq!(back.payload, m.payload);
+        assert_eq!(back.state, m.state);
+    }
+}
+
 /// Decodes a stored message record (for fuzzing the decoder).
 pub(crate) fn decode_message_record(bytes: &[u8]) -> Result<()> {
     let StoredMessage::V1(_) = decode("queue_messages", bytes)?;

@@ -3,7 +3,7 @@
 
 use redb::ReadableTable;
 
-use super::record::{DeadReason, MessageState, MessageV1, StoredMessage};
+use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMessageRef};
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode, priority_key};
@@ -74,7 +74,7 @@ fn load(ctx: &TxCtx<'_>, id: u64) -> Result<Option<MessageV1>> {
 }
 
 fn save(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
-    let bytes = encode(&StoredMessage::V1(m.clone()));
+    let bytes = encode(&StoredMessageRef::V1(m));
     ctx.tx
         .open_table(QUEUE_MESSAGES)?
         .insert(id, bytes.as_slice())?;

@@ -8,6 +8,13 @@ pub(crate) enum StoredMessage {
     V1(MessageV1),
 }
 
+/// The borrowed twin of [`StoredMessage`] for writing: it encodes to the same bytes (same
+/// variant order) without cloning the payload.
+#[derive(Debug, Serialize)]
+pub(crate) enum StoredMessageRef<'a> {
+    V1(&'a MessageV1),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MessageV1 {
     pub(crate) queue: String,
