@@ -164,6 +164,12 @@ async fn expired_lease_is_redelivered_with_its_count_and_old_owner_loses() {
     let info = q.get(id).unwrap().unwrap();
     assert_eq!(info.last_error.as_deref(), Some("lease expired"));
     assert!(!first.nack(Duration::ZERO).await.unwrap());
+    let mut first = first;
+    assert!(
+        !first.extend(secs(30)).await.unwrap(),
+        "a lost lease cannot be extended"
+    );
+    assert!(!first.dead_letter("late").await.unwrap());
     assert!(second.ack().await.unwrap());
     assert!(q.get(id).unwrap().is_none());
 }
