@@ -1,15 +1,21 @@
 //! The engine: opens the file under the leader lock, recovers, and runs the background tasks.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::lock::LeaderLock;
+use crate::job::core::JobCore;
+use crate::job::ops::{self as job_ops, Effects};
+use crate::job::{JobCtx, JobError, JobHandle, JobMetric, JobSpec, Jobs, MetricCallback, StopReason};
 use crate::queue::{self, Queue, QueueCore, QueueOptions};
 use crate::store::faults::FaultInjector;
 use crate::store::{Durability, Store, StoreConfig, StoreStats};
@@ -24,6 +30,18 @@ pub struct EngineOptions {
     quick_repair: bool,
     cache_bytes: usize,
     faults: Option<FaultInjector>,
+    max_running_jobs: usize,
+    on_job_metric: Option<MetricHook>,
+}
+
+/// The metrics callback, shown by `Debug` only as present.
+#[derive(Clone)]
+struct MetricHook(MetricCallback);
+
+impl std::fmt::Debug for MetricHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricHook")
+    }
 }
 
 impl Default for EngineOptions {
@@ -36,6 +54,8 @@ impl Default for EngineOptions {
             quick_repair: false,
             cache_bytes: 64 * 1024 * 1024,
             faults: None,
+            max_running_jobs: 256,
+            on_job_metric: None,
         }
     }
 }
@@ -91,6 +111,22 @@ impl EngineOptions {
         self
     }
 
+    /// The most job handlers running at once in this process, across all definitions (each
+    /// definition's own concurrency also applies). Default 256.
+    pub fn max_running_jobs(mut self, n: usize) -> Self {
+        self.max_running_jobs = n.max(1);
+        self
+    }
+
+    /// A callback told of every job event worth counting ([`JobMetric`]): submits, starts,
+    /// completions with their run time, retries, failures, cancels, timeouts, recoveries.
+    /// It runs on the writer's thread after each commit, so it must be quick; a panic in it is
+    /// caught and ignored.
+    pub fn on_job_metric(mut self, callback: impl Fn(&JobMetric) + Send + Sync + 'static) -> Self {
+        self.on_job_metric = Some(MetricHook(Arc::new(callback)));
+        self
+    }
+
     /// Opens `path` with these options. See [`Engine::open`].
     pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
         Engine::open_with(path, self).await
@@ -114,6 +150,7 @@ struct EngineInner {
     epoch: u64,
     store: Arc<Store>,
     queues: Arc<QueueCore>,
+    jobs: Arc<JobCore>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -141,7 +178,9 @@ impl Engine {
         let path = path.as_ref().to_path_buf();
         let open_path = path.clone();
         let clock = options.clock.clone();
-        let (store, epoch, next_deadline) = tokio::task::spawn_blocking(move || {
+        let max_running_jobs = options.max_running_jobs;
+        let on_job_metric = options.on_job_metric.clone().map(|h| h.0);
+        let (store, epoch, (next_deadline, job_effects)) = tokio::task::spawn_blocking(move || {
             let lock = if options.standby {
                 LeaderLock::acquire_blocking(&open_path)?
             } else {
@@ -163,8 +202,23 @@ impl Engine {
                         "redelivered messages leased by the previous process"
                     );
                 }
+                let mut job_fx = Effects::default();
+                let (requeued, failed) = job_ops::recover::recover(ctx, &mut job_fx)?;
+                if requeued + failed > 0 {
+                    tracing::info!(
+                        epoch,
+                        requeued,
+                        crash_looped = failed,
+                        "recovered jobs left running by the previous process"
+                    );
+                }
                 // Timed work that came due while no process held the file is done at once.
-                Ok(queue::ops::maintain(ctx, usize::MAX)?.next_deadline)
+                let queue_next = queue::ops::maintain(ctx, usize::MAX)?.next_deadline;
+                let job_next = job_ops::sweep::sweep(ctx, usize::MAX, &mut job_fx)?;
+                if let Some(at) = job_next {
+                    job_fx.deadline = Some(job_fx.deadline.map_or(at, |d| d.min(at)));
+                }
+                Ok((queue_next, job_fx))
             })
         })
         .await
@@ -173,16 +227,33 @@ impl Engine {
         let store = Arc::new(store);
         let queues = Arc::new(QueueCore::new(store.clone(), next_deadline));
         let (stop, stop_rx) = watch::channel(false);
-        let tasks = vec![tokio::spawn(queue::maintenance::run(
-            queues.clone(),
-            stop_rx,
-        ))];
+        let jobs = JobCore::new(
+            store.clone(),
+            epoch,
+            max_running_jobs,
+            on_job_metric,
+            stop_rx.clone(),
+            job_effects,
+        );
+        let job_timer = {
+            let jobs = jobs.clone();
+            let clock = store.clock().clone();
+            let stop = stop_rx.clone();
+            async move {
+                crate::timer::run("job", &jobs.timer, clock, stop, || jobs.sweep()).await;
+            }
+        };
+        let tasks = vec![
+            tokio::spawn(queue::maintenance::run(queues.clone(), stop_rx)),
+            tokio::spawn(job_timer),
+        ];
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 path,
                 epoch,
                 store,
                 queues,
+                jobs,
                 stop,
                 tasks: Mutex::new(tasks),
             }),
@@ -212,14 +283,54 @@ impl Engine {
         Queue::new(self.inner.queues.clone(), name, options)
     }
 
-    /// Runs the timed work that is due now (expired leases, delayed messages coming due,
-    /// dead letters past retention) and waits for it to commit, instead of waiting for the
+    /// Registers `handler` for the jobs of `spec` and starts its workers at once (jobs already
+    /// queued under this name start running). Returns the typed handle to submit and join.
+    ///
+    /// The handler gets a [`JobCtx`] and the decoded input, and returns the output or a
+    /// [`JobError`]. A panic is caught and recorded as a retryable failure with code `PANIC`.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a bad option or a name that already has a
+    /// handler in this engine.
+    pub fn register<I, O, H, Fut>(&self, spec: JobSpec, handler: H) -> Result<JobHandle<I, O>>
+    where
+        I: Serialize + DeserializeOwned + Send + 'static,
+        O: Serialize + DeserializeOwned + Send + 'static,
+        H: Fn(JobCtx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<O, JobError>> + Send + 'static,
+    {
+        let handle = JobHandle::new(self.inner.jobs.clone(), spec)?;
+        handle.start(handler)?;
+        Ok(handle)
+    }
+
+    /// A typed handle to submit and join jobs of `spec` without running them in this process
+    /// (they wait until some engine registers a handler for the name).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a bad option.
+    pub fn job<I, O>(&self, spec: JobSpec) -> Result<JobHandle<I, O>>
+    where
+        I: Serialize + DeserializeOwned + Send + 'static,
+        O: Serialize + DeserializeOwned + Send + 'static,
+    {
+        JobHandle::new(self.inner.jobs.clone(), spec)
+    }
+
+    /// Every job, whatever its definition: inspect, list, the dead-letter view, events, metrics.
+    pub fn jobs(&self) -> Jobs {
+        Jobs::new(self.inner.jobs.clone())
+    }
+
+    /// Runs the timed work that is due now (expired leases, delayed messages and jobs coming
+    /// due, retention purges) and waits for it to commit, instead of waiting for the
     /// background timer. With a [`ManualClock`](crate::ManualClock), call it after
     /// [`advance`](crate::ManualClock::advance) to observe the effects deterministically.
     pub async fn tick(&self) -> Result<()> {
         let next = queue::maintenance::pass(&self.inner.queues).await?;
         if let Some(at) = next {
             self.inner.queues.timer.lower(at);
+        }
+        if let Some(at) = self.inner.jobs.sweep().await? {
+            self.inner.jobs.timer.lower(at);
         }
         Ok(())
     }
@@ -234,11 +345,31 @@ impl Engine {
         self.inner.store.poisoned()
     }
 
-    /// Stops the background tasks, lets writes already queued commit, closes the file and
-    /// releases the lock, waiting at most `deadline` for running tasks. Later calls on this
-    /// engine (or its queues) fail with [`Error::Closed`].
+    /// Shuts down gracefully: workers stop claiming, running handlers get the stop signal
+    /// ([`StopReason::Shutdown`]) and `deadline` to finish. A handler that finishes in time
+    /// has its result recorded (an error is not charged as an attempt); one still running then
+    /// is stopped and its job handed back to the queue without charging an attempt. Then
+    /// queued writes commit, the file closes and the lock is released. Later calls on this
+    /// engine (or its handles) fail with [`Error::Closed`].
     pub async fn shutdown(&self, deadline: Duration) -> Result<()> {
         let _ = self.inner.stop.send(true);
+        let jobs = &self.inner.jobs;
+        for (_, signal) in jobs.running_signals() {
+            signal.fire(StopReason::Shutdown);
+        }
+        if tokio::time::timeout(deadline, jobs.wait_idle()).await.is_err() {
+            let epoch = jobs.epoch;
+            for (id, signal) in jobs.running_signals() {
+                let attempt = signal.attempt;
+                let released = jobs
+                    .write(move |ctx, fx| job_ops::recover::release(ctx, id, attempt, epoch, fx))
+                    .await;
+                if let Err(e) = released {
+                    tracing::warn!(id, error = %e, "could not hand a job back at shutdown");
+                }
+                signal.abort();
+            }
+        }
         let tasks: Vec<_> = self
             .inner
             .tasks

@@ -87,6 +87,23 @@ pub enum Error {
         id: u64,
     },
 
+    /// No job with this id exists (it was never submitted, or was pruned after its retention).
+    #[error("no job {id}")]
+    UnknownJob {
+        /// The job id that was not found.
+        id: u64,
+    },
+
+    /// A stored value does not decode into the type the caller asked for (the job's output
+    /// type changed since it was stored, for instance).
+    #[error("{what} has the wrong type: {detail}")]
+    TypeMismatch {
+        /// What was being decoded.
+        what: String,
+        /// The decoder's complaint.
+        detail: String,
+    },
+
     /// The storage layer failed (I/O, a full disk, a damaged file).
     #[error("storage failure: {0}")]
     Storage(String),

@@ -36,13 +36,20 @@
 mod clock;
 mod engine;
 mod error;
+mod job;
 mod lock;
 mod queue;
 mod store;
+mod timer;
 
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, Result};
+pub use job::{
+    Backoff, CancelOutcome, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream, JobEvents,
+    JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobSpec, JobState, Jobs,
+    MetricCallback, Outcome, Progress, StopReason, Submit, Submitted,
+};
 pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,
     Send, SendReceipt,

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::codec::decode;
 use crate::store::tables::{QUEUE_DEAD, QUEUE_DELAYED, QUEUE_LEASES, QUEUE_MESSAGES, QUEUE_READY};
-use maintenance::Timer;
+use crate::timer::Timer;
 use ops::{Became, NewMessage};
 pub use record::DeadReason;
 use record::{MessageState, MessageV1, StoredMessage};
@@ -95,7 +95,7 @@ impl QueueCore {
     pub(crate) fn new(store: Arc<Store>, next_deadline: Option<u64>) -> Self {
         QueueCore {
             store,
-            timer: Timer::new(next_deadline.unwrap_or(u64::MAX)),
+            timer: Timer::new(next_deadline),
             waiters: Mutex::new(HashMap::new()),
         }
     }

@@ -30,6 +30,31 @@ pub(crate) const QUEUE_DEAD_EXPIRY: TableDefinition<(u64, u64), ()> =
 pub(crate) const QUEUE_KEYS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("queue_keys");
 
+/// Jobs by id.
+pub(crate) const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+/// Jobs ready to run: (definition name, priority key, sequence) -> job id. The first key of a
+/// name's range is the next job to claim: highest priority, then oldest.
+pub(crate) const JOB_READY: TableDefinition<(&str, u32, u64), u64> =
+    TableDefinition::new("job_ready");
+/// Queued jobs waiting for a delay or a backoff: (run at ms, job id).
+pub(crate) const JOB_DELAYED: TableDefinition<(u64, u64), ()> = TableDefinition::new("job_delayed");
+/// Running attempts: (the earlier of lease and attempt deadline in ms, job id).
+pub(crate) const JOB_LEASES: TableDefinition<(u64, u64), ()> = TableDefinition::new("job_leases");
+/// Idempotency keys: (definition name, key) -> job id, kept while the job is retained.
+pub(crate) const JOB_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("job_keys");
+/// Each job's event stream: (job id, sequence) -> event.
+pub(crate) const JOB_EVENTS: TableDefinition<(u64, u32), &[u8]> =
+    TableDefinition::new("job_events");
+/// Memoized step results: (job id, step id) -> the step's output.
+pub(crate) const JOB_STEPS: TableDefinition<(u64, &str), &[u8]> =
+    TableDefinition::new("job_steps");
+/// Jobs in a terminal state: (state code, job id), for listing by state.
+pub(crate) const JOB_FINISHED: TableDefinition<(u8, u64), ()> =
+    TableDefinition::new("job_finished");
+/// Terminal jobs by the instant their retention ends: (purge at ms, job id).
+pub(crate) const JOB_RETENTION: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("job_retention");
+
 /// Names of every table jobfile creates; a redb file holding other tables is not ours.
 pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "jobfile_meta",
@@ -40,6 +65,15 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "queue_dead",
     "queue_dead_expiry",
     "queue_keys",
+    "jobs",
+    "job_ready",
+    "job_delayed",
+    "job_leases",
+    "job_keys",
+    "job_events",
+    "job_steps",
+    "job_finished",
+    "job_retention",
 ];
 
 /// Creates every table, so readers never meet a missing one.
@@ -52,6 +86,15 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(QUEUE_DEAD)?;
     tx.open_table(QUEUE_DEAD_EXPIRY)?;
     tx.open_table(QUEUE_KEYS)?;
+    tx.open_table(JOBS)?;
+    tx.open_table(JOB_READY)?;
+    tx.open_table(JOB_DELAYED)?;
+    tx.open_table(JOB_LEASES)?;
+    tx.open_table(JOB_KEYS)?;
+    tx.open_table(JOB_EVENTS)?;
+    tx.open_table(JOB_STEPS)?;
+    tx.open_table(JOB_FINISHED)?;
+    tx.open_table(JOB_RETENTION)?;
     debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
     Ok(())
 }

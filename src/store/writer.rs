@@ -35,6 +35,9 @@ pub(crate) struct TxCtx<'a> {
 struct Counter {
     value: u64,
     dirty: bool,
+    /// A gauge's cached value is only valid while it matches the file: an abandoned batch
+    /// forgets it. (An id counter keeps running instead: ids are never reused.)
+    gauge: bool,
 }
 
 impl TxCtx<'_> {
@@ -48,6 +51,7 @@ impl TxCtx<'_> {
                 Counter {
                     value,
                     dirty: false,
+                    gauge: false,
                 },
             );
         }
@@ -58,6 +62,32 @@ impl TxCtx<'_> {
         counter.value += 1;
         counter.dirty = true;
         Ok(counter.value)
+    }
+
+    /// Adds `delta` to a named gauge (a counter that can go down, such as "jobs queued now"),
+    /// saturating at zero. Committed with the batch, so it always matches the stored state.
+    pub(crate) fn adjust(&mut self, name: &'static str, delta: i64) -> Result<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        if !self.counters.contains_key(name) {
+            let value = meta::read_counter(self.tx, name)?;
+            self.counters.insert(
+                name,
+                Counter {
+                    value,
+                    dirty: false,
+                    gauge: true,
+                },
+            );
+        }
+        let counter = self
+            .counters
+            .get_mut(name)
+            .ok_or_else(|| Error::Internal("counter vanished".into()))?;
+        counter.value = counter.value.saturating_add_signed(delta);
+        counter.dirty = true;
+        Ok(())
     }
 
     /// Runs `hook` once the batch is durable (never, if it is not).
@@ -330,6 +360,19 @@ impl Writer {
 
     #[allow(clippy::type_complexity)]
     fn try_batch(
+        &mut self,
+        ops: &mut [Box<dyn ErasedOp>],
+        durable: bool,
+    ) -> Result<Vec<Box<dyn FnOnce() + Send>>, BatchFailure> {
+        let outcome = self.apply_and_commit(ops, durable);
+        if outcome.is_err() {
+            self.counters.retain(|_, c| !c.gauge);
+        }
+        outcome
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn apply_and_commit(
         &mut self,
         ops: &mut [Box<dyn ErasedOp>],
         durable: bool,

@@ -1,0 +1,243 @@
+//! State shared by every job handle, worker and attempt of one engine: the wake-ups, the
+//! running attempts' signals, the watchers of job changes, the counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, Semaphore, watch};
+
+use super::metrics::{Counters, JobMetric, JobMetrics, MetricCallback};
+use super::ops::{self, Effects};
+use super::signal::AttemptSignal;
+use crate::error::Result;
+use crate::store::tables::META;
+use crate::store::{Store, TxCtx};
+use crate::timer::Timer;
+
+/// Jobs handled per kind of timed work in one timer pass.
+pub(crate) const SWEEP_LIMIT: usize = 512;
+
+pub(crate) struct JobCore {
+    pub(crate) store: Arc<Store>,
+    pub(crate) timer: Timer,
+    pub(crate) epoch: u64,
+    /// Caps handlers running at once across all definitions.
+    pub(crate) global: Arc<Semaphore>,
+    pub(crate) counters: Counters,
+    /// Fires when the engine stops: workers stop claiming.
+    pub(crate) stop: watch::Receiver<bool>,
+    ready: Mutex<HashMap<String, Arc<Notify>>>,
+    watchers: Mutex<HashMap<u64, watch::Sender<u64>>>,
+    running: Mutex<HashMap<u64, Arc<AttemptSignal>>>,
+    registered: Mutex<Vec<String>>,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl std::fmt::Debug for JobCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobCore")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl JobCore {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        epoch: u64,
+        max_running: usize,
+        callback: Option<MetricCallback>,
+        stop: watch::Receiver<bool>,
+        recovered: Effects,
+    ) -> Arc<Self> {
+        let core = Arc::new(JobCore {
+            store,
+            timer: Timer::new(recovered.deadline),
+            epoch,
+            global: Arc::new(Semaphore::new(max_running.max(1))),
+            counters: Counters::new(callback),
+            stop,
+            ready: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            registered: Mutex::new(Vec::new()),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        });
+        core.clone().effects_done(recovered);
+        core
+    }
+
+    /// Sends `f` to the writer; what it collects in its [`Effects`] happens after the commit.
+    pub(crate) async fn write<T, F>(self: &Arc<Self>, mut f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut TxCtx<'_>, &mut Effects) -> Result<T> + Send + 'static,
+    {
+        let core = self.clone();
+        self.store
+            .write(move |ctx| {
+                let mut fx = Effects::default();
+                let out = f(ctx, &mut fx)?;
+                let core = core.clone();
+                ctx.after_commit(move || core.effects_done(fx));
+                Ok(out)
+            })
+            .await
+    }
+
+    fn effects_done(self: Arc<Self>, fx: Effects) {
+        for name in &fx.ready {
+            self.ready_notify(name).notify_one();
+        }
+        if let Some(at) = fx.deadline {
+            self.timer.lower(at);
+        }
+        if !fx.signals.is_empty() {
+            let running = lock(&self.running);
+            for (id, attempt, why) in fx.signals {
+                if let Some(signal) = running.get(&id)
+                    && signal.attempt == attempt
+                {
+                    signal.fire(why);
+                }
+            }
+        }
+        if !fx.touched.is_empty() {
+            let mut watchers = lock(&self.watchers);
+            for id in &fx.touched {
+                if let Some(tx) = watchers.get(id) {
+                    if tx.receiver_count() == 0 {
+                        watchers.remove(id);
+                    } else {
+                        tx.send_modify(|v| *v += 1);
+                    }
+                }
+            }
+        }
+        for event in &fx.metrics {
+            self.counters.record(event);
+            log_metric(event);
+        }
+    }
+
+    pub(crate) fn ready_notify(&self, name: &str) -> Arc<Notify> {
+        lock(&self.ready)
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    /// A receiver that changes whenever job `id` changes (state, events, progress).
+    pub(crate) fn watch(&self, id: u64) -> watch::Receiver<u64> {
+        lock(&self.watchers)
+            .entry(id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Claims `name` for a handler; false if one is registered already.
+    pub(crate) fn register_name(&self, name: &str) -> bool {
+        let mut names = lock(&self.registered);
+        if names.iter().any(|n| n == name) {
+            return false;
+        }
+        names.push(name.to_string());
+        true
+    }
+
+    pub(crate) fn attempt_started(&self, id: u64, signal: Arc<AttemptSignal>) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        lock(&self.running).insert(id, signal);
+    }
+
+    pub(crate) fn attempt_ended(&self, id: u64, signal: &Arc<AttemptSignal>) {
+        {
+            let mut running = lock(&self.running);
+            if running.get(&id).is_some_and(|s| Arc::ptr_eq(s, signal)) {
+                running.remove(&id);
+            }
+        }
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// The signal of the attempt of `id` running in this process, if any.
+    pub(crate) fn running_signal(&self, id: u64) -> Option<Arc<AttemptSignal>> {
+        lock(&self.running).get(&id).cloned()
+    }
+
+    pub(crate) fn running_signals(&self) -> Vec<(u64, Arc<AttemptSignal>)> {
+        lock(&self.running)
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect()
+    }
+
+    /// Waits until no attempt runs in this process.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> Result<JobMetrics> {
+        let (running, queued) = self.store.read(|rtx| {
+            let meta = rtx.open_table(META)?;
+            let get = |name: &str| -> Result<u64> {
+                Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
+            };
+            Ok((get(ops::RUNNING_GAUGE)?, get(ops::QUEUED_GAUGE)?))
+        })?;
+        Ok(self.counters.snapshot(running, queued))
+    }
+
+    /// One timer pass; returns the next deadline.
+    pub(crate) async fn sweep(self: &Arc<Self>) -> Result<Option<u64>> {
+        self.write(|ctx, fx| ops::sweep::sweep(ctx, SWEEP_LIMIT, fx))
+            .await
+    }
+}
+
+fn log_metric(event: &JobMetric) {
+    match event {
+        JobMetric::Retried {
+            name,
+            attempt,
+            code,
+        } => tracing::info!(job = %name, attempt, code = %code, "job attempt failed; retry scheduled"),
+        JobMetric::Failed {
+            name,
+            attempt,
+            code,
+        } => tracing::warn!(job = %name, attempt, code = %code, "job failed"),
+        JobMetric::TimedOut { name, attempt } => {
+            tracing::warn!(job = %name, attempt, "job timed out")
+        }
+        JobMetric::Recovered { name } => {
+            tracing::info!(job = %name, "job recovered after its process died")
+        }
+        JobMetric::Started { name, attempt } => {
+            tracing::debug!(job = %name, attempt, "job attempt started")
+        }
+        JobMetric::Completed {
+            name,
+            attempt,
+            run_ms,
+        } => tracing::debug!(job = %name, attempt, run_ms, "job completed"),
+        JobMetric::Submitted { .. } | JobMetric::Cancelled { .. } => {}
+    }
+}

@@ -1,0 +1,229 @@
+//! What a handler gets: its job's identity, memoized steps, progress, heartbeats and the stop
+//! signal.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::core::JobCore;
+use super::error::JobError;
+use super::ops;
+use super::signal::{AttemptSignal, StopReason};
+use crate::store::tables::JOB_STEPS;
+
+/// The longest step id, in bytes.
+const MAX_STEP_ID: usize = 256;
+
+/// The context of one attempt. Cheap to clone; every clone speaks for the same attempt.
+///
+/// Writes made through it (steps, progress, heartbeats) are refused with code `LOST` once the
+/// attempt no longer owns its job: after a cancel, a timeout, or a shutdown hand-back.
+#[derive(Clone)]
+pub struct JobCtx {
+    inner: Arc<CtxInner>,
+}
+
+struct CtxInner {
+    core: Arc<JobCore>,
+    id: u64,
+    name: Arc<str>,
+    attempt: u32,
+    meta: Vec<(String, String)>,
+    signal: Arc<AttemptSignal>,
+    steps_seen: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for JobCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobCtx")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .field("attempt", &self.inner.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lost(id: u64, what: &str) -> JobError {
+    JobError::permanent(format!(
+        "job {id}: {what} refused; this attempt no longer owns the job (cancelled, timed out or handed back)"
+    ))
+    .code("LOST")
+}
+
+impl JobCtx {
+    pub(crate) fn new(
+        core: Arc<JobCore>,
+        id: u64,
+        name: Arc<str>,
+        attempt: u32,
+        meta: Vec<(String, String)>,
+        signal: Arc<AttemptSignal>,
+    ) -> Self {
+        JobCtx {
+            inner: Arc::new(CtxInner {
+                core,
+                id,
+                name,
+                attempt,
+                meta,
+                signal,
+                steps_seen: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// The job id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The definition name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// A `meta` value given at submit.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.inner
+            .meta
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True once the attempt was asked to stop (cancel, timeout or shutdown).
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.signal.reason().is_some()
+    }
+
+    /// Why the attempt was asked to stop, if it was.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.inner.signal.reason()
+    }
+
+    /// Completes when the attempt is asked to stop, with the reason. Use it in a `select!` to
+    /// end long work early; what the handler returns afterwards is kept only if the job still
+    /// belongs to this attempt (never after a cancel).
+    pub async fn cancelled(&self) -> StopReason {
+        let mut rx = self.inner.signal.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Extends the lease (and the attempt timeout, if set) from now, and emits `heartbeat`.
+    /// Durable when it returns.
+    pub async fn heartbeat(&self) -> Result<(), JobError> {
+        let (id, attempt, epoch) = self.owner();
+        let owned = self
+            .inner
+            .core
+            .write(move |ctx, fx| ops::step::heartbeat(ctx, id, attempt, epoch, fx))
+            .await?;
+        owned.then_some(()).ok_or_else(|| lost(id, "heartbeat"))
+    }
+
+    /// Stores the latest progress (`percent` from 0 to 100, and a stage name) on the job and
+    /// emits a `progress` event. Durable when it returns.
+    pub async fn progress(&self, percent: u8, stage: &str) -> Result<(), JobError> {
+        if percent > 100 {
+            return Err(JobError::permanent(format!(
+                "progress must be between 0 and 100 percent, got {percent}"
+            ))
+            .code("INVALID_ARGUMENT"));
+        }
+        let (id, attempt, epoch) = self.owner();
+        let stage = stage.to_string();
+        let owned = self
+            .inner
+            .core
+            .write(move |ctx, fx| {
+                ops::step::record_progress(ctx, id, attempt, epoch, percent, &stage, fx)
+            })
+            .await?;
+        owned.then_some(()).ok_or_else(|| lost(id, "progress"))
+    }
+
+    /// Runs `work` once for this job and remembers its result in the file.
+    ///
+    /// The first time, `work` runs and its `Ok` value is committed (durably) before this
+    /// returns. When the handler runs again (a retry, or after a crash), a step that committed
+    /// returns its stored value without running `work`. An `Err` is not remembered: the step
+    /// runs again next time. Each step id may be used once per attempt; a second use fails
+    /// with code `DUPLICATE_STEP`. A stored value that no longer decodes into `T` fails with
+    /// `STEP_DECODE`.
+    pub async fn step<T, E, F, Fut>(&self, step_id: &str, work: F) -> Result<T, JobError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Into<JobError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if step_id.is_empty() || step_id.len() > MAX_STEP_ID {
+            return Err(JobError::permanent(format!(
+                "step id must be 1 to {MAX_STEP_ID} bytes, got {}",
+                step_id.len()
+            ))
+            .code("INVALID_ARGUMENT"));
+        }
+        let first_use = self
+            .inner
+            .steps_seen
+            .lock()
+            .map(|mut seen| seen.insert(step_id.to_string()))
+            .unwrap_or(false);
+        if !first_use {
+            return Err(JobError::permanent(format!(
+                "step {step_id:?} is used twice in one run of job {}",
+                self.inner.id
+            ))
+            .code("DUPLICATE_STEP"));
+        }
+        let (id, attempt, epoch) = self.owner();
+        let stored = self.inner.core.store.read(|rtx| {
+            let steps = rtx.open_table(JOB_STEPS)?;
+            Ok(steps.get((id, step_id))?.map(|v| v.value().to_vec()))
+        })?;
+        if let Some(bytes) = stored {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                JobError::permanent(format!(
+                    "stored result of step {step_id:?} does not decode into {}: {e}",
+                    std::any::type_name::<T>()
+                ))
+                .code("STEP_DECODE")
+            });
+        }
+        let value = work().await.map_err(Into::into)?;
+        let bytes = serde_json::to_vec(&value).map_err(|e| {
+            JobError::permanent(format!("result of step {step_id:?} cannot be stored: {e}"))
+                .code("STEP_ENCODE")
+        })?;
+        let step = step_id.to_string();
+        let owned = self
+            .inner
+            .core
+            .write(move |ctx, fx| ops::step::record_step(ctx, id, attempt, epoch, &step, &bytes, fx))
+            .await?;
+        if !owned {
+            return Err(lost(id, "step result"));
+        }
+        Ok(value)
+    }
+
+    fn owner(&self) -> (u64, u32, u64) {
+        (self.inner.id, self.inner.attempt, self.inner.core.epoch)
+    }
+}

@@ -1,0 +1,100 @@
+//! What a handler returns when an attempt fails, and what is kept of a failure.
+
+use std::fmt;
+
+/// The error a job handler returns. Retryable by default: the job runs again while it has
+/// attempts left. [`JobError::permanent`] fails the job at once.
+///
+/// ```
+/// use jobfile::JobError;
+/// let e = JobError::permanent("card declined").code("DECLINED");
+/// assert!(!e.is_retryable());
+/// assert_eq!(e.code_str(), "DECLINED");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    message: String,
+    code: String,
+    retryable: bool,
+}
+
+impl JobError {
+    /// A failure worth retrying (code `ERROR`).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        JobError {
+            message: message.into(),
+            code: "ERROR".into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure no retry can fix (code `ERROR`): the job fails at once.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        JobError {
+            message: message.into(),
+            code: "ERROR".into(),
+            retryable: false,
+        }
+    }
+
+    /// Sets the machine-readable code kept with the failure.
+    pub fn code(mut self, code: impl Into<String>) -> Self {
+        self.code = code.into();
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The code.
+    pub fn code_str(&self) -> &str {
+        &self.code
+    }
+
+    /// Whether the job may run again after this failure.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// Engine errors inside a handler (a failed step commit, a closed engine) are retryable
+/// failures with code `ENGINE`, so `?` works on every [`JobCtx`](crate::JobCtx) call.
+impl From<crate::Error> for JobError {
+    fn from(e: crate::Error) -> Self {
+        JobError::retryable(e.to_string()).code("ENGINE")
+    }
+}
+
+/// A failure as recorded on a job: what went wrong, its code, and in which attempt.
+///
+/// Codes set by jobfile: `PANIC` (the handler panicked), `TIMEOUT` (no heartbeat within the
+/// lease, or past the attempt timeout), `CRASH_LOOP` (the process died while running it more
+/// often than the crash budget allows), `INPUT_DECODE` (the stored input no longer fits the
+/// handler's input type), `DUPLICATE_STEP`, `STEP_DECODE`, and `JOIN_TIMEOUT` (only in a
+/// [`join`](crate::JobHandle::join) result, never stored). Handlers choose their own codes;
+/// the default is `ERROR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    /// The machine-readable code.
+    pub code: String,
+    /// The message.
+    pub message: String,
+    /// The attempt that failed (0 when no attempt ran, as for `JOIN_TIMEOUT`).
+    pub attempt: u32,
+}
+
+impl fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (attempt {}): {}", self.code, self.attempt, self.message)
+    }
+}

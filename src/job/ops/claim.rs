@@ -1,0 +1,73 @@
+//! Claim: take up to `max` ready jobs of one definition and start an attempt of each.
+
+use redb::ReadableTable;
+
+use super::{Effects, enter_running, load, push_event, save};
+use crate::error::{Error, Result};
+use crate::job::metrics::JobMetric;
+use crate::job::record::{EventKindV1, JobV1};
+use crate::store::TxCtx;
+use crate::store::tables::JOB_READY;
+
+/// A started attempt, handed to a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub(crate) id: u64,
+    pub(crate) attempt: u32,
+    pub(crate) input: Vec<u8>,
+    pub(crate) meta: Vec<(String, String)>,
+}
+
+pub(crate) fn claim(
+    ctx: &mut TxCtx<'_>,
+    name: &str,
+    max: usize,
+    epoch: u64,
+    fx: &mut Effects,
+) -> Result<Vec<Claimed>> {
+    let mut out = Vec::new();
+    let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
+    while out.len() < max {
+        let next = {
+            let mut ready = ctx.tx.open_table(JOB_READY)?;
+            let first = ready
+                .range(range.clone())?
+                .next()
+                .transpose()?
+                .map(|(k, v)| (k.value().1, k.value().2, v.value()));
+            if let Some((prio, seq, _)) = first {
+                ready.remove((name, prio, seq))?;
+            }
+            first.map(|(_, _, id)| id)
+        };
+        let Some(id) = next else { break };
+        let mut job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
+            table: "job_ready",
+            detail: format!("ready entry points at missing job {id}"),
+        })?;
+        // The ready entry is gone already; only the gauge is left of the queued state.
+        ctx.adjust(super::QUEUED_GAUGE, -1)?;
+        job.attempts += 1;
+        let attempt = job.attempts;
+        enter_running(ctx, id, &mut job, attempt, epoch, fx)?;
+        push_event(
+            ctx,
+            id,
+            &mut job,
+            EventKindV1::Started { attempt, epoch },
+            fx,
+        )?;
+        save(ctx, id, &job)?;
+        fx.metrics.push(JobMetric::Started {
+            name: job.name.clone(),
+            attempt,
+        });
+        out.push(Claimed {
+            id,
+            attempt,
+            input: std::mem::take(&mut job.input),
+            meta: std::mem::take(&mut job.meta),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,309 @@
+//! The job write ops, one file per write, applied inside the writer's transaction. Every op
+//! validates before it mutates. State changes go through the helpers below, which keep the
+//! indexes, gauges and event stream in step with the record, and collect in [`Effects`] what
+//! must happen after the commit (wake workers, lower the timer, signal attempts, notify
+//! watchers, count metrics).
+
+pub(crate) mod admin;
+pub(crate) mod cancel;
+pub(crate) mod claim;
+pub(crate) mod finish;
+pub(crate) mod recover;
+pub(crate) mod step;
+pub(crate) mod submit;
+pub(crate) mod sweep;
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::metrics::JobMetric;
+use super::record::{
+    EventKindV1, EventV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob, StoredJobRef,
+};
+use super::signal::StopReason;
+use crate::error::{Error, Result};
+use crate::store::TxCtx;
+use crate::store::codec::{decode, encode, priority_key};
+use crate::store::tables::{
+    JOB_DELAYED, JOB_EVENTS, JOB_FINISHED, JOB_KEYS, JOB_LEASES, JOB_READY, JOB_RETENTION,
+    JOB_STEPS, JOBS,
+};
+
+pub(crate) const QUEUED_GAUGE: &str = "gauge:jobs_queued";
+pub(crate) const RUNNING_GAUGE: &str = "gauge:jobs_running";
+const ID_COUNTER: &str = "next:job";
+const SEQ_COUNTER: &str = "next:job_seq";
+
+/// What must happen once the transaction is durable.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Definition names that gained ready jobs.
+    pub(crate) ready: Vec<String>,
+    /// The earliest new deadline for the job timer.
+    pub(crate) deadline: Option<u64>,
+    /// Jobs whose state or events changed.
+    pub(crate) touched: Vec<u64>,
+    /// Attempts running in this process that must stop: (job, attempt, why).
+    pub(crate) signals: Vec<(u64, u32, StopReason)>,
+    /// Metric events to count and report.
+    pub(crate) metrics: Vec<JobMetric>,
+}
+
+impl Effects {
+    fn deadline(&mut self, at: u64) {
+        self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
+    }
+}
+
+pub(crate) fn load(ctx: &TxCtx<'_>, id: u64) -> Result<Option<JobV1>> {
+    let table = ctx.tx.open_table(JOBS)?;
+    let Some(bytes) = table.get(id)? else {
+        return Ok(None);
+    };
+    let StoredJob::V1(job) = decode("jobs", bytes.value())?;
+    Ok(Some(job))
+}
+
+pub(crate) fn load_known(ctx: &TxCtx<'_>, id: u64) -> Result<JobV1> {
+    load(ctx, id)?.ok_or(Error::UnknownJob { id })
+}
+
+pub(crate) fn save(ctx: &TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
+    let bytes = encode(&StoredJobRef::V1(job));
+    ctx.tx.open_table(JOBS)?.insert(id, bytes.as_slice())?;
+    Ok(())
+}
+
+pub(crate) fn new_id(ctx: &mut TxCtx<'_>) -> Result<u64> {
+    ctx.next_id(ID_COUNTER)
+}
+
+/// Appends an event to the job's stream. The caller saves the job afterwards.
+pub(crate) fn push_event(
+    ctx: &TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    kind: EventKindV1,
+    fx: &mut Effects,
+) -> Result<()> {
+    let seq = job.next_event;
+    let bytes = encode(&StoredEvent::V1(EventV1 { at: ctx.now, kind }));
+    ctx.tx
+        .open_table(JOB_EVENTS)?
+        .insert((id, seq), bytes.as_slice())?;
+    job.next_event = seq.saturating_add(1);
+    job.updated_at = ctx.now;
+    fx.touched.push(id);
+    Ok(())
+}
+
+/// Removes the index entries of the job's current state.
+pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
+    match &job.state {
+        JobStateV1::Queued { ready_seq, run_at } => {
+            match ready_seq {
+                Some(seq) => {
+                    ctx.tx.open_table(JOB_READY)?.remove((
+                        job.name.as_str(),
+                        priority_key(job.priority),
+                        *seq,
+                    ))?;
+                }
+                None => {
+                    ctx.tx.open_table(JOB_DELAYED)?.remove((*run_at, id))?;
+                }
+            }
+            ctx.adjust(QUEUED_GAUGE, -1)?;
+        }
+        running @ JobStateV1::Running { .. } => {
+            if let Some(key) = running.lease_key() {
+                ctx.tx.open_table(JOB_LEASES)?.remove((key, id))?;
+            }
+            ctx.adjust(RUNNING_GAUGE, -1)?;
+        }
+        terminal => {
+            if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
+                ctx.tx.open_table(JOB_FINISHED)?.remove((code, id))?;
+                ctx.tx
+                    .open_table(JOB_RETENTION)?
+                    .remove((at.saturating_add(job.retention_ms), id))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queues the job: ready at once when `run_at` has come, else delayed until then.
+pub(crate) fn enter_queued(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    run_at: u64,
+    fx: &mut Effects,
+) -> Result<()> {
+    if run_at <= ctx.now {
+        let seq = ctx.next_id(SEQ_COUNTER)?;
+        ctx.tx
+            .open_table(JOB_READY)?
+            .insert((job.name.as_str(), priority_key(job.priority), seq), id)?;
+        job.state = JobStateV1::Queued {
+            ready_seq: Some(seq),
+            run_at,
+        };
+        fx.ready.push(job.name.clone());
+    } else {
+        ctx.tx.open_table(JOB_DELAYED)?.insert((run_at, id), ())?;
+        job.state = JobStateV1::Queued {
+            ready_seq: None,
+            run_at,
+        };
+        fx.deadline(run_at);
+    }
+    ctx.adjust(QUEUED_GAUGE, 1)
+}
+
+/// Starts attempt `attempt` under this leadership's `epoch`.
+pub(crate) fn enter_running(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    attempt: u32,
+    epoch: u64,
+    fx: &mut Effects,
+) -> Result<()> {
+    job.state = JobStateV1::Running {
+        attempt,
+        epoch,
+        started_at: ctx.now,
+        lease_deadline: ctx.now.saturating_add(job.lease_ms),
+        timeout_deadline: job.timeout_ms.map(|t| ctx.now.saturating_add(t)),
+    };
+    if let Some(key) = job.state.lease_key() {
+        ctx.tx.open_table(JOB_LEASES)?.insert((key, id), ())?;
+        fx.deadline(key);
+    }
+    ctx.adjust(RUNNING_GAUGE, 1)
+}
+
+/// Moves the job to a terminal state and starts its retention.
+pub(crate) fn enter_terminal(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    state: JobStateV1,
+    fx: &mut Effects,
+) -> Result<()> {
+    if let (Some(code), Some(at)) = (state.finished_code(), state.finished_at()) {
+        let purge_at = at.saturating_add(job.retention_ms);
+        ctx.tx.open_table(JOB_FINISHED)?.insert((code, id), ())?;
+        ctx.tx.open_table(JOB_RETENTION)?.insert((purge_at, id), ())?;
+        fx.deadline(purge_at);
+    }
+    job.state = state;
+    Ok(())
+}
+
+/// The running attempt's number, if `job` is running attempt `attempt` of leadership `epoch`.
+pub(crate) fn owns(job: &JobV1, attempt: u32, epoch: u64) -> bool {
+    matches!(job.state, JobStateV1::Running { attempt: a, epoch: e, .. } if a == attempt && e == epoch)
+}
+
+/// Settles a failed attempt: a retry after the backoff while attempts remain and the failure is
+/// retryable, else the terminal state (`timed_out` for a timeout, `failed` otherwise).
+pub(crate) fn settle_failure(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    failure: FailureV1,
+    retryable: bool,
+    fx: &mut Effects,
+) -> Result<()> {
+    let attempt = failure.attempt;
+    let timed_out = failure.code == "TIMEOUT";
+    leave_state(ctx, id, job)?;
+    job.last_error = Some(failure.clone());
+    if retryable && job.attempts < job.max_attempts {
+        let backoff: super::Backoff = job.backoff.into();
+        let seed = id.rotate_left(17) ^ u64::from(attempt);
+        let next_at = ctx.now.saturating_add(backoff.delay_ms(attempt, seed));
+        enter_queued(ctx, id, job, next_at, fx)?;
+        fx.metrics.push(JobMetric::Retried {
+            name: job.name.clone(),
+            attempt,
+            code: failure.code.clone(),
+        });
+        push_event(
+            ctx,
+            id,
+            job,
+            EventKindV1::RetryScheduled {
+                next_at,
+                error: failure,
+            },
+            fx,
+        )?;
+    } else if timed_out {
+        enter_terminal(ctx, id, job, JobStateV1::TimedOut { at: ctx.now }, fx)?;
+        fx.metrics.push(JobMetric::TimedOut {
+            name: job.name.clone(),
+            attempt,
+        });
+        push_event(ctx, id, job, EventKindV1::TimedOut { error: failure }, fx)?;
+    } else {
+        enter_terminal(ctx, id, job, JobStateV1::Failed { at: ctx.now }, fx)?;
+        fx.metrics.push(JobMetric::Failed {
+            name: job.name.clone(),
+            attempt,
+            code: failure.code.clone(),
+        });
+        push_event(ctx, id, job, EventKindV1::Failed { error: failure }, fx)?;
+    }
+    save(ctx, id, job)
+}
+
+/// Deletes the job with its events, steps and key.
+pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
+    leave_state(ctx, id, job)?;
+    if let Some(key) = &job.key {
+        let mut keys = ctx.tx.open_table(JOB_KEYS)?;
+        // Only remove the key if it still points at this job.
+        let points_here = keys
+            .get((job.name.as_str(), key.as_str()))?
+            .is_some_and(|v| v.value() == id);
+        if points_here {
+            keys.remove((job.name.as_str(), key.as_str()))?;
+        }
+    }
+    remove_range(ctx, JOB_EVENTS, (id, 0)..=(id, u32::MAX))?;
+    {
+        let mut steps = ctx.tx.open_table(JOB_STEPS)?;
+        let names: Vec<String> = steps
+            .range((id, "")..)?
+            .map_while(|e| match e {
+                Ok((k, _)) if k.value().0 == id => Some(Ok(k.value().1.to_string())),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()?;
+        for name in names {
+            steps.remove((id, name.as_str()))?;
+        }
+    }
+    ctx.tx.open_table(JOBS)?.remove(id)?;
+    Ok(())
+}
+
+fn remove_range(
+    ctx: &TxCtx<'_>,
+    table: TableDefinition<(u64, u32), &[u8]>,
+    range: std::ops::RangeInclusive<(u64, u32)>,
+) -> Result<()> {
+    let mut t = ctx.tx.open_table(table)?;
+    let keys: Vec<(u64, u32)> = t
+        .range(range)?
+        .map(|e| e.map(|(k, _)| k.value()))
+        .collect::<Result<_, _>>()?;
+    for k in keys {
+        t.remove(k)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Hand back running attempts: all of them at open (their process is dead: the lock proves
+//! it), or one at graceful shutdown.
+
+use redb::ReadableTable;
+
+use super::{Effects, enter_queued, enter_terminal, leave_state, load, owns, push_event, save};
+use crate::error::{Error, Result};
+use crate::job::metrics::JobMetric;
+use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
+use crate::store::TxCtx;
+use crate::store::tables::JOB_LEASES;
+
+/// Puts every job left running by a dead process back in line at once, charging its crash
+/// budget but not its attempts; a job past its budget fails with `CRASH_LOOP`. Returns how many
+/// were put back and how many failed.
+pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, usize)> {
+    let running: Vec<u64> = ctx
+        .tx
+        .open_table(JOB_LEASES)?
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    let (mut requeued, mut failed) = (0, 0);
+    for id in running {
+        let mut job = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
+            table: "job_leases",
+            detail: format!("lease entry points at missing job {id}"),
+        })?;
+        let JobStateV1::Running { attempt, epoch, .. } = job.state else {
+            return Err(Error::Corrupt {
+                table: "job_leases",
+                detail: format!("job {id} has a lease but is not running"),
+            });
+        };
+        leave_state(ctx, id, &job)?;
+        job.crashes += 1;
+        if job.crashes > job.crash_budget {
+            let error = FailureV1 {
+                code: "CRASH_LOOP".into(),
+                message: format!(
+                    "the process running this job died {} times, more than its crash budget of {}",
+                    job.crashes, job.crash_budget
+                ),
+                attempt,
+            };
+            job.last_error = Some(error.clone());
+            enter_terminal(ctx, id, &mut job, JobStateV1::Failed { at: ctx.now }, fx)?;
+            push_event(ctx, id, &mut job, EventKindV1::Failed { error }, fx)?;
+            fx.metrics.push(JobMetric::Failed {
+                name: job.name.clone(),
+                attempt,
+                code: "CRASH_LOOP".into(),
+            });
+            failed += 1;
+        } else {
+            job.attempts = job.attempts.saturating_sub(1);
+            enter_queued(ctx, id, &mut job, ctx.now, fx)?;
+            let reason = format!(
+                "the process running attempt {attempt} (epoch {epoch}) died; crash {} of {} allowed",
+                job.crashes, job.crash_budget
+            );
+            push_event(ctx, id, &mut job, EventKindV1::Recovered { reason }, fx)?;
+            fx.metrics.push(JobMetric::Recovered {
+                name: job.name.clone(),
+            });
+            requeued += 1;
+        }
+        save(ctx, id, &job)?;
+    }
+    Ok((requeued, failed))
+}
+
+/// Hands an unfinished attempt back at shutdown, charging neither an attempt nor the crash
+/// budget. Returns false when the attempt no longer owns the job.
+pub(crate) fn release(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    attempt: u32,
+    epoch: u64,
+    fx: &mut Effects,
+) -> Result<bool> {
+    let Some(mut job) = load(ctx, id)? else {
+        return Ok(false);
+    };
+    if !owns(&job, attempt, epoch) {
+        return Ok(false);
+    }
+    leave_state(ctx, id, &job)?;
+    job.attempts = job.attempts.saturating_sub(1);
+    enter_queued(ctx, id, &mut job, ctx.now, fx)?;
+    let reason = format!("attempt {attempt} was handed back unfinished at shutdown");
+    push_event(ctx, id, &mut job, EventKindV1::Recovered { reason }, fx)?;
+    save(ctx, id, &job)?;
+    Ok(true)
+}

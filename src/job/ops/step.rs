@@ -1,0 +1,91 @@
+//! Writes a running attempt makes about itself: a step result, progress, a heartbeat. Each is
+//! refused (returns false, writes nothing) once the attempt no longer owns the job.
+
+use super::{Effects, leave_state, load_known, owns, push_event, save};
+use crate::error::Result;
+use crate::job::record::{EventKindV1, JobStateV1};
+use crate::store::TxCtx;
+use crate::store::tables::{JOB_LEASES, JOB_STEPS};
+
+/// Stores a step's result and emits `step_completed`.
+pub(crate) fn record_step(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    attempt: u32,
+    epoch: u64,
+    step: &str,
+    value: &[u8],
+    fx: &mut Effects,
+) -> Result<bool> {
+    let mut job = load_known(ctx, id)?;
+    if !owns(&job, attempt, epoch) {
+        return Ok(false);
+    }
+    ctx.tx.open_table(JOB_STEPS)?.insert((id, step), value)?;
+    let kind = EventKindV1::StepCompleted {
+        step: step.to_string(),
+    };
+    push_event(ctx, id, &mut job, kind, fx)?;
+    save(ctx, id, &job)?;
+    Ok(true)
+}
+
+/// Stores the latest progress and emits `progress`.
+pub(crate) fn record_progress(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    attempt: u32,
+    epoch: u64,
+    percent: u8,
+    stage: &str,
+    fx: &mut Effects,
+) -> Result<bool> {
+    let mut job = load_known(ctx, id)?;
+    if !owns(&job, attempt, epoch) {
+        return Ok(false);
+    }
+    job.progress = Some((percent, stage.to_string()));
+    let kind = EventKindV1::Progress {
+        percent,
+        stage: stage.to_string(),
+    };
+    push_event(ctx, id, &mut job, kind, fx)?;
+    save(ctx, id, &job)?;
+    Ok(true)
+}
+
+/// Extends the lease, and the attempt timeout if there is one, from now; emits `heartbeat`.
+pub(crate) fn heartbeat(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    attempt: u32,
+    epoch: u64,
+    fx: &mut Effects,
+) -> Result<bool> {
+    let mut job = load_known(ctx, id)?;
+    if !owns(&job, attempt, epoch) {
+        return Ok(false);
+    }
+    let old_key = job.state.lease_key();
+    leave_state(ctx, id, &job)?;
+    let now = ctx.now;
+    if let JobStateV1::Running {
+        lease_deadline,
+        timeout_deadline,
+        ..
+    } = &mut job.state
+    {
+        *lease_deadline = now.saturating_add(job.lease_ms);
+        *timeout_deadline = job.timeout_ms.map(|t| now.saturating_add(t));
+    }
+    if let Some(key) = job.state.lease_key() {
+        ctx.tx.open_table(JOB_LEASES)?.insert((key, id), ())?;
+        if old_key.is_some_and(|old| key < old) {
+            fx.deadline = Some(fx.deadline.map_or(key, |d| d.min(key)));
+        }
+    }
+    ctx.adjust(super::RUNNING_GAUGE, 1)?;
+    push_event(ctx, id, &mut job, EventKindV1::Heartbeat, fx)?;
+    save(ctx, id, &job)?;
+    Ok(true)
+}

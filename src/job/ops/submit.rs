@@ -1,0 +1,77 @@
+//! Submit: store a new job (or find the retained one with the same key) and queue it.
+
+use redb::ReadableTable;
+
+use super::{Effects, enter_queued, new_id, push_event, save};
+use crate::error::Result;
+use crate::job::metrics::JobMetric;
+use crate::job::record::{BackoffV1, EventKindV1, JobStateV1, JobV1};
+use crate::store::TxCtx;
+use crate::store::tables::JOB_KEYS;
+
+/// A job as submitted, before it has an id. Validated by the caller.
+#[derive(Debug, Clone)]
+pub(crate) struct NewJob {
+    pub(crate) name: String,
+    pub(crate) input: Vec<u8>,
+    pub(crate) priority: i32,
+    pub(crate) key: Option<String>,
+    pub(crate) meta: Vec<(String, String)>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: BackoffV1,
+    pub(crate) lease_ms: u64,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retention_ms: u64,
+    pub(crate) crash_budget: u32,
+    /// When it may first run; `None` for at once.
+    pub(crate) run_at: Option<u64>,
+}
+
+/// Returns the job id and whether it was deduplicated by its key.
+pub(crate) fn submit(ctx: &mut TxCtx<'_>, new: &NewJob, fx: &mut Effects) -> Result<(u64, bool)> {
+    if let Some(key) = &new.key
+        && let Some(id) = ctx
+            .tx
+            .open_table(JOB_KEYS)?
+            .get((new.name.as_str(), key.as_str()))?
+    {
+        return Ok((id.value(), true));
+    }
+    let id = new_id(ctx)?;
+    if let Some(key) = &new.key {
+        ctx.tx
+            .open_table(JOB_KEYS)?
+            .insert((new.name.as_str(), key.as_str()), id)?;
+    }
+    let mut job = JobV1 {
+        name: new.name.clone(),
+        input: new.input.clone(),
+        priority: new.priority,
+        key: new.key.clone(),
+        meta: new.meta.clone(),
+        max_attempts: new.max_attempts,
+        backoff: new.backoff,
+        lease_ms: new.lease_ms,
+        timeout_ms: new.timeout_ms,
+        retention_ms: new.retention_ms,
+        crash_budget: new.crash_budget,
+        created_at: ctx.now,
+        attempts: 0,
+        crashes: 0,
+        state: JobStateV1::Queued {
+            ready_seq: None,
+            run_at: 0,
+        },
+        last_error: None,
+        progress: None,
+        next_event: 0,
+        updated_at: ctx.now,
+    };
+    push_event(ctx, id, &mut job, EventKindV1::Submitted, fx)?;
+    enter_queued(ctx, id, &mut job, new.run_at.unwrap_or(ctx.now), fx)?;
+    save(ctx, id, &job)?;
+    fx.metrics.push(JobMetric::Submitted {
+        name: new.name.clone(),
+    });
+    Ok((id, false))
+}

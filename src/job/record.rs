@@ -1,0 +1,185 @@
+//! The stored forms of a job and of its events. Versioned enums: add variants, never change
+//! old ones (postcard stores no field names).
+
+use serde::{Deserialize, Serialize};
+
+use super::backoff::Backoff;
+use super::error::JobFailure;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredJob {
+    V1(JobV1),
+}
+
+/// The borrowed twin of [`StoredJob`]: same bytes, no clone of the input.
+#[derive(Debug, Serialize)]
+pub(crate) enum StoredJobRef<'a> {
+    V1(&'a JobV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct JobV1 {
+    pub(crate) name: String,
+    /// The input, JSON-encoded (self-describing, so a changed input type is detected).
+    pub(crate) input: Vec<u8>,
+    pub(crate) priority: i32,
+    pub(crate) key: Option<String>,
+    pub(crate) meta: Vec<(String, String)>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: BackoffV1,
+    pub(crate) lease_ms: u64,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retention_ms: u64,
+    pub(crate) crash_budget: u32,
+    pub(crate) created_at: u64,
+    /// Attempts started and charged.
+    pub(crate) attempts: u32,
+    /// Recoveries after the process running it died.
+    pub(crate) crashes: u32,
+    pub(crate) state: JobStateV1,
+    pub(crate) last_error: Option<FailureV1>,
+    pub(crate) progress: Option<(u8, String)>,
+    pub(crate) next_event: u32,
+    pub(crate) updated_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JobStateV1 {
+    /// Waiting: in the ready index under `ready_seq`, or in the delayed index until `run_at`.
+    Queued { ready_seq: Option<u64>, run_at: u64 },
+    Running {
+        attempt: u32,
+        epoch: u64,
+        started_at: u64,
+        lease_deadline: u64,
+        timeout_deadline: Option<u64>,
+    },
+    Completed { output: Vec<u8>, at: u64 },
+    Failed { at: u64 },
+    Cancelled { reason: String, at: u64 },
+    TimedOut { at: u64 },
+}
+
+impl JobStateV1 {
+    /// The key of the running attempt's entry in the lease index.
+    pub(crate) fn lease_key(&self) -> Option<u64> {
+        match self {
+            JobStateV1::Running {
+                lease_deadline,
+                timeout_deadline,
+                ..
+            } => Some(timeout_deadline.map_or(*lease_deadline, |t| t.min(*lease_deadline))),
+            _ => None,
+        }
+    }
+
+    /// The state code used in the finished index, for terminal states.
+    pub(crate) fn finished_code(&self) -> Option<u8> {
+        match self {
+            JobStateV1::Completed { .. } => Some(2),
+            JobStateV1::Failed { .. } => Some(3),
+            JobStateV1::Cancelled { .. } => Some(4),
+            JobStateV1::TimedOut { .. } => Some(5),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn finished_at(&self) -> Option<u64> {
+        match self {
+            JobStateV1::Completed { at, .. }
+            | JobStateV1::Failed { at }
+            | JobStateV1::Cancelled { at, .. }
+            | JobStateV1::TimedOut { at } => Some(*at),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum BackoffV1 {
+    None,
+    Fixed {
+        base_ms: u64,
+    },
+    Exponential {
+        base_ms: u64,
+        max_ms: u64,
+        /// Jitter in millionths.
+        jitter_ppm: u32,
+    },
+}
+
+impl From<Backoff> for BackoffV1 {
+    fn from(b: Backoff) -> Self {
+        match b {
+            Backoff::None => BackoffV1::None,
+            Backoff::Fixed { base } => BackoffV1::Fixed {
+                base_ms: crate::clock::millis(base),
+            },
+            Backoff::Exponential { base, max, jitter } => BackoffV1::Exponential {
+                base_ms: crate::clock::millis(base),
+                max_ms: crate::clock::millis(max),
+                jitter_ppm: (jitter.clamp(0.0, 1.0) * 1e6).round() as u32,
+            },
+        }
+    }
+}
+
+impl From<BackoffV1> for Backoff {
+    fn from(b: BackoffV1) -> Self {
+        match b {
+            BackoffV1::None => Backoff::None,
+            BackoffV1::Fixed { base_ms } => Backoff::fixed(Duration::from_millis(base_ms)),
+            BackoffV1::Exponential {
+                base_ms,
+                max_ms,
+                jitter_ppm,
+            } => Backoff::exponential(Duration::from_millis(base_ms), Duration::from_millis(max_ms))
+                .jitter(f64::from(jitter_ppm) / 1e6),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FailureV1 {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) attempt: u32,
+}
+
+impl From<FailureV1> for JobFailure {
+    fn from(f: FailureV1) -> Self {
+        JobFailure {
+            code: f.code,
+            message: f.message,
+            attempt: f.attempt,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredEvent {
+    V1(EventV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EventV1 {
+    pub(crate) at: u64,
+    pub(crate) kind: EventKindV1,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum EventKindV1 {
+    Submitted,
+    Started { attempt: u32, epoch: u64 },
+    StepCompleted { step: String },
+    Progress { percent: u8, stage: String },
+    Heartbeat,
+    RetryScheduled { next_at: u64, error: FailureV1 },
+    Recovered { reason: String },
+    Completed,
+    Failed { error: FailureV1 },
+    TimedOut { error: FailureV1 },
+    Cancelled { reason: String },
+}

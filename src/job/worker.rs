@@ -1,0 +1,219 @@
+//! Workers: one loop per registered definition claims ready jobs in batches (as many as it has
+//! free slots) and runs each attempt as its own task, then records how it ended.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+use super::core::JobCore;
+use super::ctx::JobCtx;
+use super::error::JobError;
+use super::ops::{self, claim::Claimed};
+use super::record::FailureV1;
+use super::signal::{AttemptSignal, StopReason};
+use crate::error::Error;
+
+/// What a type-erased handler returns: the JSON-encoded output.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, JobError>> + Send>>;
+
+/// Decodes the stored input and starts the handler; `Err` when the input does not decode.
+pub(crate) type Invoke = Box<dyn Fn(JobCtx, &[u8]) -> Result<HandlerFuture, String> + Send + Sync>;
+
+/// A registered handler.
+pub(crate) struct Definition {
+    pub(crate) name: Arc<str>,
+    pub(crate) concurrency: Arc<Semaphore>,
+    pub(crate) invoke: Invoke,
+}
+
+/// The most jobs one claim takes.
+const CLAIM_MAX: usize = 256;
+
+/// A slot for one attempt: one permit of the definition, one of the global cap.
+type Slot = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
+    let mut stop = core.stop.clone();
+    if *stop.borrow() {
+        return;
+    }
+    let notify = core.ready_notify(&def.name);
+    loop {
+        let first = tokio::select! {
+            slot = acquire(&core, &def) => slot,
+            _ = stop.changed() => return,
+        };
+        let Some(first) = first else { return };
+        let mut slots = vec![first];
+        while slots.len() < CLAIM_MAX {
+            match try_acquire(&core, &def) {
+                Some(slot) => slots.push(slot),
+                None => break,
+            }
+        }
+        // Register for the wake-up before looking, so a submit committed meanwhile is not missed.
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let name = def.name.to_string();
+        let max = slots.len();
+        let epoch = core.epoch;
+        let claimed = core
+            .write(move |ctx, fx| ops::claim::claim(ctx, &name, max, epoch, fx))
+            .await;
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e @ (Error::Closed | Error::Poisoned { .. })) => {
+                tracing::warn!(job = %def.name, error = %e, "worker stopped");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(job = %def.name, error = %e, "claiming jobs failed; retrying in 1 s");
+                drop(slots);
+                let clock = core.store.clock().clone();
+                let retry_at = clock.now_ms().saturating_add(1_000);
+                tokio::select! {
+                    _ = clock.sleep_until(retry_at) => {}
+                    _ = &mut woken => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(slots);
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        if claimed.len() == max {
+            // There may be more: look again at once, without waiting for a wake-up.
+            notify.notify_one();
+        }
+        for (job, slot) in claimed.into_iter().zip(slots) {
+            let signal = Arc::new(AttemptSignal::new(job.attempt));
+            core.attempt_started(job.id, signal.clone());
+            tokio::spawn(run_attempt(core.clone(), def.clone(), job, signal, slot));
+        }
+    }
+}
+
+async fn acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
+    let own = def.concurrency.clone().acquire_owned().await.ok()?;
+    let global = core.global.clone().acquire_owned().await.ok()?;
+    Some((own, global))
+}
+
+fn try_acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
+    let own = def.concurrency.clone().try_acquire_owned().ok()?;
+    let global = core.global.clone().try_acquire_owned().ok()?;
+    Some((own, global))
+}
+
+async fn run_attempt(
+    core: Arc<JobCore>,
+    def: Arc<Definition>,
+    job: Claimed,
+    signal: Arc<AttemptSignal>,
+    slot: Slot,
+) {
+    let Claimed {
+        id,
+        attempt,
+        input,
+        meta,
+    } = job;
+    let correlation_id = meta
+        .iter()
+        .find(|(k, _)| k == "correlation_id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "job_attempt",
+        job = %def.name,
+        id,
+        attempt,
+        correlation_id = %correlation_id,
+    );
+    let ctx = JobCtx::new(
+        core.clone(),
+        id,
+        def.name.clone(),
+        attempt,
+        meta,
+        signal.clone(),
+    );
+    let result = match (def.invoke)(ctx, &input) {
+        Err(why) => Err(JobError::permanent(why).code("INPUT_DECODE")),
+        Ok(handler) => {
+            let task = tokio::spawn(handler.instrument(span.clone()));
+            signal.set_abort(task.abort_handle());
+            match task.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => {
+                    let msg = panic_text(e.into_panic());
+                    Err(JobError::retryable(format!("the handler panicked: {msg}")).code("PANIC"))
+                }
+                Err(_) => Err(JobError::retryable("the handler was stopped").code("ABORTED")),
+            }
+        }
+    };
+    let epoch = core.epoch;
+    let settled = async {
+        match result {
+            Ok(output) => {
+                let signal = signal.clone();
+                core.write(move |ctx, fx| {
+                    ops::finish::complete(
+                        ctx,
+                        id,
+                        attempt,
+                        epoch,
+                        &output,
+                        signal.cancel_requested(),
+                        fx,
+                    )
+                })
+                .await
+            }
+            Err(_) if signal.reason() == Some(StopReason::Shutdown) => {
+                core.write(move |ctx, fx| ops::recover::release(ctx, id, attempt, epoch, fx))
+                    .await
+            }
+            Err(e) => {
+                let retryable = e.is_retryable();
+                let failure = FailureV1 {
+                    code: e.code_str().to_string(),
+                    message: e.message().to_string(),
+                    attempt,
+                };
+                core.write(move |ctx, fx| {
+                    ops::finish::fail(ctx, id, epoch, failure.clone(), retryable, fx)
+                })
+                .await
+            }
+        }
+    };
+    match settled.instrument(span).await {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!(job = %def.name, id, attempt, "late result dropped: the attempt no longer owns the job"),
+        Err(e) => tracing::warn!(job = %def.name, id, attempt, error = %e, "could not record the end of an attempt"),
+    }
+    core.attempt_ended(id, &signal);
+    drop(slot);
+}
+
+fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
