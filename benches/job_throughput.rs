@@ -1,1 +1,162 @@
-fn main() {}
+//! Whole-engine job figures: no-op jobs from submit to complete, and the idle latency from a
+//! submit to its handler starting.
+//!
+//!     cargo bench --bench job_throughput
+//!     cargo bench --bench job_throughput -- --jobs 100000 --submitters 32 --handlers 64
+//!
+//! Prints jobs/s, commits and ops per commit for fsync'd commits and, in the same run, for the
+//! relaxed mode; then p50/p99 of submit → handler start over `--latency-jobs` jobs submitted
+//! one at a time on an idle engine (fsync'd).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jobfile::{Durability, EngineOptions, JobCtx, JobMetric, JobSpec};
+use tokio::sync::{Notify, mpsc};
+
+struct Args {
+    jobs: u64,
+    submitters: u64,
+    handlers: usize,
+    latency_jobs: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        jobs: 100_000,
+        submitters: 32,
+        handlers: 64,
+        latency_jobs: 1_000,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match (argv[i].as_str(), value) {
+            ("--jobs", Some(v)) => args.jobs = v,
+            ("--submitters", Some(v)) => args.submitters = v,
+            ("--handlers", Some(v)) => args.handlers = v as usize,
+            ("--latency-jobs", Some(v)) => args.latency_jobs = v as usize,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    args
+}
+
+async fn throughput(args: &Args, durability: Durability, label: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let per_submitter = args.jobs / args.submitters;
+    let total = per_submitter * args.submitters;
+    let completed = Arc::new(AtomicU64::new(0));
+    let all_done = Arc::new(Notify::new());
+    let (c, d) = (completed.clone(), all_done.clone());
+    let engine = EngineOptions::new()
+        .durability(durability)
+        .max_running_jobs(args.handlers)
+        .on_job_metric(move |m| {
+            if matches!(m, JobMetric::Completed { .. })
+                && c.fetch_add(1, Ordering::Relaxed) + 1 == total
+            {
+                d.notify_one();
+            }
+        })
+        .open(dir.path().join("bench.jobfile"))
+        .await
+        .expect("open");
+    let noop = engine
+        .register(
+            JobSpec::new("noop").concurrency(args.handlers),
+            |_: JobCtx, n: u64| async move { Ok(n) },
+        )
+        .expect("register");
+    let start_stats = engine.store_stats();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..args.submitters {
+        let noop = noop.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_submitter {
+                noop.submit(s * per_submitter + i).await.expect("submit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("submitter");
+    }
+    all_done.notified().await;
+    let elapsed = started.elapsed();
+    let end_stats = engine.store_stats();
+    let commits = end_stats.commits - start_stats.commits;
+    let ops = end_stats.ops - start_stats.ops;
+    println!(
+        "{label:<8} {total} jobs, {} submitters, {} handlers: {:.2} s, {:.0} jobs/s, {commits} commits, {:.1} ops/commit",
+        args.submitters,
+        args.handlers,
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        ops as f64 / commits.max(1) as f64,
+    );
+    let m = engine.jobs().metrics().expect("metrics");
+    assert_eq!((m.completed, m.queued_now, m.running_now), (total, 0, 0));
+    engine
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+}
+
+async fn latency(args: &Args) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = EngineOptions::new()
+        .open(dir.path().join("latency.jobfile"))
+        .await
+        .expect("open");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let ping = engine
+        .register(JobSpec::new("ping"), move |_: JobCtx, _: ()| {
+            tx.send(Instant::now()).ok();
+            async { Ok(()) }
+        })
+        .expect("register");
+    let mut samples = Vec::with_capacity(args.latency_jobs);
+    for _ in 0..args.latency_jobs {
+        let submitted = Instant::now();
+        let id = ping.submit(()).await.expect("submit").id;
+        let began = rx.recv().await.expect("handler start");
+        samples.push(began.duration_since(submitted));
+        ping.join(id, None).await.expect("join");
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "latency  submit -> handler start over {} jobs (fsync'd, idle): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        samples.len(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        samples[samples.len() - 1].as_secs_f64() * 1e3,
+    );
+    engine
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        throughput(&args, Durability::Immediate, "fsync").await;
+        let relaxed = Durability::Relaxed {
+            flush_every: Duration::from_millis(100),
+        };
+        throughput(&args, relaxed, "relaxed").await;
+        latency(&args).await;
+    });
+}

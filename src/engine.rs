@@ -12,10 +12,12 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::lock::LeaderLock;
 use crate::job::core::JobCore;
 use crate::job::ops::{self as job_ops, Effects};
-use crate::job::{JobCtx, JobError, JobHandle, JobMetric, JobSpec, Jobs, MetricCallback, StopReason};
+use crate::job::{
+    JobCtx, JobError, JobHandle, JobMetric, JobSpec, Jobs, MetricCallback, StopReason,
+};
+use crate::lock::LeaderLock;
 use crate::queue::{self, Queue, QueueCore, QueueOptions};
 use crate::store::faults::FaultInjector;
 use crate::store::{Durability, Store, StoreConfig, StoreStats};
@@ -357,7 +359,10 @@ impl Engine {
         for (_, signal) in jobs.running_signals() {
             signal.fire(StopReason::Shutdown);
         }
-        if tokio::time::timeout(deadline, jobs.wait_idle()).await.is_err() {
+        if tokio::time::timeout(deadline, jobs.wait_idle())
+            .await
+            .is_err()
+        {
             let epoch = jobs.epoch;
             for (id, signal) in jobs.running_signals() {
                 let attempt = signal.attempt;

@@ -47,8 +47,8 @@ pub use engine::{Engine, EngineOptions};
 pub use error::{Error, Result};
 pub use job::{
     Backoff, CancelOutcome, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream, JobEvents,
-    JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobSpec, JobState, Jobs,
-    MetricCallback, Outcome, Progress, StopReason, Submit, Submitted,
+    JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobSpec, JobState, Jobs, MetricCallback,
+    Outcome, Progress, StopReason, Submit, Submitted,
 };
 pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,

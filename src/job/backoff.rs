@@ -20,10 +20,11 @@ use crate::error::{Error, Result};
 /// let third = b.delay_after(3, 42);
 /// assert!(third >= Duration::from_millis(640) && third <= Duration::from_millis(960));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[non_exhaustive]
 pub enum Backoff {
     /// Retry at once.
+    #[default]
     None,
     /// Wait the same time after every failed attempt.
     Fixed {
@@ -39,12 +40,6 @@ pub enum Backoff {
         /// The fraction (0 to 1) by which each wait may be moved up or down at random.
         jitter: f64,
     },
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::None
-    }
 }
 
 impl Backoff {
@@ -145,6 +140,11 @@ mod tests {
         assert!(seen_low && seen_high, "jitter should spread over its range");
         assert_eq!(Backoff::fixed(ms(250)).delay_ms(9, 1), 250);
         assert_eq!(Backoff::none().delay_ms(3, 1), 0);
-        assert!(Backoff::exponential(ms(1), ms(2)).jitter(1.5).validate().is_err());
+        assert!(
+            Backoff::exponential(ms(1), ms(2))
+                .jitter(1.5)
+                .validate()
+                .is_err()
+        );
     }
 }

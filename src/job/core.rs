@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, Semaphore, watch};
 
-use super::metrics::{Counters, JobMetric, JobMetrics, MetricCallback};
+use super::metrics::{JobMetric, JobMetrics, MetricCallback, Reporter};
 use super::ops::{self, Effects};
 use super::signal::AttemptSignal;
 use crate::error::Result;
@@ -24,7 +24,7 @@ pub(crate) struct JobCore {
     pub(crate) epoch: u64,
     /// Caps handlers running at once across all definitions.
     pub(crate) global: Arc<Semaphore>,
-    pub(crate) counters: Counters,
+    pub(crate) reporter: Reporter,
     /// Fires when the engine stops: workers stop claiming.
     pub(crate) stop: watch::Receiver<bool>,
     ready: Mutex<HashMap<String, Arc<Notify>>>,
@@ -61,7 +61,7 @@ impl JobCore {
             timer: Timer::new(recovered.deadline),
             epoch,
             global: Arc::new(Semaphore::new(max_running.max(1))),
-            counters: Counters::new(callback),
+            reporter: Reporter::new(callback),
             stop,
             ready: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
@@ -122,7 +122,7 @@ impl JobCore {
             }
         }
         for event in &fx.metrics {
-            self.counters.record(event);
+            self.reporter.report(event);
             log_metric(event);
         }
     }
@@ -195,14 +195,12 @@ impl JobCore {
     }
 
     pub(crate) fn metrics(&self) -> Result<JobMetrics> {
-        let (running, queued) = self.store.read(|rtx| {
+        self.store.read(|rtx| {
             let meta = rtx.open_table(META)?;
-            let get = |name: &str| -> Result<u64> {
-                Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
-            };
-            Ok((get(ops::RUNNING_GAUGE)?, get(ops::QUEUED_GAUGE)?))
-        })?;
-        Ok(self.counters.snapshot(running, queued))
+            let get =
+                |name: &str| -> Result<u64> { Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0)) };
+            JobMetrics::read(get, ops::RUNNING_GAUGE, ops::QUEUED_GAUGE)
+        })
     }
 
     /// One timer pass; returns the next deadline.
@@ -218,7 +216,9 @@ fn log_metric(event: &JobMetric) {
             name,
             attempt,
             code,
-        } => tracing::info!(job = %name, attempt, code = %code, "job attempt failed; retry scheduled"),
+        } => {
+            tracing::info!(job = %name, attempt, code = %code, "job attempt failed; retry scheduled")
+        }
         JobMetric::Failed {
             name,
             attempt,

@@ -215,7 +215,9 @@ impl JobCtx {
         let owned = self
             .inner
             .core
-            .write(move |ctx, fx| ops::step::record_step(ctx, id, attempt, epoch, &step, &bytes, fx))
+            .write(move |ctx, fx| {
+                ops::step::record_step(ctx, id, attempt, epoch, &step, &bytes, fx)
+            })
             .await?;
         if !owned {
             return Err(lost(id, "step result"));

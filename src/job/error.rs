@@ -95,6 +95,10 @@ pub struct JobFailure {
 
 impl fmt::Display for JobFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (attempt {}): {}", self.code, self.attempt, self.message)
+        write!(
+            f,
+            "{} (attempt {}): {}",
+            self.code, self.attempt, self.message
+        )
     }
 }

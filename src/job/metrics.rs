@@ -1,7 +1,6 @@
 //! Job counters: a snapshot, and events pushed to an optional callback.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Something that happened to a job, as reported to a metrics callback
 /// ([`EngineOptions::on_job_metric`](crate::EngineOptions::on_job_metric)).
@@ -66,8 +65,34 @@ pub enum JobMetric {
     },
 }
 
-/// Job counters since this engine opened, plus the jobs queued and running now (read from the
-/// file, so they include jobs from earlier runs).
+impl JobMetric {
+    /// The name of the counter this event adds to in the file.
+    pub(crate) fn counter_name(&self) -> &'static str {
+        match self {
+            JobMetric::Submitted { .. } => SUBMITTED,
+            JobMetric::Started { .. } => STARTED,
+            JobMetric::Completed { .. } => COMPLETED,
+            JobMetric::Failed { .. } => FAILED,
+            JobMetric::Retried { .. } => RETRIED,
+            JobMetric::Cancelled { .. } => CANCELLED,
+            JobMetric::TimedOut { .. } => TIMED_OUT,
+            JobMetric::Recovered { .. } => RECOVERED,
+        }
+    }
+}
+
+const SUBMITTED: &str = "count:jobs_submitted";
+const STARTED: &str = "count:jobs_started";
+const COMPLETED: &str = "count:jobs_completed";
+const FAILED: &str = "count:jobs_failed";
+const RETRIED: &str = "count:jobs_retried";
+const CANCELLED: &str = "count:jobs_cancelled";
+const TIMED_OUT: &str = "count:jobs_timed_out";
+const RECOVERED: &str = "count:jobs_recovered";
+
+/// Job counters over the life of the file, and the jobs queued and running now. They are
+/// stored in the file and updated in the same commit as the change they count, so a snapshot
+/// always agrees with the jobs it describes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobMetrics {
     /// New jobs stored.
@@ -92,67 +117,51 @@ pub struct JobMetrics {
     pub queued_now: u64,
 }
 
+impl JobMetrics {
+    /// Reads the snapshot with `get`, which returns a stored counter's value.
+    pub(crate) fn read(
+        mut get: impl FnMut(&str) -> crate::Result<u64>,
+        running: &str,
+        queued: &str,
+    ) -> crate::Result<Self> {
+        Ok(JobMetrics {
+            submitted: get(SUBMITTED)?,
+            started: get(STARTED)?,
+            completed: get(COMPLETED)?,
+            failed: get(FAILED)?,
+            retried: get(RETRIED)?,
+            cancelled: get(CANCELLED)?,
+            timed_out: get(TIMED_OUT)?,
+            recovered: get(RECOVERED)?,
+            running_now: get(running)?,
+            queued_now: get(queued)?,
+        })
+    }
+}
+
 /// The callback type of [`EngineOptions::on_job_metric`](crate::EngineOptions::on_job_metric).
 pub type MetricCallback = Arc<dyn Fn(&JobMetric) + Send + Sync>;
 
-#[derive(Default)]
-pub(crate) struct Counters {
-    submitted: AtomicU64,
-    started: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    retried: AtomicU64,
-    cancelled: AtomicU64,
-    timed_out: AtomicU64,
-    recovered: AtomicU64,
+/// Hands metric events to the callback, if there is one.
+pub(crate) struct Reporter {
     callback: Option<MetricCallback>,
 }
 
-impl std::fmt::Debug for Counters {
+impl std::fmt::Debug for Reporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counters").finish_non_exhaustive()
+        f.debug_struct("Reporter").finish_non_exhaustive()
     }
 }
 
-impl Counters {
+impl Reporter {
     pub(crate) fn new(callback: Option<MetricCallback>) -> Self {
-        Counters {
-            callback,
-            ..Counters::default()
-        }
+        Reporter { callback }
     }
 
-    pub(crate) fn record(&self, event: &JobMetric) {
-        let counter = match event {
-            JobMetric::Submitted { .. } => &self.submitted,
-            JobMetric::Started { .. } => &self.started,
-            JobMetric::Completed { .. } => &self.completed,
-            JobMetric::Failed { .. } => &self.failed,
-            JobMetric::Retried { .. } => &self.retried,
-            JobMetric::Cancelled { .. } => &self.cancelled,
-            JobMetric::TimedOut { .. } => &self.timed_out,
-            JobMetric::Recovered { .. } => &self.recovered,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn report(&self, event: &JobMetric) {
         if let Some(cb) = &self.callback {
             // A panicking callback must not take the engine down with it.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(event)));
-        }
-    }
-
-    pub(crate) fn snapshot(&self, running_now: u64, queued_now: u64) -> JobMetrics {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        JobMetrics {
-            submitted: get(&self.submitted),
-            started: get(&self.started),
-            completed: get(&self.completed),
-            failed: get(&self.failed),
-            retried: get(&self.retried),
-            cancelled: get(&self.cancelled),
-            timed_out: get(&self.timed_out),
-            recovered: get(&self.recovered),
-            running_now,
-            queued_now,
         }
     }
 }

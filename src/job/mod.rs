@@ -204,7 +204,9 @@ fn info(id: u64, job: JobV1) -> JobInfo {
         input_json: job.input,
         output_json,
         last_error: job.last_error.map(Into::into),
-        progress: job.progress.map(|(percent, stage)| Progress { percent, stage }),
+        progress: job
+            .progress
+            .map(|(percent, stage)| Progress { percent, stage }),
         run_at_ms,
         lease_deadline_ms,
         cancel_reason,
@@ -302,10 +304,11 @@ where
         }
         let handler = Arc::new(handler);
         let type_name = std::any::type_name::<I>();
-        let invoke = move |ctx: JobCtx, input: &[u8]| -> std::result::Result<HandlerFuture, String> {
-            let input: I = serde_json::from_slice(input).map_err(|e| {
-                format!("the stored input does not decode into {type_name}: {e}")
-            })?;
+        let invoke = move |ctx: JobCtx,
+                           input: &[u8]|
+              -> std::result::Result<HandlerFuture, String> {
+            let input: I = serde_json::from_slice(input)
+                .map_err(|e| format!("the stored input does not decode into {type_name}: {e}"))?;
             let run = handler(ctx, input);
             Ok(Box::pin(async move {
                 let output = run.await?;
@@ -411,18 +414,24 @@ where
 
 fn outcome_of<O: DeserializeOwned>(id: u64, job: JobV1) -> Result<Option<Outcome<O>>> {
     let failure = |job: &JobV1| -> JobFailure {
-        job.last_error.clone().map(Into::into).unwrap_or(JobFailure {
-            code: "ERROR".into(),
-            message: String::new(),
-            attempt: job.attempts,
-        })
+        job.last_error
+            .clone()
+            .map(Into::into)
+            .unwrap_or(JobFailure {
+                code: "ERROR".into(),
+                message: String::new(),
+                attempt: job.attempts,
+            })
     };
     Ok(Some(match &job.state {
         JobStateV1::Queued { .. } | JobStateV1::Running { .. } => return Ok(None),
         JobStateV1::Completed { output, .. } => {
             let out = serde_json::from_slice(output).map_err(|e| Error::TypeMismatch {
                 what: format!("the output of job {id} ({})", job.name),
-                detail: format!("it does not decode into {}: {e}", std::any::type_name::<O>()),
+                detail: format!(
+                    "it does not decode into {}: {e}",
+                    std::any::type_name::<O>()
+                ),
             })?;
             Outcome::Completed(out)
         }

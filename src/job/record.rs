@@ -47,7 +47,10 @@ pub(crate) struct JobV1 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum JobStateV1 {
     /// Waiting: in the ready index under `ready_seq`, or in the delayed index until `run_at`.
-    Queued { ready_seq: Option<u64>, run_at: u64 },
+    Queued {
+        ready_seq: Option<u64>,
+        run_at: u64,
+    },
     Running {
         attempt: u32,
         epoch: u64,
@@ -55,10 +58,20 @@ pub(crate) enum JobStateV1 {
         lease_deadline: u64,
         timeout_deadline: Option<u64>,
     },
-    Completed { output: Vec<u8>, at: u64 },
-    Failed { at: u64 },
-    Cancelled { reason: String, at: u64 },
-    TimedOut { at: u64 },
+    Completed {
+        output: Vec<u8>,
+        at: u64,
+    },
+    Failed {
+        at: u64,
+    },
+    Cancelled {
+        reason: String,
+        at: u64,
+    },
+    TimedOut {
+        at: u64,
+    },
 }
 
 impl JobStateV1 {
@@ -135,8 +148,11 @@ impl From<BackoffV1> for Backoff {
                 base_ms,
                 max_ms,
                 jitter_ppm,
-            } => Backoff::exponential(Duration::from_millis(base_ms), Duration::from_millis(max_ms))
-                .jitter(f64::from(jitter_ppm) / 1e6),
+            } => Backoff::exponential(
+                Duration::from_millis(base_ms),
+                Duration::from_millis(max_ms),
+            )
+            .jitter(f64::from(jitter_ppm) / 1e6),
         }
     }
 }

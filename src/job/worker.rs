@@ -201,8 +201,12 @@ async fn run_attempt(
     };
     match settled.instrument(span).await {
         Ok(true) => {}
-        Ok(false) => tracing::debug!(job = %def.name, id, attempt, "late result dropped: the attempt no longer owns the job"),
-        Err(e) => tracing::warn!(job = %def.name, id, attempt, error = %e, "could not record the end of an attempt"),
+        Ok(false) => {
+            tracing::debug!(job = %def.name, id, attempt, "late result dropped: the attempt no longer owns the job")
+        }
+        Err(e) => {
+            tracing::warn!(job = %def.name, id, attempt, error = %e, "could not record the end of an attempt")
+        }
     }
     core.attempt_ended(id, &signal);
     drop(slot);

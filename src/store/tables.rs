@@ -46,8 +46,7 @@ pub(crate) const JOB_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition:
 pub(crate) const JOB_EVENTS: TableDefinition<(u64, u32), &[u8]> =
     TableDefinition::new("job_events");
 /// Memoized step results: (job id, step id) -> the step's output.
-pub(crate) const JOB_STEPS: TableDefinition<(u64, &str), &[u8]> =
-    TableDefinition::new("job_steps");
+pub(crate) const JOB_STEPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("job_steps");
 /// Jobs in a terminal state: (state code, job id), for listing by state.
 pub(crate) const JOB_FINISHED: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("job_finished");

@@ -46,8 +46,12 @@ pub(crate) fn cancel(
         fx,
     )?;
     save(ctx, id, &job)?;
-    fx.metrics.push(JobMetric::Cancelled {
-        name: job.name.clone(),
-    });
+    super::count(
+        ctx,
+        fx,
+        JobMetric::Cancelled {
+            name: job.name.clone(),
+        },
+    )?;
     Ok(Cancelled::Done)
 }

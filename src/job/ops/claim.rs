@@ -58,10 +58,14 @@ pub(crate) fn claim(
             fx,
         )?;
         save(ctx, id, &job)?;
-        fx.metrics.push(JobMetric::Started {
-            name: job.name.clone(),
-            attempt,
-        });
+        super::count(
+            ctx,
+            fx,
+            JobMetric::Started {
+                name: job.name.clone(),
+                attempt,
+            },
+        )?;
         out.push(Claimed {
             id,
             attempt,

@@ -3,7 +3,9 @@
 //! Both check that the attempt still owns the job: a job cancelled or timed out meanwhile
 //! stays as it is, and the late result is dropped.
 
-use super::{Effects, enter_terminal, leave_state, load_known, owns, push_event, save, settle_failure};
+use super::{
+    Effects, enter_terminal, leave_state, load_known, owns, push_event, save, settle_failure,
+};
 use crate::error::Result;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
@@ -37,11 +39,15 @@ pub(crate) fn complete(
     enter_terminal(ctx, id, &mut job, state, fx)?;
     push_event(ctx, id, &mut job, EventKindV1::Completed, fx)?;
     save(ctx, id, &job)?;
-    fx.metrics.push(JobMetric::Completed {
-        name: job.name.clone(),
-        attempt,
-        run_ms: ctx.now.saturating_sub(started_at),
-    });
+    super::count(
+        ctx,
+        fx,
+        JobMetric::Completed {
+            name: job.name.clone(),
+            attempt,
+            run_ms: ctx.now.saturating_sub(started_at),
+        },
+    )?;
     Ok(true)
 }
 

@@ -54,6 +54,14 @@ impl Effects {
     }
 }
 
+/// Counts `metric` in the file (committed with the op, so the totals always match the stored
+/// jobs) and queues it for the metrics callback.
+pub(crate) fn count(ctx: &mut TxCtx<'_>, fx: &mut Effects, metric: JobMetric) -> Result<()> {
+    ctx.adjust(metric.counter_name(), 1)?;
+    fx.metrics.push(metric);
+    Ok(())
+}
+
 pub(crate) fn load(ctx: &TxCtx<'_>, id: u64) -> Result<Option<JobV1>> {
     let table = ctx.tx.open_table(JOBS)?;
     let Some(bytes) = table.get(id)? else {
@@ -195,7 +203,9 @@ pub(crate) fn enter_terminal(
     if let (Some(code), Some(at)) = (state.finished_code(), state.finished_at()) {
         let purge_at = at.saturating_add(job.retention_ms);
         ctx.tx.open_table(JOB_FINISHED)?.insert((code, id), ())?;
-        ctx.tx.open_table(JOB_RETENTION)?.insert((purge_at, id), ())?;
+        ctx.tx
+            .open_table(JOB_RETENTION)?
+            .insert((purge_at, id), ())?;
         fx.deadline(purge_at);
     }
     job.state = state;
@@ -226,11 +236,15 @@ pub(crate) fn settle_failure(
         let seed = id.rotate_left(17) ^ u64::from(attempt);
         let next_at = ctx.now.saturating_add(backoff.delay_ms(attempt, seed));
         enter_queued(ctx, id, job, next_at, fx)?;
-        fx.metrics.push(JobMetric::Retried {
-            name: job.name.clone(),
-            attempt,
-            code: failure.code.clone(),
-        });
+        count(
+            ctx,
+            fx,
+            JobMetric::Retried {
+                name: job.name.clone(),
+                attempt,
+                code: failure.code.clone(),
+            },
+        )?;
         push_event(
             ctx,
             id,
@@ -243,18 +257,26 @@ pub(crate) fn settle_failure(
         )?;
     } else if timed_out {
         enter_terminal(ctx, id, job, JobStateV1::TimedOut { at: ctx.now }, fx)?;
-        fx.metrics.push(JobMetric::TimedOut {
-            name: job.name.clone(),
-            attempt,
-        });
+        count(
+            ctx,
+            fx,
+            JobMetric::TimedOut {
+                name: job.name.clone(),
+                attempt,
+            },
+        )?;
         push_event(ctx, id, job, EventKindV1::TimedOut { error: failure }, fx)?;
     } else {
         enter_terminal(ctx, id, job, JobStateV1::Failed { at: ctx.now }, fx)?;
-        fx.metrics.push(JobMetric::Failed {
-            name: job.name.clone(),
-            attempt,
-            code: failure.code.clone(),
-        });
+        count(
+            ctx,
+            fx,
+            JobMetric::Failed {
+                name: job.name.clone(),
+                attempt,
+                code: failure.code.clone(),
+            },
+        )?;
         push_event(ctx, id, job, EventKindV1::Failed { error: failure }, fx)?;
     }
     save(ctx, id, job)

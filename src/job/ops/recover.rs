@@ -46,11 +46,15 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, u
             job.last_error = Some(error.clone());
             enter_terminal(ctx, id, &mut job, JobStateV1::Failed { at: ctx.now }, fx)?;
             push_event(ctx, id, &mut job, EventKindV1::Failed { error }, fx)?;
-            fx.metrics.push(JobMetric::Failed {
-                name: job.name.clone(),
-                attempt,
-                code: "CRASH_LOOP".into(),
-            });
+            super::count(
+                ctx,
+                fx,
+                JobMetric::Failed {
+                    name: job.name.clone(),
+                    attempt,
+                    code: "CRASH_LOOP".into(),
+                },
+            )?;
             failed += 1;
         } else {
             job.attempts = job.attempts.saturating_sub(1);
@@ -60,9 +64,13 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, u
                 job.crashes, job.crash_budget
             );
             push_event(ctx, id, &mut job, EventKindV1::Recovered { reason }, fx)?;
-            fx.metrics.push(JobMetric::Recovered {
-                name: job.name.clone(),
-            });
+            super::count(
+                ctx,
+                fx,
+                JobMetric::Recovered {
+                    name: job.name.clone(),
+                },
+            )?;
             requeued += 1;
         }
         save(ctx, id, &job)?;

@@ -70,8 +70,12 @@ pub(crate) fn submit(ctx: &mut TxCtx<'_>, new: &NewJob, fx: &mut Effects) -> Res
     push_event(ctx, id, &mut job, EventKindV1::Submitted, fx)?;
     enter_queued(ctx, id, &mut job, new.run_at.unwrap_or(ctx.now), fx)?;
     save(ctx, id, &job)?;
-    fx.metrics.push(JobMetric::Submitted {
-        name: new.name.clone(),
-    });
+    super::count(
+        ctx,
+        fx,
+        JobMetric::Submitted {
+            name: new.name.clone(),
+        },
+    )?;
     Ok((id, false))
 }
