@@ -37,8 +37,32 @@ pub fn secs(s: u64) -> Duration {
 pub const ROLE_VAR: &str = "JOBFILE_TEST_ROLE";
 pub const PATH_VAR: &str = "JOBFILE_TEST_PATH";
 
+/// A child process that is SIGKILLed when dropped, so a failing test never leaves one behind
+/// (an orphan would hold the test harness's output pipe open).
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts this test binary again, running only the ignored test `entry` in `role` on `path`.
-pub fn spawn_child(entry: &str, role: &str, path: &Path) -> (Child, BufReader<ChildStdout>) {
+pub fn spawn_child(entry: &str, role: &str, path: &Path) -> (KillOnDrop, BufReader<ChildStdout>) {
     let exe = std::env::current_exe().expect("current exe");
     let mut child = Command::new(exe)
         .args([
@@ -56,7 +80,7 @@ pub fn spawn_child(entry: &str, role: &str, path: &Path) -> (Child, BufReader<Ch
         .spawn()
         .expect("spawn child");
     let out = BufReader::new(child.stdout.take().expect("child stdout"));
-    (child, out)
+    (KillOnDrop(child), out)
 }
 
 /// Reads child lines until one starts with `prefix`; returns the rest of that line.

@@ -1,0 +1,228 @@
+//! Jobs across real SIGKILLs: every job completes in the end, no step body with a committed
+//! result runs again, and a job that keeps killing its process fails with `CRASH_LOOP`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{Rng, child_role, spawn_child, temp_file, wait_for_line};
+use jobfile::{Engine, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState, Outcome};
+
+const JOBS: u64 = 60;
+const STEPS: [&str; 3] = ["reserve", "charge", "mail"];
+
+fn side_file(path: &Path) -> PathBuf {
+    path.with_extension("steps")
+}
+
+/// Registers the order handler: three steps, each appending `job step token` to the side file
+/// when its body runs and returning the token (the value the step commits).
+fn register_orders(
+    engine: &Engine,
+    side: PathBuf,
+    runner: &'static str,
+) -> JobHandle<u64, Vec<String>> {
+    static NONCE: AtomicU64 = AtomicU64::new(0);
+    engine
+        .register(
+            JobSpec::new("order").concurrency(4).crash_budget(1_000),
+            move |ctx: JobCtx, _order: u64| {
+                let side = side.clone();
+                async move {
+                    let mut tokens = Vec::new();
+                    for (i, step) in STEPS.iter().enumerate() {
+                        let side = side.clone();
+                        let id = ctx.id();
+                        let token = ctx
+                            .step(step, || async move {
+                                let token = format!(
+                                    "{runner}{}-{}",
+                                    std::process::id(),
+                                    NONCE.fetch_add(1, Ordering::SeqCst)
+                                );
+                                let mut f = std::fs::OpenOptions::new()
+                                    .append(true)
+                                    .create(true)
+                                    .open(&side)
+                                    .map_err(|e| JobError::retryable(e.to_string()))?;
+                                // One write call per line: O_APPEND keeps lines whole and apart.
+                                f.write_all(format!("{id} {step} {token}\n").as_bytes())
+                                    .map_err(|e| JobError::retryable(e.to_string()))?;
+                                // Work that takes a moment, so kills land inside steps too.
+                                tokio::time::sleep(Duration::from_millis(4)).await;
+                                Ok::<_, JobError>(token)
+                            })
+                            .await?;
+                        ctx.progress(((i + 1) * 33) as u8, step).await?;
+                        tokens.push(token);
+                    }
+                    Ok(tokens)
+                }
+            },
+        )
+        .expect("register")
+}
+
+/// The body of every child process (ignored in a normal run; the tests below start it).
+#[test]
+#[ignore = "child process entry point, started by the tests in this file"]
+fn job_child_entry() {
+    let Some((role, path)) = child_role() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async move {
+        let engine = Engine::open(&path).await.expect("child open");
+        match role.as_str() {
+            "orders" => {
+                let orders = register_orders(&engine, side_file(&path), "child");
+                for i in 0..JOBS {
+                    orders
+                        .submit(i)
+                        .key(format!("order-{i}"))
+                        .await
+                        .expect("submit");
+                }
+                println!("ready {}", engine.epoch());
+                std::future::pending::<()>().await;
+            }
+            "hang" => {
+                let h = engine
+                    .register(
+                        JobSpec::new("hang").crash_budget(2),
+                        |ctx: JobCtx, _: ()| async move {
+                            println!("hang-running {} {}", ctx.id(), ctx.attempt());
+                            std::future::pending::<()>().await;
+                            Ok(())
+                        },
+                    )
+                    .expect("register");
+                h.submit(()).key("the-one").await.expect("submit");
+                std::future::pending::<()>().await;
+            }
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_over_and_over_every_job_completes_and_no_committed_step_runs_again() {
+    let (_dir, path) = temp_file();
+    let mut rng = Rng::new();
+    let kills = 24;
+    for round in 0..kills {
+        let (mut child, mut out) = spawn_child("job_child_entry", "orders", &path);
+        let epoch: u64 = wait_for_line(&mut out, "ready ").parse().unwrap();
+        assert_eq!(epoch, round + 1, "each open starts a new epoch");
+        // A random moment in the middle of the work.
+        tokio::time::sleep(Duration::from_millis(5 + rng.below(40))).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    let engine = Engine::open(&path).await.unwrap();
+    assert_eq!(engine.epoch(), kills + 1);
+    let orders = register_orders(&engine, side_file(&path), "parent");
+    let mut outputs = HashMap::new();
+    for i in 0..JOBS {
+        let sub = orders.submit(i).key(format!("order-{i}")).await.unwrap();
+        assert!(sub.deduplicated, "order {i} was stored by the first child");
+        match orders.join(sub.id, None).await.unwrap() {
+            Outcome::Completed(tokens) => outputs.insert(sub.id, tokens),
+            other => panic!("order {i} ended as {other:?}"),
+        };
+    }
+    assert_eq!(outputs.len() as u64, JOBS);
+
+    // Every line is one run of a step body, in the order they ran.
+    let log = std::fs::read_to_string(side_file(&path)).unwrap();
+    let mut runs: HashMap<(u64, String), Vec<String>> = HashMap::new();
+    for line in log.lines() {
+        let mut parts = line.split(' ');
+        let (id, step, token) = (parts.next(), parts.next(), parts.next());
+        let (Some(id), Some(step), Some(token)) = (id, step, token) else {
+            panic!("torn line in the step log: {line:?}");
+        };
+        runs.entry((id.parse().unwrap(), step.to_string()))
+            .or_default()
+            .push(token.to_string());
+    }
+    let mut reruns_before_commit = 0;
+    for (id, tokens) in &outputs {
+        for (step, committed) in STEPS.iter().zip(tokens) {
+            let ran = &runs[&(*id, step.to_string())];
+            assert_eq!(
+                ran.last(),
+                Some(committed),
+                "job {id} step {step}: a body ran after its result {committed} committed: {ran:?}"
+            );
+            assert_eq!(ran.iter().filter(|t| *t == committed).count(), 1);
+            reruns_before_commit += ran.len() - 1;
+        }
+        let info = orders.get(*id).unwrap();
+        assert_eq!(info.state, JobState::Completed);
+    }
+    let recovered: usize = outputs
+        .keys()
+        .map(|id| {
+            engine
+                .jobs()
+                .events(*id)
+                .read(0, 1_000)
+                .unwrap()
+                .iter()
+                .filter(|e| matches!(e.kind, JobEventKind::Recovered { .. }))
+                .count()
+        })
+        .sum();
+    assert!(recovered > 0, "no kill landed while a job was running");
+    eprintln!(
+        "{kills} kills: {JOBS} jobs completed, {recovered} recoveries, {reruns_before_commit} step bodies re-ran after a kill before their commit, 0 after"
+    );
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_dying_with_its_process_fails_with_crash_loop() {
+    let (_dir, path) = temp_file();
+    for kill in 1..=3u32 {
+        let (mut child, mut out) = spawn_child("job_child_entry", "hang", &path);
+        let running = wait_for_line(&mut out, "hang-running ");
+        // The crash does not charge an attempt: every run is attempt 1.
+        assert_eq!(running, "1 1", "kill {kill}");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+    // The third recovery is over the budget of 2: recovery fails it at open, at once.
+    let engine = Engine::open(&path).await.unwrap();
+    let info = engine.jobs().get(1).unwrap();
+    assert_eq!((info.state, info.crashes), (JobState::Failed, 3));
+    let error = info.last_error.unwrap();
+    assert_eq!((error.code.as_str(), error.attempt), ("CRASH_LOOP", 1));
+    let events = engine.jobs().events(1).read(0, 100).unwrap();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match &e.kind {
+            JobEventKind::Started { attempt, epoch } => format!("started {attempt}@{epoch}"),
+            other => other.name().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "submitted",
+            "started 1@1",
+            "recovered",
+            "started 1@2",
+            "recovered",
+            "started 1@3",
+            "failed"
+        ]
+    );
+    assert_eq!(engine.jobs().metrics().unwrap().recovered, 2);
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
