@@ -1,12 +1,60 @@
-//! A thumbnail service's work queue: send work, receive it under a lease, settle it, and look at
-//! the dead-letter list. Run it twice: the file keeps what the first run left. A key holds while
-//! its message is stored, so the dead-lettered photo is not queued again on the second run.
+//! Invoices as durable jobs: charge the card, then mail the receipt, each as a memoized step,
+//! with progress and a live event stream.
 //!
 //!     cargo run --release --example quickstart
+//!
+//! Run it twice. The second run submits the same invoice with the same idempotency key and
+//! gets the same job back, already completed: nothing is charged or mailed again. Kill it in
+//! the middle of the first run (Ctrl-C) and run it again: the job resumes, and a step that
+//! committed (the charge) is not run again.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use jobfile::{Engine, QueueOptions};
+use jobfile::{Backoff, Engine, JobCtx, JobError, JobEventKind, JobSpec, Outcome};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Invoice {
+    order: u64,
+    amount_cents: u64,
+    email: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Receipt {
+    charge_id: String,
+    mailed_to: String,
+}
+
+/// Stands in for a payment provider: slow, and the part that must never run twice.
+async fn charge_card(order: u64, amount_cents: u64) -> Result<String, JobError> {
+    println!("  [payments] charging {amount_cents} cents for order {order}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(format!("ch_{order}_{amount_cents}"))
+}
+
+/// Stands in for a mail service.
+async fn send_receipt(email: &str, charge_id: &str) -> Result<(), JobError> {
+    println!("  [mail] sending receipt for {charge_id} to {email}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+async fn invoice(ctx: JobCtx, input: Invoice) -> Result<Receipt, JobError> {
+    let charge_id = ctx
+        .step("charge", || charge_card(input.order, input.amount_cents))
+        .await?;
+    ctx.progress(50, "charged").await?;
+    let email = input.email.clone();
+    let id = charge_id.clone();
+    ctx.step("mail", || async move { send_receipt(&email, &id).await })
+        .await?;
+    ctx.progress(100, "mailed").await?;
+    Ok(Receipt {
+        charge_id,
+        mailed_to: input.email,
+    })
+}
 
 #[tokio::main]
 async fn main() -> jobfile::Result<()> {
@@ -14,79 +62,60 @@ async fn main() -> jobfile::Result<()> {
     let engine = Engine::open(&path).await?;
     println!("opened {} (epoch {})", path.display(), engine.epoch());
 
-    let thumbs = engine.queue_with(
-        "thumbnails",
-        QueueOptions::default()
-            .lease(Duration::from_secs(5))
-            .max_deliveries(2),
+    let invoices = engine.register(
+        JobSpec::new("invoice").max_attempts(5).backoff(
+            Backoff::exponential(Duration::from_millis(200), Duration::from_secs(30)).jitter(0.2),
+        ),
+        invoice,
     )?;
 
-    // A send with the key of a stored message (queued, leased or dead) stores nothing new.
-    for photo in ["beach.jpg", "cat.jpg", "corrupt.jpg", "dog.jpg"] {
-        let receipt = thumbs
-            .send(photo.as_bytes().to_vec())
-            .key(format!("thumb:{photo}"))
-            .priority(if photo == "cat.jpg" { 10 } else { 0 })
-            .await?;
-        let what = if receipt.deduplicated {
-            "already queued"
-        } else {
-            "queued"
-        };
-        println!("{photo}: message {} {what}", receipt.id);
-    }
-
-    // Work through what is ready. The corrupt photo fails twice and lands in the dead letters.
-    while let Some(delivery) = thumbs.try_receive(1, Duration::from_secs(5)).await?.pop() {
-        let name = String::from_utf8_lossy(delivery.payload()).into_owned();
-        if name == "corrupt.jpg" {
-            delivery
-                .nack_with_error(Duration::ZERO, "not a JPEG file")
-                .await?;
-            println!(
-                "{name}: failed (delivery {}), given back",
-                delivery.deliveries()
-            );
-        } else {
-            delivery.ack().await?;
-            println!(
-                "{name}: thumbnail made (delivery {})",
-                delivery.deliveries()
-            );
-        }
-    }
-
-    for dead in thumbs.dead_letters(100)? {
+    let submitted = invoices
+        .submit(Invoice {
+            order: 1001,
+            amount_cents: 4_250,
+            email: "ann@example.com".into(),
+        })
+        .key("invoice:order-1001")
+        .meta("correlation_id", "checkout-7f3a")
+        .await?;
+    if submitted.deduplicated {
         println!(
-            "dead letter {}: {} after {} deliveries ({})",
-            dead.id,
-            dead.reason,
-            dead.deliveries,
-            dead.last_error.as_deref().unwrap_or("no error recorded"),
+            "job {} was submitted by an earlier run and is {}; the same key gives the same job",
+            submitted.id,
+            invoices.get(submitted.id)?.state
         );
+    } else {
+        println!("submitted job {}", submitted.id);
     }
-    println!("queue now: {:?}", thumbs.stats()?);
 
-    // Throughput of fsync'd round trips, for a feel of the cost.
-    let started = Instant::now();
-    let n = 200;
-    for i in 0..n {
-        thumbs.send(format!("bulk-{i}").into_bytes()).await?;
+    // The job's event stream: the history so far, then live events until it ends.
+    let mut events = engine.jobs().events(submitted.id).follow(0);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        let detail = match &event.kind {
+            JobEventKind::Started { attempt, epoch } => format!("attempt {attempt}, epoch {epoch}"),
+            JobEventKind::StepCompleted { step } => step.clone(),
+            JobEventKind::Progress { percent, stage } => format!("{percent}% {stage}"),
+            JobEventKind::RetryScheduled { error, .. } => error.to_string(),
+            JobEventKind::Recovered { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        println!("  event #{} {:<15} {detail}", event.seq, event.kind.name());
     }
-    let mut done = 0;
-    while done < n {
-        for d in thumbs.try_receive(64, Duration::from_secs(5)).await? {
-            d.ack().await?;
-            done += 1;
-        }
+
+    match invoices.join(submitted.id, Some(Duration::from_secs(30))).await? {
+        Outcome::Completed(receipt) => println!(
+            "completed: charge {} mailed to {}",
+            receipt.charge_id, receipt.mailed_to
+        ),
+        Outcome::Failed(e) | Outcome::TimedOut(e) => println!("did not complete: {e}"),
+        Outcome::Cancelled(reason) => println!("cancelled: {reason}"),
     }
-    let stats = engine.store_stats();
+    let m = engine.jobs().metrics()?;
     println!(
-        "{n} sequential send+receive+ack round trips in {:?}; {} commits so far",
-        started.elapsed(),
-        stats.commits
+        "this file so far: {} submitted, {} completed, {} queued now",
+        m.submitted, m.completed, m.queued_now
     );
-
     engine.shutdown(Duration::from_secs(5)).await?;
     Ok(())
 }

@@ -4,7 +4,39 @@
 //! survives a crash, with no server to run. All state lives in one [redb] file; an OS file lock
 //! decides which process leads.
 //!
-//! This release provides the engine core and the lease-based [`Queue`] with a dead-letter list.
+//! Typed durable jobs: a handler is registered under a name; jobs submitted under that name are
+//! stored (fsync'd) before `submit` returns, run by the handler's workers, retried with backoff,
+//! timed out when they miss their lease, and recovered at once when the process running them
+//! dies. Steps inside a handler are memoized in the file, so a retry or a restart never repeats
+//! a step that committed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use jobfile::{Engine, JobCtx, JobError, JobSpec, Outcome};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> jobfile::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("app.jobfile");
+//! let engine = Engine::open(&path).await?;           // lock, recover, start
+//! let resize = engine.register(
+//!     JobSpec::new("resize").max_attempts(3),
+//!     |ctx: JobCtx, width: u32| async move {
+//!         let bytes = ctx.step("render", || async move {
+//!             Ok::<_, JobError>(width as u64 * 3)        // runs once, result kept in the file
+//!         }).await?;
+//!         ctx.progress(100, "rendered").await?;
+//!         Ok(bytes)
+//!     },
+//! )?;
+//! let job = resize.submit(640).key("photo-42").await?;  // durable when it returns
+//! assert_eq!(resize.join(job.id, None).await?, Outcome::Completed(1920));
+//! let again = resize.submit(640).key("photo-42").await?;
+//! assert!(again.deduplicated && again.id == job.id);   // same key, same job: not redone
+//! engine.shutdown(Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The raw [`Queue`] hands out byte payloads under leases, with a dead-letter list:
 //!
 //! ```
 //! use std::time::Duration;
@@ -13,7 +45,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> jobfile::Result<()> {
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("app.jobfile");
-//! let engine = Engine::open(&path).await?;          // lock, recover, start
+//! let engine = Engine::open(&path).await?;
 //! let thumbs = engine.queue("thumbnails")?;
 //! thumbs.send(b"photo-1.jpg".to_vec()).await?;       // durable (fsync'd) when it returns
 //! thumbs.send(b"photo-2.jpg".to_vec()).priority(5).await?;
