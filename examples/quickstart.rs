@@ -103,7 +103,10 @@ async fn main() -> jobfile::Result<()> {
         println!("  event #{} {:<15} {detail}", event.seq, event.kind.name());
     }
 
-    match invoices.join(submitted.id, Some(Duration::from_secs(30))).await? {
+    match invoices
+        .join(submitted.id, Some(Duration::from_secs(30)))
+        .await?
+    {
         Outcome::Completed(receipt) => println!(
             "completed: charge {} mailed to {}",
             receipt.charge_id, receipt.mailed_to

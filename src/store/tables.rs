@@ -1,7 +1,7 @@
 //! Every table of the file, in one place. Keys are redb tuples (ordered element by element);
 //! values are versioned records encoded by [`super::codec`].
 
-use redb::{TableDefinition, TableHandle, WriteTransaction};
+use redb::{Table, TableDefinition, TableHandle, WriteTransaction};
 
 use crate::error::Result;
 
@@ -96,4 +96,43 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(JOB_RETENTION)?;
     debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
     Ok(())
+}
+
+macro_rules! open_tables {
+    ($($field:ident: $def:ident => $k:ty, $v:ty;)*) => {
+        /// The job tables of one write transaction, each opened on first use and kept open until
+        /// the batch ends: opening a table costs more than most single inserts into it.
+        pub(crate) struct OpenTables<'a> {
+            tx: &'a WriteTransaction,
+            $($field: Option<Table<'a, $k, $v>>,)*
+        }
+
+        impl<'a> OpenTables<'a> {
+            pub(crate) fn new(tx: &'a WriteTransaction) -> Self {
+                OpenTables { tx, $($field: None,)* }
+            }
+
+            $(
+                pub(crate) fn $field(&mut self) -> Result<&mut Table<'a, $k, $v>> {
+                    let table = match self.$field.take() {
+                        Some(table) => table,
+                        None => self.tx.open_table($def)?,
+                    };
+                    Ok(self.$field.insert(table))
+                }
+            )*
+        }
+    };
+}
+
+open_tables! {
+    jobs: JOBS => u64, &'static [u8];
+    job_ready: JOB_READY => (&'static str, u32, u64), u64;
+    job_delayed: JOB_DELAYED => (u64, u64), ();
+    job_leases: JOB_LEASES => (u64, u64), ();
+    job_keys: JOB_KEYS => (&'static str, &'static str), u64;
+    job_events: JOB_EVENTS => (u64, u32), &'static [u8];
+    job_steps: JOB_STEPS => (u64, &'static str), &'static [u8];
+    job_finished: JOB_FINISHED => (u8, u64), ();
+    job_retention: JOB_RETENTION => (u64, u64), ();
 }

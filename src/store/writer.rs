@@ -17,6 +17,7 @@ use std::time::Instant;
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
+use super::tables::OpenTables;
 use super::{Durability, StoreShared, meta};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -28,6 +29,8 @@ pub(crate) struct TxCtx<'a> {
     pub(crate) tx: &'a WriteTransaction,
     /// The batch's time (ms since the epoch), read once per batch.
     pub(crate) now: u64,
+    /// Tables kept open for the whole batch.
+    pub(crate) tables: OpenTables<'a>,
     counters: &'a mut HashMap<&'static str, Counter>,
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
@@ -346,6 +349,7 @@ impl Writer {
         let mut ctx = TxCtx {
             tx: &tx,
             now: self.clock.now_ms(),
+            tables: OpenTables::new(&tx),
             counters: &mut self.counters,
             after_commit: Vec::new(),
         };
@@ -391,6 +395,7 @@ impl Writer {
         let mut ctx = TxCtx {
             tx: &tx,
             now,
+            tables: OpenTables::new(&tx),
             counters: &mut self.counters,
             after_commit: Vec::new(),
         };

@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
 use crate::store::TxCtx;
-use crate::store::tables::JOB_READY;
 
 /// A started attempt, handed to a worker.
 #[derive(Debug, Clone)]
@@ -29,7 +28,7 @@ pub(crate) fn claim(
     let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
     while out.len() < max {
         let next = {
-            let mut ready = ctx.tx.open_table(JOB_READY)?;
+            let ready = ctx.tables.job_ready()?;
             let first = ready
                 .range(range.clone())?
                 .next()

@@ -13,7 +13,7 @@ pub(crate) mod step;
 pub(crate) mod submit;
 pub(crate) mod sweep;
 
-use redb::{ReadableTable, TableDefinition};
+use redb::ReadableTable;
 
 use super::metrics::JobMetric;
 use super::record::{
@@ -23,10 +23,6 @@ use super::signal::StopReason;
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode, priority_key};
-use crate::store::tables::{
-    JOB_DELAYED, JOB_EVENTS, JOB_FINISHED, JOB_KEYS, JOB_LEASES, JOB_READY, JOB_RETENTION,
-    JOB_STEPS, JOBS,
-};
 
 pub(crate) const QUEUED_GAUGE: &str = "gauge:jobs_queued";
 pub(crate) const RUNNING_GAUGE: &str = "gauge:jobs_running";
@@ -62,8 +58,8 @@ pub(crate) fn count(ctx: &mut TxCtx<'_>, fx: &mut Effects, metric: JobMetric) ->
     Ok(())
 }
 
-pub(crate) fn load(ctx: &TxCtx<'_>, id: u64) -> Result<Option<JobV1>> {
-    let table = ctx.tx.open_table(JOBS)?;
+pub(crate) fn load(ctx: &mut TxCtx<'_>, id: u64) -> Result<Option<JobV1>> {
+    let table = ctx.tables.jobs()?;
     let Some(bytes) = table.get(id)? else {
         return Ok(None);
     };
@@ -71,13 +67,13 @@ pub(crate) fn load(ctx: &TxCtx<'_>, id: u64) -> Result<Option<JobV1>> {
     Ok(Some(job))
 }
 
-pub(crate) fn load_known(ctx: &TxCtx<'_>, id: u64) -> Result<JobV1> {
+pub(crate) fn load_known(ctx: &mut TxCtx<'_>, id: u64) -> Result<JobV1> {
     load(ctx, id)?.ok_or(Error::UnknownJob { id })
 }
 
-pub(crate) fn save(ctx: &TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
+pub(crate) fn save(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
     let bytes = encode(&StoredJobRef::V1(job));
-    ctx.tx.open_table(JOBS)?.insert(id, bytes.as_slice())?;
+    ctx.tables.jobs()?.insert(id, bytes.as_slice())?;
     Ok(())
 }
 
@@ -87,7 +83,7 @@ pub(crate) fn new_id(ctx: &mut TxCtx<'_>) -> Result<u64> {
 
 /// Appends an event to the job's stream. The caller saves the job afterwards.
 pub(crate) fn push_event(
-    ctx: &TxCtx<'_>,
+    ctx: &mut TxCtx<'_>,
     id: u64,
     job: &mut JobV1,
     kind: EventKindV1,
@@ -95,8 +91,8 @@ pub(crate) fn push_event(
 ) -> Result<()> {
     let seq = job.next_event;
     let bytes = encode(&StoredEvent::V1(EventV1 { at: ctx.now, kind }));
-    ctx.tx
-        .open_table(JOB_EVENTS)?
+    ctx.tables
+        .job_events()?
         .insert((id, seq), bytes.as_slice())?;
     job.next_event = seq.saturating_add(1);
     job.updated_at = ctx.now;
@@ -110,29 +106,29 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
         JobStateV1::Queued { ready_seq, run_at } => {
             match ready_seq {
                 Some(seq) => {
-                    ctx.tx.open_table(JOB_READY)?.remove((
+                    ctx.tables.job_ready()?.remove((
                         job.name.as_str(),
                         priority_key(job.priority),
                         *seq,
                     ))?;
                 }
                 None => {
-                    ctx.tx.open_table(JOB_DELAYED)?.remove((*run_at, id))?;
+                    ctx.tables.job_delayed()?.remove((*run_at, id))?;
                 }
             }
             ctx.adjust(QUEUED_GAUGE, -1)?;
         }
         running @ JobStateV1::Running { .. } => {
             if let Some(key) = running.lease_key() {
-                ctx.tx.open_table(JOB_LEASES)?.remove((key, id))?;
+                ctx.tables.job_leases()?.remove((key, id))?;
             }
             ctx.adjust(RUNNING_GAUGE, -1)?;
         }
         terminal => {
             if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
-                ctx.tx.open_table(JOB_FINISHED)?.remove((code, id))?;
-                ctx.tx
-                    .open_table(JOB_RETENTION)?
+                ctx.tables.job_finished()?.remove((code, id))?;
+                ctx.tables
+                    .job_retention()?
                     .remove((at.saturating_add(job.retention_ms), id))?;
             }
         }
@@ -150,8 +146,8 @@ pub(crate) fn enter_queued(
 ) -> Result<()> {
     if run_at <= ctx.now {
         let seq = ctx.next_id(SEQ_COUNTER)?;
-        ctx.tx
-            .open_table(JOB_READY)?
+        ctx.tables
+            .job_ready()?
             .insert((job.name.as_str(), priority_key(job.priority), seq), id)?;
         job.state = JobStateV1::Queued {
             ready_seq: Some(seq),
@@ -159,7 +155,7 @@ pub(crate) fn enter_queued(
         };
         fx.ready.push(job.name.clone());
     } else {
-        ctx.tx.open_table(JOB_DELAYED)?.insert((run_at, id), ())?;
+        ctx.tables.job_delayed()?.insert((run_at, id), ())?;
         job.state = JobStateV1::Queued {
             ready_seq: None,
             run_at,
@@ -186,7 +182,7 @@ pub(crate) fn enter_running(
         timeout_deadline: job.timeout_ms.map(|t| ctx.now.saturating_add(t)),
     };
     if let Some(key) = job.state.lease_key() {
-        ctx.tx.open_table(JOB_LEASES)?.insert((key, id), ())?;
+        ctx.tables.job_leases()?.insert((key, id), ())?;
         fx.deadline(key);
     }
     ctx.adjust(RUNNING_GAUGE, 1)
@@ -202,10 +198,8 @@ pub(crate) fn enter_terminal(
 ) -> Result<()> {
     if let (Some(code), Some(at)) = (state.finished_code(), state.finished_at()) {
         let purge_at = at.saturating_add(job.retention_ms);
-        ctx.tx.open_table(JOB_FINISHED)?.insert((code, id), ())?;
-        ctx.tx
-            .open_table(JOB_RETENTION)?
-            .insert((purge_at, id), ())?;
+        ctx.tables.job_finished()?.insert((code, id), ())?;
+        ctx.tables.job_retention()?.insert((purge_at, id), ())?;
         fx.deadline(purge_at);
     }
     job.state = state;
@@ -286,7 +280,7 @@ pub(crate) fn settle_failure(
 pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
     leave_state(ctx, id, job)?;
     if let Some(key) = &job.key {
-        let mut keys = ctx.tx.open_table(JOB_KEYS)?;
+        let keys = ctx.tables.job_keys()?;
         // Only remove the key if it still points at this job.
         let points_here = keys
             .get((job.name.as_str(), key.as_str()))?
@@ -295,9 +289,18 @@ pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
             keys.remove((job.name.as_str(), key.as_str()))?;
         }
     }
-    remove_range(ctx, JOB_EVENTS, (id, 0)..=(id, u32::MAX))?;
     {
-        let mut steps = ctx.tx.open_table(JOB_STEPS)?;
+        let events = ctx.tables.job_events()?;
+        let keys: Vec<(u64, u32)> = events
+            .range((id, 0)..=(id, u32::MAX))?
+            .map(|e| e.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for k in keys {
+            events.remove(k)?;
+        }
+    }
+    {
+        let steps = ctx.tables.job_steps()?;
         let names: Vec<String> = steps
             .range((id, "")..)?
             .map_while(|e| match e {
@@ -310,22 +313,6 @@ pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
             steps.remove((id, name.as_str()))?;
         }
     }
-    ctx.tx.open_table(JOBS)?.remove(id)?;
-    Ok(())
-}
-
-fn remove_range(
-    ctx: &TxCtx<'_>,
-    table: TableDefinition<(u64, u32), &[u8]>,
-    range: std::ops::RangeInclusive<(u64, u32)>,
-) -> Result<()> {
-    let mut t = ctx.tx.open_table(table)?;
-    let keys: Vec<(u64, u32)> = t
-        .range(range)?
-        .map(|e| e.map(|(k, _)| k.value()))
-        .collect::<Result<_, _>>()?;
-    for k in keys {
-        t.remove(k)?;
-    }
+    ctx.tables.jobs()?.remove(id)?;
     Ok(())
 }

@@ -8,15 +8,14 @@ use crate::error::{Error, Result};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
 use crate::store::TxCtx;
-use crate::store::tables::JOB_LEASES;
 
 /// Puts every job left running by a dead process back in line at once, charging its crash
 /// budget but not its attempts; a job past its budget fails with `CRASH_LOOP`. Returns how many
 /// were put back and how many failed.
 pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, usize)> {
     let running: Vec<u64> = ctx
-        .tx
-        .open_table(JOB_LEASES)?
+        .tables
+        .job_leases()?
         .iter()?
         .map(|e| e.map(|(k, _)| k.value().1))
         .collect::<Result<_, _>>()?;

@@ -5,7 +5,6 @@ use super::{Effects, leave_state, load_known, owns, push_event, save};
 use crate::error::Result;
 use crate::job::record::{EventKindV1, JobStateV1};
 use crate::store::TxCtx;
-use crate::store::tables::{JOB_LEASES, JOB_STEPS};
 
 /// Stores a step's result and emits `step_completed`.
 pub(crate) fn record_step(
@@ -21,7 +20,7 @@ pub(crate) fn record_step(
     if !owns(&job, attempt, epoch) {
         return Ok(false);
     }
-    ctx.tx.open_table(JOB_STEPS)?.insert((id, step), value)?;
+    ctx.tables.job_steps()?.insert((id, step), value)?;
     let kind = EventKindV1::StepCompleted {
         step: step.to_string(),
     };
@@ -79,7 +78,7 @@ pub(crate) fn heartbeat(
         *timeout_deadline = job.timeout_ms.map(|t| now.saturating_add(t));
     }
     if let Some(key) = job.state.lease_key() {
-        ctx.tx.open_table(JOB_LEASES)?.insert((key, id), ())?;
+        ctx.tables.job_leases()?.insert((key, id), ())?;
         if old_key.is_some_and(|old| key < old) {
             fx.deadline = Some(fx.deadline.map_or(key, |d| d.min(key)));
         }

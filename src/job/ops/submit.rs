@@ -7,7 +7,6 @@ use crate::error::Result;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{BackoffV1, EventKindV1, JobStateV1, JobV1};
 use crate::store::TxCtx;
-use crate::store::tables::JOB_KEYS;
 
 /// A job as submitted, before it has an id. Validated by the caller.
 #[derive(Debug, Clone)]
@@ -31,16 +30,16 @@ pub(crate) struct NewJob {
 pub(crate) fn submit(ctx: &mut TxCtx<'_>, new: &NewJob, fx: &mut Effects) -> Result<(u64, bool)> {
     if let Some(key) = &new.key
         && let Some(id) = ctx
-            .tx
-            .open_table(JOB_KEYS)?
+            .tables
+            .job_keys()?
             .get((new.name.as_str(), key.as_str()))?
     {
         return Ok((id.value(), true));
     }
     let id = new_id(ctx)?;
     if let Some(key) = &new.key {
-        ctx.tx
-            .open_table(JOB_KEYS)?
+        ctx.tables
+            .job_keys()?
             .insert((new.name.as_str(), key.as_str()), id)?;
     }
     let mut job = JobV1 {

@@ -1,20 +1,20 @@
 //! The job timer's pass: delayed jobs coming due, attempts past their lease or timeout, and
 //! terminal jobs past retention, each in bounded batches.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, Table};
 
 use super::{Effects, enter_queued, erase, leave_state, load, save, settle_failure};
 use crate::error::{Error, Result};
 use crate::job::record::{FailureV1, JobStateV1};
 use crate::job::signal::StopReason;
 use crate::store::TxCtx;
-use crate::store::tables::{JOB_DELAYED, JOB_LEASES, JOB_RETENTION};
 
 /// Does up to `limit` items of each kind of due work. Returns the next instant at which there
 /// is work (now, if the limit left some).
 pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Result<Option<u64>> {
     let now = ctx.now;
-    for id in due(ctx, JOB_DELAYED, now, limit)? {
+    let delayed = due(ctx.tables.job_delayed()?, now, limit)?;
+    for id in delayed {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_delayed", id));
         };
@@ -22,7 +22,8 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         enter_queued(ctx, id, &mut job, now, fx)?;
         save(ctx, id, &job)?;
     }
-    for id in due(ctx, JOB_LEASES, now, limit)? {
+    let expired = due(ctx.tables.job_leases()?, now, limit)?;
+    for id in expired {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_leases", id));
         };
@@ -56,34 +57,32 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         };
         settle_failure(ctx, id, &mut job, failure, true, fx)?;
     }
-    for id in due(ctx, JOB_RETENTION, now, limit)? {
+    let past_retention = due(ctx.tables.job_retention()?, now, limit)?;
+    for id in past_retention {
         let Some(job) = load(ctx, id)? else {
             return Err(missing("job_retention", id));
         };
         erase(ctx, id, &job)?;
     }
-    let mut next: Option<u64> = None;
-    for table in [JOB_DELAYED, JOB_LEASES, JOB_RETENTION] {
-        if let Some(first) = ctx.tx.open_table(table)?.first()? {
-            let at = first.0.value().0;
-            next = Some(next.map_or(at, |n| n.min(at)));
-        }
-    }
-    Ok(next)
+    let firsts = [
+        first_at(ctx.tables.job_delayed()?)?,
+        first_at(ctx.tables.job_leases()?)?,
+        first_at(ctx.tables.job_retention()?)?,
+    ];
+    Ok(firsts.into_iter().flatten().min())
 }
 
-fn due(
-    ctx: &TxCtx<'_>,
-    table: TableDefinition<(u64, u64), ()>,
-    now: u64,
-    limit: usize,
-) -> Result<Vec<u64>> {
-    ctx.tx
-        .open_table(table)?
+/// The ids of the first `limit` entries of a (time, id) index that are due at `now`.
+fn due(table: &Table<'_, (u64, u64), ()>, now: u64, limit: usize) -> Result<Vec<u64>> {
+    table
         .range(..=(now, u64::MAX))?
         .take(limit)
         .map(|e| e.map(|(k, _)| k.value().1).map_err(Error::from))
         .collect()
+}
+
+fn first_at(table: &Table<'_, (u64, u64), ()>) -> Result<Option<u64>> {
+    Ok(table.first()?.map(|(k, _)| k.value().0))
 }
 
 fn missing(table: &'static str, id: u64) -> Error {
