@@ -1233,3 +1233,29 @@ async fn the_metrics_callback_sees_each_event_and_a_panicking_one_is_ignored() {
     assert!(seen[1].starts_with("Started"));
     assert!(seen[2].starts_with("Completed"));
 }
+
+#[tokio::test]
+async fn a_submit_to_an_idle_worker_starts_the_job_in_the_same_commit() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let h = engine
+        .register(JobSpec::new("idle"), move |ctx: JobCtx, _: ()| {
+            tx.send(ctx.id()).ok();
+            async { Ok(()) }
+        })
+        .unwrap();
+    // An idle worker holds no slot and makes no commits.
+    for _ in 0..3 {
+        let before = engine.store_stats().commits;
+        let id = h.submit(()).await.unwrap().id;
+        assert_eq!(rx.recv().await, Some(id));
+        assert_eq!(
+            engine.store_stats().commits,
+            before + 1,
+            "no separate claim commit"
+        );
+        // The slot is handed back when the handler returns, before its result commits.
+        h.join(id, None).await.unwrap();
+    }
+}

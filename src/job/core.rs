@@ -10,6 +10,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use super::metrics::{JobMetric, JobMetrics, MetricCallback, Reporter};
 use super::ops::{self, Effects};
 use super::signal::AttemptSignal;
+use super::worker::{self, DispatchTarget, Slot};
 use crate::error::Result;
 use crate::store::tables::META;
 use crate::store::{Store, TxCtx};
@@ -31,6 +32,7 @@ pub(crate) struct JobCore {
     watchers: Mutex<HashMap<u64, watch::Sender<u64>>>,
     running: Mutex<HashMap<u64, Arc<AttemptSignal>>>,
     registered: Mutex<Vec<String>>,
+    targets: Mutex<HashMap<String, Arc<DispatchTarget>>>,
     active: AtomicUsize,
     idle: Notify,
 }
@@ -67,6 +69,7 @@ impl JobCore {
             watchers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             registered: Mutex::new(Vec::new()),
+            targets: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
         });
@@ -121,6 +124,16 @@ impl JobCore {
                 }
             }
         }
+        if !fx.handoffs.is_empty() {
+            let targets = lock(&self.targets);
+            for handoff in fx.handoffs {
+                if let Some(target) = targets.get(&handoff.name) {
+                    // If the workers are gone (shutting down), the attempt's lease runs out or
+                    // the next open recovers it.
+                    let _ = target.handoff.send((handoff.job, handoff.slot));
+                }
+            }
+        }
         for event in &fx.metrics {
             self.reporter.report(event);
             log_metric(event);
@@ -150,6 +163,21 @@ impl JobCore {
         }
         names.push(name.to_string());
         true
+    }
+
+    /// Lets submits of `name` start attempts directly for these workers.
+    pub(crate) fn add_target(&self, name: &str, target: DispatchTarget) {
+        lock(&self.targets).insert(name.to_string(), Arc::new(target));
+    }
+
+    /// A free worker slot for `name`, if a handler runs here, the engine is not stopping, and
+    /// a slot is free now.
+    pub(crate) fn free_slot(&self, name: &str) -> Option<Slot> {
+        if *self.stop.borrow() {
+            return None;
+        }
+        let target = lock(&self.targets).get(name).cloned()?;
+        worker::try_slot(self, &target.concurrency)
     }
 
     pub(crate) fn attempt_started(&self, id: u64, signal: Arc<AttemptSignal>) {

@@ -318,11 +318,25 @@ where
                 })
             }))
         };
+        let concurrency = Arc::new(Semaphore::new(self.spec.concurrency));
         let def = Arc::new(Definition {
             name: self.spec.name.as_str().into(),
-            concurrency: Arc::new(Semaphore::new(self.spec.concurrency)),
+            concurrency: concurrency.clone(),
             invoke: Box::new(invoke),
         });
+        let (handoff, handoffs) = tokio::sync::mpsc::unbounded_channel();
+        self.core.add_target(
+            &self.spec.name,
+            worker::DispatchTarget {
+                concurrency,
+                handoff,
+            },
+        );
+        tokio::spawn(worker::take_handoffs(
+            self.core.clone(),
+            def.clone(),
+            handoffs,
+        ));
         tokio::spawn(worker::run(self.core.clone(), def));
         Ok(())
     }
@@ -544,12 +558,30 @@ where
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let new = self.prepare()?;
-            let (id, deduplicated) = self
+            let core = self.handle.core.clone();
+            let epoch = core.epoch;
+            let done = self
                 .handle
                 .core
-                .write(move |ctx, fx| ops::submit::submit(ctx, &new, fx))
+                .write(move |ctx, fx| {
+                    // An idle worker here takes the job in this same commit: no claim round trip.
+                    let slot = core.free_slot(&new.name);
+                    let start_in = slot.is_some().then_some(epoch);
+                    let mut done = ops::submit::submit(ctx, &new, start_in, fx)?;
+                    if let (Some(job), Some(slot)) = (done.started.take(), slot) {
+                        fx.handoffs.push(ops::Handoff {
+                            name: new.name.clone(),
+                            job,
+                            slot,
+                        });
+                    }
+                    Ok((done.id, done.deduplicated))
+                })
                 .await?;
-            Ok(Submitted { id, deduplicated })
+            Ok(Submitted {
+                id: done.0,
+                deduplicated: done.1,
+            })
         })
     }
 }

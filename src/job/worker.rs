@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::core::JobCore;
@@ -15,6 +15,7 @@ use super::ops::{self, claim::Claimed};
 use super::record::FailureV1;
 use super::signal::{AttemptSignal, StopReason};
 use crate::error::Error;
+use crate::store::tables::JOB_READY;
 
 /// What a type-erased handler returns: the JSON-encoded output.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, JobError>> + Send>>;
@@ -33,7 +34,31 @@ pub(crate) struct Definition {
 const CLAIM_MAX: usize = 256;
 
 /// A slot for one attempt: one permit of the definition, one of the global cap.
-type Slot = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+pub(crate) type Slot = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// Where a submit hands an attempt it started to the definition's workers.
+#[derive(Debug)]
+pub(crate) struct DispatchTarget {
+    pub(crate) concurrency: Arc<Semaphore>,
+    pub(crate) handoff: mpsc::UnboundedSender<(Claimed, Slot)>,
+}
+
+/// Runs the attempts that submits started directly for this definition.
+pub(crate) async fn take_handoffs(
+    core: Arc<JobCore>,
+    def: Arc<Definition>,
+    mut handoffs: mpsc::UnboundedReceiver<(Claimed, Slot)>,
+) {
+    while let Some((job, slot)) = handoffs.recv().await {
+        start(&core, &def, job, slot);
+    }
+}
+
+fn start(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed, slot: Slot) {
+    let signal = Arc::new(AttemptSignal::new(job.attempt));
+    core.attempt_started(job.id, signal.clone());
+    tokio::spawn(run_attempt(core.clone(), def.clone(), job, signal, slot));
+}
 
 pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
     let mut stop = core.stop.clone();
@@ -41,7 +66,25 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
         return;
     }
     let notify = core.ready_notify(&def.name);
+    // Jobs may be waiting from before this handler was registered; look without a commit.
+    let mut look = core
+        .store
+        .read(|rtx| {
+            let ready = rtx.open_table(JOB_READY)?;
+            let name: &str = &def.name;
+            let mut range = ready.range((name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX))?;
+            Ok(range.next().is_some())
+        })
+        .unwrap_or(true);
     loop {
+        if !look {
+            // An idle worker holds no slot, so a submit can hand it a job directly. A wake-up
+            // sent while the worker was busy is kept by the Notify and returns at once.
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
         let first = tokio::select! {
             slot = acquire(&core, &def) => slot,
             _ = stop.changed() => return,
@@ -54,17 +97,13 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
                 None => break,
             }
         }
-        // Register for the wake-up before looking, so a submit committed meanwhile is not missed.
-        let woken = notify.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
         let name = def.name.to_string();
         let max = slots.len();
         let epoch = core.epoch;
         let claimed = core
             .write(move |ctx, fx| ops::claim::claim(ctx, &name, max, epoch, fx))
             .await;
-        let claimed = match claimed {
+        let (claimed, more) = match claimed {
             Ok(c) => c,
             Err(e @ (Error::Closed | Error::Poisoned { .. })) => {
                 tracing::warn!(job = %def.name, error = %e, "worker stopped");
@@ -77,28 +116,16 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
                 let retry_at = clock.now_ms().saturating_add(1_000);
                 tokio::select! {
                     _ = clock.sleep_until(retry_at) => {}
-                    _ = &mut woken => {}
                     _ = stop.changed() => return,
                 }
+                look = true;
                 continue;
             }
         };
-        if claimed.is_empty() {
-            drop(slots);
-            tokio::select! {
-                _ = &mut woken => {}
-                _ = stop.changed() => return,
-            }
-            continue;
-        }
-        if claimed.len() == max {
-            // There may be more: look again at once, without waiting for a wake-up.
-            notify.notify_one();
-        }
+        // More left behind: look again as soon as a slot frees.
+        look = more;
         for (job, slot) in claimed.into_iter().zip(slots) {
-            let signal = Arc::new(AttemptSignal::new(job.attempt));
-            core.attempt_started(job.id, signal.clone());
-            tokio::spawn(run_attempt(core.clone(), def.clone(), job, signal, slot));
+            start(&core, &def, job, slot);
         }
     }
 }
@@ -110,7 +137,12 @@ async fn acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
 }
 
 fn try_acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
-    let own = def.concurrency.clone().try_acquire_owned().ok()?;
+    try_slot(core, &def.concurrency)
+}
+
+/// A free slot of a definition with this concurrency, if there is one now.
+pub(crate) fn try_slot(core: &JobCore, concurrency: &Arc<Semaphore>) -> Option<Slot> {
+    let own = concurrency.clone().try_acquire_owned().ok()?;
     let global = core.global.clone().try_acquire_owned().ok()?;
     Some((own, global))
 }
@@ -163,6 +195,8 @@ async fn run_attempt(
             }
         }
     };
+    // The handler is done: its slot is free for the next attempt while the result commits.
+    drop(slot);
     let epoch = core.epoch;
     let settled = async {
         match result {
@@ -209,7 +243,6 @@ async fn run_attempt(
         }
     }
     core.attempt_ended(id, &signal);
-    drop(slot);
 }
 
 fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {

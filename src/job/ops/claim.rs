@@ -23,7 +23,7 @@ pub(crate) fn claim(
     max: usize,
     epoch: u64,
     fx: &mut Effects,
-) -> Result<Vec<Claimed>> {
+) -> Result<(Vec<Claimed>, bool)> {
     let mut out = Vec::new();
     let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
     while out.len() < max {
@@ -40,37 +40,49 @@ pub(crate) fn claim(
             first.map(|(_, _, id)| id)
         };
         let Some(id) = next else { break };
-        let mut job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
+        let job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
             table: "job_ready",
             detail: format!("ready entry points at missing job {id}"),
         })?;
         // The ready entry is gone already; only the gauge is left of the queued state.
         ctx.adjust(super::QUEUED_GAUGE, -1)?;
-        job.attempts += 1;
-        let attempt = job.attempts;
-        enter_running(ctx, id, &mut job, attempt, epoch, fx)?;
-        push_event(
-            ctx,
-            id,
-            &mut job,
-            EventKindV1::Started { attempt, epoch },
-            fx,
-        )?;
-        save(ctx, id, &job)?;
-        super::count(
-            ctx,
-            fx,
-            JobMetric::Started {
-                name: job.name.clone(),
-                attempt,
-            },
-        )?;
-        out.push(Claimed {
-            id,
-            attempt,
-            input: std::mem::take(&mut job.input),
-            meta: std::mem::take(&mut job.meta),
-        });
+        out.push(start_attempt(ctx, id, job, epoch, fx)?);
     }
-    Ok(out)
+    let more = out.len() == max && any_ready(ctx, name)?;
+    Ok((out, more))
+}
+
+/// Whether any job of `name` is ready, waiting for a claim.
+pub(crate) fn any_ready(ctx: &mut TxCtx<'_>, name: &str) -> Result<bool> {
+    let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
+    Ok(ctx.tables.job_ready()?.range(range)?.next().is_some())
+}
+
+/// Starts the next attempt of a job that has left the queued state's indexes.
+pub(crate) fn start_attempt(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    mut job: JobV1,
+    epoch: u64,
+    fx: &mut Effects,
+) -> Result<Claimed> {
+    job.attempts += 1;
+    let attempt = job.attempts;
+    enter_running(ctx, id, &mut job, attempt, epoch, fx)?;
+    push_event(
+        ctx,
+        id,
+        &mut job,
+        EventKindV1::Started { attempt, epoch },
+        fx,
+    )?;
+    save(ctx, id, &job)?;
+    let name = std::mem::take(&mut job.name);
+    super::count(ctx, fx, JobMetric::Started { name, attempt })?;
+    Ok(Claimed {
+        id,
+        attempt,
+        input: job.input,
+        meta: job.meta,
+    })
 }

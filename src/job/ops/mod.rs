@@ -42,6 +42,16 @@ pub(crate) struct Effects {
     pub(crate) signals: Vec<(u64, u32, StopReason)>,
     /// Metric events to count and report.
     pub(crate) metrics: Vec<JobMetric>,
+    /// Attempts started by a submit, for the worker whose slot they hold.
+    pub(crate) handoffs: Vec<Handoff>,
+}
+
+/// An attempt started inside a submit, with the worker slot reserved for it.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    pub(crate) name: String,
+    pub(crate) job: claim::Claimed,
+    pub(crate) slot: crate::job::worker::Slot,
 }
 
 impl Effects {

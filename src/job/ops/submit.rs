@@ -2,6 +2,7 @@
 
 use redb::ReadableTable;
 
+use super::claim::{Claimed, any_ready, start_attempt};
 use super::{Effects, enter_queued, new_id, push_event, save};
 use crate::error::Result;
 use crate::job::metrics::JobMetric;
@@ -26,15 +27,35 @@ pub(crate) struct NewJob {
     pub(crate) run_at: Option<u64>,
 }
 
-/// Returns the job id and whether it was deduplicated by its key.
-pub(crate) fn submit(ctx: &mut TxCtx<'_>, new: &NewJob, fx: &mut Effects) -> Result<(u64, bool)> {
+/// What a submit did.
+#[derive(Debug)]
+pub(crate) struct SubmitOutcome {
+    pub(crate) id: u64,
+    pub(crate) deduplicated: bool,
+    /// The first attempt, when the job was handed straight to an idle worker.
+    pub(crate) started: Option<Claimed>,
+}
+
+/// Stores the job, or finds the retained one with the same key. With `start_in` (an epoch),
+/// a job that may run now and has no ready job of its name ahead of it starts its first attempt
+/// in the same transaction, so an idle worker gets it without a separate claim.
+pub(crate) fn submit(
+    ctx: &mut TxCtx<'_>,
+    new: &NewJob,
+    start_in: Option<u64>,
+    fx: &mut Effects,
+) -> Result<SubmitOutcome> {
     if let Some(key) = &new.key
         && let Some(id) = ctx
             .tables
             .job_keys()?
             .get((new.name.as_str(), key.as_str()))?
     {
-        return Ok((id.value(), true));
+        return Ok(SubmitOutcome {
+            id: id.value(),
+            deduplicated: true,
+            started: None,
+        });
     }
     let id = new_id(ctx)?;
     if let Some(key) = &new.key {
@@ -67,8 +88,6 @@ pub(crate) fn submit(ctx: &mut TxCtx<'_>, new: &NewJob, fx: &mut Effects) -> Res
         updated_at: ctx.now,
     };
     push_event(ctx, id, &mut job, EventKindV1::Submitted, fx)?;
-    enter_queued(ctx, id, &mut job, new.run_at.unwrap_or(ctx.now), fx)?;
-    save(ctx, id, &job)?;
     super::count(
         ctx,
         fx,
@@ -76,5 +95,27 @@ pub(crate) fn submit(ctx: &mut TxCtx<'_>, new: &NewJob, fx: &mut Effects) -> Res
             name: new.name.clone(),
         },
     )?;
-    Ok((id, false))
+    let run_at = new.run_at.unwrap_or(ctx.now);
+    if let Some(epoch) = start_in
+        && run_at <= ctx.now
+        && !any_ready(ctx, &new.name)?
+    {
+        job.state = JobStateV1::Queued {
+            ready_seq: None,
+            run_at,
+        };
+        let started = start_attempt(ctx, id, job, epoch, fx)?;
+        return Ok(SubmitOutcome {
+            id,
+            deduplicated: false,
+            started: Some(started),
+        });
+    }
+    enter_queued(ctx, id, &mut job, run_at, fx)?;
+    save(ctx, id, &job)?;
+    Ok(SubmitOutcome {
+        id,
+        deduplicated: false,
+        started: None,
+    })
 }
