@@ -102,6 +102,9 @@ impl JobCore {
         if let Some(at) = fx.deadline {
             self.timer.lower(at);
         }
+        for (id, attempt) in fx.started {
+            self.attempt_registered(id, attempt);
+        }
         if !fx.signals.is_empty() {
             let running = lock(&self.running);
             for (id, attempt, why) in fx.signals {
@@ -180,9 +183,12 @@ impl JobCore {
         worker::try_slot(self, &target.concurrency)
     }
 
-    pub(crate) fn attempt_started(&self, id: u64, signal: Arc<AttemptSignal>) {
+    /// Creates the stop signal of a started attempt and counts it as running here.
+    pub(crate) fn attempt_registered(&self, id: u64, attempt: u32) -> Arc<AttemptSignal> {
+        let signal = Arc::new(AttemptSignal::new(attempt));
         self.active.fetch_add(1, Ordering::SeqCst);
-        lock(&self.running).insert(id, signal);
+        lock(&self.running).insert(id, signal.clone());
+        signal
     }
 
     pub(crate) fn attempt_ended(&self, id: u64, signal: &Arc<AttemptSignal>) {

@@ -55,8 +55,14 @@ pub(crate) async fn take_handoffs(
 }
 
 fn start(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed, slot: Slot) {
-    let signal = Arc::new(AttemptSignal::new(job.attempt));
-    core.attempt_started(job.id, signal.clone());
+    // The signal was registered when the claim committed, before the claim was answered.
+    let signal = match core.running_signal(job.id) {
+        Some(signal) if signal.attempt == job.attempt => signal,
+        _ => {
+            tracing::error!(job = %def.name, id = job.id, "started attempt had no stop signal");
+            core.attempt_registered(job.id, job.attempt)
+        }
+    };
     tokio::spawn(run_attempt(core.clone(), def.clone(), job, signal, slot));
 }
 

@@ -93,7 +93,8 @@ impl TxCtx<'_> {
         Ok(())
     }
 
-    /// Runs `hook` once the batch is durable (never, if it is not).
+    /// Runs `hook` once the batch is durable (never, if it is not), before any caller of the
+    /// batch is answered.
     pub(crate) fn after_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
         self.after_commit.push(Box::new(hook));
     }
@@ -293,10 +294,11 @@ impl Writer {
         match self.try_batch(batch, durable) {
             Ok(hooks) => {
                 self.shared.record_commit(batch.len());
+                // Hooks first: a caller that hears back sees the commit's effects in place.
+                hooks.into_iter().for_each(|h| h());
                 for op in batch.drain(..) {
                     op.finish(None);
                 }
-                hooks.into_iter().for_each(|h| h());
             }
             Err(BatchFailure::Storage(e)) => self.fail_all(batch, e),
             Err(BatchFailure::OpFailed | BatchFailure::Panic(_)) => {
@@ -308,8 +310,8 @@ impl Writer {
                     match self.try_batch(&mut single, durable) {
                         Ok(hooks) => {
                             self.shared.record_commit(1);
-                            single.drain(..).for_each(|op| op.finish(None));
                             hooks.into_iter().for_each(|h| h());
+                            single.drain(..).for_each(|op| op.finish(None));
                         }
                         Err(BatchFailure::OpFailed) => {
                             single.drain(..).for_each(|op| op.finish(None));

@@ -79,6 +79,7 @@ pub(crate) fn start_attempt(
     save(ctx, id, &job)?;
     let name = std::mem::take(&mut job.name);
     super::count(ctx, fx, JobMetric::Started { name, attempt })?;
+    fx.started.push((id, attempt));
     Ok(Claimed {
         id,
         attempt,

@@ -44,6 +44,9 @@ pub(crate) struct Effects {
     pub(crate) metrics: Vec<JobMetric>,
     /// Attempts started by a submit, for the worker whose slot they hold.
     pub(crate) handoffs: Vec<Handoff>,
+    /// Attempts started: (job, attempt). Their stop signals exist from the commit on, so a
+    /// cancel committed right after reaches the handler even before it starts.
+    pub(crate) started: Vec<(u64, u32)>,
 }
 
 /// An attempt started inside a submit, with the worker slot reserved for it.
