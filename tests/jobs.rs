@@ -1259,3 +1259,50 @@ async fn a_submit_to_an_idle_worker_starts_the_job_in_the_same_commit() {
         h.join(id, None).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_more_than_one_batch_of_jobs() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let h = engine
+        .job::<u32, ()>(JobSpec::new("shortlived").retention(secs(60)))
+        .unwrap();
+    let ids: Vec<u64> = futures_join_all((0..520).map(|i| {
+        let h = h.clone();
+        async move { h.submit(i).await.unwrap().id }
+    }))
+    .await;
+    let jobs = engine.jobs();
+    futures_join_all(ids.iter().map(|id| {
+        let jobs = jobs.clone();
+        let id = *id;
+        async move { jobs.cancel(id, "done with it").await.unwrap() }
+    }))
+    .await;
+    assert_eq!(jobs.list(JobState::Cancelled, 0, 1_000).unwrap().len(), 520);
+    clock.advance(Duration::from_millis(59_999));
+    engine.tick().await.unwrap();
+    assert_eq!(jobs.list(JobState::Cancelled, 0, 1_000).unwrap().len(), 520);
+    clock.advance(Duration::from_millis(1));
+    // One pass prunes at most 512 jobs and asks for another at once; two passes clear all.
+    engine.tick().await.unwrap();
+    engine.tick().await.unwrap();
+    assert!(jobs.list(JobState::Cancelled, 0, 1_000).unwrap().is_empty());
+    assert_eq!(ids.iter().filter(|id| jobs.get(**id).is_ok()).count(), 0);
+    assert!(matches!(
+        jobs.events(ids[519]).read(0, 10),
+        Err(Error::UnknownJob { .. })
+    ));
+}
+
+/// Runs the futures concurrently (each on its own task) and collects their outputs in order.
+async fn futures_join_all<T: Send + 'static>(
+    futures: impl Iterator<Item = impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
