@@ -150,12 +150,18 @@ impl JobCore {
             .clone()
     }
 
-    /// A receiver that changes whenever job `id` changes (state, events, progress).
-    pub(crate) fn watch(&self, id: u64) -> watch::Receiver<u64> {
-        lock(&self.watchers)
+    /// A receiver that changes whenever job `id` changes (state, events, progress). The
+    /// job's entry is removed when its last watcher is dropped.
+    pub(crate) fn watch(self: &Arc<Self>, id: u64) -> JobWatch {
+        let rx = lock(&self.watchers)
             .entry(id)
             .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+            .subscribe();
+        JobWatch {
+            core: self.clone(),
+            id,
+            rx: Some(rx),
+        }
     }
 
     /// Claims `name` for a handler; false if one is registered already.
@@ -241,6 +247,36 @@ impl JobCore {
     pub(crate) async fn sweep(self: &Arc<Self>) -> Result<Option<u64>> {
         self.write(|ctx, fx| ops::sweep::sweep(ctx, SWEEP_LIMIT, fx))
             .await
+    }
+}
+
+/// A subscription to one job's changes; see [`JobCore::watch`].
+pub(crate) struct JobWatch {
+    core: Arc<JobCore>,
+    id: u64,
+    rx: Option<watch::Receiver<u64>>,
+}
+
+impl JobWatch {
+    /// Waits for the next change. Errors only if the engine is gone.
+    pub(crate) async fn changed(&mut self) -> std::result::Result<(), watch::error::RecvError> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for JobWatch {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        let mut watchers = lock(&self.core.watchers);
+        if watchers
+            .get(&self.id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            watchers.remove(&self.id);
+        }
     }
 }
 
