@@ -138,9 +138,9 @@ impl EngineOptions {
 /// An open jobfile: the single owner of the file while it lives.
 ///
 /// Cheap to clone. Keep it (or a clone) alive while the file is in use: dropping the last one
-/// stops the background tasks (lease expiry, delayed messages, retention), and the file closes
-/// once the queue handles are dropped too. [`Engine::shutdown`] closes it at once, gracefully,
-/// and reports errors.
+/// stops the background tasks (job workers stop claiming; lease expiry, delayed work and
+/// retention stop), and the file closes once the queue and job handles and running attempts
+/// are gone too. [`Engine::shutdown`] closes it at once, gracefully, and reports errors.
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
