@@ -68,9 +68,11 @@
 mod clock;
 mod engine;
 mod error;
+mod jitter;
 mod job;
 mod lock;
 mod queue;
+mod retry;
 mod store;
 mod timer;
 
@@ -86,6 +88,7 @@ pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,
     Send, SendReceipt,
 };
+pub use retry::{RetryError, RetryPolicy, retry, retry_until};
 pub use store::{Durability, StoreStats};
 
 /// Tools for testing what an application (or jobfile itself) does when storage fails.

@@ -101,21 +101,10 @@ impl Backoff {
                 let doublings = attempt.saturating_sub(1).min(63);
                 let raw = millis(base).saturating_mul(1u64 << doublings);
                 let capped = raw.min(millis(max)) as f64;
-                // A uniform value in [-1, 1] from the seed.
-                let unit = (mix(seed) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
-                let jitter = jitter.clamp(0.0, 1.0);
-                (capped * (1.0 + jitter * unit)).round().max(0.0) as u64
+                crate::jitter::jittered_ms(capped, jitter, seed)
             }
         }
     }
-}
-
-/// SplitMix64's finalizer: spreads a seed over all 64 bits.
-fn mix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]
