@@ -18,6 +18,7 @@ use crate::job::{
     JobCtx, JobError, JobHandle, JobMetric, JobSpec, Jobs, MetricCallback, StopReason,
 };
 use crate::lock::LeaderLock;
+use crate::mutex::{FencedMutex, MutexCore};
 use crate::queue::{self, Queue, QueueCore, QueueOptions};
 use crate::store::faults::FaultInjector;
 use crate::store::{Durability, Store, StoreConfig, StoreStats};
@@ -153,6 +154,7 @@ struct EngineInner {
     store: Arc<Store>,
     queues: Arc<QueueCore>,
     jobs: Arc<JobCore>,
+    mutexes: Arc<MutexCore>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -256,6 +258,7 @@ impl Engine {
                 store,
                 queues,
                 jobs,
+                mutexes: Arc::new(MutexCore::default()),
                 stop,
                 tasks: Mutex::new(tasks),
             }),
@@ -315,6 +318,13 @@ impl Engine {
         O: Serialize + DeserializeOwned + Send + 'static,
     {
         JobHandle::new(self.inner.jobs.clone(), spec)
+    }
+
+    /// The named mutex `name` (created on first acquisition).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    pub fn mutex(&self, name: &str) -> Result<FencedMutex> {
+        FencedMutex::new(self.inner.store.clone(), self.inner.mutexes.clone(), name)
     }
 
     /// Every job, whatever its definition: inspect, list, the dead-letter view, events, metrics.

@@ -104,6 +104,27 @@ pub enum Error {
         detail: String,
     },
 
+    /// The caller no longer holds the mutex lease it named: it expired (and maybe another
+    /// owner took the mutex), or it was released. Nothing was changed.
+    #[error("{owner:?} no longer holds mutex {name:?} (lease {token}): it expired or was released")]
+    NotHolder {
+        /// The mutex name.
+        name: String,
+        /// The owner that asked.
+        owner: String,
+        /// The fencing token of the lease it named.
+        token: u64,
+    },
+
+    /// The mutex stayed held by another owner for the whole wait.
+    #[error("mutex {name:?} is still held by another owner after waiting {waited_ms} ms")]
+    LockTimeout {
+        /// The mutex name.
+        name: String,
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
+
     /// The storage layer failed (I/O, a full disk, a damaged file).
     #[error("storage failure: {0}")]
     Storage(String),

@@ -71,6 +71,7 @@ mod error;
 mod jitter;
 mod job;
 mod lock;
+mod mutex;
 mod queue;
 mod retry;
 mod store;
@@ -84,6 +85,7 @@ pub use job::{
     JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobSpec, JobState, Jobs, MetricCallback,
     Outcome, Progress, StopReason, Submit, Submitted,
 };
+pub use mutex::{FencedMutex, MutexLease};
 pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,
     Send, SendReceipt,

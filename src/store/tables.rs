@@ -54,6 +54,9 @@ pub(crate) const JOB_FINISHED: TableDefinition<(u8, u64), ()> =
 pub(crate) const JOB_RETENTION: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("job_retention");
 
+/// Named mutex leases: name -> the current (or last) holder's lease.
+pub(crate) const MUTEXES: TableDefinition<&str, &[u8]> = TableDefinition::new("mutexes");
+
 /// Names of every table jobfile creates; a redb file holding other tables is not ours.
 pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "jobfile_meta",
@@ -73,6 +76,7 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "job_steps",
     "job_finished",
     "job_retention",
+    "mutexes",
 ];
 
 /// Creates every table, so readers never meet a missing one.
@@ -94,6 +98,7 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(JOB_STEPS)?;
     tx.open_table(JOB_FINISHED)?;
     tx.open_table(JOB_RETENTION)?;
+    tx.open_table(MUTEXES)?;
     debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
     Ok(())
 }
