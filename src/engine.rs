@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
+use crate::ephemeral::{Ephemeral, EphemeralCore, EphemeralOptions};
 use crate::error::{Error, Result};
 use crate::job::core::JobCore;
 use crate::job::ops::{self as job_ops, Effects};
@@ -35,6 +36,7 @@ pub struct EngineOptions {
     faults: Option<FaultInjector>,
     max_running_jobs: usize,
     on_job_metric: Option<MetricHook>,
+    ephemeral_change_retention: Duration,
 }
 
 /// The metrics callback, shown by `Debug` only as present.
@@ -59,6 +61,7 @@ impl Default for EngineOptions {
             faults: None,
             max_running_jobs: 256,
             on_job_metric: None,
+            ephemeral_change_retention: Duration::from_secs(3600),
         }
     }
 }
@@ -130,6 +133,13 @@ impl EngineOptions {
         self
     }
 
+    /// How long the change streams of ephemeral sets keep each change. A reader further behind
+    /// gets [`Error::Lagged`]. Default 1 hour.
+    pub fn ephemeral_change_retention(mut self, keep: Duration) -> Self {
+        self.ephemeral_change_retention = keep;
+        self
+    }
+
     /// Opens `path` with these options. See [`Engine::open`].
     pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
         Engine::open_with(path, self).await
@@ -155,6 +165,7 @@ struct EngineInner {
     queues: Arc<QueueCore>,
     jobs: Arc<JobCore>,
     mutexes: Arc<MutexCore>,
+    ephemeral: Arc<EphemeralCore>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -184,49 +195,52 @@ impl Engine {
         let clock = options.clock.clone();
         let max_running_jobs = options.max_running_jobs;
         let on_job_metric = options.on_job_metric.clone().map(|h| h.0);
-        let (store, epoch, (next_deadline, job_effects)) = tokio::task::spawn_blocking(move || {
-            let lock = if options.standby {
-                LeaderLock::acquire_blocking(&open_path)?
-            } else {
-                LeaderLock::try_acquire(&open_path)?
-            };
-            let config = StoreConfig {
-                durability: options.durability,
-                max_batch: options.max_batch,
-                quick_repair: options.quick_repair,
-                cache_bytes: options.cache_bytes,
-                faults: options.faults,
-            };
-            Store::open(&open_path, lock, config, clock, |ctx, epoch| {
-                let redelivered = queue::ops::recover(ctx)?;
-                if redelivered > 0 {
-                    tracing::info!(
-                        epoch,
-                        redelivered,
-                        "redelivered messages leased by the previous process"
-                    );
-                }
-                let mut job_fx = Effects::default();
-                let (requeued, failed) = job_ops::recover::recover(ctx, &mut job_fx)?;
-                if requeued + failed > 0 {
-                    tracing::info!(
-                        epoch,
-                        requeued,
-                        crash_looped = failed,
-                        "recovered jobs left running by the previous process"
-                    );
-                }
-                // Timed work that came due while no process held the file is done at once.
-                let queue_next = queue::ops::maintain(ctx, usize::MAX)?.next_deadline;
-                let job_next = job_ops::sweep::sweep(ctx, usize::MAX, &mut job_fx)?;
-                if let Some(at) = job_next {
-                    job_fx.deadline = Some(job_fx.deadline.map_or(at, |d| d.min(at)));
-                }
-                Ok((queue_next, job_fx))
+        let change_retention = options.ephemeral_change_retention;
+        let (store, epoch, (next_deadline, job_effects, ephemeral_next)) =
+            tokio::task::spawn_blocking(move || {
+                let lock = if options.standby {
+                    LeaderLock::acquire_blocking(&open_path)?
+                } else {
+                    LeaderLock::try_acquire(&open_path)?
+                };
+                let config = StoreConfig {
+                    durability: options.durability,
+                    max_batch: options.max_batch,
+                    quick_repair: options.quick_repair,
+                    cache_bytes: options.cache_bytes,
+                    faults: options.faults,
+                };
+                Store::open(&open_path, lock, config, clock, |ctx, epoch| {
+                    let redelivered = queue::ops::recover(ctx)?;
+                    if redelivered > 0 {
+                        tracing::info!(
+                            epoch,
+                            redelivered,
+                            "redelivered messages leased by the previous process"
+                        );
+                    }
+                    let mut job_fx = Effects::default();
+                    let (requeued, failed) = job_ops::recover::recover(ctx, &mut job_fx)?;
+                    if requeued + failed > 0 {
+                        tracing::info!(
+                            epoch,
+                            requeued,
+                            crash_looped = failed,
+                            "recovered jobs left running by the previous process"
+                        );
+                    }
+                    // Timed work that came due while no process held the file is done at once.
+                    let queue_next = queue::ops::maintain(ctx, usize::MAX)?.next_deadline;
+                    let job_next = job_ops::sweep::sweep(ctx, usize::MAX, &mut job_fx)?;
+                    if let Some(at) = job_next {
+                        job_fx.deadline = Some(job_fx.deadline.map_or(at, |d| d.min(at)));
+                    }
+                    let ephemeral_next = EphemeralCore::sweep_at_open(ctx, change_retention)?;
+                    Ok((queue_next, job_fx, ephemeral_next))
+                })
             })
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("open task failed: {e}")))??;
+            .await
+            .map_err(|e| Error::Internal(format!("open task failed: {e}")))??;
         tracing::info!(path = %path.display(), epoch, "jobfile opened");
         let store = Arc::new(store);
         let queues = Arc::new(QueueCore::new(store.clone(), next_deadline));
@@ -247,9 +261,24 @@ impl Engine {
                 crate::timer::run("job", &jobs.timer, clock, stop, || jobs.sweep()).await;
             }
         };
+        let ephemeral = Arc::new(EphemeralCore::new(
+            store.clone(),
+            ephemeral_next,
+            change_retention,
+            stop_rx.clone(),
+        ));
+        let ephemeral_timer = {
+            let core = ephemeral.clone();
+            let clock = store.clock().clone();
+            let stop = stop_rx.clone();
+            async move {
+                crate::timer::run("ephemeral", &core.timer, clock, stop, || core.sweep()).await;
+            }
+        };
         let tasks = vec![
             tokio::spawn(queue::maintenance::run(queues.clone(), stop_rx)),
             tokio::spawn(job_timer),
+            tokio::spawn(ephemeral_timer),
         ];
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -259,6 +288,7 @@ impl Engine {
                 queues,
                 jobs,
                 mutexes: Arc::new(MutexCore::default()),
+                ephemeral,
                 stop,
                 tasks: Mutex::new(tasks),
             }),
@@ -320,6 +350,19 @@ impl Engine {
         JobHandle::new(self.inner.jobs.clone(), spec)
     }
 
+    /// The ephemeral set `name` with default [`EphemeralOptions`] (10,000 entries of at most
+    /// 4 KiB).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    pub fn ephemeral(&self, name: &str) -> Result<Ephemeral> {
+        self.ephemeral_with(name, EphemeralOptions::default())
+    }
+
+    /// The ephemeral set `name` with `options` (applied to this handle's writes).
+    pub fn ephemeral_with(&self, name: &str, options: EphemeralOptions) -> Result<Ephemeral> {
+        Ephemeral::new(self.inner.ephemeral.clone(), name, options)
+    }
+
     /// The named mutex `name` (created on first acquisition).
     ///
     /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
@@ -343,6 +386,9 @@ impl Engine {
         }
         if let Some(at) = self.inner.jobs.sweep().await? {
             self.inner.jobs.timer.lower(at);
+        }
+        if let Some(at) = self.inner.ephemeral.sweep().await? {
+            self.inner.ephemeral.timer.lower(at);
         }
         Ok(())
     }

@@ -125,6 +125,27 @@ pub enum Error {
         waited_ms: u64,
     },
 
+    /// An ephemeral set is full; an upsert of a new key was refused. Nothing was written.
+    #[error("ephemeral set {set:?} already holds its capacity of {capacity} entries")]
+    CapacityExceeded {
+        /// The set.
+        set: String,
+        /// Its capacity.
+        capacity: usize,
+    },
+
+    /// A change-stream reader asked for a position that was already pruned: it lagged. Read
+    /// again from `next_available` (after taking a snapshot to resynchronise).
+    #[error("position {requested} of {set:?} was pruned; the oldest retained is {next_available}")]
+    Lagged {
+        /// The stream.
+        set: String,
+        /// The position asked for.
+        requested: u64,
+        /// The first position still available.
+        next_available: u64,
+    },
+
     /// The storage layer failed (I/O, a full disk, a damaged file).
     #[error("storage failure: {0}")]
     Storage(String),

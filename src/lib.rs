@@ -67,6 +67,7 @@
 
 mod clock;
 mod engine;
+mod ephemeral;
 mod error;
 mod jitter;
 mod job;
@@ -79,6 +80,9 @@ mod timer;
 
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use engine::{Engine, EngineOptions};
+pub use ephemeral::{
+    Change, ChangeKind, ChangeStream, Entry, Ephemeral, EphemeralOptions, Snapshot,
+};
 pub use error::{Error, Result};
 pub use job::{
     Backoff, CancelOutcome, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream, JobEvents,

@@ -57,6 +57,18 @@ pub(crate) const JOB_RETENTION: TableDefinition<(u64, u64), ()> =
 /// Named mutex leases: name -> the current (or last) holder's lease.
 pub(crate) const MUTEXES: TableDefinition<&str, &[u8]> = TableDefinition::new("mutexes");
 
+/// Ephemeral entries: (set, key) -> the entry.
+pub(crate) const EPH_ENTRIES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("ephemeral_entries");
+/// Ephemeral expiry: (expires at ms, set, key).
+pub(crate) const EPH_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("ephemeral_expiry");
+/// Each set's change stream: (set, position) -> the change.
+pub(crate) const EPH_CHANGES: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("ephemeral_changes");
+/// Per-set bookkeeping: set -> entry count and pruned position.
+pub(crate) const EPH_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("ephemeral_sets");
+
 /// Names of every table jobfile creates; a redb file holding other tables is not ours.
 pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "jobfile_meta",
@@ -77,6 +89,10 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "job_finished",
     "job_retention",
     "mutexes",
+    "ephemeral_entries",
+    "ephemeral_expiry",
+    "ephemeral_changes",
+    "ephemeral_sets",
 ];
 
 /// Creates every table, so readers never meet a missing one.
@@ -99,6 +115,10 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(JOB_FINISHED)?;
     tx.open_table(JOB_RETENTION)?;
     tx.open_table(MUTEXES)?;
+    tx.open_table(EPH_ENTRIES)?;
+    tx.open_table(EPH_EXPIRY)?;
+    tx.open_table(EPH_CHANGES)?;
+    tx.open_table(EPH_SETS)?;
     debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
     Ok(())
 }

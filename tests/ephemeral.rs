@@ -1,0 +1,269 @@
+//! Ephemeral TTL entries on a manual clock: exact expiries, the change stream (replayed and
+//! live, including expiry while a reader follows), limits, restarts and lagging readers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{T0, open_manual, secs, temp_file};
+use jobfile::{ChangeKind, EngineOptions, EphemeralOptions, Error, ManualClock};
+
+fn kinds(changes: &[jobfile::Change]) -> Vec<(String, &'static str)> {
+    changes
+        .iter()
+        .map(|c| (c.key.clone(), c.kind.name()))
+        .collect()
+}
+
+#[tokio::test]
+async fn upsert_touch_remove_snapshot_and_the_change_stream() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let devices = engine.ephemeral("devices").unwrap();
+    let p1 = devices
+        .upsert("b-sensor", b"on".to_vec(), secs(30))
+        .await
+        .unwrap();
+    let p2 = devices
+        .upsert("a-sensor", b"on".to_vec(), secs(10))
+        .await
+        .unwrap();
+    assert!(p2 > p1);
+    clock.advance(secs(5));
+    let p3 = devices.touch("a-sensor", secs(10)).await.unwrap().unwrap();
+    assert_eq!(devices.touch("ghost", secs(10)).await.unwrap(), None);
+    let a = devices.get("a-sensor").unwrap().unwrap();
+    assert_eq!(
+        (a.expires_at_ms, a.updated_at_ms),
+        (T0 + 15_000, T0 + 5_000)
+    );
+    let snap = devices.snapshot().unwrap();
+    let keys: Vec<&str> = snap.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["a-sensor", "b-sensor"], "sorted by key");
+    assert_eq!(snap.position, p3);
+    let p4 = devices.remove("b-sensor").await.unwrap().unwrap();
+    assert_eq!(devices.remove("b-sensor").await.unwrap(), None);
+    let changes = devices.read_changes(0, 100).unwrap();
+    assert_eq!(
+        kinds(&changes),
+        [
+            ("b-sensor".into(), "upsert"),
+            ("a-sensor".into(), "upsert"),
+            ("a-sensor".into(), "touch"),
+            ("b-sensor".into(), "delete")
+        ]
+    );
+    assert_eq!(
+        changes.iter().map(|c| c.position).collect::<Vec<_>>(),
+        [p1, p2, p3, p4]
+    );
+    assert_eq!(
+        changes[0].kind,
+        ChangeKind::Upsert {
+            value: b"on".to_vec(),
+            expires_at_ms: T0 + 30_000
+        }
+    );
+    assert_eq!(
+        changes[2].kind,
+        ChangeKind::Touch {
+            expires_at_ms: T0 + 15_000
+        }
+    );
+    assert_eq!(changes[3].at_ms, T0 + 5_000);
+    // Sets are separate.
+    assert!(
+        engine
+            .ephemeral("other")
+            .unwrap()
+            .snapshot()
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn entries_expire_on_time_while_a_reader_follows_the_stream() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let presence = engine.ephemeral("presence").unwrap();
+    presence
+        .upsert("ann", b"here".to_vec(), secs(10))
+        .await
+        .unwrap();
+    let snap = presence.snapshot().unwrap();
+    let mut follower = presence.follow(snap.position + 1);
+    clock.advance(Duration::from_millis(9_999));
+    engine.tick().await.unwrap();
+    assert!(presence.get("ann").unwrap().is_some());
+    clock.advance(Duration::from_millis(1));
+    // The timer expires it; nobody has to write for that to happen.
+    let change = follower.next().await.unwrap().unwrap();
+    assert_eq!(
+        (change.key.as_str(), &change.kind, change.at_ms),
+        ("ann", &ChangeKind::Expire, T0 + 10_000)
+    );
+    assert_eq!(presence.get("ann").unwrap(), None);
+    assert!(presence.snapshot().unwrap().entries.is_empty());
+    // The follower keeps going with later changes.
+    presence
+        .upsert("bob", b"here".to_vec(), secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        follower.next().await.unwrap().unwrap().kind.name(),
+        "upsert"
+    );
+}
+
+#[tokio::test]
+async fn capacity_and_payload_limits_are_typed_errors_that_write_nothing() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let small = engine
+        .ephemeral_with(
+            "small",
+            EphemeralOptions {
+                capacity: 2,
+                payload_limit: 8,
+            },
+        )
+        .unwrap();
+    small.upsert("a", vec![0; 8], secs(10)).await.unwrap();
+    small.upsert("b", vec![0; 8], secs(20)).await.unwrap();
+    let before = small.read_changes(0, 100).unwrap().len();
+    assert!(matches!(
+        small.upsert("c", vec![0; 1], secs(10)).await,
+        Err(Error::CapacityExceeded { capacity: 2, .. })
+    ));
+    assert!(matches!(
+        small.upsert("a", vec![0; 9], secs(10)).await,
+        Err(Error::PayloadTooLarge { size: 9, limit: 8 })
+    ));
+    assert_eq!(
+        small.read_changes(0, 100).unwrap().len(),
+        before,
+        "nothing written"
+    );
+    small.upsert("a", vec![1; 8], secs(10)).await.unwrap(); // replacing is fine
+    clock.advance(secs(10));
+    engine.tick().await.unwrap();
+    small.upsert("c", vec![0; 1], secs(10)).await.unwrap(); // "a" expired: room again
+    let defaults = engine.ephemeral("d").unwrap();
+    assert!(matches!(
+        defaults.upsert("k", vec![0; 4_097], secs(1)).await,
+        Err(Error::PayloadTooLarge {
+            size: 4_097,
+            limit: 4_096
+        })
+    ));
+    defaults.upsert("k", vec![0; 4_096], secs(1)).await.unwrap();
+    assert!(matches!(
+        defaults.upsert("", vec![], secs(1)).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        defaults.upsert("k", vec![], Duration::ZERO).await,
+        Err(Error::InvalidArgument { what: "ttl", .. })
+    ));
+}
+
+#[tokio::test]
+async fn default_capacity_is_ten_thousand_entries() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let set = engine.ephemeral("many").unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10_000 {
+        let set = set.clone();
+        tasks.push(tokio::spawn(async move {
+            set.upsert(&format!("k{i:05}"), vec![], secs(60)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(matches!(
+        set.upsert("one-more", vec![], secs(60)).await,
+        Err(Error::CapacityExceeded {
+            capacity: 10_000,
+            ..
+        })
+    ));
+    assert_eq!(set.snapshot().unwrap().entries.len(), 10_000);
+}
+
+#[tokio::test]
+async fn entries_survive_a_restart_until_their_ttl_ends() {
+    let (_dir, path) = temp_file();
+    {
+        let (engine, _clock) = open_manual(&path).await;
+        let s = engine.ephemeral("s").unwrap();
+        s.upsert("k", b"v".to_vec(), secs(60)).await.unwrap();
+        engine.shutdown(secs(1)).await.unwrap();
+    }
+    let reopen = |at: u64| {
+        let path = path.clone();
+        async move {
+            EngineOptions::new()
+                .clock(ManualClock::new(at))
+                .open(&path)
+                .await
+                .unwrap()
+        }
+    };
+    let engine = reopen(T0 + 30_000).await;
+    let s = engine.ephemeral("s").unwrap();
+    assert_eq!(s.get("k").unwrap().unwrap().expires_at_ms, T0 + 60_000);
+    engine.shutdown(secs(1)).await.unwrap();
+    drop(s);
+    let engine = reopen(T0 + 60_000).await;
+    let s = engine.ephemeral("s").unwrap();
+    assert_eq!(s.get("k").unwrap(), None);
+    let last = s.read_changes(0, 10).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind, last.at_ms),
+        (ChangeKind::Expire, T0 + 60_000),
+        "expired at open"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_behind_pruned_changes_is_told_it_lagged() {
+    let (_dir, path) = temp_file();
+    let clock = ManualClock::new(T0);
+    let engine = EngineOptions::new()
+        .clock(clock.clone())
+        .ephemeral_change_retention(secs(10))
+        .open(&path)
+        .await
+        .unwrap();
+    let s = engine.ephemeral("s").unwrap();
+    let first = s.upsert("a", vec![], secs(3600)).await.unwrap();
+    clock.advance(secs(5));
+    let second = s.upsert("b", vec![], secs(3600)).await.unwrap();
+    clock.advance(Duration::from_millis(5_001));
+    engine.tick().await.unwrap();
+    match s.read_changes(first, 10) {
+        Err(Error::Lagged {
+            set,
+            requested,
+            next_available,
+        }) => {
+            assert_eq!(
+                (set.as_str(), requested, next_available),
+                ("s", first, first + 1)
+            );
+        }
+        other => panic!("expected Lagged, got {other:?}"),
+    }
+    assert_eq!(s.read_changes(second, 10).unwrap().len(), 1);
+    let mut follower = s.follow(first);
+    assert!(matches!(
+        follower.next().await,
+        Some(Err(Error::Lagged { .. }))
+    ));
+    // The snapshot still has both entries: only the change history was pruned.
+    assert_eq!(s.snapshot().unwrap().entries.len(), 2);
+}
