@@ -1239,10 +1239,17 @@ async fn a_submit_to_an_idle_worker_starts_the_job_in_the_same_commit() {
     let (_dir, path) = temp_file();
     let (engine, _clock) = open_manual(&path).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let r = release.clone();
     let h = engine
         .register(JobSpec::new("idle"), move |ctx: JobCtx, _: ()| {
             tx.send(ctx.id()).ok();
-            async { Ok(()) }
+            let r = r.clone();
+            async move {
+                // Holds its result back until the test has counted the commits.
+                r.notified().await;
+                Ok(())
+            }
         })
         .unwrap();
     // An idle worker holds no slot and makes no commits.
@@ -1253,8 +1260,9 @@ async fn a_submit_to_an_idle_worker_starts_the_job_in_the_same_commit() {
         assert_eq!(
             engine.store_stats().commits,
             before + 1,
-            "no separate claim commit"
+            "the handler runs after the submit's commit alone, with no claim commit"
         );
+        release.notify_one();
         // The slot is handed back when the handler returns, before its result commits.
         h.join(id, None).await.unwrap();
     }
