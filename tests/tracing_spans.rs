@@ -42,7 +42,7 @@ impl Subscriber for Recorder {
         attrs.record(&mut fields);
         self.seen
             .lock()
-            .unwrap()
+            .unwrap_or_else(|p| p.into_inner())
             .spans
             .push((attrs.metadata().name().to_string(), fields.0));
         Id::from_u64(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
@@ -58,7 +58,11 @@ impl Subscriber for Recorder {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
-        self.seen.lock().unwrap().events.push(text);
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .push(text);
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}

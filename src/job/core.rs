@@ -96,6 +96,11 @@ impl JobCore {
     }
 
     fn effects_done(self: Arc<Self>, fx: Effects) {
+        // Report first: whoever is woken below finds the metrics and logs already out.
+        for event in &fx.metrics {
+            self.reporter.report(event);
+            log_metric(event);
+        }
         for name in &fx.ready {
             self.ready_notify(name).notify_one();
         }
@@ -136,10 +141,6 @@ impl JobCore {
                     let _ = target.handoff.send((handoff.job, handoff.slot));
                 }
             }
-        }
-        for event in &fx.metrics {
-            self.reporter.report(event);
-            log_metric(event);
         }
     }
 
