@@ -180,6 +180,28 @@ impl Error {
     }
 }
 
+/// The longest name (of a job definition, mutex, ephemeral set or key, owner), in bytes.
+pub(crate) const MAX_NAME: usize = 256;
+
+/// Checks a name is 1 to [`MAX_NAME`] bytes; `what` names it in the error.
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(Error::invalid(
+            what,
+            format!("must be 1 to {MAX_NAME} bytes, got {}", name.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a time-to-live (or lease) is longer than zero.
+pub(crate) fn check_ttl(what: &'static str, ttl: std::time::Duration) -> Result<()> {
+    if ttl.is_zero() {
+        return Err(Error::invalid(what, "must be longer than zero"));
+    }
+    Ok(())
+}
+
 /// The result type of jobfile calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -12,13 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::clock::millis;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_name, check_ttl};
 use crate::store::Store;
 use crate::store::codec::{decode, encode};
 use crate::store::tables::MUTEXES;
 
 const FENCE_COUNTER: &str = "next:mutex_fence";
-const MAX_NAME: usize = 256;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum StoredLease {
@@ -86,12 +85,7 @@ pub struct FencedMutex {
 
 impl FencedMutex {
     pub(crate) fn new(store: Arc<Store>, core: Arc<MutexCore>, name: &str) -> Result<Self> {
-        if name.is_empty() || name.len() > MAX_NAME {
-            return Err(Error::invalid(
-                "mutex name",
-                format!("must be 1 to {MAX_NAME} bytes, got {}", name.len()),
-            ));
-        }
+        check_name("mutex name", name)?;
         Ok(FencedMutex {
             name: name.into(),
             store,
@@ -143,7 +137,7 @@ impl FencedMutex {
     ///
     /// Errors: [`Error::NotHolder`] if the lease expired or the mutex changed hands.
     pub async fn extend(&self, lease: &MutexLease, ttl: Duration) -> Result<MutexLease> {
-        check_ttl(ttl)?;
+        check_ttl("ttl", ttl)?;
         let name = self.name.to_string();
         let held = lease.clone();
         let ttl_ms = millis(ttl);
@@ -237,13 +231,8 @@ impl FencedMutex {
 
     /// One try: the new lease, or when the live holder's lease ends.
     async fn attempt(&self, owner: &str, ttl: Duration) -> Result<Result<MutexLease, u64>> {
-        check_ttl(ttl)?;
-        if owner.is_empty() || owner.len() > MAX_NAME {
-            return Err(Error::invalid(
-                "mutex owner",
-                format!("must be 1 to {MAX_NAME} bytes, got {}", owner.len()),
-            ));
-        }
+        check_ttl("ttl", ttl)?;
+        check_name("mutex owner", owner)?;
         let name = self.name.to_string();
         let owner = owner.to_string();
         let ttl_ms = millis(ttl);
@@ -272,13 +261,6 @@ impl FencedMutex {
             })
             .await
     }
-}
-
-fn check_ttl(ttl: Duration) -> Result<()> {
-    if ttl.is_zero() {
-        return Err(Error::invalid("ttl", "must be longer than zero"));
-    }
-    Ok(())
 }
 
 fn not_holder(lease: &MutexLease) -> Error {

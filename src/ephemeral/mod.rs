@@ -19,14 +19,13 @@ use redb::ReadTransaction;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::millis;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_name, check_ttl};
 use crate::store::Store;
 use crate::store::codec::decode;
 use crate::store::tables::{EPH_CHANGES, EPH_ENTRIES, EPH_SETS};
 use crate::timer::Timer;
 use ops::{ChangeKindV1, StoredChange, StoredEntry, StoredSet};
 
-const MAX_NAME: usize = 256;
 /// Entries expired (and changes pruned per set) in one timer pass.
 const SWEEP_LIMIT: usize = 1_000;
 
@@ -229,7 +228,7 @@ impl Ephemeral {
     /// set; [`Error::InvalidArgument`] for a bad key or a zero ttl. Nothing is written then.
     pub async fn upsert(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<u64> {
         check_name("ephemeral key", key)?;
-        check_ttl(ttl)?;
+        check_ttl("ttl", ttl)?;
         if value.len() > self.options.payload_limit {
             return Err(Error::PayloadTooLarge {
                 size: value.len(),
@@ -261,7 +260,7 @@ impl Ephemeral {
     /// Extends a live entry's TTL to `ttl` from now. Returns the change's position, or `None`
     /// if the key is absent (or already expired).
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<Option<u64>> {
-        check_ttl(ttl)?;
+        check_ttl("ttl", ttl)?;
         let (set, key, ttl_ms) = (self.name.to_string(), key.to_string(), millis(ttl));
         let core = self.core.clone();
         self.core
@@ -459,21 +458,4 @@ fn read_changes(rtx: &ReadTransaction, set: &str, from: u64, limit: usize) -> Re
         });
     }
     Ok(out)
-}
-
-fn check_name(what: &'static str, name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_NAME {
-        return Err(Error::invalid(
-            what,
-            format!("must be 1 to {MAX_NAME} bytes, got {}", name.len()),
-        ));
-    }
-    Ok(())
-}
-
-fn check_ttl(ttl: Duration) -> Result<()> {
-    if ttl.is_zero() {
-        return Err(Error::invalid("ttl", "must be longer than zero"));
-    }
-    Ok(())
 }

@@ -5,9 +5,6 @@ use std::time::Duration;
 use super::backoff::Backoff;
 use crate::error::{Error, Result};
 
-/// The longest definition name, in bytes.
-pub(crate) const MAX_NAME: usize = 256;
-
 /// A job definition: its name and options. Every option has the documented default.
 ///
 /// ```
@@ -128,13 +125,7 @@ impl JobSpec {
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_NAME {
-        return Err(Error::invalid(
-            "job name",
-            format!("must be 1 to {MAX_NAME} bytes, got {}", name.len()),
-        ));
-    }
-    Ok(())
+    crate::error::check_name("job name", name)
 }
 
 pub(crate) fn validate_attempts(n: u32) -> Result<()> {
@@ -145,11 +136,9 @@ pub(crate) fn validate_attempts(n: u32) -> Result<()> {
 }
 
 pub(crate) fn validate_lease(lease: Duration, timeout: Option<Duration>) -> Result<()> {
-    if lease.is_zero() {
-        return Err(Error::invalid("lease", "must be longer than zero"));
+    crate::error::check_ttl("lease", lease)?;
+    match timeout {
+        Some(t) => crate::error::check_ttl("timeout", t),
+        None => Ok(()),
     }
-    if timeout.is_some_and(|t| t.is_zero()) {
-        return Err(Error::invalid("timeout", "must be longer than zero"));
-    }
-    Ok(())
 }
