@@ -107,4 +107,28 @@ pub mod testing {
     pub fn decode_stored_records(bytes: &[u8]) -> crate::Result<()> {
         crate::queue::decode_message_record(bytes)
     }
+
+    /// Decodes `bytes` as each kind of stored record in turn (queue message, job, job event,
+    /// mutex lease, ephemeral entry, ephemeral change, ephemeral set) and says how each went.
+    /// Never panics, whatever the input.
+    pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result<()>)> {
+        vec![
+            ("queue_messages", crate::queue::decode_message_record(bytes)),
+            ("jobs", crate::job::decode_job_record(bytes)),
+            ("job_events", crate::job::decode_event_record(bytes)),
+            ("mutexes", crate::mutex::decode_lease_record(bytes)),
+            (
+                "ephemeral_entries",
+                crate::ephemeral::ops::decode_entry_record(bytes),
+            ),
+            (
+                "ephemeral_changes",
+                crate::ephemeral::ops::decode_change_record(bytes),
+            ),
+            (
+                "ephemeral_sets",
+                crate::ephemeral::ops::decode_set_record(bytes),
+            ),
+        ]
+    }
 }

@@ -280,3 +280,9 @@ fn live_holder(tx: &redb::WriteTransaction, name: &str, now: u64) -> Result<Opti
     let StoredLease::V1(lease) = decode("mutexes", bytes.value())?;
     Ok((lease.expires_at > now).then_some(lease))
 }
+
+/// Decodes a stored lease record (for the fuzz targets).
+pub(crate) fn decode_lease_record(bytes: &[u8]) -> Result<()> {
+    let StoredLease::V1(_) = decode("mutexes", bytes)?;
+    Ok(())
+}

@@ -8,4 +8,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = jobfile::testing::decode_stored_records(data);
+    let _ = jobfile::testing::decode_each_record_kind(data);
 });

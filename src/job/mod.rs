@@ -729,3 +729,15 @@ impl Jobs {
         self.core.metrics()
     }
 }
+
+/// Decodes a stored job record (for the fuzz targets).
+pub(crate) fn decode_job_record(bytes: &[u8]) -> Result<()> {
+    let StoredJob::V1(_) = decode("jobs", bytes)?;
+    Ok(())
+}
+
+/// Decodes a stored job event record (for the fuzz targets).
+pub(crate) fn decode_event_record(bytes: &[u8]) -> Result<()> {
+    let record::StoredEvent::V1(_) = decode("job_events", bytes)?;
+    Ok(())
+}
