@@ -23,6 +23,7 @@ use crate::mutex::{FencedMutex, MutexCore};
 use crate::queue::{self, Queue, QueueCore, QueueOptions};
 use crate::store::faults::FaultInjector;
 use crate::store::{Durability, Store, StoreConfig, StoreStats};
+use crate::topic::{Topic, TopicCore, TopicOptions};
 
 /// How to open a file. `EngineOptions::new().open(path)` is the same as [`Engine::open`].
 #[derive(Debug, Clone)]
@@ -166,6 +167,7 @@ struct EngineInner {
     jobs: Arc<JobCore>,
     mutexes: Arc<MutexCore>,
     ephemeral: Arc<EphemeralCore>,
+    topics: Arc<TopicCore>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -196,7 +198,7 @@ impl Engine {
         let max_running_jobs = options.max_running_jobs;
         let on_job_metric = options.on_job_metric.clone().map(|h| h.0);
         let change_retention = options.ephemeral_change_retention;
-        let (store, epoch, (next_deadline, job_effects, ephemeral_next)) =
+        let (store, epoch, (next_deadline, job_effects, ephemeral_next, topic_next)) =
             tokio::task::spawn_blocking(move || {
                 let lock = if options.standby {
                     LeaderLock::acquire_blocking(&open_path)?
@@ -236,7 +238,8 @@ impl Engine {
                         job_fx.deadline = Some(job_fx.deadline.map_or(at, |d| d.min(at)));
                     }
                     let ephemeral_next = EphemeralCore::sweep_at_open(ctx, change_retention)?;
-                    Ok((queue_next, job_fx, ephemeral_next))
+                    let topic_next = crate::topic::ops::sweep(ctx, usize::MAX)?;
+                    Ok((queue_next, job_fx, ephemeral_next, topic_next))
                 })
             })
             .await
@@ -275,10 +278,20 @@ impl Engine {
                 crate::timer::run("ephemeral", &core.timer, clock, stop, || core.sweep()).await;
             }
         };
+        let topics = Arc::new(TopicCore::new(store.clone(), topic_next, stop_rx.clone()));
+        let topic_timer = {
+            let core = topics.clone();
+            let clock = store.clock().clone();
+            let stop = stop_rx.clone();
+            async move {
+                crate::timer::run("topic", &core.timer, clock, stop, || core.sweep()).await;
+            }
+        };
         let tasks = vec![
             tokio::spawn(queue::maintenance::run(queues.clone(), stop_rx)),
             tokio::spawn(job_timer),
             tokio::spawn(ephemeral_timer),
+            tokio::spawn(topic_timer),
         ];
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -289,6 +302,7 @@ impl Engine {
                 jobs,
                 mutexes: Arc::new(MutexCore::default()),
                 ephemeral,
+                topics,
                 stop,
                 tasks: Mutex::new(tasks),
             }),
@@ -350,6 +364,18 @@ impl Engine {
         JobHandle::new(self.inner.jobs.clone(), spec)
     }
 
+    /// The topic `name` with default [`TopicOptions`].
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    pub fn topic(&self, name: &str) -> Result<Topic> {
+        self.topic_with(name, TopicOptions::default())
+    }
+
+    /// The topic `name` with `options` (applied to this handle's publishes and groups).
+    pub fn topic_with(&self, name: &str, options: TopicOptions) -> Result<Topic> {
+        Topic::new(self.inner.topics.clone(), name, options)
+    }
+
     /// The ephemeral set `name` with default [`EphemeralOptions`] (10,000 entries of at most
     /// 4 KiB).
     ///
@@ -389,6 +415,9 @@ impl Engine {
         }
         if let Some(at) = self.inner.ephemeral.sweep().await? {
             self.inner.ephemeral.timer.lower(at);
+        }
+        if let Some(at) = self.inner.topics.sweep().await? {
+            self.inner.topics.timer.lower(at);
         }
         Ok(())
     }

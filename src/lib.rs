@@ -77,6 +77,7 @@ mod queue;
 mod retry;
 mod store;
 mod timer;
+mod topic;
 
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use engine::{Engine, EngineOptions};
@@ -96,6 +97,9 @@ pub use queue::{
 };
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
 pub use store::{Durability, StoreStats};
+pub use topic::{
+    ConsumerGroup, GroupDelivery, Published, StartAt, Topic, TopicEvent, TopicOptions, TopicStream,
+};
 
 /// Tools for testing what an application (or jobfile itself) does when storage fails.
 pub mod testing {

@@ -69,6 +69,21 @@ pub(crate) const EPH_CHANGES: TableDefinition<(&str, u64), &[u8]> =
 /// Per-set bookkeeping: set -> entry count and pruned position.
 pub(crate) const EPH_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("ephemeral_sets");
 
+/// Topic events: (topic, sequence) -> the event.
+pub(crate) const TOPIC_EVENTS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("topic_events");
+/// Topic idempotency keys: (topic, key) -> sequence, kept while the event is retained.
+pub(crate) const TOPIC_KEYS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("topic_keys");
+/// Per-topic bookkeeping: topic -> last sequence and pruned position.
+pub(crate) const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
+/// Consumer groups: (topic, group) -> cursors.
+pub(crate) const TOPIC_GROUPS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("topic_groups");
+/// Deliveries to a group not yet committed: (topic, group, sequence) -> lease.
+pub(crate) const TOPIC_PENDING: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("topic_pending");
+
 /// Names of every table jobfile creates; a redb file holding other tables is not ours.
 pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "jobfile_meta",
@@ -93,6 +108,11 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "ephemeral_expiry",
     "ephemeral_changes",
     "ephemeral_sets",
+    "topic_events",
+    "topic_keys",
+    "topics",
+    "topic_groups",
+    "topic_pending",
 ];
 
 /// Creates every table, so readers never meet a missing one.
@@ -119,6 +139,11 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(EPH_EXPIRY)?;
     tx.open_table(EPH_CHANGES)?;
     tx.open_table(EPH_SETS)?;
+    tx.open_table(TOPIC_EVENTS)?;
+    tx.open_table(TOPIC_KEYS)?;
+    tx.open_table(TOPICS)?;
+    tx.open_table(TOPIC_GROUPS)?;
+    tx.open_table(TOPIC_PENDING)?;
     debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
     Ok(())
 }
