@@ -406,6 +406,28 @@ impl ConsumerGroup {
             .await
     }
 
+    /// Commits several delivered events in one durable write (one fsync for all). Returns how
+    /// many were newly committed.
+    ///
+    /// Errors: [`Error::InvalidArgument`] if any was never delivered to this group; then none
+    /// is committed.
+    pub async fn commit_many(&self, seqs: &[u64]) -> Result<usize> {
+        let topic = self.topic.name.to_string();
+        let name = self.name.to_string();
+        let seqs = seqs.to_vec();
+        self.topic
+            .core
+            .store
+            .write(move |ctx| {
+                let mut n = 0;
+                for seq in &seqs {
+                    n += usize::from(ops::commit(ctx, &topic, &name, *seq)?);
+                }
+                Ok(n)
+            })
+            .await
+    }
+
     /// The group's durable cursor: every event up to it is committed.
     pub fn committed_through(&self) -> Result<u64> {
         let topic = self.topic.name.to_string();
