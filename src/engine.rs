@@ -21,6 +21,7 @@ use crate::job::{
 use crate::lock::LeaderLock;
 use crate::mutex::{FencedMutex, MutexCore};
 use crate::queue::{self, Queue, QueueCore, QueueOptions};
+use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::faults::FaultInjector;
 use crate::store::{Durability, Store, StoreConfig, StoreStats};
 use crate::topic::{Topic, TopicCore, TopicOptions};
@@ -168,6 +169,7 @@ struct EngineInner {
     mutexes: Arc<MutexCore>,
     ephemeral: Arc<EphemeralCore>,
     topics: Arc<TopicCore>,
+    scheduler: Arc<SchedulerCore>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -279,6 +281,19 @@ impl Engine {
             }
         };
         let topics = Arc::new(TopicCore::new(store.clone(), topic_next, stop_rx.clone()));
+        let scheduler = Arc::new(SchedulerCore::new(
+            jobs.clone(),
+            store.clock().now_ms(),
+            None,
+        ));
+        let scheduler_timer = {
+            let core = scheduler.clone();
+            let clock = store.clock().clone();
+            let stop = stop_rx.clone();
+            async move {
+                crate::timer::run("scheduler", &core.timer, clock, stop, || core.pass()).await;
+            }
+        };
         let topic_timer = {
             let core = topics.clone();
             let clock = store.clock().clone();
@@ -292,6 +307,7 @@ impl Engine {
             tokio::spawn(job_timer),
             tokio::spawn(ephemeral_timer),
             tokio::spawn(topic_timer),
+            tokio::spawn(scheduler_timer),
         ];
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -303,6 +319,7 @@ impl Engine {
                 mutexes: Arc::new(MutexCore::default()),
                 ephemeral,
                 topics,
+                scheduler,
                 stop,
                 tasks: Mutex::new(tasks),
             }),
@@ -364,6 +381,12 @@ impl Engine {
         JobHandle::new(self.inner.jobs.clone(), spec)
     }
 
+    /// The cron scheduler: schedules that submit jobs on a cron expression in a time zone.
+    /// It runs only here, in the process that holds the file.
+    pub fn scheduler(&self) -> Scheduler {
+        Scheduler::new(self.inner.scheduler.clone())
+    }
+
     /// The topic `name` with default [`TopicOptions`].
     ///
     /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
@@ -418,6 +441,9 @@ impl Engine {
         }
         if let Some(at) = self.inner.topics.sweep().await? {
             self.inner.topics.timer.lower(at);
+        }
+        if let Some(at) = self.inner.scheduler.pass().await? {
+            self.inner.scheduler.timer.lower(at);
         }
         Ok(())
     }

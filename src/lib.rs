@@ -75,6 +75,7 @@ mod lock;
 mod mutex;
 mod queue;
 mod retry;
+mod scheduler;
 mod store;
 mod timer;
 mod topic;
@@ -96,6 +97,7 @@ pub use queue::{
     Send, SendReceipt,
 };
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
+pub use scheduler::{DispatchReport, Misfire, Registered, ScheduleInfo, ScheduleSpec, Scheduler};
 pub use store::{Durability, StoreStats};
 pub use topic::{
     ConsumerGroup, GroupDelivery, Published, StartAt, Topic, TopicEvent, TopicOptions, TopicStream,

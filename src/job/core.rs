@@ -165,6 +165,11 @@ impl JobCore {
         }
     }
 
+    /// Whether a handler for `name` runs in this process.
+    pub(crate) fn has_handler(&self, name: &str) -> bool {
+        lock(&self.registered).iter().any(|n| n == name)
+    }
+
     /// Claims `name` for a handler; false if one is registered already.
     pub(crate) fn register_name(&self, name: &str) -> bool {
         let mut names = lock(&self.registered);

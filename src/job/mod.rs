@@ -12,7 +12,7 @@ mod error;
 mod events;
 mod metrics;
 pub(crate) mod ops;
-mod record;
+pub(crate) mod record;
 mod signal;
 mod spec;
 mod worker;
@@ -587,7 +587,7 @@ where
 }
 
 impl<I: Serialize, O> Submit<'_, I, O> {
-    fn prepare(&self) -> Result<NewJob> {
+    pub(crate) fn prepare(&self) -> Result<NewJob> {
         let spec = &self.handle.spec;
         let input = serde_json::to_vec(&self.input)
             .map_err(|e| Error::invalid("input", format!("it cannot be encoded: {e}")))?;

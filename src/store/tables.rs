@@ -84,6 +84,12 @@ pub(crate) const TOPIC_GROUPS: TableDefinition<(&str, &str), &[u8]> =
 pub(crate) const TOPIC_PENDING: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("topic_pending");
 
+/// Cron schedules by id.
+pub(crate) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
+/// Schedules by their next slot: (slot ms, schedule id).
+pub(crate) const SCHEDULE_DUE: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("schedule_due");
+
 /// Names of every table jobfile creates; a redb file holding other tables is not ours.
 pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "jobfile_meta",
@@ -113,6 +119,8 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "topics",
     "topic_groups",
     "topic_pending",
+    "schedules",
+    "schedule_due",
 ];
 
 /// Creates every table, so readers never meet a missing one.
@@ -144,6 +152,8 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(TOPICS)?;
     tx.open_table(TOPIC_GROUPS)?;
     tx.open_table(TOPIC_PENDING)?;
+    tx.open_table(SCHEDULES)?;
+    tx.open_table(SCHEDULE_DUE)?;
     debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
     Ok(())
 }

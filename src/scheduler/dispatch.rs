@@ -1,0 +1,247 @@
+//! The scheduler's write ops: each due slot becomes one job, submitted with the key
+//! `{schedule_id}:{slot_ms}` in the same transaction that advances the schedule, so a slot is
+//! never lost and never run twice, whatever crashes.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::cron::CronSchedule;
+use crate::error::{Error, Result};
+use crate::job::ops::Effects;
+use crate::job::ops::submit::{self, NewJob};
+use crate::job::record::BackoffV1;
+use crate::store::TxCtx;
+use crate::store::codec::{decode, encode};
+use crate::store::tables::{SCHEDULE_DUE, SCHEDULES};
+
+/// Slots enumerated at most per schedule and pass when catching up; the rest are counted as
+/// dropped without being listed.
+const MAX_ENUMERATED: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredSchedule {
+    V1(ScheduleV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ScheduleV1 {
+    pub(crate) cron: String,
+    pub(crate) zone: String,
+    pub(crate) job: JobTemplateV1,
+    pub(crate) misfire: MisfireV1,
+    pub(crate) max_catch_up: u32,
+    pub(crate) strict: bool,
+    pub(crate) next_run: Option<u64>,
+    pub(crate) dispatched: u64,
+    pub(crate) dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum MisfireV1 {
+    Skip,
+    CatchUpOne,
+    CatchUpAll,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct JobTemplateV1 {
+    pub(crate) name: String,
+    pub(crate) input: Vec<u8>,
+    pub(crate) priority: i32,
+    pub(crate) meta: Vec<(String, String)>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: BackoffV1,
+    pub(crate) lease_ms: u64,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retention_ms: u64,
+    pub(crate) crash_budget: u32,
+}
+
+impl JobTemplateV1 {
+    pub(crate) fn from_new_job(j: NewJob) -> Self {
+        JobTemplateV1 {
+            name: j.name,
+            input: j.input,
+            priority: j.priority,
+            meta: j.meta,
+            max_attempts: j.max_attempts,
+            backoff: j.backoff,
+            lease_ms: j.lease_ms,
+            timeout_ms: j.timeout_ms,
+            retention_ms: j.retention_ms,
+            crash_budget: j.crash_budget,
+        }
+    }
+
+    pub(crate) fn job_with_key(&self, key: String) -> NewJob {
+        NewJob {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            priority: self.priority,
+            key: Some(key),
+            meta: self.meta.clone(),
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            lease_ms: self.lease_ms,
+            timeout_ms: self.timeout_ms,
+            retention_ms: self.retention_ms,
+            crash_budget: self.crash_budget,
+            run_at: None,
+        }
+    }
+}
+
+pub(crate) fn load(ctx: &TxCtx<'_>, id: &str) -> Result<Option<ScheduleV1>> {
+    let table = ctx.tx.open_table(SCHEDULES)?;
+    let Some(b) = table.get(id)? else {
+        return Ok(None);
+    };
+    let StoredSchedule::V1(s) = decode("schedules", b.value())?;
+    Ok(Some(s))
+}
+
+/// Stores the schedule and moves its due-index entry from `old_next` to its `next_run`.
+pub(crate) fn save(ctx: &TxCtx<'_>, id: &str, s: &ScheduleV1, old_next: Option<u64>) -> Result<()> {
+    let bytes = encode(&StoredSchedule::V1(s.clone()));
+    ctx.tx.open_table(SCHEDULES)?.insert(id, bytes.as_slice())?;
+    let mut due = ctx.tx.open_table(SCHEDULE_DUE)?;
+    if let Some(old) = old_next {
+        due.remove((old, id))?;
+    }
+    if let Some(next) = s.next_run {
+        due.insert((next, id), ())?;
+    }
+    Ok(())
+}
+
+pub(crate) fn remove(ctx: &TxCtx<'_>, id: &str) -> Result<bool> {
+    let Some(s) = load(ctx, id)? else {
+        return Ok(false);
+    };
+    ctx.tx.open_table(SCHEDULES)?.remove(id)?;
+    if let Some(next) = s.next_run {
+        ctx.tx.open_table(SCHEDULE_DUE)?.remove((next, id))?;
+    }
+    Ok(true)
+}
+
+/// What a dispatch pass did, for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Jobs submitted for slots.
+    pub submitted: u64,
+    /// Missed slots dropped by the misfire policy, or advanced past without a handler.
+    pub dropped: u64,
+    /// Due slots held back because no handler for the job runs here (strict schedules).
+    pub held: u64,
+}
+
+/// Submits the due slots of up to `limit` schedules. Slots before `opened_at` were missed
+/// while no process held the file: the misfire policy decides which of them run. Slots from
+/// `opened_at` on always run. Returns the next instant with work.
+pub(crate) fn dispatch(
+    ctx: &mut TxCtx<'_>,
+    opened_at: u64,
+    limit: usize,
+    has_handler: &dyn Fn(&str) -> bool,
+    fx: &mut Effects,
+    report: &mut DispatchReport,
+) -> Result<Option<u64>> {
+    let now = ctx.now;
+    let due: Vec<(u64, String)> = ctx
+        .tx
+        .open_table(SCHEDULE_DUE)?
+        .range(..=(now, "\u{10FFFF}"))?
+        .take(limit)
+        .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+        .collect::<Result<_, _>>()?;
+    let mut retry_at: Option<u64> = if due.len() == limit { Some(now) } else { None };
+    for (slot, id) in due {
+        let Some(mut s) = load(ctx, &id)? else {
+            ctx.tx
+                .open_table(SCHEDULE_DUE)?
+                .remove((slot, id.as_str()))?;
+            continue;
+        };
+        let cron = CronSchedule::parse(&s.cron, &s.zone)?;
+        if !has_handler(&s.job.name) {
+            if s.strict {
+                report.held += 1;
+                let at = now.saturating_add(1_000);
+                retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+                continue;
+            }
+            // Non-strict: advance past every due slot without running it.
+            let mut dropped = 0;
+            let mut next = Some(slot);
+            while let Some(n) = next.filter(|n| *n <= now) {
+                dropped += 1;
+                next = cron.next_after(n);
+            }
+            s.dropped += dropped;
+            report.dropped += dropped;
+            let old = s.next_run;
+            s.next_run = next;
+            save(ctx, &id, &s, old)?;
+            continue;
+        }
+        // The slots due now, split into missed (before the open) and on time.
+        let mut missed = Vec::new();
+        let mut missed_count: u64 = 0;
+        let mut on_time = Vec::new();
+        let mut next = Some(slot);
+        let mut enumerated = 0;
+        while let Some(n) = next.filter(|n| *n <= now) {
+            if n < opened_at {
+                missed_count += 1;
+                if missed.len() < s.max_catch_up as usize || s.misfire == MisfireV1::CatchUpOne {
+                    missed.push(n);
+                    if s.misfire == MisfireV1::CatchUpOne && missed.len() > 1 {
+                        missed.remove(0);
+                    }
+                }
+            } else {
+                on_time.push(n);
+            }
+            enumerated += 1;
+            next = cron.next_after(n);
+            if enumerated >= MAX_ENUMERATED {
+                // Too many to list: the rest of the missed range is dropped, uncounted.
+                next = cron.next_after(now.saturating_sub(1).max(n));
+                break;
+            }
+        }
+        let run_missed: Vec<u64> = match s.misfire {
+            MisfireV1::Skip => Vec::new(),
+            MisfireV1::CatchUpOne => missed.last().copied().into_iter().collect(),
+            MisfireV1::CatchUpAll => missed,
+        };
+        let dropped = missed_count - run_missed.len() as u64;
+        for slot in run_missed.into_iter().chain(on_time) {
+            let job = s.job.job_with_key(format!("{id}:{slot}"));
+            let outcome = submit::submit(ctx, &job, None, fx)?;
+            if !outcome.deduplicated {
+                s.dispatched += 1;
+                report.submitted += 1;
+            }
+        }
+        s.dropped += dropped;
+        report.dropped += dropped;
+        let old = s.next_run;
+        s.next_run = next;
+        save(ctx, &id, &s, old)?;
+    }
+    let first = ctx
+        .tx
+        .open_table(SCHEDULE_DUE)?
+        .first()?
+        .map(|(k, _)| k.value().0);
+    Ok([first.filter(|f| *f > now), retry_at]
+        .into_iter()
+        .flatten()
+        .min())
+}
+
+pub(crate) fn unknown(id: &str) -> Error {
+    Error::invalid("schedule", format!("no schedule {id:?}"))
+}

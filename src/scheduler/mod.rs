@@ -1,0 +1,348 @@
+//! The cron scheduler: schedules that submit a typed job for every slot of a cron expression in
+//! a time zone, with misfire policies for slots missed while no process held the file.
+
+mod cron;
+pub(crate) mod dispatch;
+
+use std::sync::Arc;
+
+use redb::ReadableTable;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, check_name};
+use crate::job::JobHandle;
+use crate::job::core::JobCore;
+use crate::job::ops::submit;
+use crate::store::codec::decode;
+use crate::store::tables::SCHEDULES;
+use crate::timer::Timer;
+use cron::CronSchedule;
+pub use dispatch::DispatchReport;
+use dispatch::{JobTemplateV1, MisfireV1, ScheduleV1, StoredSchedule};
+
+/// Schedules handled per timer pass.
+const DISPATCH_LIMIT: usize = 256;
+
+/// What to do with slots missed while no process held the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Misfire {
+    /// Drop missed slots; the next on-time slot runs (the default). A slot that comes due
+    /// while the engine runs is never dropped.
+    #[default]
+    Skip,
+    /// Run the latest missed slot, then continue on time.
+    CatchUpOne,
+    /// Run every missed slot, oldest first, at most `max_catch_up` in all; the rest are
+    /// dropped and counted.
+    CatchUpAll,
+}
+
+impl From<Misfire> for MisfireV1 {
+    fn from(m: Misfire) -> Self {
+        match m {
+            Misfire::Skip => MisfireV1::Skip,
+            Misfire::CatchUpOne => MisfireV1::CatchUpOne,
+            Misfire::CatchUpAll => MisfireV1::CatchUpAll,
+        }
+    }
+}
+
+impl From<MisfireV1> for Misfire {
+    fn from(m: MisfireV1) -> Self {
+        match m {
+            MisfireV1::Skip => Misfire::Skip,
+            MisfireV1::CatchUpOne => Misfire::CatchUpOne,
+            MisfireV1::CatchUpAll => Misfire::CatchUpAll,
+        }
+    }
+}
+
+/// A schedule: its id, cron expression and options. Defaults: zone UTC, [`Misfire::Skip`],
+/// at most 100 catch-up runs, strict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    id: String,
+    cron: String,
+    zone: String,
+    misfire: Misfire,
+    max_catch_up: u32,
+    strict: bool,
+}
+
+impl ScheduleSpec {
+    /// A schedule `id` on `cron`: 5 fields (`0 * * * *`: minute hour day month weekday) or 6
+    /// with seconds first.
+    pub fn new(id: impl Into<String>, cron: impl Into<String>) -> Self {
+        ScheduleSpec {
+            id: id.into(),
+            cron: cron.into(),
+            zone: "UTC".into(),
+            misfire: Misfire::Skip,
+            max_catch_up: 100,
+            strict: true,
+        }
+    }
+
+    /// The IANA time zone the expression is read in. Default `UTC`.
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = zone.into();
+        self
+    }
+
+    /// The misfire policy. Default [`Misfire::Skip`].
+    pub fn misfire(mut self, misfire: Misfire) -> Self {
+        self.misfire = misfire;
+        self
+    }
+
+    /// The most missed slots [`Misfire::CatchUpAll`] runs. Default 100.
+    pub fn max_catch_up(mut self, n: u32) -> Self {
+        self.max_catch_up = n;
+        self
+    }
+
+    /// Strict (the default): while no handler for the job runs in this process, a due slot
+    /// stays due (checked again every second). Non-strict: such slots are advanced past and
+    /// counted as dropped.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}
+
+/// What [`Scheduler::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A new schedule.
+    Created,
+    /// An existing schedule was replaced; its next slot was recomputed only if the cron
+    /// expression or zone changed.
+    Updated,
+}
+
+/// A schedule as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleInfo {
+    /// Its id.
+    pub id: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone.
+    pub zone: String,
+    /// The job definition it submits.
+    pub job: String,
+    /// The misfire policy.
+    pub misfire: Misfire,
+    /// The next slot (UTC ms), if the expression matches again.
+    pub next_run_ms: Option<u64>,
+    /// Jobs submitted for slots so far.
+    pub dispatched: u64,
+    /// Slots dropped (misfire policy, or no handler on a non-strict schedule).
+    pub dropped: u64,
+}
+
+fn info(id: String, s: ScheduleV1) -> ScheduleInfo {
+    ScheduleInfo {
+        id,
+        cron: s.cron,
+        zone: s.zone,
+        job: s.job.name,
+        misfire: s.misfire.into(),
+        next_run_ms: s.next_run,
+        dispatched: s.dispatched,
+        dropped: s.dropped,
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct SchedulerCore {
+    pub(crate) jobs: Arc<JobCore>,
+    pub(crate) timer: Timer,
+    opened_at: u64,
+}
+
+impl SchedulerCore {
+    pub(crate) fn new(jobs: Arc<JobCore>, opened_at: u64, next: Option<u64>) -> Self {
+        SchedulerCore {
+            jobs,
+            // The first pass runs at once: missed slots are settled right after open.
+            timer: Timer::new(Some(next.map_or(opened_at, |n| n.min(opened_at)))),
+            opened_at,
+        }
+    }
+
+    /// One dispatch pass; returns the next deadline.
+    pub(crate) async fn pass(self: &Arc<Self>) -> Result<Option<u64>> {
+        Ok(self.pass_with_report().await?.0)
+    }
+
+    async fn pass_with_report(self: &Arc<Self>) -> Result<(Option<u64>, DispatchReport)> {
+        let core = self.clone();
+        let opened_at = self.opened_at;
+        self.jobs
+            .write(move |ctx, fx| {
+                let mut report = DispatchReport::default();
+                let has_handler = |name: &str| core.jobs.has_handler(name);
+                let next = dispatch::dispatch(
+                    ctx,
+                    opened_at,
+                    DISPATCH_LIMIT,
+                    &has_handler,
+                    fx,
+                    &mut report,
+                )?;
+                Ok((next, report))
+            })
+            .await
+    }
+}
+
+/// The cron scheduler of an engine. Get it from [`Engine::scheduler`](crate::Engine::scheduler).
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    core: Arc<SchedulerCore>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(core: Arc<SchedulerCore>) -> Self {
+        Scheduler { core }
+    }
+
+    /// Registers (or replaces) the schedule `spec.id`, submitting `input` to `job` for every
+    /// slot. Idempotent by id: when the expression and zone are unchanged the next slot is
+    /// kept; otherwise it is recomputed from now.
+    ///
+    /// Errors: [`Error::InvalidArgument`] naming the `cron` expression or the `time zone` that
+    /// does not parse, or a bad id; nothing is written then.
+    pub async fn register<I, O>(
+        &self,
+        spec: ScheduleSpec,
+        job: &JobHandle<I, O>,
+        input: I,
+    ) -> Result<Registered>
+    where
+        I: Serialize + DeserializeOwned + Send + 'static,
+        O: Serialize + DeserializeOwned + Send + 'static,
+    {
+        check_name("schedule id", &spec.id)?;
+        let cron = CronSchedule::parse(&spec.cron, &spec.zone)?;
+        let template = JobTemplateV1::from_new_job(job.submit(input).prepare()?);
+        let core = self.core.clone();
+        let registered = self
+            .core
+            .jobs
+            .write(move |ctx, _| {
+                let existing = dispatch::load(ctx, &spec.id)?;
+                let now = ctx.now;
+                let (next_run, dispatched, dropped, old_next, created) = match &existing {
+                    Some(old) if old.cron == spec.cron && old.zone == spec.zone => (
+                        old.next_run,
+                        old.dispatched,
+                        old.dropped,
+                        old.next_run,
+                        false,
+                    ),
+                    Some(old) => (
+                        cron.next_after(now.saturating_sub(1)),
+                        old.dispatched,
+                        old.dropped,
+                        old.next_run,
+                        false,
+                    ),
+                    None => (cron.next_after(now.saturating_sub(1)), 0, 0, None, true),
+                };
+                let s = ScheduleV1 {
+                    cron: spec.cron.clone(),
+                    zone: spec.zone.clone(),
+                    job: template.clone(),
+                    misfire: spec.misfire.into(),
+                    max_catch_up: spec.max_catch_up,
+                    strict: spec.strict,
+                    next_run,
+                    dispatched,
+                    dropped,
+                };
+                dispatch::save(ctx, &spec.id, &s, old_next)?;
+                if let Some(at) = next_run {
+                    let core = core.clone();
+                    ctx.after_commit(move || core.timer.lower(at));
+                }
+                Ok(if created {
+                    Registered::Created
+                } else {
+                    Registered::Updated
+                })
+            })
+            .await?;
+        Ok(registered)
+    }
+
+    /// Removes a schedule; returns whether it existed. Jobs it already submitted go on.
+    pub async fn unregister(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.core
+            .jobs
+            .write(move |ctx, _| dispatch::remove(ctx, &id))
+            .await
+    }
+
+    /// The schedule `id`, if registered.
+    pub fn get(&self, id: &str) -> Result<Option<ScheduleInfo>> {
+        self.core.jobs.store.read(|rtx| {
+            let table = rtx.open_table(SCHEDULES)?;
+            let Some(b) = table.get(id)? else {
+                return Ok(None);
+            };
+            let StoredSchedule::V1(s) = decode("schedules", b.value())?;
+            Ok(Some(info(id.to_string(), s)))
+        })
+    }
+
+    /// Every schedule, by id.
+    pub fn list(&self) -> Result<Vec<ScheduleInfo>> {
+        self.core.jobs.store.read(|rtx| {
+            let table = rtx.open_table(SCHEDULES)?;
+            let mut out = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let StoredSchedule::V1(s) = decode("schedules", v.value())?;
+                out.push(info(k.value().to_string(), s));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Submits the schedule's job now with its stored input and the key
+    /// `manual:{id}:{key}`, leaving the cron position alone. The same key gives the same job.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an unknown schedule.
+    pub async fn trigger_now(&self, id: &str, key: &str) -> Result<crate::job::Submitted> {
+        check_name("trigger key", key)?;
+        let (id, key) = (id.to_string(), key.to_string());
+        let (job_id, deduplicated) = self
+            .core
+            .jobs
+            .write(move |ctx, fx| {
+                let s = dispatch::load(ctx, &id)?.ok_or_else(|| dispatch::unknown(&id))?;
+                let job = s.job.job_with_key(format!("manual:{id}:{key}"));
+                let out = submit::submit(ctx, &job, None, fx)?;
+                Ok((out.id, out.deduplicated))
+            })
+            .await?;
+        Ok(crate::job::Submitted {
+            id: job_id,
+            deduplicated,
+        })
+    }
+
+    /// Runs the dispatch that is due now and waits for it to commit (with a manual clock,
+    /// call it after advancing the clock). Returns what it did.
+    pub async fn tick(&self) -> Result<DispatchReport> {
+        let (next, report) = self.core.pass_with_report().await?;
+        if let Some(at) = next {
+            self.core.timer.lower(at);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,390 @@
+//! The cron scheduler on a manual clock: on-time slots, every misfire policy across a downtime,
+//! daylight saving in Europe/Berlin and America/New_York with exact UTC instants,
+//! re-registration, manual triggers, strictness and bad input.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use jobfile::{
+    Engine, EngineOptions, Error, JobCtx, JobHandle, JobSpec, JobState, ManualClock, Misfire,
+    Registered, ScheduleSpec,
+};
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> u64 {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .unwrap()
+        .timestamp_millis() as u64
+}
+
+async fn open_at(path: &Path, at: u64) -> (Engine, ManualClock) {
+    let clock = ManualClock::new(at);
+    let engine = EngineOptions::new()
+        .clock(clock.clone())
+        .open(path)
+        .await
+        .unwrap();
+    (engine, clock)
+}
+
+fn report_job(engine: &Engine) -> JobHandle<String, ()> {
+    engine
+        .register(
+            JobSpec::new("report").concurrency(8),
+            |_: JobCtx, _: String| async { Ok(()) },
+        )
+        .unwrap()
+}
+
+/// The keys of every job submitted so far, in submit order.
+fn job_keys(engine: &Engine) -> Vec<String> {
+    let jobs = engine.jobs();
+    let mut all = Vec::new();
+    // Every state: a clock jumped by hours can time out an attempt still finishing.
+    for state in [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::TimedOut,
+        JobState::Cancelled,
+    ] {
+        all.extend(jobs.list(state, 0, 10_000).unwrap());
+    }
+    all.sort_by_key(|j| j.id);
+    all.into_iter().filter_map(|j| j.key).collect()
+}
+
+fn slot_keys(id: &str, slots: &[u64]) -> Vec<String> {
+    slots.iter().map(|s| format!("{id}:{s}")).collect()
+}
+
+#[tokio::test]
+async fn each_slot_submits_one_job_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.jobfile");
+    let start = utc(2026, 1, 1, 0, 0) + 1_000;
+    let (engine, clock) = open_at(&path, start).await;
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    let created = sched
+        .register(
+            ScheduleSpec::new("hourly", "0 * * * *"),
+            &job,
+            "daily numbers".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, Registered::Created);
+    let h1 = utc(2026, 1, 1, 1, 0);
+    assert_eq!(sched.get("hourly").unwrap().unwrap().next_run_ms, Some(h1));
+    clock.set(h1 - 1);
+    sched.tick().await.unwrap();
+    assert!(job_keys(&engine).is_empty());
+    clock.set(h1);
+    sched.tick().await.unwrap();
+    assert_eq!(job_keys(&engine), slot_keys("hourly", &[h1]));
+    // The background timer alone also dispatches (no tick), and a late pass runs every due slot.
+    clock.set(utc(2026, 1, 1, 3, 0) + 5);
+    sched.tick().await.unwrap();
+    assert_eq!(
+        job_keys(&engine),
+        slot_keys(
+            "hourly",
+            &[h1, utc(2026, 1, 1, 2, 0), utc(2026, 1, 1, 3, 0)]
+        )
+    );
+    let info = sched.get("hourly").unwrap().unwrap();
+    assert_eq!((info.dispatched, info.dropped), (3, 0));
+    assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 4, 0)));
+}
+
+/// Registers an hourly schedule at 00:00:01, closes, and reopens 10.5 hours later: slots 01:00
+/// to 10:00 were missed.
+async fn after_downtime(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u64, Option<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.jobfile");
+    {
+        let (engine, _clock) = open_at(&path, utc(2026, 1, 1, 0, 0) + 1_000).await;
+        let job = report_job(&engine);
+        engine
+            .scheduler()
+            .register(
+                ScheduleSpec::new("h", "0 * * * *")
+                    .misfire(misfire)
+                    .max_catch_up(max_catch_up),
+                &job,
+                "x".into(),
+            )
+            .await
+            .unwrap();
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 10, 30)).await;
+    let _job = report_job(&engine);
+    engine.scheduler().tick().await.unwrap();
+    let info = engine.scheduler().get("h").unwrap().unwrap();
+    assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 11, 0)));
+    // The next on-time slot runs whatever the policy.
+    let before = job_keys(&engine).len();
+    clock.set(utc(2026, 1, 1, 11, 0));
+    engine.scheduler().tick().await.unwrap();
+    let keys = job_keys(&engine);
+    assert_eq!(keys.len(), before + 1);
+    assert_eq!(
+        keys.last().unwrap(),
+        &format!("h:{}", utc(2026, 1, 1, 11, 0))
+    );
+    (keys[..before].to_vec(), info.dropped, info.next_run_ms)
+}
+
+#[tokio::test]
+async fn misfire_policies_after_a_downtime_of_ten_slots() {
+    let hour = |h| utc(2026, 1, 1, h, 0);
+    let (skip, dropped, _) = after_downtime(Misfire::Skip, 100).await;
+    assert_eq!((skip, dropped), (vec![], 10));
+    let (one, dropped, _) = after_downtime(Misfire::CatchUpOne, 100).await;
+    assert_eq!((one, dropped), (slot_keys("h", &[hour(10)]), 9));
+    let (all, dropped, _) = after_downtime(Misfire::CatchUpAll, 100).await;
+    let every: Vec<u64> = (1..=10).map(hour).collect();
+    assert_eq!((all, dropped), (slot_keys("h", &every), 0));
+    let (bounded, dropped, _) = after_downtime(Misfire::CatchUpAll, 4).await;
+    assert_eq!(
+        (bounded, dropped),
+        (slot_keys("h", &[hour(1), hour(2), hour(3), hour(4)]), 6)
+    );
+}
+
+async fn next_runs(cron: &str, zone: &str, from: u64, n: usize) -> Vec<u64> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dst.jobfile");
+    let (engine, clock) = open_at(&path, from).await;
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    sched
+        .register(ScheduleSpec::new("dst", cron).zone(zone), &job, "x".into())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let next = sched.get("dst").unwrap().unwrap().next_run_ms.unwrap();
+        out.push(next);
+        clock.set(next);
+        sched.tick().await.unwrap();
+    }
+    // Exactly one job per slot.
+    assert_eq!(job_keys(&engine), slot_keys("dst", &out));
+    out
+}
+
+#[tokio::test]
+async fn daylight_saving_in_berlin_skipped_time_runs_once_at_the_end_of_the_gap() {
+    // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that day.
+    let runs = next_runs("30 2 * * *", "Europe/Berlin", utc(2026, 3, 27, 12, 0), 3).await;
+    assert_eq!(
+        runs,
+        [
+            utc(2026, 3, 28, 1, 30), // 02:30 CET
+            utc(2026, 3, 29, 1, 0),  // 03:00 CEST, the end of the gap
+            utc(2026, 3, 30, 0, 30), // 02:30 CEST
+        ]
+    );
+}
+
+#[tokio::test]
+async fn daylight_saving_in_berlin_repeated_time_runs_once() {
+    // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+    let runs = next_runs("30 2 * * *", "Europe/Berlin", utc(2026, 10, 24, 12, 0), 2).await;
+    assert_eq!(runs, [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]);
+}
+
+#[tokio::test]
+async fn daylight_saving_in_new_york_both_transitions() {
+    // 2026-03-08: 02:00 EST jumps to 03:00 EDT.
+    let spring = next_runs("30 2 * * *", "America/New_York", utc(2026, 3, 7, 12, 0), 2).await;
+    assert_eq!(spring, [utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]);
+    // 2026-11-01: 02:00 EDT falls back to 01:00 EST; 01:30 happens twice.
+    let fall = next_runs(
+        "30 1 * * *",
+        "America/New_York",
+        utc(2026, 10, 31, 12, 0),
+        2,
+    )
+    .await;
+    assert_eq!(fall, [utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]);
+}
+
+#[tokio::test]
+async fn re_registering_keeps_or_recomputes_the_next_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jobfile");
+    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    sched
+        .register(ScheduleSpec::new("r", "0 */6 * * *"), &job, "a".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        sched.get("r").unwrap().unwrap().next_run_ms,
+        Some(utc(2026, 1, 1, 6, 0))
+    );
+    clock.set(utc(2026, 1, 1, 2, 0));
+    let same = sched
+        .register(
+            ScheduleSpec::new("r", "0 */6 * * *").misfire(Misfire::CatchUpAll),
+            &job,
+            "b".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same, Registered::Updated);
+    let info = sched.get("r").unwrap().unwrap();
+    assert_eq!(
+        (info.next_run_ms, info.misfire),
+        (Some(utc(2026, 1, 1, 6, 0)), Misfire::CatchUpAll)
+    );
+    sched
+        .register(ScheduleSpec::new("r", "15 * * * *"), &job, "c".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        sched.get("r").unwrap().unwrap().next_run_ms,
+        Some(utc(2026, 1, 1, 2, 15))
+    );
+    sched
+        .register(
+            ScheduleSpec::new("r", "15 * * * *").zone("Asia/Kolkata"),
+            &job,
+            "c".into(),
+        )
+        .await
+        .unwrap();
+    // Kolkata is UTC+5:30: minute 15 local is minute 45 UTC.
+    assert_eq!(
+        sched.get("r").unwrap().unwrap().next_run_ms,
+        Some(utc(2026, 1, 1, 2, 45))
+    );
+    assert_eq!(sched.list().unwrap().len(), 1);
+    assert!(sched.unregister("r").await.unwrap());
+    assert!(!sched.unregister("r").await.unwrap());
+    assert_eq!(sched.get("r").unwrap(), None);
+}
+
+#[tokio::test]
+async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jobfile");
+    let (engine, _clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    sched
+        .register(ScheduleSpec::new("t", "0 * * * *"), &job, "in".into())
+        .await
+        .unwrap();
+    let a = sched.trigger_now("t", "backfill-1").await.unwrap();
+    let b = sched.trigger_now("t", "backfill-1").await.unwrap();
+    assert_eq!((b.id, b.deduplicated), (a.id, true));
+    assert_eq!(job_keys(&engine), ["manual:t:backfill-1"]);
+    assert_eq!(engine.jobs().get(a.id).unwrap().input_json, b"\"in\"");
+    assert_eq!(
+        sched.get("t").unwrap().unwrap().next_run_ms,
+        Some(utc(2026, 1, 1, 1, 0))
+    );
+    assert!(matches!(
+        sched.trigger_now("nope", "k").await,
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[tokio::test]
+async fn without_a_handler_strict_holds_the_slot_and_non_strict_drops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.jobfile");
+    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+    let nobody = engine.job::<String, ()>(JobSpec::new("unhandled")).unwrap();
+    let sched = engine.scheduler();
+    sched
+        .register(
+            ScheduleSpec::new("strict", "0 * * * *"),
+            &nobody,
+            "x".into(),
+        )
+        .await
+        .unwrap();
+    sched
+        .register(
+            ScheduleSpec::new("loose", "0 * * * *").strict(false),
+            &nobody,
+            "x".into(),
+        )
+        .await
+        .unwrap();
+    clock.set(utc(2026, 1, 1, 1, 0));
+    let report = sched.tick().await.unwrap();
+    // (The background timer may have settled the non-strict one first; the strict one stays.)
+    assert_eq!((report.submitted, report.held), (0, 1));
+    assert!(job_keys(&engine).is_empty());
+    let strict = sched.get("strict").unwrap().unwrap();
+    assert_eq!(strict.next_run_ms, Some(utc(2026, 1, 1, 1, 0)), "still due");
+    let loose = sched.get("loose").unwrap().unwrap();
+    assert_eq!(
+        (loose.next_run_ms, loose.dropped),
+        (Some(utc(2026, 1, 1, 2, 0)), 1)
+    );
+}
+
+#[tokio::test]
+async fn bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.jobfile");
+    let (engine, _clock) = open_at(&path, utc(2026, 1, 1, 0, 30) + 1_000).await;
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    for bad in ["61 * * * *", "* * * *", "0 0 * * * * *", "every hour"] {
+        match sched
+            .register(ScheduleSpec::new("b", bad), &job, "x".into())
+            .await
+        {
+            Err(Error::InvalidArgument {
+                what: "cron",
+                detail,
+            }) => {
+                assert!(detail.contains(bad), "{detail}")
+            }
+            other => panic!("{bad:?}: expected a cron error, got {other:?}"),
+        }
+    }
+    match sched
+        .register(
+            ScheduleSpec::new("b", "0 * * * *").zone("Mars/Olympus"),
+            &job,
+            "x".into(),
+        )
+        .await
+    {
+        Err(Error::InvalidArgument {
+            what: "time zone",
+            detail,
+        }) => assert!(detail.contains("Mars/Olympus")),
+        other => panic!("expected a zone error, got {other:?}"),
+    }
+    // Six fields: seconds first. Opened at 00:30:01, the next slot is 00:30:10.
+    sched
+        .register(
+            ScheduleSpec::new("secs", "*/10 * * * * *"),
+            &job,
+            "x".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sched.get("secs").unwrap().unwrap().next_run_ms,
+        Some(utc(2026, 1, 1, 0, 30) + 10_000)
+    );
+    assert_eq!(
+        sched.list().unwrap().len(),
+        1,
+        "nothing written for the bad ones"
+    );
+}
