@@ -21,7 +21,7 @@ use crate::job::{
 use crate::lock::LeaderLock;
 use crate::mutex::{FencedMutex, MutexCore};
 use crate::queue::{self, Queue, QueueCore, QueueOptions};
-use crate::scheduler::{Scheduler, SchedulerCore};
+use crate::scheduler::{Scheduler, SchedulerCore, SchedulerMetric, SchedulerMetricCallback};
 use crate::store::faults::FaultInjector;
 use crate::store::{Durability, Store, StoreConfig, StoreStats};
 use crate::topic::{Topic, TopicCore, TopicOptions};
@@ -39,6 +39,17 @@ pub struct EngineOptions {
     max_running_jobs: usize,
     on_job_metric: Option<MetricHook>,
     ephemeral_change_retention: Duration,
+    on_scheduler_metric: Option<SchedulerHook>,
+}
+
+/// The scheduler's metrics callback, shown by `Debug` only as present.
+#[derive(Clone)]
+struct SchedulerHook(SchedulerMetricCallback);
+
+impl std::fmt::Debug for SchedulerHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SchedulerHook")
+    }
 }
 
 /// The metrics callback, shown by `Debug` only as present.
@@ -64,6 +75,7 @@ impl Default for EngineOptions {
             max_running_jobs: 256,
             on_job_metric: None,
             ephemeral_change_retention: Duration::from_secs(3600),
+            on_scheduler_metric: None,
         }
     }
 }
@@ -135,6 +147,16 @@ impl EngineOptions {
         self
     }
 
+    /// A callback told of everything the scheduler does ([`SchedulerMetric`]). It runs on
+    /// the calling task; a panic in it is caught and ignored.
+    pub fn on_scheduler_metric(
+        mut self,
+        callback: impl Fn(&SchedulerMetric) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_scheduler_metric = Some(SchedulerHook(Arc::new(callback)));
+        self
+    }
+
     /// How long the change streams of ephemeral sets keep each change. A reader further behind
     /// gets [`Error::Lagged`]. Default 1 hour.
     pub fn ephemeral_change_retention(mut self, keep: Duration) -> Self {
@@ -200,6 +222,7 @@ impl Engine {
         let max_running_jobs = options.max_running_jobs;
         let on_job_metric = options.on_job_metric.clone().map(|h| h.0);
         let change_retention = options.ephemeral_change_retention;
+        let on_scheduler_metric = options.on_scheduler_metric.clone().map(|h| h.0);
         let (store, epoch, (next_deadline, job_effects, ephemeral_next, topic_next)) =
             tokio::task::spawn_blocking(move || {
                 let lock = if options.standby {
@@ -284,7 +307,7 @@ impl Engine {
         let scheduler = Arc::new(SchedulerCore::new(
             jobs.clone(),
             store.clock().now_ms(),
-            None,
+            on_scheduler_metric,
         ));
         let scheduler_timer = {
             let core = scheduler.clone();
@@ -498,6 +521,7 @@ impl Engine {
                 abort.abort();
             }
         }
+        self.inner.scheduler.leader_lost();
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || store.close())
             .await

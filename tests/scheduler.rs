@@ -388,3 +388,53 @@ async fn bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem() {
         "nothing written for the bad ones"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.jobfile");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let clock = ManualClock::new(utc(2026, 1, 1, 0, 30));
+    let engine = EngineOptions::new()
+        .clock(clock.clone())
+        .on_scheduler_metric(move |m| {
+            s.lock().unwrap().push(format!("{m:?}"));
+            panic!("a broken metrics sink");
+        })
+        .open(&path)
+        .await
+        .unwrap();
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    sched
+        .register(ScheduleSpec::new("m", "0 * * * *"), &job, "x".into())
+        .await
+        .unwrap();
+    sched
+        .register(ScheduleSpec::new("m", "0 * * * *"), &job, "y".into())
+        .await
+        .unwrap();
+    sched.trigger_now("m", "k").await.unwrap();
+    sched.trigger_now("m", "k").await.unwrap();
+    assert!(sched.trigger_now("gone", "k").await.is_err());
+    clock.set(utc(2026, 1, 1, 1, 0));
+    sched.tick().await.unwrap();
+    assert!(sched.unregister("m").await.unwrap());
+    let m = sched.metrics();
+    assert_eq!(
+        (m.leader_acquired, m.registered, m.updated, m.unregistered),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        (m.trigger_submitted, m.trigger_rejected, m.trigger_failed),
+        (1, 1, 1)
+    );
+    assert_eq!((m.dispatch_submitted, m.dispatch_failed), (1, 0));
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].starts_with("LeaderAcquired"), "{seen:?}");
+    assert!(
+        seen.iter().any(|e| e.starts_with("DispatchSubmitted")),
+        "{seen:?}"
+    );
+}

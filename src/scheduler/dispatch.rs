@@ -126,7 +126,7 @@ pub(crate) fn remove(ctx: &TxCtx<'_>, id: &str) -> Result<bool> {
 }
 
 /// What a dispatch pass did, for metrics and tests.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DispatchReport {
     /// Jobs submitted for slots.
     pub submitted: u64,
@@ -134,6 +134,8 @@ pub struct DispatchReport {
     pub dropped: u64,
     /// Due slots held back because no handler for the job runs here (strict schedules).
     pub held: u64,
+    /// What happened, schedule by schedule, for the metrics callback.
+    pub(crate) events: Vec<super::SchedulerMetric>,
 }
 
 /// Submits the due slots of up to `limit` schedules. Slots before `opened_at` were missed
@@ -167,6 +169,9 @@ pub(crate) fn dispatch(
         if !has_handler(&s.job.name) {
             if s.strict {
                 report.held += 1;
+                report
+                    .events
+                    .push(super::SchedulerMetric::DispatchSkipped { id: id.clone() });
                 let at = now.saturating_add(1_000);
                 retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
                 continue;
@@ -180,6 +185,12 @@ pub(crate) fn dispatch(
             }
             s.dropped += dropped;
             report.dropped += dropped;
+            report
+                .events
+                .push(super::SchedulerMetric::DispatchAdvanced {
+                    id: id.clone(),
+                    slots: dropped,
+                });
             let old = s.next_run;
             s.next_run = next;
             save(ctx, &id, &s, old)?;
@@ -223,10 +234,24 @@ pub(crate) fn dispatch(
             if !outcome.deduplicated {
                 s.dispatched += 1;
                 report.submitted += 1;
+                report
+                    .events
+                    .push(super::SchedulerMetric::DispatchSubmitted {
+                        id: id.clone(),
+                        slot_ms: slot,
+                    });
             }
         }
         s.dropped += dropped;
         report.dropped += dropped;
+        if dropped > 0 {
+            report
+                .events
+                .push(super::SchedulerMetric::DispatchAdvanced {
+                    id: id.clone(),
+                    slots: dropped,
+                });
+        }
         let old = s.next_run;
         s.next_run = next;
         save(ctx, &id, &s, old)?;

@@ -155,21 +155,172 @@ fn info(id: String, s: ScheduleV1) -> ScheduleInfo {
     }
 }
 
+/// Something the scheduler did, as told to a metrics callback
+/// ([`EngineOptions::on_scheduler_metric`](crate::EngineOptions::on_scheduler_metric)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchedulerMetric {
+    /// This process took the file and runs the scheduler.
+    LeaderAcquired,
+    /// This process closed the file and stopped scheduling.
+    LeaderLost,
+    /// A new schedule.
+    ScheduleRegistered {
+        /// The schedule id.
+        id: String,
+    },
+    /// A schedule replaced.
+    ScheduleUpdated {
+        /// The schedule id.
+        id: String,
+    },
+    /// A schedule removed.
+    ScheduleUnregistered {
+        /// The schedule id.
+        id: String,
+    },
+    /// A slot's job was submitted.
+    DispatchSubmitted {
+        /// The schedule id.
+        id: String,
+        /// The slot (UTC ms).
+        slot_ms: u64,
+    },
+    /// A due slot was held: strict, and no handler for its job here.
+    DispatchSkipped {
+        /// The schedule id.
+        id: String,
+    },
+    /// Slots were advanced past without running (misfire policy, or non-strict without a
+    /// handler).
+    DispatchAdvanced {
+        /// The schedule id.
+        id: String,
+        /// How many.
+        slots: u64,
+    },
+    /// A dispatch pass failed.
+    DispatchFailed {
+        /// What went wrong.
+        error: String,
+    },
+    /// `trigger_now` submitted a job.
+    TriggerSubmitted {
+        /// The schedule id.
+        id: String,
+    },
+    /// `trigger_now` found its key already used: nothing new was submitted.
+    TriggerRejected {
+        /// The schedule id.
+        id: String,
+    },
+    /// `trigger_now` failed.
+    TriggerFailed {
+        /// The schedule id.
+        id: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Scheduler counters since this engine opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedulerMetrics {
+    /// Leaderships taken (1 once open).
+    pub leader_acquired: u64,
+    /// Schedules created.
+    pub registered: u64,
+    /// Schedules replaced.
+    pub updated: u64,
+    /// Schedules removed.
+    pub unregistered: u64,
+    /// Slot jobs submitted.
+    pub dispatch_submitted: u64,
+    /// Due slots held for want of a handler (strict).
+    pub dispatch_skipped: u64,
+    /// Slots advanced past without running.
+    pub dispatch_advanced: u64,
+    /// Dispatch passes that failed.
+    pub dispatch_failed: u64,
+    /// Manual triggers submitted.
+    pub trigger_submitted: u64,
+    /// Manual triggers whose key was already used.
+    pub trigger_rejected: u64,
+    /// Manual triggers that failed.
+    pub trigger_failed: u64,
+}
+
+/// The callback type of
+/// [`EngineOptions::on_scheduler_metric`](crate::EngineOptions::on_scheduler_metric).
+pub type SchedulerMetricCallback = Arc<dyn Fn(&SchedulerMetric) + Send + Sync>;
+
+#[derive(Default)]
+struct Counters {
+    values: std::sync::Mutex<SchedulerMetrics>,
+    callback: Option<SchedulerMetricCallback>,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters").finish_non_exhaustive()
+    }
+}
+
+impl Counters {
+    fn record(&self, event: SchedulerMetric) {
+        if let Ok(mut m) = self.values.lock() {
+            match &event {
+                SchedulerMetric::LeaderAcquired => m.leader_acquired += 1,
+                SchedulerMetric::LeaderLost => {}
+                SchedulerMetric::ScheduleRegistered { .. } => m.registered += 1,
+                SchedulerMetric::ScheduleUpdated { .. } => m.updated += 1,
+                SchedulerMetric::ScheduleUnregistered { .. } => m.unregistered += 1,
+                SchedulerMetric::DispatchSubmitted { .. } => m.dispatch_submitted += 1,
+                SchedulerMetric::DispatchSkipped { .. } => m.dispatch_skipped += 1,
+                SchedulerMetric::DispatchAdvanced { slots, .. } => m.dispatch_advanced += slots,
+                SchedulerMetric::DispatchFailed { .. } => m.dispatch_failed += 1,
+                SchedulerMetric::TriggerSubmitted { .. } => m.trigger_submitted += 1,
+                SchedulerMetric::TriggerRejected { .. } => m.trigger_rejected += 1,
+                SchedulerMetric::TriggerFailed { .. } => m.trigger_failed += 1,
+            }
+        }
+        if let Some(cb) = &self.callback {
+            // A panicking callback must not take the scheduler down with it.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&event)));
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct SchedulerCore {
     pub(crate) jobs: Arc<JobCore>,
     pub(crate) timer: Timer,
     opened_at: u64,
+    counters: Counters,
 }
 
 impl SchedulerCore {
-    pub(crate) fn new(jobs: Arc<JobCore>, opened_at: u64, next: Option<u64>) -> Self {
-        SchedulerCore {
+    pub(crate) fn new(
+        jobs: Arc<JobCore>,
+        opened_at: u64,
+        callback: Option<SchedulerMetricCallback>,
+    ) -> Self {
+        let core = SchedulerCore {
             jobs,
             // The first pass runs at once: missed slots are settled right after open.
-            timer: Timer::new(Some(next.map_or(opened_at, |n| n.min(opened_at)))),
+            timer: Timer::new(Some(opened_at)),
             opened_at,
-        }
+            counters: Counters {
+                values: std::sync::Mutex::new(SchedulerMetrics::default()),
+                callback,
+            },
+        };
+        core.counters.record(SchedulerMetric::LeaderAcquired);
+        core
+    }
+
+    pub(crate) fn leader_lost(&self) {
+        self.counters.record(SchedulerMetric::LeaderLost);
     }
 
     /// One dispatch pass; returns the next deadline.
@@ -180,7 +331,8 @@ impl SchedulerCore {
     async fn pass_with_report(self: &Arc<Self>) -> Result<(Option<u64>, DispatchReport)> {
         let core = self.clone();
         let opened_at = self.opened_at;
-        self.jobs
+        let outcome = self
+            .jobs
             .write(move |ctx, fx| {
                 let mut report = DispatchReport::default();
                 let has_handler = |name: &str| core.jobs.has_handler(name);
@@ -194,7 +346,18 @@ impl SchedulerCore {
                 )?;
                 Ok((next, report))
             })
-            .await
+            .await;
+        match &outcome {
+            Ok((_, report)) => {
+                for event in &report.events {
+                    self.counters.record(event.clone());
+                }
+            }
+            Err(e) => self.counters.record(SchedulerMetric::DispatchFailed {
+                error: e.to_string(),
+            }),
+        }
+        outcome
     }
 }
 
@@ -228,6 +391,7 @@ impl Scheduler {
         check_name("schedule id", &spec.id)?;
         let cron = CronSchedule::parse(&spec.cron, &spec.zone)?;
         let template = JobTemplateV1::from_new_job(job.submit(input).prepare()?);
+        let id_for_metrics = spec.id.clone();
         let core = self.core.clone();
         let registered = self
             .core
@@ -275,16 +439,38 @@ impl Scheduler {
                 })
             })
             .await?;
+        let id = id_for_metrics;
+        self.core.counters.record(match registered {
+            Registered::Created => SchedulerMetric::ScheduleRegistered { id },
+            Registered::Updated => SchedulerMetric::ScheduleUpdated { id },
+        });
         Ok(registered)
     }
 
     /// Removes a schedule; returns whether it existed. Jobs it already submitted go on.
     pub async fn unregister(&self, id: &str) -> Result<bool> {
-        let id = id.to_string();
-        self.core
+        let owned = id.to_string();
+        let removed = self
+            .core
             .jobs
-            .write(move |ctx, _| dispatch::remove(ctx, &id))
-            .await
+            .write(move |ctx, _| dispatch::remove(ctx, &owned))
+            .await?;
+        if removed {
+            self.core
+                .counters
+                .record(SchedulerMetric::ScheduleUnregistered { id: id.to_string() });
+        }
+        Ok(removed)
+    }
+
+    /// Counters since this engine opened.
+    pub fn metrics(&self) -> SchedulerMetrics {
+        self.core
+            .counters
+            .values
+            .lock()
+            .map(|m| *m)
+            .unwrap_or_default()
     }
 
     /// The schedule `id`, if registered.
@@ -319,17 +505,37 @@ impl Scheduler {
     /// Errors: [`Error::InvalidArgument`] for an unknown schedule.
     pub async fn trigger_now(&self, id: &str, key: &str) -> Result<crate::job::Submitted> {
         check_name("trigger key", key)?;
-        let (id, key) = (id.to_string(), key.to_string());
-        let (job_id, deduplicated) = self
+        let schedule = id.to_string();
+        let (owned, key) = (id.to_string(), key.to_string());
+        let outcome = self
             .core
             .jobs
             .write(move |ctx, fx| {
-                let s = dispatch::load(ctx, &id)?.ok_or_else(|| dispatch::unknown(&id))?;
-                let job = s.job.job_with_key(format!("manual:{id}:{key}"));
+                let Some(s) = dispatch::load(ctx, &owned)? else {
+                    return Ok(Err(dispatch::unknown(&owned)));
+                };
+                let job = s.job.job_with_key(format!("manual:{owned}:{key}"));
                 let out = submit::submit(ctx, &job, None, fx)?;
-                Ok((out.id, out.deduplicated))
+                Ok(Ok((out.id, out.deduplicated)))
             })
-            .await?;
+            .await
+            .and_then(|r| r);
+        let id = schedule;
+        match &outcome {
+            Ok((_, false)) => self
+                .core
+                .counters
+                .record(SchedulerMetric::TriggerSubmitted { id }),
+            Ok((_, true)) => self
+                .core
+                .counters
+                .record(SchedulerMetric::TriggerRejected { id }),
+            Err(e) => self.core.counters.record(SchedulerMetric::TriggerFailed {
+                id,
+                error: e.to_string(),
+            }),
+        }
+        let (job_id, deduplicated) = outcome?;
         Ok(crate::job::Submitted {
             id: job_id,
             deduplicated,
