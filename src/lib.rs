@@ -69,6 +69,7 @@ mod clock;
 mod engine;
 mod ephemeral;
 mod error;
+mod feed;
 mod jitter;
 mod job;
 mod lock;
@@ -86,6 +87,7 @@ pub use ephemeral::{
     Change, ChangeKind, ChangeStream, Entry, Ephemeral, EphemeralOptions, Snapshot,
 };
 pub use error::{Error, Result};
+pub use feed::Feed;
 pub use job::{
     Backoff, CancelOutcome, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream, JobEvents,
     JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobSpec, JobState, Jobs, MetricCallback,

@@ -9,17 +9,15 @@
 pub(crate) mod ops;
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
 use redb::ReadTransaction;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::clock::millis;
 use crate::error::{Error, Result, check_name, check_ttl};
+use crate::feed::{self, Feed};
 use crate::store::Store;
 use crate::store::codec::decode;
 use crate::store::tables::{EPH_CHANGES, EPH_ENTRIES, EPH_SETS};
@@ -360,67 +358,20 @@ impl Ephemeral {
     /// commits, not by polling). The stream ends with an error if the reader lags behind
     /// pruning, or the engine shuts down.
     pub fn follow(&self, from: u64) -> ChangeStream {
-        let (tx, rx) = mpsc::channel(256);
         let core = self.core.clone();
         let set = self.name.to_string();
-        tokio::spawn(async move {
-            let mut from = from;
-            let mut stop = core.stop.clone();
-            let mut changed = core.sender(&set).subscribe();
-            loop {
-                changed.borrow_and_update();
-                let batch = core.store.read(|rtx| read_changes(rtx, &set, from, 256));
-                let batch = match batch {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                let full = batch.len() == 256;
-                for change in batch {
-                    from = change.position.saturating_add(1);
-                    if tx.send(Ok(change)).await.is_err() {
-                        return;
-                    }
-                }
-                if full {
-                    continue;
-                }
-                tokio::select! {
-                    r = changed.changed() => if r.is_err() { return },
-                    _ = tx.closed() => return,
-                    _ = stop.changed() => {
-                        let _ = tx.send(Err(Error::Closed)).await;
-                        return;
-                    }
-                }
-            }
-        });
-        ChangeStream { rx }
+        let changes = self.core.sender(&set).subscribe();
+        let source = feed::Source {
+            read: move |from, limit| core.store.read(|rtx| read_changes(rtx, &set, from, limit)),
+            after: |c: &Change| c.position + 1,
+            last: |_: &Change| false,
+        };
+        feed::spawn(from, source, changes, self.core.stop.clone())
     }
 }
 
 /// A live feed of a set's changes; see [`Ephemeral::follow`].
-#[derive(Debug)]
-pub struct ChangeStream {
-    rx: mpsc::Receiver<Result<Change>>,
-}
-
-impl ChangeStream {
-    /// The next change (waits for one), or `None` once the feed has ended.
-    pub async fn next(&mut self) -> Option<Result<Change>> {
-        self.rx.recv().await
-    }
-}
-
-impl Stream for ChangeStream {
-    type Item = Result<Change>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
-    }
-}
+pub type ChangeStream = Feed<Change>;
 
 fn read_changes(rtx: &ReadTransaction, set: &str, from: u64, limit: usize) -> Result<Vec<Change>> {
     let sets = rtx.open_table(EPH_SETS)?;

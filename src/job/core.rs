@@ -273,6 +273,19 @@ impl JobWatch {
     }
 }
 
+impl crate::feed::Changes for JobWatch {
+    fn mark_seen(&mut self) {
+        if let Some(rx) = self.rx.as_mut() {
+            rx.borrow_and_update();
+        }
+    }
+
+    fn changed(&mut self) -> impl std::future::Future<Output = bool> + Send {
+        let changed = JobWatch::changed(self);
+        async move { changed.await.is_ok() }
+    }
+}
+
 impl Drop for JobWatch {
     fn drop(&mut self) {
         drop(self.rx.take());

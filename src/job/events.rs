@@ -1,16 +1,12 @@
 //! Each job's event stream: read from an offset, or followed live as a [`Stream`].
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use futures_core::Stream;
-use tokio::sync::mpsc;
 
 use super::core::JobCore;
 use super::error::JobFailure;
 use super::record::{EventKindV1, StoredEvent};
 use crate::error::{Error, Result};
+use crate::feed::{self, Feed};
 use crate::store::codec::decode;
 use crate::store::tables::{JOB_EVENTS, JOBS};
 
@@ -149,9 +145,6 @@ pub struct JobEvents {
     id: u64,
 }
 
-/// Events read per read transaction while following.
-const READ_CHUNK: usize = 256;
-
 impl JobEvents {
     pub(crate) fn new(core: Arc<JobCore>, id: u64) -> Self {
         JobEvents { core, id }
@@ -168,66 +161,22 @@ impl JobEvents {
     /// after the job's terminal event. Woken by the commits, never by polling. The first item
     /// is an [`Error::UnknownJob`] if the job does not exist.
     pub fn follow(&self, from: u32) -> JobEventStream {
-        let (tx, rx) = mpsc::channel(READ_CHUNK);
         let core = self.core.clone();
         let id = self.id;
-        tokio::spawn(async move {
-            let mut from = from;
-            let mut stop = core.stop.clone();
-            loop {
-                let mut changed = core.watch(id);
-                let batch = match read_events(&core, id, from, READ_CHUNK) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                let full = batch.len() == READ_CHUNK;
-                for event in batch {
-                    from = event.seq.saturating_add(1);
-                    let last = event.kind.is_terminal();
-                    if tx.send(Ok(event)).await.is_err() || last {
-                        return;
-                    }
-                }
-                if full {
-                    continue;
-                }
-                tokio::select! {
-                    r = changed.changed() => if r.is_err() { return },
-                    _ = tx.closed() => return,
-                    _ = stop.changed() => {
-                        let _ = tx.send(Err(Error::Closed)).await;
-                        return;
-                    }
-                }
-            }
-        });
-        JobEventStream { rx }
+        let source = feed::Source {
+            read: move |from: u64, limit| {
+                read_events(&core, id, u32::try_from(from).unwrap_or(u32::MAX), limit)
+            },
+            after: |e: &JobEvent| u64::from(e.seq) + 1,
+            last: |e: &JobEvent| e.kind.is_terminal(),
+        };
+        let changes = self.core.watch(id);
+        feed::spawn(u64::from(from), source, changes, self.core.stop.clone())
     }
 }
 
 /// A live feed of a job's events; see [`JobEvents::follow`].
-#[derive(Debug)]
-pub struct JobEventStream {
-    rx: mpsc::Receiver<Result<JobEvent>>,
-}
-
-impl JobEventStream {
-    /// The next event, or `None` after the terminal one.
-    pub async fn next(&mut self) -> Option<Result<JobEvent>> {
-        self.rx.recv().await
-    }
-}
-
-impl Stream for JobEventStream {
-    type Item = Result<JobEvent>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
-    }
-}
+pub type JobEventStream = Feed<JobEvent>;
 
 pub(crate) fn read_events(
     core: &JobCore,

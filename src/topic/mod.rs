@@ -4,17 +4,15 @@
 pub(crate) mod ops;
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
 use redb::ReadTransaction;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::clock::millis;
 use crate::error::{Error, Result, check_name, check_ttl};
+use crate::feed::{self, Feed};
 use crate::store::Store;
 use crate::store::codec::decode;
 use crate::store::tables::{TOPIC_EVENTS, TOPICS};
@@ -218,58 +216,27 @@ impl Topic {
     /// publish, not by polling). Ends with [`Error::Lagged`] if the reader falls behind
     /// retention, or [`Error::Closed`] at shutdown.
     pub fn subscribe(&self, start: StartAt) -> TopicStream {
-        let (tx, rx) = mpsc::channel(256);
-        let core = self.core.clone();
         let topic = self.name.to_string();
-        tokio::spawn(async move {
-            let mut stop = core.stop.clone();
-            let mut published = core.sender(&topic).subscribe();
-            let first = core.store.read(|rtx| {
-                let meta = topic_meta(rtx, &topic)?;
-                Ok(match start {
-                    StartAt::Beginning => meta.pruned_through + 1,
-                    StartAt::Seq(n) => n.max(1),
-                    StartAt::Now => meta.last_seq + 1,
-                })
-            });
-            let mut from = match first {
-                Ok(f) => f,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            loop {
-                published.borrow_and_update();
-                let batch = core.store.read(|rtx| read_events(rtx, &topic, from, 256));
-                let batch = match batch {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                let full = batch.len() == 256;
-                for event in batch {
-                    from = event.seq + 1;
-                    if tx.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                }
-                if full {
-                    continue;
-                }
-                tokio::select! {
-                    r = published.changed() => if r.is_err() { return },
-                    _ = tx.closed() => return,
-                    _ = stop.changed() => {
-                        let _ = tx.send(Err(Error::Closed)).await;
-                        return;
-                    }
-                }
-            }
+        let changes = self.core.sender(&topic).subscribe();
+        let first = self.core.store.read(|rtx| {
+            let meta = topic_meta(rtx, &topic)?;
+            Ok(match start {
+                StartAt::Beginning => meta.pruned_through + 1,
+                StartAt::Seq(n) => n.max(1),
+                StartAt::Now => meta.last_seq + 1,
+            })
         });
-        TopicStream { rx }
+        let from = match first {
+            Ok(from) => from,
+            Err(e) => return feed::failed(e),
+        };
+        let core = self.core.clone();
+        let source = feed::Source {
+            read: move |from, limit| core.store.read(|rtx| read_events(rtx, &topic, from, limit)),
+            after: |e: &TopicEvent| e.seq + 1,
+            last: |_: &TopicEvent| false,
+        };
+        feed::spawn(from, source, changes, self.core.stop.clone())
     }
 
     /// The consumer group `name` of this topic. A new group starts at `start` (its first
@@ -458,25 +425,7 @@ impl ConsumerGroup {
 }
 
 /// A live feed of a topic; see [`Topic::subscribe`].
-#[derive(Debug)]
-pub struct TopicStream {
-    rx: mpsc::Receiver<Result<TopicEvent>>,
-}
-
-impl TopicStream {
-    /// The next event (waits for one), or `None` once the feed has ended.
-    pub async fn next(&mut self) -> Option<Result<TopicEvent>> {
-        self.rx.recv().await
-    }
-}
-
-impl Stream for TopicStream {
-    type Item = Result<TopicEvent>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
-    }
-}
+pub type TopicStream = Feed<TopicEvent>;
 
 fn topic_meta(rtx: &ReadTransaction, topic: &str) -> Result<ops::TopicV1> {
     let table = rtx.open_table(TOPICS)?;
