@@ -147,7 +147,7 @@ impl EngineOptions {
         self
     }
 
-    /// A callback told of everything the scheduler does ([`SchedulerMetric`]). It runs on
+    /// A callback told of everything the scheduler does ([`SchedulerMetric`](crate::SchedulerMetric)). It runs on
     /// the calling task; a panic in it is caught and ignored.
     pub fn on_scheduler_metric(
         mut self,

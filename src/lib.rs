@@ -99,7 +99,10 @@ pub use queue::{
     Send, SendReceipt,
 };
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
-pub use scheduler::{DispatchReport, Misfire, Registered, ScheduleInfo, ScheduleSpec, Scheduler};
+pub use scheduler::{
+    DispatchReport, Misfire, Registered, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerMetric,
+    SchedulerMetricCallback, SchedulerMetrics,
+};
 pub use store::{Durability, StoreStats};
 pub use topic::{
     ConsumerGroup, GroupDelivery, Published, StartAt, Topic, TopicEvent, TopicOptions, TopicStream,

@@ -376,7 +376,7 @@ impl Scheduler {
     /// slot. Idempotent by id: when the expression and zone are unchanged the next slot is
     /// kept; otherwise it is recomputed from now.
     ///
-    /// Errors: [`Error::InvalidArgument`] naming the `cron` expression or the `time zone` that
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the `cron` expression or the `time zone` that
     /// does not parse, or a bad id; nothing is written then.
     pub async fn register<I, O>(
         &self,
@@ -502,7 +502,7 @@ impl Scheduler {
     /// Submits the schedule's job now with its stored input and the key
     /// `manual:{id}:{key}`, leaving the cron position alone. The same key gives the same job.
     ///
-    /// Errors: [`Error::InvalidArgument`] for an unknown schedule.
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an unknown schedule.
     pub async fn trigger_now(&self, id: &str, key: &str) -> Result<crate::job::Submitted> {
         check_name("trigger key", key)?;
         let schedule = id.to_string();
