@@ -100,8 +100,8 @@ pub use queue::{
 };
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
 pub use scheduler::{
-    DispatchReport, Misfire, Registered, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerMetric,
-    SchedulerMetricCallback, SchedulerMetrics,
+    DispatchReport, MAX_DISPATCH_FAILURES, Misfire, Registered, ScheduleDeadLetter, ScheduleInfo,
+    ScheduleSpec, Scheduler, SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics,
 };
 pub use store::{Durability, StoreStats};
 pub use topic::{
@@ -120,9 +120,11 @@ pub mod testing {
     }
 
     /// Decodes `bytes` as each kind of stored record in turn (queue message, job, job event,
-    /// mutex lease, ephemeral entry, ephemeral change, ephemeral set) and says how each went.
+    /// mutex lease, ephemeral entry, ephemeral change, ephemeral set, schedule, schedule
+    /// failure, schedule dead letter) and says how each went.
     /// Never panics, whatever the input.
     pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result<()>)> {
+        let [failure, dead] = crate::scheduler::decode_failure_records(bytes);
         vec![
             ("queue_messages", crate::queue::decode_message_record(bytes)),
             ("jobs", crate::job::decode_job_record(bytes)),
@@ -140,6 +142,25 @@ pub mod testing {
                 "ephemeral_sets",
                 crate::ephemeral::ops::decode_set_record(bytes),
             ),
+            (
+                "schedules",
+                crate::scheduler::dispatch::decode_schedule_record(bytes),
+            ),
+            ("schedule_failures", failure),
+            ("schedule_dead", dead),
         ]
+    }
+
+    /// Rewrites the stored cron expression and time zone of schedule `id` in the file at
+    /// `path`, which no engine may hold, without checking them: the state a build with
+    /// other cron or time-zone rules can leave behind. Returns whether the schedule existed.
+    /// For testing how the scheduler handles schedules it cannot read.
+    pub fn rewrite_schedule_expression(
+        path: impl AsRef<std::path::Path>,
+        id: &str,
+        cron: &str,
+        zone: &str,
+    ) -> crate::Result<bool> {
+        crate::scheduler::dispatch::rewrite_expression(path.as_ref(), id, cron, zone)
     }
 }

@@ -438,3 +438,207 @@ async fn metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignore
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.jobfile");
+    let start = utc(2026, 1, 1, 0, 0) + 500;
+    {
+        let (engine, _clock) = open_at(&path, start).await;
+        let job = report_job(&engine);
+        let sched = engine.scheduler();
+        for id in ["bad", "good"] {
+            sched
+                .register(ScheduleSpec::new(id, "* * * * *"), &job, id.into())
+                .await
+                .unwrap();
+        }
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+    // A build with other time-zone rules left a zone this one does not know.
+    assert!(
+        jobfile::testing::rewrite_schedule_expression(&path, "bad", "* * * * *", "Mars/Olympus")
+            .unwrap()
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let clock = ManualClock::new(start);
+    let engine = EngineOptions::new()
+        .clock(clock.clone())
+        .on_scheduler_metric(move |m| s.lock().unwrap().push(m.clone()))
+        .open(&path)
+        .await
+        .unwrap();
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    let m1 = utc(2026, 1, 1, 0, 1);
+    // Failures at m1, then retries 1, 2, 4 and 8 s later; the fifth dead-letters the slot.
+    let mut at = m1;
+    for wait in [1_000, 2_000, 4_000, 8_000] {
+        clock.set(at);
+        sched.tick().await.unwrap();
+        clock.set(at + wait - 1);
+        sched.tick().await.unwrap();
+        at += wait;
+    }
+    assert_eq!(
+        sched.metrics().dispatch_failed,
+        4,
+        "no retry before its time"
+    );
+    assert!(sched.dead_letters().unwrap().is_empty());
+    clock.set(at);
+    sched.tick().await.unwrap();
+    let m = sched.metrics();
+    assert_eq!((m.dispatch_failed, m.dead_lettered), (5, 1));
+    let dead = sched.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].id.as_str(),
+            dead[0].slot_ms,
+            dead[0].failures,
+            dead[0].at_ms
+        ),
+        ("bad", m1, jobfile::MAX_DISPATCH_FAILURES, m1 + 15_000)
+    );
+    assert!(
+        dead[0].error.contains("Mars/Olympus"),
+        "names the zone: {}",
+        dead[0].error
+    );
+    let failures: Vec<u32> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            jobfile::SchedulerMetric::DispatchFailed { id, failures, .. } if id == "bad" => {
+                Some(*failures)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures, [1, 2, 3, 4, 5]);
+    // The schedule stopped; the other one ran its slot on time all along.
+    assert_eq!(sched.get("bad").unwrap().unwrap().next_run_ms, None);
+    let m2 = utc(2026, 1, 1, 0, 2);
+    clock.set(m2);
+    sched.tick().await.unwrap();
+    assert_eq!(job_keys(&engine), slot_keys("good", &[m1, m2]));
+    assert_eq!(
+        sched.metrics().dispatch_failed,
+        5,
+        "a stopped schedule is not retried"
+    );
+
+    // Registering it again with a zone that reads restarts it; the dead letter stays until
+    // cleared.
+    clock.set(m2 + 500);
+    sched
+        .register(ScheduleSpec::new("bad", "* * * * *"), &job, "bad".into())
+        .await
+        .unwrap();
+    let m3 = utc(2026, 1, 1, 0, 3);
+    assert_eq!(sched.get("bad").unwrap().unwrap().next_run_ms, Some(m3));
+    clock.set(m3);
+    sched.tick().await.unwrap();
+    assert_eq!(
+        job_keys(&engine),
+        [
+            slot_keys("good", &[m1, m2]),
+            slot_keys("bad", &[m3]),
+            slot_keys("good", &[m3])
+        ]
+        .concat(),
+        "one slot's schedules go in id order"
+    );
+    assert_eq!(sched.dead_letters().unwrap().len(), 1);
+    assert_eq!(sched.clear_dead_letters("bad").await.unwrap(), 1);
+    assert!(sched.dead_letters().unwrap().is_empty());
+    assert_eq!(sched.clear_dead_letters("bad").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.jobfile");
+    let start = utc(2026, 1, 1, 0, 0) + 500;
+    let m1 = utc(2026, 1, 1, 0, 1);
+    {
+        let (engine, _clock) = open_at(&path, start).await;
+        let job = report_job(&engine);
+        engine
+            .scheduler()
+            .register(ScheduleSpec::new("good", "* * * * *"), &job, "g".into())
+            .await
+            .unwrap();
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+    {
+        // Damage: a schedule record of garbage, due at m1.
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("schedules"))
+            .unwrap()
+            .insert("broken", [0xff_u8, 0xff, 0xff].as_slice())
+            .unwrap();
+        tx.open_table(redb::TableDefinition::<(u64, &str), ()>::new(
+            "schedule_due",
+        ))
+        .unwrap()
+        .insert((m1, "broken"), ())
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let (engine, clock) = open_at(&path, start).await;
+    report_job(&engine);
+    let sched = engine.scheduler();
+    let mut at = m1;
+    for wait in [1_000, 2_000, 4_000, 8_000, 0] {
+        clock.set(at);
+        sched.tick().await.unwrap();
+        at += wait;
+    }
+    let dead = sched.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].id.as_str(), dead[0].slot_ms), ("broken", m1));
+    assert!(dead[0].error.contains("corrupt"), "{}", dead[0].error);
+    assert_eq!(job_keys(&engine), slot_keys("good", &[m1]));
+    assert!(matches!(sched.get("broken"), Err(Error::Corrupt { .. })));
+    assert!(sched.unregister("broken").await.unwrap());
+    assert_eq!(sched.list().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn many_held_schedules_do_not_block_a_due_one_behind_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.jobfile");
+    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+    let nobody = engine.job::<String, ()>(JobSpec::new("unhandled")).unwrap();
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    // More held schedules than one pass handles, all sorting before the one that can run.
+    for i in 0..300 {
+        sched
+            .register(
+                ScheduleSpec::new(format!("held-{i:03}"), "0 * * * *"),
+                &nobody,
+                "x".into(),
+            )
+            .await
+            .unwrap();
+    }
+    sched
+        .register(ScheduleSpec::new("runs", "0 * * * *"), &job, "x".into())
+        .await
+        .unwrap();
+    let h1 = utc(2026, 1, 1, 1, 0);
+    clock.set(h1);
+    sched.tick().await.unwrap();
+    assert_eq!(job_keys(&engine), slot_keys("runs", &[h1]));
+    assert_eq!(
+        sched.get("held-299").unwrap().unwrap().next_run_ms,
+        Some(h1)
+    );
+}

@@ -6,6 +6,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::cron::CronSchedule;
+use super::failures;
 use crate::error::{Error, Result};
 use crate::job::ops::Effects;
 use crate::job::ops::submit::{self, NewJob};
@@ -17,6 +18,10 @@ use crate::store::tables::{SCHEDULE_DUE, SCHEDULES};
 /// Slots enumerated at most per schedule and pass when catching up; the rest are counted as
 /// dropped without being listed.
 const MAX_ENUMERATED: u64 = 1_000_000;
+
+/// Due-index entries read per pass, as a multiple of the schedules handled: room to pass over
+/// schedules that are held or waiting to retry.
+const SCAN_FACTOR: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredSchedule {
@@ -114,14 +119,20 @@ pub(crate) fn save(ctx: &TxCtx<'_>, id: &str, s: &ScheduleV1, old_next: Option<u
     Ok(())
 }
 
+/// Removes a schedule, even one whose record no longer decodes (its due entry, if any, is
+/// dropped by the next dispatch pass, which finds no record for it).
 pub(crate) fn remove(ctx: &TxCtx<'_>, id: &str) -> Result<bool> {
-    let Some(s) = load(ctx, id)? else {
-        return Ok(false);
+    let next = match load(ctx, id) {
+        Ok(Some(s)) => s.next_run,
+        Ok(None) => return Ok(false),
+        Err(Error::Corrupt { .. }) => None,
+        Err(e) => return Err(e),
     };
     ctx.tx.open_table(SCHEDULES)?.remove(id)?;
-    if let Some(next) = s.next_run {
+    if let Some(next) = next {
         ctx.tx.open_table(SCHEDULE_DUE)?.remove((next, id))?;
     }
+    failures::clear(ctx, id)?;
     Ok(true)
 }
 
@@ -134,6 +145,9 @@ pub struct DispatchReport {
     pub dropped: u64,
     /// Due slots held back because no handler for the job runs here (strict schedules).
     pub held: u64,
+    /// Schedules whose due slot could not be dispatched (see
+    /// [`SchedulerMetric::DispatchFailed`](crate::SchedulerMetric::DispatchFailed)).
+    pub failed: u64,
     /// What happened, schedule by schedule, for the metrics callback.
     pub(crate) events: Vec<super::SchedulerMetric>,
 }
@@ -154,26 +168,62 @@ pub(crate) fn dispatch(
         .tx
         .open_table(SCHEDULE_DUE)?
         .range(..=(now, "\u{10FFFF}"))?
-        .take(limit)
+        .take(limit.saturating_mul(SCAN_FACTOR))
         .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_string())))
         .collect::<Result<_, _>>()?;
-    let mut retry_at: Option<u64> = if due.len() == limit { Some(now) } else { None };
-    for (slot, id) in due {
-        let Some(mut s) = load(ctx, &id)? else {
-            ctx.tx
-                .open_table(SCHEDULE_DUE)?
-                .remove((slot, id.as_str()))?;
+    let mut retry_at: Option<u64> = None;
+    let mut lower = |at: u64| retry_at = Some(retry_at.map_or(at, |r: u64| r.min(at)));
+    if due.len() == limit.saturating_mul(SCAN_FACTOR) {
+        // Schedules past the scanned range are looked at again within a second, even when
+        // every scanned one is waiting.
+        lower(now.saturating_add(1_000));
+    }
+    // Schedules held or waiting to retry are passed over without counting against `limit`.
+    let mut passed_over = 0;
+    for (i, (slot, id)) in due.into_iter().enumerate() {
+        if i - passed_over == limit {
+            lower(now);
+            break;
+        }
+        let before = failures::failing(ctx, &id)?;
+        if let Some(f) = before.as_ref().filter(|f| f.retry_at > now) {
+            lower(f.retry_at);
+            passed_over += 1;
             continue;
+        }
+        // A record or expression this build cannot read fails this schedule only; nothing of
+        // it has been written yet, so the pass goes on with the others.
+        let (mut s, cron) = match load(ctx, &id).and_then(|s| match s {
+            Some(s) => CronSchedule::parse(&s.cron, &s.zone).map(|c| Some((s, c))),
+            None => Ok(None),
+        }) {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => {
+                ctx.tx
+                    .open_table(SCHEDULE_DUE)?
+                    .remove((slot, id.as_str()))?;
+                continue;
+            }
+            Err(e @ (Error::Corrupt { .. } | Error::InvalidArgument { .. })) => {
+                let stored = load(ctx, &id).ok().flatten();
+                if let Some(at) = failures::record(ctx, &id, slot, stored, &e, before, report)? {
+                    lower(at);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        let cron = CronSchedule::parse(&s.cron, &s.zone)?;
+        if before.is_some() {
+            failures::clear(ctx, &id)?;
+        }
         if !has_handler(&s.job.name) {
             if s.strict {
                 report.held += 1;
                 report
                     .events
                     .push(super::SchedulerMetric::DispatchSkipped { id: id.clone() });
-                let at = now.saturating_add(1_000);
-                retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+                lower(now.saturating_add(1_000));
+                passed_over += 1;
                 continue;
             }
             // Non-strict: advance past every due slot without running it.
@@ -269,4 +319,40 @@ pub(crate) fn dispatch(
 
 pub(crate) fn unknown(id: &str) -> Error {
     Error::invalid("schedule", format!("no schedule {id:?}"))
+}
+
+/// Checks that `bytes` decode as a stored schedule, for the fuzz targets.
+pub(crate) fn decode_schedule_record(bytes: &[u8]) -> Result<()> {
+    decode::<StoredSchedule>("schedules", bytes).map(|_| ())
+}
+
+/// Rewrites the stored expression and zone of schedule `id` in the closed file at `path`,
+/// without checking them, the way a build with other cron or time-zone rules may have left
+/// them. Returns whether the schedule existed.
+pub(crate) fn rewrite_expression(
+    path: &std::path::Path,
+    id: &str,
+    cron: &str,
+    zone: &str,
+) -> Result<bool> {
+    let db = redb::Database::open(path).map_err(|e| Error::Storage(e.to_string()))?;
+    let tx = db.begin_write()?;
+    let found = {
+        let mut table = tx.open_table(SCHEDULES)?;
+        let stored = match table.get(id)? {
+            Some(b) => Some(decode::<StoredSchedule>("schedules", b.value())?),
+            None => None,
+        };
+        match stored {
+            Some(StoredSchedule::V1(mut s)) => {
+                s.cron = cron.to_string();
+                s.zone = zone.to_string();
+                table.insert(id, encode(&StoredSchedule::V1(s)).as_slice())?;
+                true
+            }
+            None => false,
+        }
+    };
+    tx.commit()?;
+    Ok(found)
 }

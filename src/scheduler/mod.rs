@@ -3,6 +3,8 @@
 
 mod cron;
 pub(crate) mod dispatch;
+mod failures;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -20,6 +22,10 @@ use crate::timer::Timer;
 use cron::CronSchedule;
 pub use dispatch::DispatchReport;
 use dispatch::{JobTemplateV1, MisfireV1, ScheduleV1, StoredSchedule};
+pub(crate) use failures::decode_records as decode_failure_records;
+pub use failures::{MAX_DISPATCH_FAILURES, ScheduleDeadLetter};
+use metrics::Counters;
+pub use metrics::{SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics};
 
 /// Schedules handled per timer pass.
 const DISPATCH_LIMIT: usize = 256;
@@ -155,142 +161,6 @@ fn info(id: String, s: ScheduleV1) -> ScheduleInfo {
     }
 }
 
-/// Something the scheduler did, as told to a metrics callback
-/// ([`EngineOptions::on_scheduler_metric`](crate::EngineOptions::on_scheduler_metric)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SchedulerMetric {
-    /// This process took the file and runs the scheduler.
-    LeaderAcquired,
-    /// This process closed the file and stopped scheduling.
-    LeaderLost,
-    /// A new schedule.
-    ScheduleRegistered {
-        /// The schedule id.
-        id: String,
-    },
-    /// A schedule replaced.
-    ScheduleUpdated {
-        /// The schedule id.
-        id: String,
-    },
-    /// A schedule removed.
-    ScheduleUnregistered {
-        /// The schedule id.
-        id: String,
-    },
-    /// A slot's job was submitted.
-    DispatchSubmitted {
-        /// The schedule id.
-        id: String,
-        /// The slot (UTC ms).
-        slot_ms: u64,
-    },
-    /// A due slot was held: strict, and no handler for its job here.
-    DispatchSkipped {
-        /// The schedule id.
-        id: String,
-    },
-    /// Slots were advanced past without running (misfire policy, or non-strict without a
-    /// handler).
-    DispatchAdvanced {
-        /// The schedule id.
-        id: String,
-        /// How many.
-        slots: u64,
-    },
-    /// A dispatch pass failed.
-    DispatchFailed {
-        /// What went wrong.
-        error: String,
-    },
-    /// `trigger_now` submitted a job.
-    TriggerSubmitted {
-        /// The schedule id.
-        id: String,
-    },
-    /// `trigger_now` found its key already used: nothing new was submitted.
-    TriggerRejected {
-        /// The schedule id.
-        id: String,
-    },
-    /// `trigger_now` failed.
-    TriggerFailed {
-        /// The schedule id.
-        id: String,
-        /// What went wrong.
-        error: String,
-    },
-}
-
-/// Scheduler counters since this engine opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SchedulerMetrics {
-    /// Leaderships taken (1 once open).
-    pub leader_acquired: u64,
-    /// Schedules created.
-    pub registered: u64,
-    /// Schedules replaced.
-    pub updated: u64,
-    /// Schedules removed.
-    pub unregistered: u64,
-    /// Slot jobs submitted.
-    pub dispatch_submitted: u64,
-    /// Due slots held for want of a handler (strict).
-    pub dispatch_skipped: u64,
-    /// Slots advanced past without running.
-    pub dispatch_advanced: u64,
-    /// Dispatch passes that failed.
-    pub dispatch_failed: u64,
-    /// Manual triggers submitted.
-    pub trigger_submitted: u64,
-    /// Manual triggers whose key was already used.
-    pub trigger_rejected: u64,
-    /// Manual triggers that failed.
-    pub trigger_failed: u64,
-}
-
-/// The callback type of
-/// [`EngineOptions::on_scheduler_metric`](crate::EngineOptions::on_scheduler_metric).
-pub type SchedulerMetricCallback = Arc<dyn Fn(&SchedulerMetric) + Send + Sync>;
-
-#[derive(Default)]
-struct Counters {
-    values: std::sync::Mutex<SchedulerMetrics>,
-    callback: Option<SchedulerMetricCallback>,
-}
-
-impl std::fmt::Debug for Counters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counters").finish_non_exhaustive()
-    }
-}
-
-impl Counters {
-    fn record(&self, event: SchedulerMetric) {
-        if let Ok(mut m) = self.values.lock() {
-            match &event {
-                SchedulerMetric::LeaderAcquired => m.leader_acquired += 1,
-                SchedulerMetric::LeaderLost => {}
-                SchedulerMetric::ScheduleRegistered { .. } => m.registered += 1,
-                SchedulerMetric::ScheduleUpdated { .. } => m.updated += 1,
-                SchedulerMetric::ScheduleUnregistered { .. } => m.unregistered += 1,
-                SchedulerMetric::DispatchSubmitted { .. } => m.dispatch_submitted += 1,
-                SchedulerMetric::DispatchSkipped { .. } => m.dispatch_skipped += 1,
-                SchedulerMetric::DispatchAdvanced { slots, .. } => m.dispatch_advanced += slots,
-                SchedulerMetric::DispatchFailed { .. } => m.dispatch_failed += 1,
-                SchedulerMetric::TriggerSubmitted { .. } => m.trigger_submitted += 1,
-                SchedulerMetric::TriggerRejected { .. } => m.trigger_rejected += 1,
-                SchedulerMetric::TriggerFailed { .. } => m.trigger_failed += 1,
-            }
-        }
-        if let Some(cb) = &self.callback {
-            // A panicking callback must not take the scheduler down with it.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&event)));
-        }
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct SchedulerCore {
     pub(crate) jobs: Arc<JobCore>,
@@ -353,7 +223,7 @@ impl SchedulerCore {
                     self.counters.record(event.clone());
                 }
             }
-            Err(e) => self.counters.record(SchedulerMetric::DispatchFailed {
+            Err(e) => self.counters.record(SchedulerMetric::TickFailed {
                 error: e.to_string(),
             }),
         }
@@ -400,13 +270,19 @@ impl Scheduler {
                 let existing = dispatch::load(ctx, &spec.id)?;
                 let now = ctx.now;
                 let (next_run, dispatched, dropped, old_next, created) = match &existing {
-                    Some(old) if old.cron == spec.cron && old.zone == spec.zone => (
-                        old.next_run,
-                        old.dispatched,
-                        old.dropped,
-                        old.next_run,
-                        false,
-                    ),
+                    Some(old)
+                        if old.cron == spec.cron
+                            && old.zone == spec.zone
+                            && old.next_run.is_some() =>
+                    {
+                        (
+                            old.next_run,
+                            old.dispatched,
+                            old.dropped,
+                            old.next_run,
+                            false,
+                        )
+                    }
                     Some(old) => (
                         cron.next_after(now.saturating_sub(1)),
                         old.dispatched,
@@ -428,6 +304,7 @@ impl Scheduler {
                     dropped,
                 };
                 dispatch::save(ctx, &spec.id, &s, old_next)?;
+                failures::clear(ctx, &spec.id)?;
                 if let Some(at) = next_run {
                     let core = core.clone();
                     ctx.after_commit(move || core.timer.lower(at));
@@ -461,6 +338,23 @@ impl Scheduler {
                 .record(SchedulerMetric::ScheduleUnregistered { id: id.to_string() });
         }
         Ok(removed)
+    }
+
+    /// The dead-letter list: slots given up after
+    /// [`MAX_DISPATCH_FAILURES`](crate::MAX_DISPATCH_FAILURES) failed dispatches in a row, by
+    /// schedule id and slot. Such a schedule is stopped (`next_run_ms` is `None`) until it is
+    /// registered again.
+    pub fn dead_letters(&self) -> Result<Vec<ScheduleDeadLetter>> {
+        self.core.jobs.store.read(failures::list)
+    }
+
+    /// Removes the dead letters of schedule `id`; returns how many there were.
+    pub async fn clear_dead_letters(&self, id: &str) -> Result<u64> {
+        let owned = id.to_string();
+        self.core
+            .jobs
+            .write(move |ctx, _| failures::clear_dead(ctx, &owned))
+            .await
     }
 
     /// Counters since this engine opened.

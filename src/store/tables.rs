@@ -89,6 +89,12 @@ pub(crate) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new(
 /// Schedules by their next slot: (slot ms, schedule id).
 pub(crate) const SCHEDULE_DUE: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("schedule_due");
+/// Schedules whose last dispatch failed: id -> failures in a row and when to retry.
+pub(crate) const SCHEDULE_FAILURES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("schedule_failures");
+/// The scheduler's dead-letter list: (schedule id, slot ms) -> the last error.
+pub(crate) const SCHEDULE_DEAD: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("schedule_dead");
 
 /// Names of every table jobfile creates; a redb file holding other tables is not ours.
 pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
@@ -121,6 +127,8 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "topic_pending",
     "schedules",
     "schedule_due",
+    "schedule_failures",
+    "schedule_dead",
 ];
 
 /// Creates every table, so readers never meet a missing one.
@@ -154,6 +162,8 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(TOPIC_PENDING)?;
     tx.open_table(SCHEDULES)?;
     tx.open_table(SCHEDULE_DUE)?;
+    tx.open_table(SCHEDULE_FAILURES)?;
+    tx.open_table(SCHEDULE_DEAD)?;
     debug_assert_eq!(META.name(), ALL_TABLE_NAMES[0]);
     Ok(())
 }
