@@ -178,6 +178,7 @@ pub(crate) fn dispatch(
         // every scanned one is waiting.
         lower(now.saturating_add(1_000));
     }
+    let any_failing = failures::any(ctx)?;
     // Schedules held or waiting to retry are passed over without counting against `limit`.
     let mut passed_over = 0;
     for (i, (slot, id)) in due.into_iter().enumerate() {
@@ -185,7 +186,11 @@ pub(crate) fn dispatch(
             lower(now);
             break;
         }
-        let before = failures::failing(ctx, &id)?;
+        let before = if any_failing {
+            failures::failing(ctx, &id)?
+        } else {
+            None
+        };
         if let Some(f) = before.as_ref().filter(|f| f.retry_at > now) {
             lower(f.retry_at);
             passed_over += 1;

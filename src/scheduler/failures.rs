@@ -7,7 +7,7 @@
 //! failure in a row moves its slot to the dead-letter list and stops the schedule until it is
 //! registered again.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
 use super::dispatch::{self, DispatchReport, ScheduleV1};
@@ -67,6 +67,11 @@ pub(crate) struct Failing {
     count: u32,
     /// Not before this instant is the schedule tried again.
     pub(crate) retry_at: u64,
+}
+
+/// Whether any schedule is failing: when none is, a pass need not look each one up.
+pub(crate) fn any(ctx: &TxCtx<'_>) -> Result<bool> {
+    Ok(!ctx.tx.open_table(SCHEDULE_FAILURES)?.is_empty()?)
 }
 
 pub(crate) fn failing(ctx: &TxCtx<'_>, id: &str) -> Result<Option<Failing>> {
