@@ -7,8 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Rng, child_role, spawn_child, temp_file, wait_for_line};
-use jobfile::{Engine, JobCtx, JobSpec, JobState, Misfire, ScheduleSpec};
+use common::{Rng, T0, child_role, open_manual, spawn_child, temp_file, wait_for_line};
+use jobfile::{
+    Engine, EngineOptions, JobCtx, JobSpec, JobState, ManualClock, Misfire, ScheduleSpec,
+};
 
 async fn start(engine: &Engine) {
     let job = engine
@@ -34,14 +36,28 @@ async fn start(engine: &Engine) {
 #[test]
 #[ignore = "child process entry point, started by the test in this file"]
 fn scheduler_child_entry() {
-    let Some((_role, path)) = child_role() else {
+    let Some((role, path)) = child_role() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
-        let engine = Engine::open(&path).await.expect("child open");
-        start(&engine).await;
-        println!("sched-ready {}", engine.epoch());
+        if role == "hold" {
+            // Leads on a clock stopped at T0: registers an hourly schedule and never
+            // dispatches it.
+            let (engine, _clock) = open_manual(&path).await;
+            let job = engine.job::<(), ()>(JobSpec::new("beat")).expect("job");
+            engine
+                .scheduler()
+                .register(ScheduleSpec::new("hourly", "0 * * * *"), &job, ())
+                .await
+                .expect("schedule");
+            println!("hold-ready {}", engine.epoch());
+            std::future::pending::<()>().await;
+        } else {
+            let engine = Engine::open(&path).await.expect("child open");
+            start(&engine).await;
+            println!("sched-ready {}", engine.epoch());
+        }
         std::future::pending::<()>().await;
     });
 }
@@ -95,5 +111,54 @@ async fn no_slot_is_lost_or_run_twice_across_kills() {
         "{kills} kills: {} consecutive slots, each dispatched exactly once",
         slots.len()
     );
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
+    let (_dir, path) = temp_file();
+    let (mut child, mut out) = spawn_child("scheduler_child_entry", "hold", &path);
+    assert_eq!(wait_for_line(&mut out, "hold-ready "), "1");
+    let clock = ManualClock::new(T0);
+    let standby = {
+        let (path, clock) = (path.clone(), clock.clone());
+        tokio::spawn(async move {
+            EngineOptions::new()
+                .standby(true)
+                .clock(clock)
+                .open(&path)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if standby.is_finished() {
+        panic!(
+            "the standby must wait while the leader lives: {:?}",
+            standby.await.unwrap().map(|e| e.epoch())
+        );
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let engine = standby.await.unwrap().expect("standby open");
+    assert_eq!(engine.epoch(), 2);
+    engine
+        .register(JobSpec::new("beat"), |_: JobCtx, _: ()| async { Ok(()) })
+        .unwrap();
+    let sched = engine.scheduler();
+    assert_eq!(sched.metrics().leader_acquired, 1);
+    // The leader held the T0 slot (it had no handler for the job); the new leader runs it,
+    // then the next one on time.
+    assert_eq!(sched.get("hourly").unwrap().unwrap().next_run_ms, Some(T0));
+    sched.tick().await.unwrap();
+    let h1 = T0 + 3_600_000;
+    clock.set(h1);
+    sched.tick().await.unwrap();
+    let mut jobs: Vec<_> = [JobState::Queued, JobState::Running, JobState::Completed]
+        .into_iter()
+        .flat_map(|state| engine.jobs().list(state, 0, 10).unwrap())
+        .collect();
+    jobs.sort_by_key(|j| j.id);
+    let keys: Vec<String> = jobs.into_iter().filter_map(|j| j.key).collect();
+    assert_eq!(keys, [format!("hourly:{T0}"), format!("hourly:{h1}")]);
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }

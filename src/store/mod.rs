@@ -229,28 +229,48 @@ impl Store {
         if let Some(sender) = self.sender.lock().ok().and_then(|mut s| s.take()) {
             let _ = sender.send(Msg::Close);
         }
-        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
-            let _ = handle.join();
-        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         let db = self.db.write().ok().and_then(|mut d| d.take());
-        if let Some(mut db) = db {
-            // Readers hold the database only for the length of one synchronous read.
-            loop {
-                match Arc::try_unwrap(db) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(still_shared) => {
-                        db = still_shared;
-                        std::thread::yield_now();
-                    }
+        let lock = self.lock.lock().ok().and_then(|mut l| l.take());
+        let on_writer = writer
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == std::thread::current().id());
+        if on_writer {
+            // The last handle was dropped by a hook running on the writer thread, which cannot
+            // wait for itself to end: another thread finishes the close.
+            std::thread::spawn(move || finish_close(writer, db, lock));
+        } else {
+            finish_close(writer, db, lock);
+        }
+    }
+}
+
+/// Waits for the writer to end, closes the database, and only then releases the file lock.
+fn finish_close(
+    writer: Option<std::thread::JoinHandle<()>>,
+    db: Option<Arc<redb::Database>>,
+    lock: Option<LeaderLock>,
+) {
+    if let Some(handle) = writer {
+        let _ = handle.join();
+    }
+    if let Some(mut db) = db {
+        // Readers hold the database only for the length of one synchronous read.
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(still_shared) => {
+                    db = still_shared;
+                    std::thread::yield_now();
                 }
             }
         }
-        // Only now that the database is closed may a standby take over.
-        drop(self.lock.lock().ok().and_then(|mut l| l.take()));
     }
+    // Only now that the database is closed may a standby take over.
+    drop(lock);
 }
 
 impl std::fmt::Debug for Store {
