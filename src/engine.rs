@@ -268,7 +268,7 @@ impl Engine {
                 })
             })
             .await
-            .map_err(|e| Error::Internal(format!("open task failed: {e}")))??;
+            .map_err(open_panicked)??;
         tracing::info!(path = %path.display(), epoch, "jobfile opened");
         let store = Arc::new(store);
         let queues = Arc::new(QueueCore::new(store.clone(), next_deadline));
@@ -529,4 +529,13 @@ impl Engine {
         tracing::info!(path = %self.inner.path.display(), "jobfile closed");
         Ok(())
     }
+}
+
+/// The open task died. A panic there comes from reading the file (redb's checks, or a record
+/// jobfile cannot make sense of): reported as a damaged file, with what panicked.
+fn open_panicked(e: tokio::task::JoinError) -> Error {
+    if !e.is_panic() {
+        return Error::Internal(format!("open task failed: {e}"));
+    }
+    crate::store::damaged(&e.into_panic())
 }

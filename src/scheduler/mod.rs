@@ -1,7 +1,7 @@
 //! The cron scheduler: schedules that submit a typed job for every slot of a cron expression in
 //! a time zone, with misfire policies for slots missed while no process held the file.
 
-mod cron;
+pub(crate) mod cron;
 pub(crate) mod dispatch;
 mod failures;
 mod metrics;
@@ -19,7 +19,7 @@ use crate::job::ops::submit;
 use crate::store::codec::decode;
 use crate::store::tables::SCHEDULES;
 use crate::timer::Timer;
-use cron::CronSchedule;
+pub(crate) use cron::CronSchedule;
 pub use dispatch::DispatchReport;
 use dispatch::{JobTemplateV1, MisfireV1, ScheduleV1, StoredSchedule};
 pub(crate) use failures::decode_records as decode_failure_records;

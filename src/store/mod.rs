@@ -23,8 +23,8 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::lock::LeaderLock;
 use faults::{FaultInjector, FaultyBackend};
-pub(crate) use writer::TxCtx;
 use writer::{Msg, TypedOp, Writer};
+pub(crate) use writer::{TxCtx, damaged};
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,8 +206,12 @@ impl Store {
             .map_err(|_| Error::Closed)?
             .clone()
             .ok_or(Error::Closed)?;
-        let rtx = db.begin_read()?;
-        f(&rtx)
+        // A damaged page can make redb panic mid-read: the caller gets an error instead.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let rtx = db.begin_read()?;
+            f(&rtx)
+        }))
+        .unwrap_or_else(|panic| Err(writer::damaged(&panic)))
     }
 
     /// Why the store is poisoned, if it is.

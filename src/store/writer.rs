@@ -412,12 +412,28 @@ impl Writer {
         ctx.persist_counters().map_err(storage)?;
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);
-        tx.commit().map_err(|e| storage(e.into()))?;
+        // redb asserts its own invariants while committing; on a damaged file one can panic,
+        // which poisons the engine like any other failed commit.
+        match catch_unwind(AssertUnwindSafe(|| tx.commit())) {
+            Ok(committed) => committed.map_err(|e| storage(e.into()))?,
+            Err(panic) => return Err(storage(damaged(&panic))),
+        }
         Ok(hooks)
     }
 }
 
-fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+/// The error for a panic raised by the storage layer while reading or writing the file.
+pub(crate) fn damaged(panic: &Box<dyn Any + Send>) -> Error {
+    Error::Corrupt {
+        table: "file",
+        detail: format!(
+            "the storage layer panicked ({}); the file is damaged",
+            panic_message(panic)
+        ),
+    }
+}
+
+pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {

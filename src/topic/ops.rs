@@ -397,3 +397,22 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Option<u64>> {
     }
     Ok(next)
 }
+
+/// Decodes `bytes` as each stored topic record kind (for the fuzz targets).
+pub(crate) fn decode_records(bytes: &[u8]) -> [(&'static str, Result<()>); 4] {
+    [
+        (
+            "topic_events",
+            decode::<StoredEvent>("topic_events", bytes).map(|_| ()),
+        ),
+        ("topics", decode::<StoredTopic>("topics", bytes).map(|_| ())),
+        (
+            "topic_groups",
+            decode::<StoredGroup>("topic_groups", bytes).map(|_| ()),
+        ),
+        (
+            "topic_pending",
+            decode::<StoredPending>("topic_pending", bytes).map(|_| ()),
+        ),
+    ]
+}

@@ -119,6 +119,12 @@ impl Rng {
         Rng(seed)
     }
 
+    /// A fixed sequence, for inputs that must be the same on every run.
+    #[allow(dead_code)]
+    pub fn seeded(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
     pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
