@@ -379,6 +379,8 @@ where
         let clock = self.core.store.clock().clone();
         let deadline = timeout.map(|t| clock.now_ms().saturating_add(millis(t)));
         let mut stop = self.core.stop.clone();
+        let poisoned = self.core.store.until_poisoned();
+        tokio::pin!(poisoned);
         loop {
             let mut changed = self.core.watch(id);
             let job = load_job(&self.core, id)?;
@@ -404,6 +406,7 @@ where
                     }));
                 }
                 _ = stop.changed() => return Err(Error::Closed),
+                e = &mut poisoned => return Err(e),
             }
         }
     }

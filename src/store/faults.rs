@@ -28,6 +28,8 @@ struct FaultState {
     reads_left: AtomicI64,
     disk_full: AtomicBool,
     injected: AtomicU64,
+    /// Calls seen so far: writes, syncs, reads.
+    seen: [AtomicU64; 3],
 }
 
 impl Default for FaultState {
@@ -38,6 +40,7 @@ impl Default for FaultState {
             reads_left: AtomicI64::new(-1),
             disk_full: AtomicBool::new(false),
             injected: AtomicU64::new(0),
+            seen: Default::default(),
         }
     }
 }
@@ -81,7 +84,24 @@ impl FaultInjector {
         self.state.injected.load(Ordering::SeqCst)
     }
 
+    /// Writes, syncs and reads the storage has been asked for so far (failed ones included):
+    /// the range to sweep a countdown over.
+    pub fn calls_seen(&self) -> (u64, u64, u64) {
+        let [w, s, r] = &self.state.seen;
+        (
+            w.load(Ordering::SeqCst),
+            s.load(Ordering::SeqCst),
+            r.load(Ordering::SeqCst),
+        )
+    }
+
     fn check(&self, counter: &AtomicI64, what: &str) -> io::Result<()> {
+        let kind = match what {
+            "write" => 0,
+            "sync" => 1,
+            _ => 2,
+        };
+        self.state.seen[kind].fetch_add(1, Ordering::SeqCst);
         let left = counter.load(Ordering::SeqCst);
         if left < 0 {
             return Ok(());

@@ -51,22 +51,37 @@ pub struct StoreStats {
 }
 
 /// State shared between the writer thread and callers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StoreShared {
-    poisoned: Mutex<Option<String>>,
+    /// Why the store is poisoned, once it is; waiters subscribe to hear of it.
+    poisoned: tokio::sync::watch::Sender<Option<String>>,
     commits: AtomicU64,
     ops: AtomicU64,
 }
 
+impl Default for StoreShared {
+    fn default() -> Self {
+        StoreShared {
+            poisoned: tokio::sync::watch::Sender::new(None),
+            commits: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+        }
+    }
+}
+
 impl StoreShared {
     pub(crate) fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().map(|p| p.clone()).unwrap_or(None)
+        self.poisoned.borrow().clone()
     }
 
     fn poison(&self, cause: String) {
-        if let Ok(mut p) = self.poisoned.lock() {
-            p.get_or_insert(cause);
-        }
+        self.poisoned.send_if_modified(|p| {
+            if p.is_some() {
+                return false;
+            }
+            *p = Some(cause);
+            true
+        });
     }
 
     fn record_commit(&self, ops: usize) {
@@ -110,6 +125,28 @@ impl Store {
         recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
     ) -> Result<(Store, u64, R)> {
         let existing = precheck(path)?;
+        let mut lock = Some(lock);
+        let opened = Self::open_checked(path, existing, &mut lock, config, clock, recover);
+        if opened.is_err() && !existing {
+            // The file was new: whatever part of its creation reached the disk is undone, so
+            // the next open starts afresh instead of meeting a half-made file. The lock is
+            // still held here.
+            if let Ok(file) = OpenOptions::new().write(true).open(path) {
+                let _ = file.set_len(0).and_then(|()| file.sync_all());
+            }
+        }
+        drop(lock);
+        opened
+    }
+
+    fn open_checked<R>(
+        path: &Path,
+        existing: bool,
+        lock: &mut Option<LeaderLock>,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
+    ) -> Result<(Store, u64, R)> {
         let mut builder = Builder::new();
         builder.set_cache_size(config.cache_bytes);
         let file = OpenOptions::new()
@@ -158,7 +195,7 @@ impl Store {
                 db: RwLock::new(Some(db)),
                 sender: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
-                lock: Mutex::new(Some(lock)),
+                lock: Mutex::new(lock.take()),
                 shared,
                 clock,
             },
@@ -217,6 +254,21 @@ impl Store {
     /// Why the store is poisoned, if it is.
     pub(crate) fn poisoned(&self) -> Option<String> {
         self.shared.poisoned()
+    }
+
+    /// Resolves with the cause once the store is poisoned (at once if it already is): for
+    /// waiters whose wait can never end after that, since nothing more will commit.
+    pub(crate) fn until_poisoned(&self) -> impl Future<Output = Error> + Send + 'static {
+        let mut rx = self.shared.poisoned.subscribe();
+        async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(cause) => Error::Poisoned {
+                    cause: cause.clone().unwrap_or_default(),
+                },
+                // The store is gone: wait like any other wait on a closed engine would end.
+                Err(_) => Error::Closed,
+            }
+        }
     }
 
     /// Commit counters.
