@@ -127,10 +127,8 @@ async fn check(engine: &Engine, path: &Path, orders: &JobHandle<u64, Vec<String>
                     None => bad.push(format!("acknowledged send {id} was lost")),
                 }
             }
-            ("acked", 2) => {
-                if q.get(l[1].parse().unwrap()).unwrap().is_some() {
-                    bad.push(format!("acked message {} came back", l[1]));
-                }
+            ("acked", 2) if q.get(l[1].parse().unwrap()).unwrap().is_some() => {
+                bad.push(format!("acked message {} came back", l[1]));
             }
             ("sub", 3) => {
                 if let Err(e) = engine.jobs().get(l[2].parse().unwrap()) {
