@@ -341,7 +341,15 @@ async fn bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem() {
     let (engine, _clock) = open_at(&path, utc(2026, 1, 1, 0, 30) + 1_000).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
-    for bad in ["61 * * * *", "* * * *", "0 0 * * * * *", "every hour"] {
+    // The last two parse but never match: February 30 and 31.
+    for bad in [
+        "61 * * * *",
+        "* * * *",
+        "0 0 * * * * *",
+        "every hour",
+        "0 0 30 2 *",
+        "0 12 31 2 *",
+    ] {
         match sched
             .register(ScheduleSpec::new("b", bad), &job, "x".into())
             .await

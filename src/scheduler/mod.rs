@@ -247,7 +247,8 @@ impl Scheduler {
     /// kept; otherwise it is recomputed from now.
     ///
     /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the `cron` expression or the `time zone` that
-    /// does not parse, or a bad id; nothing is written then.
+    /// does not parse, an expression that never matches (`0 0 30 2 *`), or a bad id; nothing
+    /// is written then.
     pub async fn register<I, O>(
         &self,
         spec: ScheduleSpec,
@@ -260,6 +261,20 @@ impl Scheduler {
     {
         check_name("schedule id", &spec.id)?;
         let cron = CronSchedule::parse(&spec.cron, &spec.zone)?;
+        // An expression that never matches (February 30) is a mistake, not a schedule; finding
+        // that out also takes croner a long search, better done here than in the writer.
+        if cron
+            .next_after(self.core.jobs.store.clock().now_ms())
+            .is_none()
+        {
+            return Err(crate::Error::invalid(
+                "cron",
+                format!(
+                    "{:?} in {} never matches from now on; check the day and month fields",
+                    spec.cron, spec.zone
+                ),
+            ));
+        }
         let template = JobTemplateV1::from_new_job(job.submit(input).prepare()?);
         let id_for_metrics = spec.id.clone();
         let core = self.core.clone();
