@@ -1314,3 +1314,76 @@ async fn futures_join_all<T: Send + 'static>(
     }
     out
 }
+
+#[tokio::test]
+async fn submit_many_is_one_commit_all_or_nothing() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let h = engine
+        .register(
+            JobSpec::new("sum").concurrency(4),
+            |_: JobCtx, n: u32| async move { Ok(n + 1) },
+        )
+        .unwrap();
+    let commits = engine.store_stats().commits;
+    let done = h
+        .submit_many([h.submit(1).key("a"), h.submit(2), h.submit(3).key("a")])
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.store_stats().commits,
+        commits + 1,
+        "one commit for the batch"
+    );
+    assert_eq!(done.len(), 3);
+    assert_eq!(
+        done.iter().map(|s| s.deduplicated).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    assert_eq!(
+        done[2].id, done[0].id,
+        "a key used twice gives the first job"
+    );
+    for (s, want) in done[..2].iter().zip([2, 3]) {
+        match h.join(s.id, None).await.unwrap() {
+            Outcome::Completed(out) => assert_eq!(out, want),
+            other => panic!("{other:?}"),
+        }
+    }
+    // One bad item: nothing of the batch is written.
+    let before = engine
+        .jobs()
+        .list(JobState::Completed, 0, 100)
+        .unwrap()
+        .len();
+    let err = h
+        .submit_many([h.submit(4), h.submit(5).key("")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { what: "key", .. }),
+        "{err}"
+    );
+    let other = engine.job::<u32, u32>(JobSpec::new("other")).unwrap();
+    let err = h.submit_many([other.submit(6)]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { what: "job", .. }),
+        "{err}"
+    );
+    assert!(
+        engine
+            .jobs()
+            .list(JobState::Queued, 0, 100)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        engine
+            .jobs()
+            .list(JobState::Completed, 0, 100)
+            .unwrap()
+            .len(),
+        before
+    );
+    assert!(h.submit_many([]).await.unwrap().is_empty());
+}
