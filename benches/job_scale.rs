@@ -1,0 +1,297 @@
+//! Jobs at scale: a deep backlog must not slow the engine down, cost memory, or slow recovery.
+//!
+//!     cargo bench --bench job_scale
+//!     cargo bench --bench job_scale -- --backlog 1000000 --probe 20000 --running 10000
+//!
+//! For a small (1,000) and a deep (`--backlog`) file, in one run:
+//! - batch submit: the backlog enqueued with `submit_many` in batches of 5,000 (fsync'd);
+//! - resident memory of the process with the backlog queued;
+//! - probe throughput: `--probe` no-op jobs of another definition, submit → complete, 32
+//!   submitters, while the backlog sits queued;
+//! - drain: the first `--probe` backlog jobs claimed and completed (no-op handler);
+//! - recovery (deep file only): a child process starts `--running` backlog jobs, is SIGKILLed,
+//!   and the parent times the open (recovery included) and the first claim after it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jobfile::{Engine, EngineOptions, JobCtx, JobMetric, JobSpec};
+use tokio::sync::Notify;
+
+const BATCH: u64 = 5_000;
+
+struct Args {
+    backlog: u64,
+    probe: u64,
+    running: u64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        backlog: 1_000_000,
+        probe: 20_000,
+        running: 10_000,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match (argv[i].as_str(), value) {
+            ("--backlog", Some(v)) => args.backlog = v,
+            ("--probe", Some(v)) => args.probe = v,
+            ("--running", Some(v)) => args.running = v,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    args
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Counts completions and wakes a waiter at a target.
+#[derive(Clone, Default)]
+struct Completions {
+    count: Arc<AtomicU64>,
+    target: Arc<AtomicU64>,
+    reached: Arc<Notify>,
+}
+
+impl Completions {
+    fn options(&self) -> EngineOptions {
+        let c = self.clone();
+        EngineOptions::new()
+            .max_running_jobs(64)
+            .on_job_metric(move |m| {
+                if matches!(m, JobMetric::Completed { .. }) {
+                    let n = c.count.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n == c.target.load(Ordering::Relaxed) {
+                        c.reached.notify_one();
+                    }
+                }
+            })
+    }
+
+    /// Sets the goal of `n` more completions than so far; returns it for [`Self::reached`].
+    fn expect(&self, n: u64) -> u64 {
+        let goal = self.count.load(Ordering::Relaxed) + n;
+        self.target.store(goal, Ordering::Relaxed);
+        goal
+    }
+
+    /// Waits until `goal` completions.
+    async fn reached(&self, goal: u64) {
+        let reached = self.reached.notified();
+        tokio::pin!(reached);
+        reached.as_mut().enable();
+        if self.count.load(Ordering::Relaxed) < goal {
+            reached.await;
+        }
+    }
+}
+
+async fn fill(engine: &Engine, n: u64) -> f64 {
+    let backlog = engine.job::<u64, ()>(JobSpec::new("backlog")).expect("job");
+    let started = Instant::now();
+    let mut next = 0;
+    while next < n {
+        let end = (next + BATCH).min(n);
+        backlog
+            .submit_many((next..end).map(|i| backlog.submit(i)))
+            .await
+            .expect("submit_many");
+        next = end;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn probe(engine: &Engine, done: &Completions, n: u64) -> f64 {
+    let probe = engine
+        .register(
+            JobSpec::new("probe").concurrency(64),
+            |_: JobCtx, i: u64| async move { Ok(i) },
+        )
+        .expect("register");
+    let per = n / 32;
+    let started = Instant::now();
+    let goal = done.expect(per * 32);
+    let mut tasks = Vec::new();
+    for s in 0..32 {
+        let probe = probe.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                probe.submit(s * per + i).await.expect("submit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("submitter");
+    }
+    done.reached(goal).await;
+    (per * 32) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn drain(engine: &Engine, done: &Completions, n: u64) -> f64 {
+    let started = Instant::now();
+    let goal = done.expect(n);
+    engine
+        .register(
+            JobSpec::new("backlog").concurrency(64),
+            |_: JobCtx, _: u64| async { Ok(()) },
+        )
+        .expect("register");
+    done.reached(goal).await;
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn scenario(dir: &Path, backlog: u64, args: &Args) -> (f64, f64, f64, f64) {
+    let done = Completions::default();
+    let engine = done
+        .options()
+        .open(dir.join(format!("scale-{backlog}.jobfile")))
+        .await
+        .expect("open");
+    let enqueue = fill(&engine, backlog).await;
+    let rss = rss_mb();
+    let probe_rate = probe(&engine, &done, args.probe).await;
+    let drain_rate = drain(&engine, &done, args.probe.min(backlog)).await;
+    engine
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+    (enqueue, rss, probe_rate, drain_rate)
+}
+
+/// The child: starts `running` backlog jobs that never finish, says so, and waits to be killed.
+fn hold(path: &str, running: u64) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let started = Arc::new(AtomicU64::new(0));
+        let all = Arc::new(Notify::new());
+        let (s, a) = (started.clone(), all.clone());
+        let engine = EngineOptions::new()
+            .max_running_jobs(running as usize)
+            .on_job_metric(move |m| {
+                if matches!(m, JobMetric::Started { .. })
+                    && s.fetch_add(1, Ordering::Relaxed) + 1 == running
+                {
+                    a.notify_one();
+                }
+            })
+            .open(path)
+            .await
+            .expect("child open");
+        let waiting = all.notified();
+        engine
+            .register(
+                JobSpec::new("backlog").concurrency(running as usize),
+                |_: JobCtx, _: u64| async {
+                    std::future::pending::<()>().await;
+                    Ok(())
+                },
+            )
+            .expect("register");
+        waiting.await;
+        println!("running {}", started.load(Ordering::Relaxed));
+        std::future::pending::<()>().await;
+    });
+}
+
+async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--child-hold",
+            &path.display().to_string(),
+            &running.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("child line");
+    assert!(line.starts_with("running"), "child said {line:?}");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let first = Arc::new(Notify::new());
+    let f = first.clone();
+    let started = Instant::now();
+    let engine = EngineOptions::new()
+        .on_job_metric(move |m| {
+            if matches!(m, JobMetric::Started { .. }) {
+                f.notify_one();
+            }
+        })
+        .open(path)
+        .await
+        .expect("reopen");
+    let opened = started.elapsed();
+    let claimed = first.notified();
+    engine
+        .register(JobSpec::new("backlog"), |_: JobCtx, _: u64| async {
+            Ok(())
+        })
+        .expect("register");
+    claimed.await;
+    let first_claim = started.elapsed();
+    let recovered = engine.jobs().metrics().expect("metrics").recovered;
+    engine
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+    (opened, first_claim, recovered)
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--child-hold") {
+        hold(&argv[2], argv[3].parse().expect("running"));
+        return;
+    }
+    let args = parse_args();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let small = 1_000;
+        let mut rows = Vec::new();
+        for backlog in [small, args.backlog] {
+            let (enqueue, rss, probe_rate, drain_rate) = scenario(dir.path(), backlog, &args).await;
+            let size = std::fs::metadata(dir.path().join(format!("scale-{backlog}.jobfile")))
+                .map(|m| m.len() as f64 / 1e6)
+                .unwrap_or(f64::NAN);
+            println!(
+                "backlog {backlog:>8}: submit_many {enqueue:>9.0} jobs/s, RSS {rss:6.1} MB, file {size:7.1} MB, \
+                 probe {probe_rate:>7.0} jobs/s, drain {drain_rate:>7.0} jobs/s"
+            );
+            rows.push((probe_rate, drain_rate));
+        }
+        println!(
+            "deep/small: probe {:.0}%, drain {:.0}%",
+            100.0 * rows[1].0 / rows[0].0,
+            100.0 * rows[1].1 / rows[0].1
+        );
+        let path = dir.path().join(format!("scale-{}.jobfile", args.backlog));
+        let (opened, first_claim, recovered) = recovery(&path, args.running).await;
+        println!(
+            "recovery after SIGKILL with {} jobs, {recovered} running: open {:.1} ms, first claim {:.1} ms",
+            args.backlog - args.probe.min(args.backlog),
+            opened.as_secs_f64() * 1e3,
+            first_claim.as_secs_f64() * 1e3
+        );
+    });
+}
