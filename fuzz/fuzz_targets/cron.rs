@@ -1,7 +1,7 @@
 //! Arbitrary `expression \n zone` text through cron and time-zone parsing and the next-slot
 //! computation: typed errors are fine, panics and hangs are not.
 //!
-//!     cargo +nightly fuzz run cron fuzz/seeds/cron
+//!     cargo +nightly fuzz run cron fuzz/corpus/cron fuzz/seeds/cron -- -timeout=30
 
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! Arbitrary bytes through every stored-record decoder: errors are fine, panics are not.
 //!
-//!     cargo +nightly fuzz run decode_records fuzz/seeds/decode_records
+//!     cargo +nightly fuzz run decode_records fuzz/corpus/decode_records fuzz/seeds/decode_records
 
 #![no_main]
 
