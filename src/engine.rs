@@ -35,6 +35,7 @@ pub struct EngineOptions {
     max_batch: usize,
     quick_repair: bool,
     cache_bytes: usize,
+    compact_on_open: bool,
     faults: Option<FaultInjector>,
     max_running_jobs: usize,
     on_job_metric: Option<MetricHook>,
@@ -71,6 +72,7 @@ impl Default for EngineOptions {
             max_batch: 4_096,
             quick_repair: false,
             cache_bytes: 64 * 1024 * 1024,
+            compact_on_open: false,
             faults: None,
             max_running_jobs: 256,
             on_job_metric: None,
@@ -116,6 +118,18 @@ impl EngineOptions {
     /// crash fast at some cost per commit. Default `false`.
     pub fn quick_repair(mut self, enabled: bool) -> Self {
         self.quick_repair = enabled;
+        self
+    }
+
+    /// Compact the file at open, before anything else: the space of deleted jobs, messages and
+    /// events is given back to the file system. Default `false`.
+    ///
+    /// The file never shrinks on its own: space freed by retention is reused by new writes,
+    /// so a file under a steady load stays at the size of its busiest stretch. Compacting
+    /// costs a rewrite of the live data (seconds for a large file) and nothing runs meanwhile,
+    /// so it belongs to a start after a burst, not to every start.
+    pub fn compact_on_open(mut self, enabled: bool) -> Self {
+        self.compact_on_open = enabled;
         self
     }
 
@@ -236,6 +250,7 @@ impl Engine {
                     quick_repair: options.quick_repair,
                     cache_bytes: options.cache_bytes,
                     faults: options.faults,
+                    compact: options.compact_on_open,
                 };
                 Store::open(&open_path, lock, config, clock, |ctx, epoch| {
                     let redelivered = queue::ops::recover(ctx)?;

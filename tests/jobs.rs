@@ -1387,3 +1387,60 @@ async fn submit_many_is_one_commit_all_or_nothing() {
     );
     assert!(h.submit_many([]).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn compact_on_open_gives_back_the_space_of_pruned_jobs_and_keeps_the_rest() {
+    let (_dir, path) = temp_file();
+    let kept;
+    {
+        let (engine, clock) = open_manual(&path).await;
+        let h = engine
+            .register(
+                JobSpec::new("big")
+                    .concurrency(8)
+                    .retention(Duration::from_secs(60)),
+                |_: JobCtx, s: String| async move { Ok(s.len()) },
+            )
+            .unwrap();
+        let blob = "x".repeat(4_000);
+        for chunk in 0..10 {
+            let done = h
+                .submit_many((0..200).map(|i| h.submit(format!("{chunk}-{i}-{blob}"))))
+                .await
+                .unwrap();
+            for s in done {
+                h.join(s.id, None).await.unwrap();
+            }
+        }
+        let waiting = engine
+            .job::<String, usize>(JobSpec::new("waiting"))
+            .unwrap();
+        kept = waiting.submit("still here".into()).await.unwrap().id;
+        clock.advance(Duration::from_secs(61));
+        engine.tick().await.unwrap();
+        assert!(
+            engine
+                .jobs()
+                .list(JobState::Completed, 0, 10)
+                .unwrap()
+                .is_empty(),
+            "retention pruned every finished job"
+        );
+        engine.shutdown(secs(5)).await.unwrap();
+    }
+    let before = std::fs::metadata(&path).unwrap().len();
+    let engine = EngineOptions::new()
+        .compact_on_open(true)
+        .open(&path)
+        .await
+        .unwrap();
+    let after = std::fs::metadata(&path).unwrap().len();
+    eprintln!("compacted {before} -> {after} bytes");
+    assert!(
+        after * 4 < before,
+        "compaction should give back most of {before} bytes, left {after}"
+    );
+    let job = engine.jobs().get(kept).unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    engine.shutdown(secs(5)).await.unwrap();
+}

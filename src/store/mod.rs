@@ -98,6 +98,7 @@ pub(crate) struct StoreConfig {
     pub(crate) quick_repair: bool,
     pub(crate) cache_bytes: usize,
     pub(crate) faults: Option<FaultInjector>,
+    pub(crate) compact: bool,
 }
 
 /// The open file: the database, the writer thread feeding it, and the leader lock.
@@ -163,11 +164,22 @@ impl Store {
             Some(faults) => builder.create_with_backend(FaultyBackend::new(file, faults.clone())?),
             None => builder.create_with_backend(redb::backends::FileBackend::new(file)?),
         };
-        let db = opened.map_err(|e| open_error(path, e))?;
+        let mut db = opened.map_err(|e| open_error(path, e))?;
         if existing {
             // A file that needed repair could not be inspected read-only; check it now, before
             // anything of ours is written.
             meta::inspect(&db, path)?;
+            if config.compact {
+                let before = file_len(path);
+                db.compact()
+                    .map_err(|e| Error::Storage(format!("compaction failed: {e}")))?;
+                tracing::info!(
+                    path = %path.display(),
+                    before,
+                    after = file_len(path),
+                    "file compacted"
+                );
+            }
         }
         let shared = Arc::new(StoreShared::default());
         let db = Arc::new(db);
@@ -535,4 +547,8 @@ mod tests {
             .expect("read");
         assert_eq!(count, 200);
     }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
