@@ -457,6 +457,7 @@ mod tests {
             quick_repair: false,
             cache_bytes: 1 << 20,
             faults: None,
+            compact: false,
         };
         let (store, epoch, ()) =
             Store::open(path, lock, config, Arc::new(ManualClock::new(0)), |_, _| {
