@@ -441,6 +441,10 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     }
 }
 
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,8 +552,4 @@ mod tests {
             .expect("read");
         assert_eq!(count, 200);
     }
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
 }
