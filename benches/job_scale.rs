@@ -28,6 +28,11 @@ struct Args {
     backlog: u64,
     probe: u64,
     running: u64,
+    quick_repair: bool,
+}
+
+fn quick_repair() -> bool {
+    std::env::args().any(|a| a == "--quick-repair")
 }
 
 fn parse_args() -> Args {
@@ -35,6 +40,7 @@ fn parse_args() -> Args {
         backlog: 1_000_000,
         probe: 20_000,
         running: 10_000,
+        quick_repair: quick_repair(),
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -75,6 +81,7 @@ impl Completions {
     fn options(&self) -> EngineOptions {
         let c = self.clone();
         EngineOptions::new()
+            .quick_repair(quick_repair())
             .max_running_jobs(64)
             .on_job_metric(move |m| {
                 if matches!(m, JobMetric::Completed { .. }) {
@@ -184,6 +191,7 @@ fn hold(path: &str, running: u64) {
         let all = Arc::new(Notify::new());
         let (s, a) = (started.clone(), all.clone());
         let engine = EngineOptions::new()
+            .quick_repair(quick_repair())
             .max_running_jobs(running as usize)
             .on_job_metric(move |m| {
                 if matches!(m, JobMetric::Started { .. })
@@ -217,6 +225,7 @@ async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
             "--child-hold",
             &path.display().to_string(),
             &running.to_string(),
+            if quick_repair() { "--quick-repair" } else { "" },
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -232,6 +241,7 @@ async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
     let f = first.clone();
     let started = Instant::now();
     let engine = EngineOptions::new()
+        .quick_repair(quick_repair())
         .on_job_metric(move |m| {
             if matches!(m, JobMetric::Started { .. }) {
                 f.notify_one();
@@ -264,6 +274,7 @@ fn main() {
         return;
     }
     let args = parse_args();
+    println!("quick repair: {}", args.quick_repair);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");

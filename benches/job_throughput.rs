@@ -7,6 +7,9 @@
 //! Prints jobs/s, commits and ops per commit for fsync'd commits and, in the same run, for the
 //! relaxed mode; then p50/p99 of submit → handler start over `--latency-jobs` jobs submitted
 //! one at a time on an idle engine (fsync'd).
+//!
+//! `--quick-repair-ab` instead runs the fsync'd throughput with redb's quick repair off and on,
+//! alternating, twice: the commit cost of quick repair.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +51,7 @@ fn parse_args() -> Args {
     args
 }
 
-async fn throughput(args: &Args, durability: Durability, label: &str) {
+async fn throughput(args: &Args, durability: Durability, quick_repair: bool, label: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let per_submitter = args.jobs / args.submitters;
     let total = per_submitter * args.submitters;
@@ -57,6 +60,7 @@ async fn throughput(args: &Args, durability: Durability, label: &str) {
     let (c, d) = (completed.clone(), all_done.clone());
     let engine = EngineOptions::new()
         .durability(durability)
+        .quick_repair(quick_repair)
         .max_running_jobs(args.handlers)
         .on_job_metric(move |m| {
             if matches!(m, JobMetric::Completed { .. })
@@ -164,11 +168,20 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        throughput(&args, Durability::Immediate, "fsync").await;
+        if std::env::args().any(|a| a == "--quick-repair-ab") {
+            // Commit cost of quick repair: off and on, alternating, twice.
+            for round in 0..4 {
+                let on = round % 2 == 1;
+                let label = if on { "fsync+qr" } else { "fsync" };
+                throughput(&args, Durability::Immediate, on, label).await;
+            }
+            return;
+        }
+        throughput(&args, Durability::Immediate, false, "fsync").await;
         let relaxed = Durability::Relaxed {
             flush_every: Duration::from_millis(100),
         };
-        throughput(&args, relaxed, "relaxed").await;
+        throughput(&args, relaxed, false, "relaxed").await;
         latency(&args).await;
     });
 }

@@ -150,6 +150,16 @@ impl Store {
     ) -> Result<(Store, u64, R)> {
         let mut builder = Builder::new();
         builder.set_cache_size(config.cache_bytes);
+        let shown = path.display().to_string();
+        builder.set_repair_callback(move |session| {
+            if session.progress() == 0.0 {
+                tracing::warn!(
+                    path = %shown,
+                    "the file was not closed cleanly and its allocator state was not saved: \
+                     verifying and repairing it (time grows with the file size)"
+                );
+            }
+        });
         let file = OpenOptions::new()
             .read(true)
             .write(true)
