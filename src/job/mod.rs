@@ -711,7 +711,9 @@ impl Jobs {
     /// Up to `limit` jobs in `state`, oldest id first, starting after id `after` (0 for the
     /// start). `list(JobState::Failed, 0, 100)` is the dead-letter view.
     pub fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>> {
-        let ids: Vec<u64> = self.core.store.read(|rtx| {
+        // One read transaction for the index and the records: a snapshot, so a job removed or
+        // moved on by a concurrent write is neither missing nor listed in the wrong state.
+        self.core.store.read(|rtx| {
             let mut ids = Vec::new();
             match state.finished_code() {
                 Some(code) => {
@@ -737,12 +739,18 @@ impl Jobs {
                     }
                 }
             }
-            Ok(ids)
-        })?;
-        let mut ids: Vec<u64> = ids.into_iter().filter(|id| *id > after).collect();
-        ids.sort_unstable();
-        ids.truncate(limit);
-        ids.into_iter().map(|id| self.get(id)).collect()
+            ids.retain(|id| *id > after);
+            ids.sort_unstable();
+            ids.truncate(limit);
+            let jobs = rtx.open_table(JOBS)?;
+            ids.into_iter()
+                .map(|id| {
+                    let bytes = jobs.get(id)?.ok_or(Error::UnknownJob { id })?;
+                    let StoredJob::V1(job) = decode("jobs", bytes.value())?;
+                    Ok(info(id, job))
+                })
+                .collect()
+        })
     }
 
     /// Queues a failed or timed-out job again with a fresh attempt budget (and crash budget).
