@@ -51,7 +51,9 @@ fn job_keys(engine: &Engine) -> Vec<String> {
     ] {
         all.extend(jobs.list(state, 0, 10_000).unwrap());
     }
+    // A job that moved on between two lists shows up in both: one entry per id.
     all.sort_by_key(|j| j.id);
+    all.dedup_by_key(|j| j.id);
     all.into_iter().filter_map(|j| j.key).collect()
 }
 
