@@ -143,7 +143,7 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     child.wait().expect("reap");
     let engine = standby.await.unwrap().expect("standby open");
     assert_eq!(engine.epoch(), 2);
-    engine
+    let beat = engine
         .register(JobSpec::new("beat"), |_: JobCtx, _: ()| async { Ok(()) })
         .unwrap();
     let sched = engine.scheduler();
@@ -152,17 +152,30 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     // then the next one on time.
     assert_eq!(sched.get("hourly").unwrap().unwrap().next_run_ms, Some(T0));
     sched.tick().await.unwrap();
+    // Let the T0 job finish before the clock jumps an hour (past its lease).
+    let mut first = Vec::new();
+    for state in [JobState::Queued, JobState::Running, JobState::Completed] {
+        first.extend(engine.jobs().list(state, 0, 10).unwrap());
+    }
+    for job in first {
+        beat.join(job.id, None).await.unwrap();
+    }
     let h1 = T0 + 3_600_000;
     clock.set(h1);
     sched.tick().await.unwrap();
     // Listed while the handler runs them: a job that moves on between two lists shows up in
     // both, so jobs are keyed by id.
-    let jobs: BTreeMap<u64, Option<String>> =
-        [JobState::Queued, JobState::Running, JobState::Completed]
-            .into_iter()
-            .flat_map(|state| engine.jobs().list(state, 0, 10).unwrap())
-            .map(|j| (j.id, j.key))
-            .collect();
+    let jobs: BTreeMap<u64, Option<String>> = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Completed,
+        JobState::TimedOut,
+        JobState::Failed,
+    ]
+    .into_iter()
+    .flat_map(|state| engine.jobs().list(state, 0, 10).unwrap())
+    .map(|j| (j.id, j.key))
+    .collect();
     let keys: Vec<String> = jobs.into_values().flatten().collect();
     assert_eq!(keys, [format!("hourly:{T0}"), format!("hourly:{h1}")]);
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
