@@ -505,12 +505,14 @@ fn outcome_of<O: DeserializeOwned>(id: u64, job: JobV1) -> Result<Option<Outcome
 }
 
 fn load_job(core: &JobCore, id: u64) -> Result<JobV1> {
-    core.store.read(|rtx| {
-        let jobs = rtx.open_table(JOBS)?;
-        let bytes = jobs.get(id)?.ok_or(Error::UnknownJob { id })?;
-        let StoredJob::V1(job) = decode("jobs", bytes.value())?;
-        Ok(job)
-    })
+    core.store.read(|rtx| read_job(&rtx.open_table(JOBS)?, id))
+}
+
+/// The job `id` from an open jobs table of a read transaction.
+fn read_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<JobV1> {
+    let bytes = jobs.get(id)?.ok_or(Error::UnknownJob { id })?;
+    let StoredJob::V1(job) = decode("jobs", bytes.value())?;
+    Ok(job)
 }
 
 async fn cancel_job(core: &Arc<JobCore>, id: u64, reason: &str) -> Result<CancelOutcome> {
@@ -744,11 +746,7 @@ impl Jobs {
             ids.truncate(limit);
             let jobs = rtx.open_table(JOBS)?;
             ids.into_iter()
-                .map(|id| {
-                    let bytes = jobs.get(id)?.ok_or(Error::UnknownJob { id })?;
-                    let StoredJob::V1(job) = decode("jobs", bytes.value())?;
-                    Ok(info(id, job))
-                })
+                .map(|id| Ok(info(id, read_job(&jobs, id)?)))
                 .collect()
         })
     }

@@ -238,17 +238,7 @@ pub(crate) fn dispatch(
                 dropped += 1;
                 next = cron.next_after(n);
             }
-            s.dropped += dropped;
-            report.dropped += dropped;
-            report
-                .events
-                .push(super::SchedulerMetric::DispatchAdvanced {
-                    id: id.clone(),
-                    slots: dropped,
-                });
-            let old = s.next_run;
-            s.next_run = next;
-            save(ctx, &id, &s, old)?;
+            advance(ctx, &id, &mut s, next, dropped, report)?;
             continue;
         }
         // The slots due now, split into missed (before the open) and on time.
@@ -297,19 +287,7 @@ pub(crate) fn dispatch(
                     });
             }
         }
-        s.dropped += dropped;
-        report.dropped += dropped;
-        if dropped > 0 {
-            report
-                .events
-                .push(super::SchedulerMetric::DispatchAdvanced {
-                    id: id.clone(),
-                    slots: dropped,
-                });
-        }
-        let old = s.next_run;
-        s.next_run = next;
-        save(ctx, &id, &s, old)?;
+        advance(ctx, &id, &mut s, next, dropped, report)?;
     }
     let first = ctx
         .tx
@@ -320,6 +298,30 @@ pub(crate) fn dispatch(
         .into_iter()
         .flatten()
         .min())
+}
+
+/// Moves the schedule on to `next`, counting the `dropped` slots it passed without running.
+fn advance(
+    ctx: &TxCtx<'_>,
+    id: &str,
+    s: &mut ScheduleV1,
+    next: Option<u64>,
+    dropped: u64,
+    report: &mut DispatchReport,
+) -> Result<()> {
+    s.dropped += dropped;
+    report.dropped += dropped;
+    if dropped > 0 {
+        report
+            .events
+            .push(super::SchedulerMetric::DispatchAdvanced {
+                id: id.to_string(),
+                slots: dropped,
+            });
+    }
+    let old = s.next_run;
+    s.next_run = next;
+    save(ctx, id, s, old)
 }
 
 pub(crate) fn unknown(id: &str) -> Error {
