@@ -8,6 +8,9 @@
 //! relaxed mode; then p50/p99 of submit → handler start over `--latency-jobs` jobs submitted
 //! one at a time on an idle engine (fsync'd).
 //!
+//! Every run uses the defaults (fsync'd commits, quick repair on) unless a line says otherwise.
+//! `--only fsync|relaxed|latency` runs one part. `--gather-ab` instead runs the fsync'd
+//! throughput with group commit's gathering wait off and on, alternating, twice.
 //! `--quick-repair-ab` instead runs the fsync'd throughput with redb's quick repair off and on,
 //! alternating, twice: the commit cost of quick repair.
 
@@ -51,16 +54,14 @@ fn parse_args() -> Args {
     args
 }
 
-async fn throughput(args: &Args, durability: Durability, quick_repair: bool, label: &str) {
+async fn throughput(args: &Args, options: EngineOptions, label: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let per_submitter = args.jobs / args.submitters;
     let total = per_submitter * args.submitters;
     let completed = Arc::new(AtomicU64::new(0));
     let all_done = Arc::new(Notify::new());
     let (c, d) = (completed.clone(), all_done.clone());
-    let engine = EngineOptions::new()
-        .durability(durability)
-        .quick_repair(quick_repair)
+    let engine = options
         .max_running_jobs(args.handlers)
         .on_job_metric(move |m| {
             if matches!(m, JobMetric::Completed { .. })
@@ -173,15 +174,40 @@ fn main() {
             for round in 0..4 {
                 let on = round % 2 == 1;
                 let label = if on { "fsync+qr" } else { "fsync" };
-                throughput(&args, Durability::Immediate, on, label).await;
+                let options = EngineOptions::new().quick_repair(on);
+                throughput(&args, options, label).await;
             }
             return;
         }
-        throughput(&args, Durability::Immediate, false, "fsync").await;
-        let relaxed = Durability::Relaxed {
-            flush_every: Duration::from_millis(100),
-        };
-        throughput(&args, relaxed, false, "relaxed").await;
-        latency(&args).await;
+        if std::env::args().any(|a| a == "--gather-ab") {
+            // What group commit's gathering wait gains: off and on (the default), alternating.
+            for round in 0..4 {
+                let on = round % 2 == 1;
+                let label = if on { "gather" } else { "no-wait" };
+                let options = if on {
+                    EngineOptions::new()
+                } else {
+                    EngineOptions::new().commit_gather(Duration::ZERO)
+                };
+                throughput(&args, options, label).await;
+            }
+            return;
+        }
+        // `--only fsync|relaxed|latency` runs one part, for profiling.
+        let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+        let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+        if runs("fsync") {
+            throughput(&args, EngineOptions::new(), "fsync").await;
+        }
+        if runs("relaxed") {
+            let relaxed = Durability::Relaxed {
+                flush_every: Duration::from_millis(100),
+            };
+            let options = EngineOptions::new().durability(relaxed);
+            throughput(&args, options, "relaxed").await;
+        }
+        if runs("latency") {
+            latency(&args).await;
+        }
     });
 }

@@ -33,6 +33,7 @@ pub struct EngineOptions {
     durability: Durability,
     clock: Arc<dyn Clock>,
     max_batch: usize,
+    gather_max: Duration,
     quick_repair: bool,
     cache_bytes: usize,
     compact_on_open: bool,
@@ -70,6 +71,7 @@ impl Default for EngineOptions {
             durability: Durability::Immediate,
             clock: Arc::new(SystemClock),
             max_batch: 4_096,
+            gather_max: Duration::from_millis(1),
             quick_repair: true,
             cache_bytes: 64 * 1024 * 1024,
             compact_on_open: false,
@@ -111,6 +113,18 @@ impl EngineOptions {
     /// The most ops one commit may carry. Default 4,096.
     pub fn max_batch(mut self, ops: usize) -> Self {
         self.max_batch = ops.max(1);
+        self
+    }
+
+    /// The longest a commit under load waits for more ops to share it. Default 1 ms.
+    ///
+    /// After a commit that answered many callers (8 ops or more), the next batch waits for
+    /// them to send their next op, up to half that commit's duration and at most this long.
+    /// Without the wait, busy callers split into two groups that take turns, and each op waits
+    /// out two commits. A lone caller never waits: its commit starts at once. `Duration::ZERO`
+    /// turns the wait off.
+    pub fn commit_gather(mut self, max_wait: Duration) -> Self {
+        self.gather_max = max_wait;
         self
     }
 
@@ -255,6 +269,7 @@ impl Engine {
                 let config = StoreConfig {
                     durability: options.durability,
                     max_batch: options.max_batch,
+                    gather_max: options.gather_max,
                     quick_repair: options.quick_repair,
                     cache_bytes: options.cache_bytes,
                     faults: options.faults,

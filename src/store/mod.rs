@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::lock::LeaderLock;
 use faults::{FaultInjector, FaultyBackend};
-use writer::{Msg, TypedOp, Writer};
+use writer::{Msg, TypedOp, Writer, WriterSettings};
 pub(crate) use writer::{TxCtx, damaged};
 
 /// How commits reach the disk.
@@ -95,6 +95,7 @@ impl StoreShared {
 pub(crate) struct StoreConfig {
     pub(crate) durability: Durability,
     pub(crate) max_batch: usize,
+    pub(crate) gather_max: Duration,
     pub(crate) quick_repair: bool,
     pub(crate) cache_bytes: usize,
     pub(crate) faults: Option<FaultInjector>,
@@ -199,9 +200,12 @@ impl Store {
             rx,
             shared.clone(),
             clock.clone(),
-            config.durability,
-            config.max_batch.max(1),
-            config.quick_repair,
+            WriterSettings {
+                durability: config.durability,
+                max_batch: config.max_batch,
+                quick_repair: config.quick_repair,
+                gather_max: config.gather_max,
+            },
         );
         let (epoch, recovered) = writer.run_init(recover)?;
         let handle = std::thread::Builder::new()
@@ -468,6 +472,7 @@ mod tests {
         let config = StoreConfig {
             durability: Durability::Immediate,
             max_batch: 64,
+            gather_max: Duration::ZERO,
             quick_repair: false,
             cache_bytes: 1 << 20,
             faults: None,

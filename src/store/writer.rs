@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
@@ -179,6 +179,20 @@ enum BatchFailure {
     Storage(Error),
 }
 
+/// How the writer batches and commits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterSettings {
+    pub(crate) durability: Durability,
+    pub(crate) max_batch: usize,
+    pub(crate) quick_repair: bool,
+    /// The longest a batch under load waits for more ops; zero never waits.
+    pub(crate) gather_max: Duration,
+}
+
+/// A batch gathers only after a commit that answered at least this many ops: a crowd of
+/// callers, not one caller whose next op would only be delayed.
+const GATHER_MIN_OPS: usize = 8;
+
 pub(crate) struct Writer {
     db: Arc<redb::Database>,
     rx: Receiver<Msg>,
@@ -187,6 +201,10 @@ pub(crate) struct Writer {
     durability: Durability,
     max_batch: usize,
     quick_repair: bool,
+    gather_max: Duration,
+    /// Ops answered by the last commit, and how long that commit took.
+    last_answered: usize,
+    last_commit: Duration,
     counters: HashMap<&'static str, Counter>,
 }
 
@@ -196,19 +214,48 @@ impl Writer {
         rx: Receiver<Msg>,
         shared: Arc<StoreShared>,
         clock: Arc<dyn Clock>,
-        durability: Durability,
-        max_batch: usize,
-        quick_repair: bool,
+        settings: WriterSettings,
     ) -> Self {
         Writer {
             db,
             rx,
             shared,
             clock,
-            durability,
-            max_batch,
-            quick_repair,
+            durability: settings.durability,
+            max_batch: settings.max_batch.max(1),
+            quick_repair: settings.quick_repair,
+            gather_max: settings.gather_max,
+            last_answered: 0,
+            last_commit: Duration::ZERO,
             counters: HashMap::new(),
+        }
+    }
+
+    /// Group commit under load. The callers answered by the last commit usually send their
+    /// next op at once; without a wait the next batch starts with only the ops that arrived
+    /// during that commit, and the callers split into two groups that take turns, each waiting
+    /// out two commits per op. So after a busy commit the batch waits, at most a fraction of
+    /// that commit's time and `gather_max`, until as many ops as it answered have come back.
+    fn gather(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, closing: &mut bool) {
+        if self.last_answered < GATHER_MIN_OPS || self.gather_max.is_zero() {
+            return;
+        }
+        let window = self.gather_max.min(self.last_commit / 2);
+        let target = (batch.len() + self.last_answered).min(self.max_batch);
+        let deadline = Instant::now() + window;
+        while batch.len() < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Op(op)) => batch.push(op),
+                Ok(Msg::Close) => {
+                    *closing = true;
+                    break;
+                }
+                Err(_) => break,
+            }
         }
     }
 
@@ -244,6 +291,9 @@ impl Writer {
                 if batch.len() < self.max_batch && !closing {
                     next = self.rx.try_recv().ok();
                 }
+            }
+            if !closing && batch.len() < self.max_batch {
+                self.gather(&mut batch, &mut closing);
             }
             if batch.is_empty() {
                 continue;
@@ -291,7 +341,11 @@ impl Writer {
         }
         let span = tracing::debug_span!("commit", ops = batch.len());
         let _enter = span.enter();
-        match self.try_batch(batch, durable) {
+        let started = Instant::now();
+        self.last_answered = batch.len();
+        let outcome = self.try_batch(batch, durable);
+        self.last_commit = started.elapsed();
+        match outcome {
             Ok(hooks) => {
                 self.shared.record_commit(batch.len());
                 // Hooks first: a caller that hears back sees the commit's effects in place.
