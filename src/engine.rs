@@ -119,7 +119,8 @@ impl EngineOptions {
     /// The longest a commit under load waits for more ops to share it. Default 1 ms.
     ///
     /// After a commit that answered many callers (8 ops or more), the next batch waits for
-    /// them to send their next op, up to half that commit's duration and at most this long.
+    /// them to send their next op: until as many have come back, or none has come for 50 µs,
+    /// or half that commit's duration has passed, and never longer than this.
     /// Without the wait, busy callers split into two groups that take turns, and each op waits
     /// out two commits. A lone caller never waits: its commit starts at once. `Duration::ZERO`
     /// turns the wait off.

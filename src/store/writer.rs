@@ -193,6 +193,10 @@ pub(crate) struct WriterSettings {
 /// callers, not one caller whose next op would only be delayed.
 const GATHER_MIN_OPS: usize = 8;
 
+/// The gathering wait ends when no op arrives for this long: the answered callers come back
+/// in a burst, and a straggler is not worth holding the whole batch for.
+const GATHER_GAP: Duration = Duration::from_micros(50);
+
 pub(crate) struct Writer {
     db: Arc<redb::Database>,
     rx: Receiver<Msg>,
@@ -235,7 +239,8 @@ impl Writer {
     /// next op at once; without a wait the next batch starts with only the ops that arrived
     /// during that commit, and the callers split into two groups that take turns, each waiting
     /// out two commits per op. So after a busy commit the batch waits, at most a fraction of
-    /// that commit's time and `gather_max`, until as many ops as it answered have come back.
+    /// that commit's time and `gather_max`, until as many ops as it answered have come back or
+    /// none has arrived for [`GATHER_GAP`].
     fn gather(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, closing: &mut bool) {
         if self.last_answered < GATHER_MIN_OPS || self.gather_max.is_zero() {
             return;
@@ -248,7 +253,7 @@ impl Writer {
             if left.is_zero() {
                 break;
             }
-            match self.rx.recv_timeout(left) {
+            match self.rx.recv_timeout(left.min(GATHER_GAP)) {
                 Ok(Msg::Op(op)) => batch.push(op),
                 Ok(Msg::Close) => {
                     *closing = true;
@@ -494,5 +499,93 @@ pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
         s.clone()
     } else {
         "a write op panicked".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::mpsc;
+
+    struct Nop;
+
+    impl ErasedOp for Nop {
+        fn apply(&mut self, _: &mut TxCtx<'_>) -> Applied {
+            Applied::Done
+        }
+        fn finish(self: Box<Self>, _: Option<Error>) {}
+    }
+
+    /// A writer whose last commit answered `answered` ops and took a long time, with `queued`
+    /// ops already waiting in its channel.
+    fn writer_after(answered: usize, queued: usize) -> (Writer, mpsc::Sender<Msg>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = redb::Database::create(dir.path().join("w.redb")).expect("db");
+        let (tx, rx) = mpsc::channel();
+        let mut writer = Writer::new(
+            Arc::new(db),
+            rx,
+            Arc::new(StoreShared::default()),
+            Arc::new(ManualClock::new(0)),
+            WriterSettings {
+                durability: Durability::Immediate,
+                max_batch: 4_096,
+                quick_repair: false,
+                gather_max: Duration::from_secs(60),
+            },
+        );
+        writer.last_answered = answered;
+        writer.last_commit = Duration::from_secs(60);
+        for _ in 0..queued {
+            tx.send(Msg::Op(Box::new(Nop))).expect("send");
+        }
+        (writer, tx)
+    }
+
+    #[test]
+    fn gather_takes_as_many_ops_as_the_last_commit_answered_and_no_more() {
+        let (mut writer, tx) = writer_after(16, 20);
+        let (mut batch, mut closing) = (Vec::new(), false);
+        writer.gather(&mut batch, &mut closing);
+        assert_eq!(batch.len(), 16);
+        assert!(!closing);
+        // The other four wait for the next batch.
+        assert_eq!(writer.rx.try_iter().count(), 4);
+        drop(tx);
+    }
+
+    #[test]
+    fn gather_stops_when_no_op_comes_and_never_after_a_small_commit() {
+        // Five of the sixteen come back; the wait ends on the gap, not the 30 s window.
+        let (mut writer, _tx) = writer_after(16, 5);
+        let (mut batch, mut closing) = (Vec::new(), false);
+        writer.gather(&mut batch, &mut closing);
+        assert_eq!(batch.len(), 5);
+
+        // After a commit of fewer than GATHER_MIN_OPS ops the batch does not wait at all.
+        let (mut writer, _tx) = writer_after(GATHER_MIN_OPS - 1, 3);
+        let mut batch = Vec::new();
+        writer.gather(&mut batch, &mut closing);
+        assert!(batch.is_empty());
+        assert_eq!(writer.rx.try_iter().count(), 3);
+
+        // Nor when the wait is turned off.
+        let (mut writer, _tx) = writer_after(16, 3);
+        writer.gather_max = Duration::ZERO;
+        let mut batch = Vec::new();
+        writer.gather(&mut batch, &mut closing);
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn gather_stops_at_close() {
+        let (mut writer, tx) = writer_after(16, 2);
+        tx.send(Msg::Close).expect("send");
+        tx.send(Msg::Op(Box::new(Nop))).expect("send");
+        let (mut batch, mut closing) = (Vec::new(), false);
+        writer.gather(&mut batch, &mut closing);
+        assert_eq!(batch.len(), 2);
+        assert!(closing);
     }
 }
