@@ -1444,3 +1444,63 @@ async fn compact_on_open_gives_back_the_space_of_pruned_jobs_and_keeps_the_rest(
     assert_eq!(job.state, JobState::Queued);
     engine.shutdown(secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn listing_by_state_pages_in_id_order_across_mixed_states() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    // Odd inputs fail for good, even ones complete; jobs of "parked" have no handler.
+    let h = engine
+        .register(
+            JobSpec::new("mixed").max_attempts(1),
+            |_: JobCtx, n: u32| async move {
+                if n % 2 == 1 {
+                    Err(JobError::permanent("odd"))
+                } else {
+                    Ok(n)
+                }
+            },
+        )
+        .unwrap();
+    let parked = engine.job::<u32, u32>(JobSpec::new("parked")).unwrap();
+    let mut completed = Vec::new();
+    let mut failed = Vec::new();
+    let mut queued = Vec::new();
+    for n in 0..12u32 {
+        if n % 3 == 0 {
+            queued.push(parked.submit(n).await.unwrap().id);
+        }
+        let id = h.submit(n).await.unwrap().id;
+        h.join(id, None).await.unwrap();
+        if n % 2 == 0 {
+            completed.push(id);
+        } else {
+            failed.push(id);
+        }
+    }
+    let cancelled = parked.submit(99).await.unwrap().id;
+    parked.cancel(cancelled, "not needed").await.unwrap();
+
+    let jobs = engine.jobs();
+    let page = |state: JobState, after: u64, limit: usize| -> Vec<u64> {
+        jobs.list(state, after, limit)
+            .unwrap()
+            .iter()
+            .map(|j| {
+                assert_eq!(j.state, state);
+                j.id
+            })
+            .collect()
+    };
+    // Completed jobs page through in id order, skipping the other states between them.
+    let first = page(JobState::Completed, 0, 4);
+    assert_eq!(first, completed[..4]);
+    let rest = page(JobState::Completed, first[3], 4);
+    assert_eq!(rest, completed[4..]);
+    assert!(page(JobState::Completed, completed[5], 4).is_empty());
+    assert_eq!(page(JobState::Failed, 0, 100), failed);
+    assert_eq!(page(JobState::Failed, failed[2], 2), failed[3..5]);
+    assert_eq!(page(JobState::Queued, 0, 100), queued);
+    assert_eq!(page(JobState::Cancelled, 0, 100), [cancelled]);
+    assert!(page(JobState::Completed, 0, 0).is_empty());
+}

@@ -718,6 +718,23 @@ impl Jobs {
         self.core.store.read(|rtx| {
             let mut ids = Vec::new();
             match state.finished_code() {
+                Some(_) if state == JobState::Completed => {
+                    // Not indexed: walk the jobs by id. Most retained jobs are completed ones,
+                    // so a page costs about `limit` records.
+                    let jobs = rtx.open_table(JOBS)?;
+                    let mut out = Vec::new();
+                    for entry in jobs.range(after.saturating_add(1)..)? {
+                        if out.len() == limit {
+                            break;
+                        }
+                        let (id, bytes) = entry?;
+                        let StoredJob::V1(job) = decode("jobs", bytes.value())?;
+                        if matches!(job.state, JobStateV1::Completed { .. }) {
+                            out.push(info(id.value(), job));
+                        }
+                    }
+                    return Ok(out);
+                }
                 Some(code) => {
                     let finished = rtx.open_table(JOB_FINISHED)?;
                     for e in finished

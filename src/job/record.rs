@@ -87,6 +87,15 @@ impl JobStateV1 {
         }
     }
 
+    /// Whether a job in this state has an entry in the finished index: every terminal state
+    /// but `completed`.
+    pub(crate) fn indexed_as_finished(&self) -> bool {
+        matches!(
+            self,
+            JobStateV1::Failed { .. } | JobStateV1::Cancelled { .. } | JobStateV1::TimedOut { .. }
+        )
+    }
+
     /// The state code used in the finished index, for terminal states.
     pub(crate) fn finished_code(&self) -> Option<u8> {
         match self {

@@ -47,7 +47,10 @@ pub(crate) const JOB_EVENTS: TableDefinition<(u64, u32), &[u8]> =
     TableDefinition::new("job_events");
 /// Memoized step results: (job id, step id) -> the step's output.
 pub(crate) const JOB_STEPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("job_steps");
-/// Jobs in a terminal state: (state code, job id), for listing by state.
+/// Jobs failed, cancelled or timed out: (state code, job id), for listing by state. Completed
+/// jobs, the common end, are not indexed here (listing them walks the jobs by id): one write
+/// less per job. Files written before may still hold completed entries; they are removed
+/// with their job.
 pub(crate) const JOB_FINISHED: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("job_finished");
 /// Terminal jobs by the instant their retention ends: (purge at ms, job id).

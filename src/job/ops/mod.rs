@@ -139,6 +139,7 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
         }
         terminal => {
             if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
+                // A completed job has an entry only if an earlier version wrote it.
                 ctx.tables.job_finished()?.remove((code, id))?;
                 ctx.tables
                     .job_retention()?
@@ -211,7 +212,9 @@ pub(crate) fn enter_terminal(
 ) -> Result<()> {
     if let (Some(code), Some(at)) = (state.finished_code(), state.finished_at()) {
         let purge_at = at.saturating_add(job.retention_ms);
-        ctx.tables.job_finished()?.insert((code, id), ())?;
+        if state.indexed_as_finished() {
+            ctx.tables.job_finished()?.insert((code, id), ())?;
+        }
         ctx.tables.job_retention()?.insert((purge_at, id), ())?;
         fx.deadline(purge_at);
     }
