@@ -70,6 +70,14 @@ pub fn rewrite_schedule_expression(
     crate::scheduler::dispatch::rewrite_expression(path.as_ref(), id, cron, zone)
 }
 
+/// Rewrites job `id` in the file at `path`, which no engine may hold, the way the first file
+/// format stored it: every event a row of the events table, and a completed job listed in the
+/// finished index. Returns whether the job existed. For testing that files written by earlier
+/// versions still read and prune right.
+pub fn rewrite_job_as_v1(path: impl AsRef<std::path::Path>, id: u64) -> Result<bool> {
+    crate::job::rewrite_as_v1(path.as_ref(), id)
+}
+
 /// The next `n` slots (UTC ms) of the cron expression `expr` in the IANA zone `zone` after
 /// `after_ms`, the way the scheduler computes them; `InvalidArgument` naming the expression or
 /// zone when it does not parse. Never panics, whatever the input.

@@ -90,7 +90,10 @@ fn real_records_of_every_kind_and_their_mutations() {
             .register(
                 jobfile::JobSpec::new("k"),
                 |ctx: jobfile::JobCtx, n: u32| async move {
-                    ctx.progress(50, "half").await?;
+                    // Enough events that the later ones spill from the record into the table.
+                    for percent in [10, 20, 30, 40, 50, 60, 70, 80] {
+                        ctx.progress(percent, "working").await?;
+                    }
                     Ok(n + 1)
                 },
             )

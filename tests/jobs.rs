@@ -1504,3 +1504,110 @@ async fn listing_by_state_pages_in_id_order_across_mixed_states() {
     assert_eq!(page(JobState::Cancelled, 0, 100), [cancelled]);
     assert!(page(JobState::Completed, 0, 0).is_empty());
 }
+
+/// Rows of job `id` in the events table of the file at `path`.
+fn event_rows(path: &std::path::Path, id: u64) -> usize {
+    let db = redb::Database::open(path).unwrap();
+    let rtx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let events: redb::TableDefinition<(u64, u32), &[u8]> = redb::TableDefinition::new("job_events");
+    let table = rtx.open_table(events).unwrap();
+    redb::ReadableTable::range(&table, (id, 0)..=(id, u32::MAX))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test]
+async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_and_prune() {
+    let (_dir, path) = temp_file();
+    let spec = || JobSpec::new("chatty").retention(secs(60));
+    let handler = |ctx: JobCtx, n: u8| async move {
+        for p in 0..n {
+            ctx.progress(p, "step").await?;
+        }
+        Ok(n)
+    };
+    let (short, long, full);
+    {
+        let (engine, _clock) = open_manual(&path).await;
+        let h = engine.register(spec(), handler).unwrap();
+        short = h.submit(1).await.unwrap().id;
+        long = h.submit(10).await.unwrap().id;
+        h.join(short, None).await.unwrap();
+        h.join(long, None).await.unwrap();
+        let events = engine.jobs().events(long);
+        full = events.read(0, 100).unwrap();
+        assert_eq!(
+            full.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (0..13).collect::<Vec<u32>>()
+        );
+        let mut want = vec!["submitted", "started"];
+        want.extend(["progress"; 10]);
+        want.push("completed");
+        assert_eq!(names(&full), want);
+        // Every window, across the boundary between the record and the table.
+        for from in 0..=14u32 {
+            for limit in 1..=4usize {
+                let end = (from as usize + limit).min(full.len());
+                let start = (from as usize).min(end);
+                assert_eq!(
+                    events.read(from, limit).unwrap(),
+                    full[start..end],
+                    "read({from}, {limit})"
+                );
+            }
+        }
+        let mut followed = Vec::new();
+        let mut stream = events.follow(4);
+        while let Some(e) = stream.next().await {
+            followed.push(e.unwrap());
+        }
+        assert_eq!(followed, full[4..]);
+        engine.shutdown(secs(5)).await.unwrap();
+    }
+    // The short job's four events live in its record; the long one's past the sixth are rows.
+    assert_eq!(event_rows(&path, short), 0);
+    assert_eq!(event_rows(&path, long), 13 - 6);
+
+    // Both stored the way the first format did: every event a row, completed jobs indexed.
+    assert!(jobfile::testing::rewrite_job_as_v1(&path, short).unwrap());
+    assert!(jobfile::testing::rewrite_job_as_v1(&path, long).unwrap());
+    assert!(!jobfile::testing::rewrite_job_as_v1(&path, 999).unwrap());
+    assert_eq!(event_rows(&path, short), 4);
+    assert_eq!(event_rows(&path, long), 13);
+    let (engine, clock) = open_manual(&path).await;
+    engine.register(spec(), handler).unwrap();
+    assert_eq!(engine.jobs().events(long).read(0, 100).unwrap(), full);
+    assert_eq!(engine.jobs().events(long).read(5, 3).unwrap(), full[5..8]);
+    let listed: Vec<u64> = engine
+        .jobs()
+        .list(JobState::Completed, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, [short, long]);
+    // Retention removes old-format jobs whole: record, event rows and index entries.
+    clock.advance(secs(61));
+    engine.tick().await.unwrap();
+    for id in [short, long] {
+        assert!(matches!(
+            engine.jobs().get(id),
+            Err(Error::UnknownJob { .. })
+        ));
+    }
+    assert!(
+        engine
+            .jobs()
+            .list(JobState::Completed, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    engine.shutdown(secs(5)).await.unwrap();
+    drop(engine);
+    assert_eq!(event_rows(&path, short) + event_rows(&path, long), 0);
+    let db = redb::Database::open(&path).unwrap();
+    let rtx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let finished: redb::TableDefinition<(u8, u64), ()> = redb::TableDefinition::new("job_finished");
+    let finished = rtx.open_table(finished).unwrap();
+    assert_eq!(redb::ReadableTableMetadata::len(&finished).unwrap(), 0);
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::core::JobCore;
 use super::error::JobFailure;
-use super::record::{EventKindV1, StoredEvent};
+use super::record::{EventKindV1, StoredEvent, StoredJob};
 use crate::error::{Error, Result};
 use crate::feed::{self, Feed};
 use crate::store::codec::decode;
@@ -185,12 +185,32 @@ pub(crate) fn read_events(
     limit: usize,
 ) -> Result<Vec<JobEvent>> {
     core.store.read(|rtx| {
-        if rtx.open_table(JOBS)?.get(id)?.is_none() {
+        let Some(bytes) = rtx.open_table(JOBS)?.get(id)? else {
             return Err(Error::UnknownJob { id });
+        };
+        let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
+        let inline = job.inline_events.len();
+        let mut out: Vec<JobEvent> = job
+            .inline_events
+            .into_iter()
+            .zip(0u32..)
+            .skip(from as usize)
+            .take(limit)
+            .map(|(e, seq)| JobEvent {
+                seq,
+                at_ms: e.at,
+                kind: e.kind.into(),
+            })
+            .collect();
+        if out.len() == limit || job.next_event as usize <= inline {
+            return Ok(out);
         }
+        let first_row = from.max(u32::try_from(inline).unwrap_or(u32::MAX));
         let events = rtx.open_table(JOB_EVENTS)?;
-        let mut out = Vec::new();
-        for entry in events.range((id, from)..=(id, u32::MAX))?.take(limit) {
+        for entry in events
+            .range((id, first_row)..=(id, u32::MAX))?
+            .take(limit - out.len())
+        {
             let (k, v) = entry?;
             let StoredEvent::V1(e) = decode("job_events", v.value())?;
             out.push(JobEvent {

@@ -511,7 +511,7 @@ fn load_job(core: &JobCore, id: u64) -> Result<JobV1> {
 /// The job `id` from an open jobs table of a read transaction.
 fn read_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<JobV1> {
     let bytes = jobs.get(id)?.ok_or(Error::UnknownJob { id })?;
-    let StoredJob::V1(job) = decode("jobs", bytes.value())?;
+    let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
     Ok(job)
 }
 
@@ -728,7 +728,7 @@ impl Jobs {
                             break;
                         }
                         let (id, bytes) = entry?;
-                        let StoredJob::V1(job) = decode("jobs", bytes.value())?;
+                        let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
                         if matches!(job.state, JobStateV1::Completed { .. }) {
                             out.push(info(id.value(), job));
                         }
@@ -802,9 +802,48 @@ impl Jobs {
     }
 }
 
+/// Rewrites job `id` in the file at `path` (held by no engine) the way the first file format
+/// stored it: a `V1` record with every event a row of the events table, and a completed job in
+/// the finished index. Returns whether the job existed. For testing files written by earlier
+/// versions.
+pub(crate) fn rewrite_as_v1(path: &std::path::Path, id: u64) -> Result<bool> {
+    use crate::store::codec::encode;
+    use record::{StoredEvent, StoredJobRef};
+    let db = redb::Database::open(path).map_err(|e| Error::Storage(e.to_string()))?;
+    let tx = db.begin_write()?;
+    let found = {
+        let mut jobs = tx.open_table(JOBS)?;
+        let stored = match jobs.get(id)? {
+            Some(bytes) => Some(decode::<StoredJob>("jobs", bytes.value())?.into_job()),
+            None => None,
+        };
+        match stored {
+            Some(mut job) => {
+                let mut events = tx.open_table(crate::store::tables::JOB_EVENTS)?;
+                for (event, seq) in std::mem::take(&mut job.inline_events)
+                    .into_iter()
+                    .zip(0u32..)
+                {
+                    events.insert((id, seq), encode(&StoredEvent::V1(event)).as_slice())?;
+                }
+                if let (JobStateV1::Completed { .. }, Some(code)) =
+                    (&job.state, job.state.finished_code())
+                {
+                    tx.open_table(JOB_FINISHED)?.insert((code, id), ())?;
+                }
+                jobs.insert(id, encode(&StoredJobRef::V1(&job)).as_slice())?;
+                true
+            }
+            None => false,
+        }
+    };
+    tx.commit()?;
+    Ok(found)
+}
+
 /// Decodes a stored job record (for the fuzz targets).
 pub(crate) fn decode_job_record(bytes: &[u8]) -> Result<()> {
-    let StoredJob::V1(_) = decode("jobs", bytes)?;
+    let _: StoredJob = decode("jobs", bytes)?;
     Ok(())
 }
 

@@ -9,14 +9,46 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredJob {
+    /// Every event in the events table.
     V1(JobV1),
+    /// The job's first events (up to [`INLINE_EVENTS`]) ride in the record, the rest are in
+    /// the events table.
+    V2(JobV1, Vec<EventV1>),
 }
 
-/// The borrowed twin of [`StoredJob`]: same bytes, no clone of the input.
+impl StoredJob {
+    /// The job, with its inline events in place.
+    pub(crate) fn into_job(self) -> JobV1 {
+        match self {
+            StoredJob::V1(job) => job,
+            StoredJob::V2(mut job, events) => {
+                job.inline_events = events;
+                job
+            }
+        }
+    }
+}
+
+/// The borrowed twin of [`StoredJob`]: same bytes, no clone of the input. Always written as
+/// the newest version.
 #[derive(Debug, Serialize)]
 pub(crate) enum StoredJobRef<'a> {
+    /// No longer written (but by a test helper); kept so that `V2` keeps its variant index.
     V1(&'a JobV1),
+    V2(&'a JobV1, &'a [EventV1]),
 }
+
+impl<'a> StoredJobRef<'a> {
+    pub(crate) fn new(job: &'a JobV1) -> Self {
+        StoredJobRef::V2(job, &job.inline_events)
+    }
+}
+
+/// How many of a job's first events are stored in its record rather than as rows of the events
+/// table. A job's record is rewritten at every change anyway, so these events cost no write of
+/// their own: a job that is submitted, started and completed writes no event row at all.
+/// Later events (heartbeats, progress of a long job) go to the table, so the record stays small.
+pub(crate) const INLINE_EVENTS: usize = 6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct JobV1 {
@@ -42,6 +74,10 @@ pub(crate) struct JobV1 {
     pub(crate) progress: Option<(u8, String)>,
     pub(crate) next_event: u32,
     pub(crate) updated_at: u64,
+    /// The events stored in the record: positions `0..inline_events.len()` of the stream. Not
+    /// part of the `V1` layout; [`StoredJob::V2`] stores them beside it.
+    #[serde(skip)]
+    pub(crate) inline_events: Vec<EventV1>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,8 @@ use redb::ReadableTable;
 
 use super::metrics::JobMetric;
 use super::record::{
-    EventKindV1, EventV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob, StoredJobRef,
+    EventKindV1, EventV1, FailureV1, INLINE_EVENTS, JobStateV1, JobV1, StoredEvent, StoredJob,
+    StoredJobRef,
 };
 use super::signal::StopReason;
 use crate::error::{Error, Result};
@@ -76,8 +77,8 @@ pub(crate) fn load(ctx: &mut TxCtx<'_>, id: u64) -> Result<Option<JobV1>> {
     let Some(bytes) = table.get(id)? else {
         return Ok(None);
     };
-    let StoredJob::V1(job) = decode("jobs", bytes.value())?;
-    Ok(Some(job))
+    let stored: StoredJob = decode("jobs", bytes.value())?;
+    Ok(Some(stored.into_job()))
 }
 
 pub(crate) fn load_known(ctx: &mut TxCtx<'_>, id: u64) -> Result<JobV1> {
@@ -85,7 +86,7 @@ pub(crate) fn load_known(ctx: &mut TxCtx<'_>, id: u64) -> Result<JobV1> {
 }
 
 pub(crate) fn save(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
-    let bytes = encode(&StoredJobRef::V1(job));
+    let bytes = encode(&StoredJobRef::new(job));
     ctx.tables.jobs()?.insert(id, bytes.as_slice())?;
     Ok(())
 }
@@ -94,7 +95,8 @@ pub(crate) fn new_id(ctx: &mut TxCtx<'_>) -> Result<u64> {
     ctx.next_id(ID_COUNTER)
 }
 
-/// Appends an event to the job's stream. The caller saves the job afterwards.
+/// Appends an event to the job's stream: into the record while it is one of the first
+/// [`INLINE_EVENTS`], else as a row of the events table. The caller saves the job afterwards.
 pub(crate) fn push_event(
     ctx: &mut TxCtx<'_>,
     id: u64,
@@ -103,10 +105,15 @@ pub(crate) fn push_event(
     fx: &mut Effects,
 ) -> Result<()> {
     let seq = job.next_event;
-    let bytes = encode(&StoredEvent::V1(EventV1 { at: ctx.now, kind }));
-    ctx.tables
-        .job_events()?
-        .insert((id, seq), bytes.as_slice())?;
+    let event = EventV1 { at: ctx.now, kind };
+    if job.inline_events.len() == seq as usize && job.inline_events.len() < INLINE_EVENTS {
+        job.inline_events.push(event);
+    } else {
+        let bytes = encode(&StoredEvent::V1(event));
+        ctx.tables
+            .job_events()?
+            .insert((id, seq), bytes.as_slice())?;
+    }
     job.next_event = seq.saturating_add(1);
     job.updated_at = ctx.now;
     fx.touched.push(id);
@@ -305,7 +312,7 @@ pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
             keys.remove((job.name.as_str(), key.as_str()))?;
         }
     }
-    {
+    if job.next_event as usize > job.inline_events.len() {
         let events = ctx.tables.job_events()?;
         let keys: Vec<(u64, u32)> = events
             .range((id, 0)..=(id, u32::MAX))?

@@ -86,6 +86,7 @@ pub(crate) fn submit(
         progress: None,
         next_event: 0,
         updated_at: ctx.now,
+        inline_events: Vec::new(),
     };
     push_event(ctx, id, &mut job, EventKindV1::Submitted, fx)?;
     super::count(
