@@ -177,12 +177,14 @@ macro_rules! open_tables {
         /// the batch ends: opening a table costs more than most single inserts into it.
         pub(crate) struct OpenTables<'a> {
             tx: &'a WriteTransaction,
+            /// Lease entries to remove, applied in one pass; see [`OpenTables::remove_lease`].
+            lease_removals: Vec<(u64, u64)>,
             $($field: Option<Table<'a, $k, $v>>,)*
         }
 
         impl<'a> OpenTables<'a> {
             pub(crate) fn new(tx: &'a WriteTransaction) -> Self {
-                OpenTables { tx, $($field: None,)* }
+                OpenTables { tx, lease_removals: Vec::new(), $($field: None,)* }
             }
 
             $(
@@ -202,10 +204,94 @@ open_tables! {
     jobs: JOBS => u64, &'static [u8];
     job_ready: JOB_READY => (&'static str, u32, u64), u64;
     job_delayed: JOB_DELAYED => (u64, u64), ();
-    job_leases: JOB_LEASES => (u64, u64), ();
+    leases_unflushed: JOB_LEASES => (u64, u64), ();
     job_keys: JOB_KEYS => (&'static str, &'static str), u64;
     job_events: JOB_EVENTS => (u64, u32), &'static [u8];
     job_steps: JOB_STEPS => (u64, &'static str), &'static [u8];
     job_finished: JOB_FINISHED => (u8, u64), ();
     job_retention: JOB_RETENTION => (u64, u64), ();
+}
+
+impl<'a> OpenTables<'a> {
+    /// The lease index, with every removal queued by [`Self::remove_lease`] applied, for
+    /// reading: whoever reads it sees the batch's own changes.
+    pub(crate) fn job_leases(&mut self) -> Result<&mut Table<'a, (u64, u64), ()>> {
+        self.flush_lease_removals()?;
+        self.leases_unflushed()
+    }
+
+    /// Adds a lease entry (cancelling a queued removal of the same key).
+    pub(crate) fn insert_lease(&mut self, key: (u64, u64)) -> Result<()> {
+        self.lease_removals.retain(|queued| *queued != key);
+        self.leases_unflushed()?.insert(key, ())?;
+        Ok(())
+    }
+
+    /// Queues the removal of a lease entry until the index is next read or the batch ends.
+    ///
+    /// One removal at a time costs a rebuild of the entry's leaf each time whenever the index
+    /// is small (a few running jobs: the leaf is under a third full, so redb merges rather than
+    /// removing in place), the most expensive write of a job's life. Removed together, each
+    /// leaf is rebuilt once per batch.
+    pub(crate) fn remove_lease(&mut self, key: (u64, u64)) {
+        self.lease_removals.push(key);
+    }
+
+    /// Applies the queued lease removals. The writer calls it before every commit.
+    pub(crate) fn flush_lease_removals(&mut self) -> Result<()> {
+        if self.lease_removals.is_empty() {
+            return Ok(());
+        }
+        let mut keys = std::mem::take(&mut self.lease_removals);
+        keys.sort_unstable();
+        let (first, last) = (keys[0], keys[keys.len() - 1]);
+        self.leases_unflushed()?
+            .retain_in(first..=last, |key, ()| keys.binary_search(&key).is_err())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTable;
+
+    fn keys(table: &Table<'_, (u64, u64), ()>) -> Vec<(u64, u64)> {
+        table
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().0.value())
+            .collect()
+    }
+
+    #[test]
+    fn queued_lease_removals_apply_before_a_read_and_an_insert_cancels_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut tables = OpenTables::new(&tx);
+            for id in 1..=6 {
+                tables.insert_lease((100 + id, id)).unwrap();
+            }
+            tables.remove_lease((102, 2));
+            tables.remove_lease((105, 5));
+            tables.remove_lease((103, 3));
+            // Removed and put back in the same batch: it stays.
+            tables.insert_lease((103, 3)).unwrap();
+            // A key that is not there is no error.
+            tables.remove_lease((999, 9));
+            assert_eq!(
+                keys(tables.job_leases().unwrap()),
+                [(101, 1), (103, 3), (104, 4), (106, 6)]
+            );
+            tables.remove_lease((101, 1));
+            tables.flush_lease_removals().unwrap();
+            assert_eq!(
+                keys(tables.leases_unflushed().unwrap()),
+                [(103, 3), (104, 4), (106, 6)]
+            );
+        }
+        tx.commit().unwrap();
+    }
 }

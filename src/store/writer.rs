@@ -415,6 +415,7 @@ impl Writer {
             after_commit: Vec::new(),
         };
         f(&mut ctx)?;
+        ctx.tables.flush_lease_removals()?;
         ctx.persist_counters()?;
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);
@@ -468,6 +469,7 @@ impl Writer {
                 Err(panic) => return Err(BatchFailure::Panic(panic_message(&panic))),
             }
         }
+        ctx.tables.flush_lease_removals().map_err(storage)?;
         ctx.persist_counters().map_err(storage)?;
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);

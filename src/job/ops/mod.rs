@@ -140,7 +140,7 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
         }
         running @ JobStateV1::Running { .. } => {
             if let Some(key) = running.lease_key() {
-                ctx.tables.job_leases()?.remove((key, id))?;
+                ctx.tables.remove_lease((key, id));
             }
             ctx.adjust(RUNNING_GAUGE, -1)?;
         }
@@ -203,7 +203,7 @@ pub(crate) fn enter_running(
         timeout_deadline: job.timeout_ms.map(|t| ctx.now.saturating_add(t)),
     };
     if let Some(key) = job.state.lease_key() {
-        ctx.tables.job_leases()?.insert((key, id), ())?;
+        ctx.tables.insert_lease((key, id))?;
         fx.deadline(key);
     }
     ctx.adjust(RUNNING_GAUGE, 1)

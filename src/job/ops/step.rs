@@ -78,7 +78,7 @@ pub(crate) fn heartbeat(
         *timeout_deadline = job.timeout_ms.map(|t| now.saturating_add(t));
     }
     if let Some(key) = job.state.lease_key() {
-        ctx.tables.job_leases()?.insert((key, id), ())?;
+        ctx.tables.insert_lease((key, id))?;
         if old_key.is_some_and(|old| key < old) {
             fx.deadline = Some(fx.deadline.map_or(key, |d| d.min(key)));
         }
