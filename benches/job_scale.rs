@@ -11,6 +11,8 @@
 //! - drain: the first `--probe` backlog jobs claimed and completed (no-op handler);
 //! - recovery (deep file only): a child process starts `--running` backlog jobs, is SIGKILLed,
 //!   and the parent times the open (recovery included) and the first claim after it.
+//!
+//! With the engine's defaults (quick repair on); `--no-quick-repair` turns it off.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -31,8 +33,9 @@ struct Args {
     quick_repair: bool,
 }
 
+/// The engine's default (on), unless `--no-quick-repair`.
 fn quick_repair() -> bool {
-    std::env::args().any(|a| a == "--quick-repair")
+    !std::env::args().any(|a| a == "--no-quick-repair")
 }
 
 fn parse_args() -> Args {
@@ -225,7 +228,7 @@ async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
             "--child-hold",
             &path.display().to_string(),
             &running.to_string(),
-            if quick_repair() { "--quick-repair" } else { "" },
+            if quick_repair() { "" } else { "--no-quick-repair" },
         ])
         .stdout(Stdio::piped())
         .spawn()
