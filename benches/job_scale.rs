@@ -228,7 +228,11 @@ async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
             "--child-hold",
             &path.display().to_string(),
             &running.to_string(),
-            if quick_repair() { "" } else { "--no-quick-repair" },
+            if quick_repair() {
+                ""
+            } else {
+                "--no-quick-repair"
+            },
         ])
         .stdout(Stdio::piped())
         .spawn()

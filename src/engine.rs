@@ -116,14 +116,15 @@ impl EngineOptions {
         self
     }
 
-    /// The longest a commit under load waits for more ops to share it. Default 1 ms.
+    /// The longest a durable commit under load waits for more ops to share it. Default 1 ms.
     ///
     /// After a commit that answered many callers (8 ops or more), the next batch waits for
     /// them to send their next op: until as many have come back, or none has come for 50 µs,
     /// or half that commit's duration has passed, and never longer than this.
     /// Without the wait, busy callers split into two groups that take turns, and each op waits
-    /// out two commits. A lone caller never waits: its commit starts at once. `Duration::ZERO`
-    /// turns the wait off.
+    /// out two commits. A lone caller never waits: its commit starts at once. Relaxed commits
+    /// (see [`Durability::Relaxed`]) never wait either: they do not wait on the disk, so a
+    /// wait would only idle the writer. `Duration::ZERO` turns the wait off.
     pub fn commit_gather(mut self, max_wait: Duration) -> Self {
         self.gather_max = max_wait;
         self

@@ -297,18 +297,20 @@ impl Writer {
                     next = self.rx.try_recv().ok();
                 }
             }
-            if !closing && batch.len() < self.max_batch {
-                self.gather(&mut batch, &mut closing);
-            }
-            if batch.is_empty() {
-                continue;
-            }
             let durable = match self.durability {
                 Durability::Immediate => true,
                 Durability::Relaxed { flush_every } => unflushed_since
                     .map(|s| s.elapsed() >= flush_every)
                     .unwrap_or(false),
             };
+            // Only a durable commit is worth waiting for: it waits on the disk anyway. A
+            // relaxed commit is cheap, and waiting would only idle the writer.
+            if durable && !closing && batch.len() < self.max_batch {
+                self.gather(&mut batch, &mut closing);
+            }
+            if batch.is_empty() {
+                continue;
+            }
             self.run_batch(&mut batch, durable);
             if durable {
                 unflushed_since = None;
