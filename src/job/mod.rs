@@ -712,6 +712,10 @@ impl Jobs {
 
     /// Up to `limit` jobs in `state`, oldest id first, starting after id `after` (0 for the
     /// start). `list(JobState::Failed, 0, 100)` is the dead-letter view.
+    ///
+    /// Failed, cancelled and timed-out jobs are read from an index. Completed jobs are not
+    /// indexed (it saves a write per job): their page walks the jobs by id from `after`, so
+    /// it also reads the jobs of other states between them.
     pub fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>> {
         // One read transaction for the index and the records: a snapshot, so a job removed or
         // moved on by a concurrent write is neither missing nor listed in the wrong state.
