@@ -99,6 +99,13 @@ impl TxCtx<'_> {
         self.after_commit.push(Box::new(hook));
     }
 
+    /// What every batch does last, before its commit: the queued lease removals and the
+    /// changed counters are written.
+    fn finish(&mut self) -> Result<()> {
+        self.tables.flush_lease_removals()?;
+        self.persist_counters()
+    }
+
     fn persist_counters(&mut self) -> Result<()> {
         for (name, counter) in self.counters.iter_mut() {
             if counter.dirty {
@@ -417,8 +424,7 @@ impl Writer {
             after_commit: Vec::new(),
         };
         f(&mut ctx)?;
-        ctx.tables.flush_lease_removals()?;
-        ctx.persist_counters()?;
+        ctx.finish()?;
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);
         tx.commit()?;
@@ -471,8 +477,7 @@ impl Writer {
                 Err(panic) => return Err(BatchFailure::Panic(panic_message(&panic))),
             }
         }
-        ctx.tables.flush_lease_removals().map_err(storage)?;
-        ctx.persist_counters().map_err(storage)?;
+        ctx.finish().map_err(storage)?;
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);
         // redb asserts its own invariants while committing; on a damaged file one can panic,
