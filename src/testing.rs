@@ -78,6 +78,31 @@ pub fn rewrite_job_as_v1(path: impl AsRef<std::path::Path>, id: u64) -> Result<b
     crate::job::rewrite_as_v1(path.as_ref(), id)
 }
 
+/// A job record as the engine stores it, for micro benchmarks of the record codec (see
+/// `benches/micro.rs`): a typical job after submit → start → complete, with a given number of
+/// events of its own.
+#[derive(Debug, Clone)]
+pub struct SampleJobRecord(crate::job::record::JobV1);
+
+impl SampleJobRecord {
+    /// A completed job with `events` events (the first six ride in the record, as the engine
+    /// writes them; a plain job has three: submitted, started, completed).
+    pub fn new(events: usize) -> Self {
+        SampleJobRecord(crate::job::record::sample_job(events))
+    }
+
+    /// The bytes the engine writes for this job, the way it writes them at every change.
+    pub fn encode(&self) -> Vec<u8> {
+        crate::store::codec::encode(&crate::job::record::StoredJobRef::new(&self.0))
+    }
+}
+
+/// Decodes `bytes` as a stored job record, the way the engine reads one (current and earlier
+/// formats); [`Error::Corrupt`](crate::Error::Corrupt) when they are not one.
+pub fn decode_job_record(bytes: &[u8]) -> Result<()> {
+    crate::job::decode_job_record(bytes)
+}
+
 /// The next `n` slots (UTC ms) of the cron expression `expr` in the IANA zone `zone` after
 /// `after_ms`, the way the scheduler computes them; `InvalidArgument` naming the expression or
 /// zone when it does not parse. Never panics, whatever the input.

@@ -244,3 +244,54 @@ pub(crate) enum EventKindV1 {
     TimedOut { error: FailureV1 },
     Cancelled { reason: String },
 }
+
+/// A typical job record after submit → start → complete: a 16-byte JSON input, one meta pair,
+/// the default retry settings and `events` events of its own (up to [`INLINE_EVENTS`] of them
+/// inline, as the engine writes it). For micro benchmarks of the record codec.
+pub(crate) fn sample_job(events: usize) -> JobV1 {
+    let at = 1_767_225_600_000;
+    let inline = events.min(INLINE_EVENTS);
+    let inline_events = (0..inline)
+        .map(|i| EventV1 {
+            at: at + i as u64,
+            kind: match i {
+                0 => EventKindV1::Submitted,
+                1 => EventKindV1::Started {
+                    attempt: 1,
+                    epoch: 3,
+                },
+                2 => EventKindV1::Completed,
+                _ => EventKindV1::Heartbeat,
+            },
+        })
+        .collect();
+    JobV1 {
+        name: "send-email".to_string(),
+        input: br#"{"user":1234567}"#.to_vec(),
+        priority: 0,
+        key: None,
+        meta: vec![("tenant".to_string(), "acme".to_string())],
+        max_attempts: 3,
+        backoff: BackoffV1::Exponential {
+            base_ms: 1_000,
+            max_ms: 300_000,
+            jitter_ppm: 200_000,
+        },
+        lease_ms: 30_000,
+        timeout_ms: None,
+        retention_ms: 7 * 24 * 3_600_000,
+        crash_budget: 3,
+        created_at: at,
+        attempts: 1,
+        crashes: 0,
+        state: JobStateV1::Completed {
+            output: b"null".to_vec(),
+            at: at + 2,
+        },
+        last_error: None,
+        progress: None,
+        next_event: events as u32,
+        updated_at: at + 2,
+        inline_events,
+    }
+}

@@ -5,7 +5,7 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::cron::CronSchedule;
+use super::cron::CronCache;
 use super::failures;
 use crate::error::{Error, Result};
 use crate::job::ops::Effects;
@@ -160,6 +160,7 @@ pub(crate) fn dispatch(
     opened_at: u64,
     limit: usize,
     has_handler: &dyn Fn(&str) -> bool,
+    crons: &mut CronCache,
     fx: &mut Effects,
     report: &mut DispatchReport,
 ) -> Result<Option<u64>> {
@@ -199,7 +200,7 @@ pub(crate) fn dispatch(
         // A record or expression this build cannot read fails this schedule only; nothing of
         // it has been written yet, so the pass goes on with the others.
         let (mut s, cron) = match load(ctx, &id).and_then(|s| match s {
-            Some(s) => CronSchedule::parse(&s.cron, &s.zone).map(|c| Some((s, c))),
+            Some(s) => crons.get(&s.cron, &s.zone).map(|c| Some((s, c))),
             None => Ok(None),
         }) {
             Ok(Some(loaded)) => loaded,

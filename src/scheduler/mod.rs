@@ -167,6 +167,8 @@ pub(crate) struct SchedulerCore {
     pub(crate) timer: Timer,
     opened_at: u64,
     counters: Counters,
+    /// Parsed expressions, for the passes (which run on the writer thread, one at a time).
+    crons: std::sync::Mutex<cron::CronCache>,
 }
 
 impl SchedulerCore {
@@ -184,6 +186,7 @@ impl SchedulerCore {
                 values: std::sync::Mutex::new(SchedulerMetrics::default()),
                 callback,
             },
+            crons: std::sync::Mutex::new(cron::CronCache::default()),
         };
         core.counters.record(SchedulerMetric::LeaderAcquired);
         core
@@ -206,11 +209,13 @@ impl SchedulerCore {
             .write(move |ctx, fx| {
                 let mut report = DispatchReport::default();
                 let has_handler = |name: &str| core.jobs.has_handler(name);
+                let mut crons = core.crons.lock().unwrap_or_else(|p| p.into_inner());
                 let next = dispatch::dispatch(
                     ctx,
                     opened_at,
                     DISPATCH_LIMIT,
                     &has_handler,
+                    &mut crons,
                     fx,
                     &mut report,
                 )?;
