@@ -8,11 +8,14 @@
 //! relaxed mode; then p50/p99 of submit → handler start over `--latency-jobs` jobs submitted
 //! one at a time on an idle engine (fsync'd).
 //!
+//! Before the fsync'd throughput and after the latency, it prints the disk's floor: what one
+//! 4 KiB write + `fdatasync` takes here, and the ceiling that puts on these figures.
+//!
 //! Every run uses the defaults (fsync'd commits, quick repair on) unless a line says otherwise.
 //! `--only fsync|relaxed|latency` runs one part. `--gather-ab` instead runs the fsync'd
 //! throughput with group commit's gathering wait off and on, alternating, twice.
 //! `--quick-repair-ab` instead runs the fsync'd throughput with redb's quick repair off and on,
-//! alternating, twice: the commit cost of quick repair.
+//! alternating, twice: the commit cost of quick repair; then the idle latency the same way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,9 +117,9 @@ async fn throughput(args: &Args, options: EngineOptions, label: &str) {
         .expect("shutdown");
 }
 
-async fn latency(args: &Args) {
+async fn latency(args: &Args, options: EngineOptions, label: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let engine = EngineOptions::new()
+    let engine = options
         .open(dir.path().join("latency.jobfile"))
         .await
         .expect("open");
@@ -142,19 +145,54 @@ async fn latency(args: &Args) {
         }
         tokio::task::yield_now().await;
     }
-    report("submit -> handler start", starts);
-    report("submit call (durable)  ", submits);
+    report(label, "submit -> handler start", starts);
+    report(label, "submit call (durable)  ", submits);
     engine
         .shutdown(Duration::from_secs(5))
         .await
         .expect("shutdown");
 }
 
-fn report(what: &str, mut samples: Vec<Duration>) {
+/// The disk's floor: the median of 200 4 KiB writes each followed by `fdatasync`, in a file
+/// beside the bench's own. A durable commit with quick repair flushes twice, and a submitter
+/// waits for one commit per job, so `n` submitters can do at most `n / (2 × floor)` jobs/s.
+fn fsync_floor() -> Duration {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut file = std::fs::File::create(dir.path().join("floor")).expect("create");
+    let page = [7u8; 4096];
+    let mut samples: Vec<Duration> = (0..200)
+        .map(|_| {
+            let started = Instant::now();
+            file.seek(SeekFrom::Start(0)).expect("seek");
+            file.write_all(&page).expect("write");
+            file.sync_data().expect("fdatasync");
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn print_floor(args: &Args) {
+    let floor = fsync_floor();
+    let commit = 2.0 * floor.as_secs_f64();
+    println!(
+        "disk     4 KiB write + fdatasync: p50 {:.3} ms; two per durable commit: {} submitters \
+         can do at most {:.0} jobs/s, 1 submitter {:.0}, idle latency at least {:.3} ms",
+        floor.as_secs_f64() * 1e3,
+        args.submitters,
+        args.submitters as f64 / commit,
+        1.0 / commit,
+        commit * 1e3,
+    );
+}
+
+fn report(label: &str, what: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!(
-        "latency  {what} over {} jobs (fsync'd, idle): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        "{label:<8} {what} over {} jobs (fsync'd, idle): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
         samples.len(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
@@ -177,6 +215,12 @@ fn main() {
                 let options = EngineOptions::new().quick_repair(on);
                 throughput(&args, options, label).await;
             }
+            for round in 0..4 {
+                let on = round % 2 == 1;
+                let label = if on { "lat+qr" } else { "latency" };
+                latency(&args, EngineOptions::new().quick_repair(on), label).await;
+            }
+            print_floor(&args);
             return;
         }
         if std::env::args().any(|a| a == "--gather-ab") {
@@ -197,6 +241,7 @@ fn main() {
         let only = std::env::args().skip_while(|a| a != "--only").nth(1);
         let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
         if runs("fsync") {
+            print_floor(&args);
             throughput(&args, EngineOptions::new(), "fsync").await;
         }
         if runs("relaxed") {
@@ -207,7 +252,8 @@ fn main() {
             throughput(&args, options, "relaxed").await;
         }
         if runs("latency") {
-            latency(&args).await;
+            latency(&args, EngineOptions::new(), "latency").await;
+            print_floor(&args);
         }
     });
 }

@@ -1611,3 +1611,111 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
     let finished = rtx.open_table(finished).unwrap();
     assert_eq!(redb::ReadableTableMetadata::len(&finished).unwrap(), 0);
 }
+
+/// Rows of the job tables in the file at `path`, which no engine holds.
+fn job_table_rows(path: &std::path::Path) -> Vec<(&'static str, usize)> {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    let db = redb::Database::open(path).unwrap();
+    let rtx = db.begin_read().unwrap();
+    let len = |n: u64| usize::try_from(n).unwrap();
+    let by_id: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+    let events: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("job_events");
+    let ready: TableDefinition<(&str, u32, u64), u64> = TableDefinition::new("job_ready");
+    let pairs = |name| TableDefinition::<(u64, u64), ()>::new(name);
+    let finished: TableDefinition<(u8, u64), ()> = TableDefinition::new("job_finished");
+    vec![
+        ("jobs", len(rtx.open_table(by_id).unwrap().len().unwrap())),
+        (
+            "job_events",
+            len(rtx.open_table(events).unwrap().len().unwrap()),
+        ),
+        (
+            "job_ready",
+            len(rtx.open_table(ready).unwrap().len().unwrap()),
+        ),
+        (
+            "job_delayed",
+            len(rtx.open_table(pairs("job_delayed")).unwrap().len().unwrap()),
+        ),
+        (
+            "job_leases",
+            len(rtx.open_table(pairs("job_leases")).unwrap().len().unwrap()),
+        ),
+        (
+            "job_finished",
+            len(rtx.open_table(finished).unwrap().len().unwrap()),
+        ),
+        (
+            "job_retention",
+            len(rtx
+                .open_table(pairs("job_retention"))
+                .unwrap()
+                .len()
+                .unwrap()),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_one_is_indexed() {
+    let (_dir, path) = temp_file();
+    {
+        let (engine, _clock) = open_manual(&path).await;
+        let ok = engine
+            .register(JobSpec::new("ok"), |_: JobCtx, n: u32| async move { Ok(n) })
+            .unwrap();
+        let bad = engine
+            .register(
+                JobSpec::new("bad").max_attempts(1),
+                |_: JobCtx, _: ()| async { Err::<(), _>(JobError::permanent("no")) },
+            )
+            .unwrap();
+        // Singly (each started by its submit) and as a batch (claimed by the worker).
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            ids.push(ok.submit(n).await.unwrap().id);
+        }
+        let batch = ok.submit_many((5..25).map(|n| ok.submit(n))).await.unwrap();
+        ids.extend(batch.iter().map(|s| s.id));
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(
+                ok.join(*id, None).await.unwrap(),
+                Outcome::Completed(n as u32)
+            );
+        }
+        let failed = bad.submit(()).await.unwrap().id;
+        assert!(matches!(
+            bad.join(failed, None).await.unwrap(),
+            Outcome::Failed(_)
+        ));
+        let m = engine.jobs().metrics().unwrap();
+        assert_eq!(
+            (m.completed, m.failed, m.queued_now, m.running_now),
+            (25, 1, 0, 0)
+        );
+        // Its three events (submitted, started, failed) read back in order from the record.
+        let events = engine.jobs().events(failed).read(0, 10).unwrap();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(matches!(events[0].kind, JobEventKind::Submitted));
+        assert!(matches!(
+            events[1].kind,
+            JobEventKind::Started { attempt: 1, .. }
+        ));
+        assert!(matches!(events[2].kind, JobEventKind::Failed { .. }));
+        engine.shutdown(secs(5)).await.unwrap();
+    }
+    // What the write path saves: events in the records, no lease or ready entry left over, and
+    // only the failed job in the finished index; every job has its retention entry.
+    assert_eq!(
+        job_table_rows(&path),
+        [
+            ("jobs", 26),
+            ("job_events", 0),
+            ("job_ready", 0),
+            ("job_delayed", 0),
+            ("job_leases", 0),
+            ("job_finished", 1),
+            ("job_retention", 26),
+        ]
+    );
+}
