@@ -2,6 +2,10 @@
 
 use redb::ReadableTable;
 
+/// Room reserved for a claim's ids up front; a claim asks for as many jobs as its worker has
+/// free slots, which may be far more.
+const CLAIM_PREALLOC: usize = 256;
+
 use super::{Effects, enter_running, load, push_event, save};
 use crate::error::{Error, Result};
 use crate::job::metrics::JobMetric;
@@ -24,22 +28,21 @@ pub(crate) fn claim(
     epoch: u64,
     fx: &mut Effects,
 ) -> Result<(Vec<Claimed>, bool)> {
-    let mut out = Vec::new();
-    let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
-    while out.len() < max {
-        let next = {
-            let ready = ctx.tables.job_ready()?;
-            let first = ready
-                .range(range.clone())?
-                .next()
-                .transpose()?
-                .map(|(k, v)| (k.value().1, k.value().2, v.value()));
-            if let Some((prio, seq, _)) = first {
-                ready.remove((name, prio, seq))?;
-            }
-            first.map(|(_, _, id)| id)
-        };
-        let Some(id) = next else { break };
+    // The first `max` entries of the name's range, taken off the ready index in one pass: one
+    // descent and one rewrite per leaf, where a lookup and a removal per job took two descents.
+    let ids: Vec<u64> = {
+        let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
+        let ready = ctx.tables.job_ready()?;
+        let mut taken = ready.extract_from_if(range, |_, _| true)?;
+        let mut ids = Vec::with_capacity(max.min(CLAIM_PREALLOC));
+        while ids.len() < max {
+            let Some(entry) = taken.next() else { break };
+            ids.push(entry?.1.value());
+        }
+        ids
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
         let job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
             table: "job_ready",
             detail: format!("ready entry points at missing job {id}"),
