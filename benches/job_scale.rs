@@ -3,12 +3,15 @@
 //!     cargo bench --bench job_scale
 //!     cargo bench --bench job_scale -- --backlog 1000000 --probe 20000 --running 10000
 //!
-//! For a small (1,000) and a deep (`--backlog`) file, in one run:
+//! For a deep (`--backlog`) and a small (1,000) file, both open in one process:
 //! - batch submit: the backlog enqueued with `submit_many` in batches of 5,000 (fsync'd);
-//! - resident memory of the process with the backlog queued;
+//! - resident memory of the process with the deep backlog queued (measured before the small
+//!   file is opened);
 //! - probe throughput: `--probe` no-op jobs of another definition, submit → complete, 32
-//!   submitters, while the backlog sits queued;
-//! - drain: the first `--probe` backlog jobs claimed and completed (no-op handler);
+//!   submitters, while the backlog sits queued; `--rounds` rounds (5), alternating between the
+//!   files so that the disk's slow stretches hit both, reported per round and as medians;
+//! - drain, once: the small file's 1,000 backlog jobs and the first `--probe` of the deep one,
+//!   claimed and completed (no-op handler);
 //! - recovery (deep file only): a child process starts `--running` backlog jobs, is SIGKILLed,
 //!   and the parent times the open (recovery included) and the first claim after it.
 //!
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jobfile::{Engine, EngineOptions, JobCtx, JobMetric, JobSpec};
+use jobfile::{Engine, EngineOptions, JobCtx, JobHandle, JobMetric, JobSpec};
 use tokio::sync::Notify;
 
 const BATCH: u64 = 5_000;
@@ -30,6 +33,7 @@ struct Args {
     backlog: u64,
     probe: u64,
     running: u64,
+    rounds: usize,
     quick_repair: bool,
 }
 
@@ -43,6 +47,7 @@ fn parse_args() -> Args {
         backlog: 1_000_000,
         probe: 20_000,
         running: 10_000,
+        rounds: 5,
         quick_repair: quick_repair(),
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -53,6 +58,7 @@ fn parse_args() -> Args {
             ("--backlog", Some(v)) => args.backlog = v,
             ("--probe", Some(v)) => args.probe = v,
             ("--running", Some(v)) => args.running = v,
+            ("--rounds", Some(v)) => args.rounds = (v as usize).max(1),
             _ => {
                 i += 1;
                 continue;
@@ -129,19 +135,23 @@ async fn fill(engine: &Engine, n: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn probe(engine: &Engine, done: &Completions, n: u64) -> f64 {
-    let probe = engine
+fn register_probe(engine: &Engine) -> JobHandle<u64, u64> {
+    engine
         .register(
             JobSpec::new("probe").concurrency(64),
             |_: JobCtx, i: u64| async move { Ok(i) },
         )
-        .expect("register");
+        .expect("register")
+}
+
+/// One probe round: `n` no-op jobs of the probe definition, 32 submitters, submit → complete.
+async fn probe(handle: &JobHandle<u64, u64>, done: &Completions, n: u64) -> f64 {
     let per = n / 32;
     let started = Instant::now();
     let goal = done.expect(per * 32);
     let mut tasks = Vec::new();
     for s in 0..32 {
-        let probe = probe.clone();
+        let probe = handle.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 probe.submit(s * per + i).await.expect("submit");
@@ -168,22 +178,39 @@ async fn drain(engine: &Engine, done: &Completions, n: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn scenario(dir: &Path, backlog: u64, args: &Args) -> (f64, f64, f64, f64) {
+/// A file with its backlog queued, and what filling it measured.
+struct Filled {
+    engine: Engine,
+    done: Completions,
+    probe: JobHandle<u64, u64>,
+    backlog: u64,
+    enqueue: f64,
+    rss: f64,
+    size_mb: f64,
+}
+
+async fn open_filled(dir: &Path, backlog: u64) -> Filled {
     let done = Completions::default();
-    let engine = done
-        .options()
-        .open(dir.join(format!("scale-{backlog}.jobfile")))
-        .await
-        .expect("open");
+    let path = dir.join(format!("scale-{backlog}.jobfile"));
+    let engine = done.options().open(&path).await.expect("open");
     let enqueue = fill(&engine, backlog).await;
     let rss = rss_mb();
-    let probe_rate = probe(&engine, &done, args.probe).await;
-    let drain_rate = drain(&engine, &done, args.probe.min(backlog)).await;
-    engine
-        .shutdown(Duration::from_secs(10))
-        .await
-        .expect("shutdown");
-    (enqueue, rss, probe_rate, drain_rate)
+    let size_mb = std::fs::metadata(&path).map_or(f64::NAN, |m| m.len() as f64 / 1e6);
+    let probe = register_probe(&engine);
+    Filled {
+        engine,
+        done,
+        probe,
+        backlog,
+        enqueue,
+        rss,
+        size_mb,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// The child: starts `running` backlog jobs that never finish, says so, and waits to be killed.
@@ -285,24 +312,66 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let small = 1_000;
-        let mut rows = Vec::new();
-        for backlog in [small, args.backlog] {
-            let (enqueue, rss, probe_rate, drain_rate) = scenario(dir.path(), backlog, &args).await;
-            let size = std::fs::metadata(dir.path().join(format!("scale-{backlog}.jobfile")))
-                .map(|m| m.len() as f64 / 1e6)
-                .unwrap_or(f64::NAN);
+        // The deep file first, alone in the process, so its RSS is its own.
+        let deep = open_filled(dir.path(), args.backlog).await;
+        let small = open_filled(dir.path(), 1_000).await;
+        for f in [&deep, &small] {
             println!(
-                "backlog {backlog:>8}: submit_many {enqueue:>9.0} jobs/s, RSS {rss:6.1} MB, file {size:7.1} MB, \
-                 probe {probe_rate:>7.0} jobs/s, drain {drain_rate:>7.0} jobs/s"
+                "backlog {:>8}: submit_many {:>9.0} jobs/s, RSS {:6.1} MB, file {:7.1} MB",
+                f.backlog, f.enqueue, f.rss, f.size_mb
             );
-            rows.push((probe_rate, drain_rate));
         }
+        // Probe rounds alternate between the files (and which goes first), so a slow stretch
+        // of the disk hits both; the ratio is taken per round and of the medians.
+        let (mut small_rates, mut deep_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..args.rounds {
+            let order = if round % 2 == 0 { [&small, &deep] } else { [&deep, &small] };
+            let mut rates = [0.0; 2];
+            for f in order {
+                let rate = probe(&f.probe, &f.done, args.probe).await;
+                rates[usize::from(std::ptr::eq(f, &deep))] = rate;
+            }
+            println!(
+                "probe round {}: {:>7.0} jobs/s with {} queued, {:>7.0} with {}: {:.0}%",
+                round + 1,
+                rates[0],
+                small.backlog,
+                rates[1],
+                deep.backlog,
+                100.0 * rates[1] / rates[0]
+            );
+            small_rates.push(rates[0]);
+            deep_rates.push(rates[1]);
+            ratios.push(rates[1] / rates[0]);
+        }
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let (small_median, deep_median) = (median(small_rates), median(deep_rates));
         println!(
-            "deep/small: probe {:.0}%, drain {:.0}%",
-            100.0 * rows[1].0 / rows[0].0,
-            100.0 * rows[1].1 / rows[0].1
+            "probe median of {} rounds: {small_median:.0} jobs/s with {} queued, {deep_median:.0} with {}: \
+             deep/small {:.0}% (rounds {:.0}-{:.0}%)",
+            args.rounds,
+            small.backlog,
+            deep.backlog,
+            100.0 * deep_median / small_median,
+            100.0 * lo,
+            100.0 * hi
         );
+        let small_drain = drain(&small.engine, &small.done, small.backlog).await;
+        let deep_drain = drain(&deep.engine, &deep.done, args.probe.min(deep.backlog)).await;
+        println!(
+            "drain (once): all {} jobs of the small file {small_drain:.0} jobs/s, the first {} of the deep one {deep_drain:.0} jobs/s: {:.0}%",
+            small.backlog,
+            args.probe.min(deep.backlog),
+            100.0 * deep_drain / small_drain
+        );
+        for f in [small, deep] {
+            f.engine
+                .shutdown(Duration::from_secs(10))
+                .await
+                .expect("shutdown");
+        }
         let path = dir.path().join(format!("scale-{}.jobfile", args.backlog));
         let (opened, first_claim, recovered) = recovery(&path, args.running).await;
         println!(
