@@ -2,15 +2,15 @@
 
 use redb::ReadableTable;
 
-/// Room reserved for a claim's ids up front; a claim asks for as many jobs as its worker has
-/// free slots, which may be far more.
-const CLAIM_PREALLOC: usize = 256;
-
 use super::{Effects, enter_running, load, push_event, save};
 use crate::error::{Error, Result};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
 use crate::store::TxCtx;
+
+/// Room reserved for a claim's ids up front; a claim asks for as many jobs as its worker has
+/// free slots, which may be far more.
+const CLAIM_PREALLOC: usize = 256;
 
 /// A started attempt, handed to a worker.
 #[derive(Debug, Clone)]
