@@ -1719,3 +1719,78 @@ async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_
         ]
     );
 }
+
+#[tokio::test]
+async fn claims_in_batches_take_each_ready_job_once_in_priority_order() {
+    let (_dir, path) = temp_file();
+    {
+        let (engine, _clock) = open_manual(&path).await;
+        // Queued before any handler runs: every job goes through the ready index.
+        let queue = engine.job::<u32, ()>(JobSpec::new("batch")).unwrap();
+        let items = (0..10u32).map(|n| queue.submit(n).priority(if n % 3 == 0 { 1 } else { 0 }));
+        let ids: Vec<u64> = queue
+            .submit_many(items)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(engine.jobs().metrics().unwrap().queued_now, 10);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // A job lost from the ready index would never start: fail rather than hang.
+        async fn next(rx: &mut mpsc::UnboundedReceiver<u32>) -> u32 {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a queued job never started")
+                .unwrap()
+        }
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = gate.clone();
+        let h = engine
+            .register(
+                JobSpec::new("batch").concurrency(3),
+                move |_: JobCtx, n: u32| {
+                    tx.send(n).ok();
+                    let g = g.clone();
+                    async move {
+                        g.acquire().await.unwrap().forget();
+                        Ok(())
+                    }
+                },
+            )
+            .unwrap();
+        // The first claim takes three, highest priority first, and leaves seven queued.
+        let mut first = Vec::new();
+        for _ in 0..3 {
+            first.push(next(&mut rx).await);
+        }
+        first.sort();
+        assert_eq!(first, [0, 3, 6]);
+        let m = engine.jobs().metrics().unwrap();
+        assert_eq!((m.queued_now, m.running_now), (7, 3));
+        // Then the rest, as slots free up: the last priority-1 job first, then FIFO.
+        gate.add_permits(10);
+        let mut rest = Vec::new();
+        for _ in 0..7 {
+            rest.push(next(&mut rx).await);
+        }
+        assert_eq!(rest[0], 9, "{rest:?}");
+        let mut all: Vec<u32> = first.into_iter().chain(rest).collect();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        for id in ids {
+            assert!(matches!(
+                h.join(id, None).await.unwrap(),
+                Outcome::Completed(())
+            ));
+        }
+        let m = engine.jobs().metrics().unwrap();
+        assert_eq!((m.completed, m.queued_now, m.running_now), (10, 0, 0));
+        engine.shutdown(secs(5)).await.unwrap();
+    }
+    let rows = job_table_rows(&path);
+    assert!(
+        rows.contains(&("job_ready", 0)) && rows.contains(&("job_leases", 0)),
+        "{rows:?}"
+    );
+}
