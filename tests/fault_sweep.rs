@@ -143,10 +143,12 @@ async fn run_once(fault: Fault, n: u64) -> bool {
             .unwrap_or_else(|_| panic!("{fault:?} #{n}: the workload hung"));
             // A fault may also hit a commit of the engine's own (a job finishing in the
             // background): no call of the workload fails then, but the engine is poisoned all
-            // the same.
-            if matches!(fault, Fault::Write | Fault::Sync | Fault::DiskFull)
-                && faults.faults_injected() > 0
-            {
+            // the same, once the writer has handled that commit. One more write, queued behind
+            // it (on a queue the check below does not look at), waits for that.
+            let hit_by_now = faults.faults_injected() > 0;
+            let barrier = engine.queue("barrier").unwrap();
+            let _ = barrier.send(b"barrier".to_vec()).await;
+            if matches!(fault, Fault::Write | Fault::Sync | Fault::DiskFull) && hit_by_now {
                 assert!(
                     engine.poisoned().is_some(),
                     "{fault:?} #{n}: a failed write must poison the engine"
