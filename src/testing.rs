@@ -93,7 +93,7 @@ impl SampleJobRecord {
 
     /// The bytes the engine writes for this job, the way it writes them at every change.
     pub fn encode(&self) -> Vec<u8> {
-        crate::store::codec::encode(&crate::job::record::StoredJobRef::new(&self.0))
+        crate::job::record::encode_job(&self.0)
     }
 }
 

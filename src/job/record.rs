@@ -44,6 +44,11 @@ impl<'a> StoredJobRef<'a> {
     }
 }
 
+/// The bytes stored for `job`: always the newest format, its inline events beside it.
+pub(crate) fn encode_job(job: &JobV1) -> Vec<u8> {
+    crate::store::codec::encode(&StoredJobRef::new(job))
+}
+
 /// How many of a job's first events are stored in its record rather than as rows of the events
 /// table. A job's record is rewritten at every change anyway, so these events cost no write of
 /// their own: a job that is submitted, started and completed writes no event row at all.

@@ -8,10 +8,6 @@ use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
 use crate::store::TxCtx;
 
-/// Room reserved for a claim's ids up front; a claim asks for as many jobs as its worker has
-/// free slots, which may be far more.
-const CLAIM_PREALLOC: usize = 256;
-
 /// A started attempt, handed to a worker.
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
@@ -34,7 +30,8 @@ pub(crate) fn claim(
         let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
         let ready = ctx.tables.job_ready()?;
         let mut taken = ready.extract_from_if(range, |_, _| true)?;
-        let mut ids = Vec::with_capacity(max.min(CLAIM_PREALLOC));
+        // `max` is the worker's free slots, at most its claim bound (256).
+        let mut ids = Vec::with_capacity(max);
         while ids.len() < max {
             let Some(entry) = taken.next() else { break };
             ids.push(entry?.1.value());

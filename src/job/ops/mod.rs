@@ -18,7 +18,7 @@ use redb::ReadableTable;
 use super::metrics::JobMetric;
 use super::record::{
     EventKindV1, EventV1, FailureV1, INLINE_EVENTS, JobStateV1, JobV1, StoredEvent, StoredJob,
-    StoredJobRef,
+    encode_job,
 };
 use super::signal::StopReason;
 use crate::error::{Error, Result};
@@ -86,7 +86,7 @@ pub(crate) fn load_known(ctx: &mut TxCtx<'_>, id: u64) -> Result<JobV1> {
 }
 
 pub(crate) fn save(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
-    let bytes = encode(&StoredJobRef::new(job));
+    let bytes = encode_job(job);
     ctx.tables.jobs()?.insert(id, bytes.as_slice())?;
     Ok(())
 }
