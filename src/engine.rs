@@ -311,8 +311,12 @@ impl Engine {
             .map_err(open_panicked)??;
         tracing::info!(path = %path.display(), epoch, "jobfile opened");
         let store = Arc::new(store);
-        let queues = Arc::new(QueueCore::new(store.clone(), next_deadline));
         let (stop, stop_rx) = watch::channel(false);
+        let queues = Arc::new(QueueCore::new(
+            store.clone(),
+            next_deadline,
+            stop_rx.clone(),
+        ));
         let jobs = JobCore::new(
             store.clone(),
             epoch,
@@ -344,11 +348,7 @@ impl Engine {
             }
         };
         let topics = Arc::new(TopicCore::new(store.clone(), topic_next, stop_rx.clone()));
-        let scheduler = Arc::new(SchedulerCore::new(
-            jobs.clone(),
-            store.clock().now_ms(),
-            on_scheduler_metric,
-        ));
+        let scheduler = Arc::new(SchedulerCore::new(jobs.clone(), on_scheduler_metric));
         let scheduler_timer = {
             let core = scheduler.clone();
             let clock = store.clock().clone();
@@ -365,6 +365,7 @@ impl Engine {
                 crate::timer::run("topic", &core.timer, clock, stop, || core.sweep()).await;
             }
         };
+        let mutexes = Arc::new(MutexCore::new(stop_rx.clone()));
         let tasks = vec![
             tokio::spawn(queue::maintenance::run(queues.clone(), stop_rx)),
             tokio::spawn(job_timer),
@@ -379,7 +380,7 @@ impl Engine {
                 store,
                 queues,
                 jobs,
-                mutexes: Arc::new(MutexCore::default()),
+                mutexes,
                 ephemeral,
                 topics,
                 scheduler,
@@ -528,25 +529,31 @@ impl Engine {
     /// queued writes commit, the file closes and the lock is released. Later calls on this
     /// engine (or its handles) fail with [`Error::Closed`].
     pub async fn shutdown(&self, deadline: Duration) -> Result<()> {
+        let until = tokio::time::Instant::now() + deadline;
         let _ = self.inner.stop.send(true);
         let jobs = &self.inner.jobs;
         for (_, signal) in jobs.running_signals() {
             signal.fire(StopReason::Shutdown);
         }
-        if tokio::time::timeout(deadline, jobs.wait_idle())
+        if tokio::time::timeout_at(until, jobs.wait_idle())
             .await
             .is_err()
         {
-            let epoch = jobs.epoch;
-            for (id, signal) in jobs.running_signals() {
-                let attempt = signal.attempt;
-                let released = jobs
-                    .write(move |ctx, fx| job_ops::recover::release(ctx, id, attempt, epoch, fx))
-                    .await;
-                if let Err(e) = released {
-                    tracing::warn!(id, error = %e, "could not hand a job back at shutdown");
-                }
+            // Stop the handlers first, so none writes after its job is handed back, then hand
+            // every unfinished attempt back in one write: one commit whatever their number.
+            let running = jobs.running_signals();
+            for (_, signal) in &running {
                 signal.abort();
+            }
+            let attempts: Vec<(u64, u32)> =
+                running.iter().map(|(id, s)| (*id, s.attempt)).collect();
+            let epoch = jobs.epoch;
+            let released = jobs
+                .write(move |ctx, fx| job_ops::recover::release_all(ctx, &attempts, epoch, fx))
+                .await;
+            match released {
+                Ok(n) => tracing::info!(handed_back = n, "unfinished jobs handed back at shutdown"),
+                Err(e) => tracing::warn!(error = %e, "could not hand jobs back at shutdown"),
             }
         }
         let tasks: Vec<_> = self
@@ -556,8 +563,10 @@ impl Engine {
             .map(|mut t| t.drain(..).collect())
             .unwrap_or_default();
         for task in tasks {
+            // The background tasks stop at the stop signal; one stuck in a write is not waited
+            // for past the deadline.
             let abort = task.abort_handle();
-            if tokio::time::timeout(deadline, task).await.is_err() {
+            if tokio::time::timeout_at(until, task).await.is_err() {
                 abort.abort();
             }
         }

@@ -46,12 +46,21 @@ pub struct MutexLease {
 }
 
 /// Wake-ups for waiters, one per mutex name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MutexCore {
     released: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Fires when the engine stops: a waiting `acquire` returns [`Error::Closed`].
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl MutexCore {
+    pub(crate) fn new(stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        MutexCore {
+            released: Mutex::new(HashMap::new()),
+            stop,
+        }
+    }
+
     fn notify(&self, name: &str) -> Arc<Notify> {
         self.released
             .lock()
@@ -111,7 +120,11 @@ impl FencedMutex {
         let started = clock.now_ms();
         let deadline = started.saturating_add(millis(wait));
         let notify = self.core.notify(&self.name);
+        let mut stop = self.core.stop.clone();
         loop {
+            if *stop.borrow_and_update() {
+                return Err(Error::Closed);
+            }
             let released = notify.notified();
             tokio::pin!(released);
             released.as_mut().enable();
@@ -129,6 +142,7 @@ impl FencedMutex {
             tokio::select! {
                 _ = &mut released => {}
                 _ = clock.sleep_until(holder_expires.min(deadline)) => {}
+                _ = stop.changed() => return Err(Error::Closed),
             }
         }
     }

@@ -12,7 +12,7 @@ use super::core::JobCore;
 use super::error::JobError;
 use super::ops;
 use super::signal::{AttemptSignal, StopReason};
-use crate::store::tables::JOB_STEPS;
+use crate::store::tables::{JOB_STEPS, JOBS};
 
 /// The longest step id, in bytes.
 const MAX_STEP_ID: usize = 256;
@@ -193,10 +193,20 @@ impl JobCtx {
             .code("DUPLICATE_STEP"));
         }
         let (id, attempt, epoch) = self.owner();
-        let stored = self.inner.core.store.read(|rtx| {
+        // An attempt that lost its job (timed out, cancelled, handed back) must not run the
+        // body: the attempt that owns the job now may be running it, or will.
+        if self.lost_signal() {
+            return Err(lost(id, "step"));
+        }
+        let (owned, stored) = self.inner.core.store.read(|rtx| {
+            let job = super::read_job(&rtx.open_table(JOBS)?, id)?;
             let steps = rtx.open_table(JOB_STEPS)?;
-            Ok(steps.get((id, step_id))?.map(|v| v.value().to_vec()))
+            let stored = steps.get((id, step_id))?.map(|v| v.value().to_vec());
+            Ok((ops::owns(&job, attempt, epoch), stored))
         })?;
+        if !owned {
+            return Err(lost(id, "step"));
+        }
         if let Some(bytes) = stored {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 JobError::permanent(format!(
@@ -223,6 +233,15 @@ impl JobCtx {
             return Err(lost(id, "step result"));
         }
         Ok(value)
+    }
+
+    /// Whether the stop signal says this attempt no longer owns its job. A shutdown does not
+    /// count: the attempt owns its job until the deadline hands it back.
+    fn lost_signal(&self) -> bool {
+        matches!(
+            self.inner.signal.reason(),
+            Some(StopReason::TimedOut | StopReason::Cancelled(_))
+        )
     }
 
     fn owner(&self) -> (u64, u32, u64) {

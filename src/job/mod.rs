@@ -509,7 +509,7 @@ fn load_job(core: &JobCore, id: u64) -> Result<JobV1> {
 }
 
 /// The job `id` from an open jobs table of a read transaction.
-fn read_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<JobV1> {
+pub(crate) fn read_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<JobV1> {
     let bytes = jobs.get(id)?.ok_or(Error::UnknownJob { id })?;
     let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
     Ok(job)

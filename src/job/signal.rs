@@ -28,6 +28,8 @@ pub(crate) struct AttemptSignal {
     cancel_requested: AtomicBool,
     reason: watch::Sender<Option<StopReason>>,
     abort: Mutex<Option<AbortHandle>>,
+    /// Set when the handler was stopped by [`AttemptSignal::abort`].
+    aborted: AtomicBool,
 }
 
 impl AttemptSignal {
@@ -37,6 +39,7 @@ impl AttemptSignal {
             cancel_requested: AtomicBool::new(false),
             reason: watch::channel(None).0,
             abort: Mutex::new(None),
+            aborted: AtomicBool::new(false),
         }
     }
 
@@ -60,9 +63,15 @@ impl AttemptSignal {
 
     /// Stops the handler's task at its next await point.
     pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
         if let Some(handle) = self.abort.lock().ok().and_then(|mut a| a.take()) {
             handle.abort();
         }
+    }
+
+    /// Whether [`AttemptSignal::abort`] stopped the handler (a shutdown past its deadline).
+    pub(crate) fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
     }
 
     pub(crate) fn request_cancel(&self) {

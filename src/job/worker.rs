@@ -186,12 +186,32 @@ async fn run_attempt(
         meta,
         signal.clone(),
     );
+    let mut slot = Some(slot);
     let result = match (def.invoke)(ctx, &input) {
         Err(why) => Err(JobError::permanent(why).code("INPUT_DECODE")),
         Ok(handler) => {
-            let task = tokio::spawn(handler.instrument(span.clone()));
+            let mut task = tokio::spawn(handler.instrument(span.clone()));
             signal.set_abort(task.abort_handle());
-            match task.await {
+            let joined = tokio::select! {
+                joined = &mut task => joined,
+                () = ended_in_file(&signal) => {
+                    // The attempt already ended in the file (timed out or cancelled): its slot
+                    // goes to the next attempt now, whatever the handler does. The handler was
+                    // told to stop; it gets a grace period to return, then it is dropped at
+                    // its next await point. Its writes are refused meanwhile (`LOST`).
+                    drop(slot.take());
+                    tracing::debug!(job = %def.name, id, attempt, "attempt ended in the file; its slot is free");
+                    match tokio::time::timeout(LOST_ATTEMPT_GRACE, &mut task).await {
+                        Ok(joined) => joined,
+                        Err(_) => {
+                            tracing::warn!(job = %def.name, id, attempt, "handler ignored its stop signal; dropped");
+                            task.abort();
+                            task.await
+                        }
+                    }
+                }
+            };
+            match joined {
                 Ok(result) => result,
                 Err(e) if e.is_panic() => {
                     let msg = panic_text(e.into_panic());
@@ -221,6 +241,9 @@ async fn run_attempt(
                 })
                 .await
             }
+            // Stopped by the shutdown's deadline: the shutdown hands the job back, together
+            // with every other unfinished one, in one write.
+            Err(_) if signal.aborted() => Ok(false),
             Err(_) if signal.reason() == Some(StopReason::Shutdown) => {
                 core.write(move |ctx, fx| ops::recover::release(ctx, id, attempt, epoch, fx))
                     .await
@@ -249,6 +272,27 @@ async fn run_attempt(
         }
     }
     core.attempt_ended(id, &signal);
+}
+
+/// How long the handler of an attempt that ended in the file (timed out or cancelled) may run on
+/// after its slot was given to the next attempt, before it is dropped at its next await point.
+pub(crate) const LOST_ATTEMPT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Completes once the attempt's signal says it ended in the file: timed out or cancelled. A
+/// shutdown does not end it (the attempt keeps its job until the deadline hands it back).
+async fn ended_in_file(signal: &AttemptSignal) {
+    let mut rx = signal.subscribe();
+    loop {
+        if matches!(
+            &*rx.borrow_and_update(),
+            Some(StopReason::TimedOut | StopReason::Cancelled(_))
+        ) {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {

@@ -89,14 +89,21 @@ pub(crate) struct QueueCore {
     pub(crate) store: Arc<Store>,
     pub(crate) timer: Timer,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Fires when the engine stops: waiting receivers return [`Error::Closed`].
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl QueueCore {
-    pub(crate) fn new(store: Arc<Store>, next_deadline: Option<u64>) -> Self {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        next_deadline: Option<u64>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         QueueCore {
             store,
             timer: Timer::new(next_deadline),
             waiters: Mutex::new(HashMap::new()),
+            stop,
         }
     }
 
@@ -364,7 +371,11 @@ impl Queue {
     /// each leased for `lease`.
     pub async fn receive_batch(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
         let notify = self.core.waiter(&self.name);
+        let mut stop = self.core.stop.clone();
         loop {
+            if *stop.borrow_and_update() {
+                return Err(Error::Closed);
+            }
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -372,7 +383,10 @@ impl Queue {
             if !got.is_empty() {
                 return Ok(got);
             }
-            notified.await;
+            tokio::select! {
+                _ = notified => {}
+                _ = stop.changed() => return Err(Error::Closed),
+            }
         }
     }
 

@@ -56,6 +56,88 @@ impl CronSchedule {
         let next = self.cron.find_next_occurrence(&start, false).ok()?;
         u64::try_from(next.timestamp_millis()).ok()
     }
+
+    /// The last slot strictly before `before_ms`, in UTC ms; `None` if there is none.
+    pub(crate) fn prev_before(&self, before_ms: u64) -> Option<u64> {
+        // croner works in whole seconds: search from the next whole second, exclusive.
+        let from = i64::try_from(before_ms.div_ceil(1_000).checked_mul(1_000)?).ok()?;
+        let start: DateTime<Tz> = self.zone.timestamp_millis_opt(from).single()?;
+        let prev = self.cron.find_previous_occurrence(&start, false).ok()?;
+        u64::try_from(prev.timestamp_millis())
+            .ok()
+            .filter(|p| *p < before_ms)
+    }
+
+    /// How many slots fall in `from_ms..to_ms`, counted without listing them one by one when
+    /// there are many: every 24-hour local day that has a slot has the same number of them
+    /// (the time fields do not depend on the day), so only the partial first and last days,
+    /// days of a daylight-saving change, and one sample day are walked slot by slot.
+    pub(crate) fn count_between(&self, from_ms: u64, to_ms: u64) -> u64 {
+        /// Below this many slots, walking them is cheaper than the day-by-day count.
+        const WALK: u64 = 10_000;
+        let mut count = 0;
+        let mut next = self.next_after(from_ms.saturating_sub(1));
+        while let Some(slot) = next.filter(|s| *s < to_ms) {
+            count += 1;
+            if count == WALK {
+                return count + self.count_by_day(slot.saturating_add(1), to_ms);
+            }
+            next = self.next_after(slot);
+        }
+        count
+    }
+
+    fn count_by_day(&self, from_ms: u64, to_ms: u64) -> u64 {
+        const DAY_MS: u64 = 86_400_000;
+        let mut per_day: Option<u64> = None;
+        let mut count = 0;
+        let mut start = from_ms;
+        let mut at_midnight = false;
+        while start < to_ms {
+            let Some(end) = self.next_local_midnight(start) else {
+                return count + self.walk(start, to_ms);
+            };
+            if at_midnight && end - start == DAY_MS && end <= to_ms {
+                if self
+                    .next_after(start.saturating_sub(1))
+                    .is_some_and(|s| s < end)
+                {
+                    count += *per_day.get_or_insert_with(|| self.walk(start, end));
+                }
+            } else {
+                count += self.walk(start, end.min(to_ms));
+            }
+            start = end;
+            at_midnight = true;
+        }
+        count
+    }
+
+    /// The slots in `from_ms..to_ms`, one by one.
+    fn walk(&self, from_ms: u64, to_ms: u64) -> u64 {
+        let mut count = 0;
+        let mut next = self.next_after(from_ms.saturating_sub(1));
+        while let Some(slot) = next.filter(|s| *s < to_ms) {
+            count += 1;
+            next = self.next_after(slot);
+        }
+        count
+    }
+
+    /// The start of the local day after the one `at_ms` falls in (the first local time of
+    /// that date that exists, for a date whose midnight a clock change skips).
+    fn next_local_midnight(&self, at_ms: u64) -> Option<u64> {
+        let at = self
+            .zone
+            .timestamp_millis_opt(i64::try_from(at_ms).ok()?)
+            .single()?;
+        let date = at.date_naive().succ_opt()?;
+        (0..4).find_map(|hour| {
+            let local = date.and_hms_opt(hour, 0, 0)?;
+            let start = self.zone.from_local_datetime(&local).earliest()?;
+            u64::try_from(start.timestamp_millis()).ok()
+        })
+    }
 }
 
 /// The most parsed schedules a [`CronCache`] keeps; past it, the cache starts over.
@@ -100,6 +182,38 @@ impl CronCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counting_by_day_gives_what_walking_gives() {
+        let from = 1_795_392_000_500; // 2026-11-23T00:00:00.5Z
+        for (expr, zone, days) in [
+            ("* * * * * *", "UTC", 3),
+            ("*/7 * * * * *", "Europe/Berlin", 2),
+            ("* * * * *", "America/New_York", 40),
+            ("30 2 * * *", "Europe/Berlin", 400),
+            ("*/5 * * * *", "Australia/Lord_Howe", 200),
+            ("0 9 * * MON-FRI", "Asia/Tokyo", 30),
+        ] {
+            let cron = CronSchedule::parse(expr, zone).expect("parses");
+            let to = from + days * 86_400_000 + 12_345;
+            assert_eq!(
+                cron.count_by_day(from, to),
+                cron.walk(from, to),
+                "{expr} in {zone}"
+            );
+        }
+        // Two weeks of a per-second schedule, counted without walking all of them.
+        let cron = CronSchedule::parse("* * * * * *", "UTC").expect("parses");
+        let start = 1_795_392_000_000;
+        assert_eq!(
+            cron.count_between(start, start + 14 * 86_400_000),
+            1_209_600
+        );
+        assert_eq!(cron.count_between(start + 1, start + 1_000), 0);
+        assert_eq!(cron.count_between(start, start + 1_001), 2);
+        assert_eq!(cron.prev_before(start + 1), Some(start));
+        assert_eq!(cron.prev_before(start), Some(start - 1_000));
+    }
 
     #[test]
     fn cache_gives_what_parse_gives_and_starts_over_when_full() {

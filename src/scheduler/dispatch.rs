@@ -15,9 +15,8 @@ use crate::store::TxCtx;
 use crate::store::codec::{decode, encode};
 use crate::store::tables::{SCHEDULE_DUE, SCHEDULES};
 
-/// Slots enumerated at most per schedule and pass when catching up; the rest are counted as
-/// dropped without being listed.
-const MAX_ENUMERATED: u64 = 1_000_000;
+/// On-time slots submitted at most per schedule and pass; the rest stay due for the next pass.
+const MAX_ON_TIME: usize = 10_000;
 
 /// Due-index entries read per pass, as a multiple of the schedules handled: room to pass over
 /// schedules that are held or waiting to retry.
@@ -152,12 +151,13 @@ pub struct DispatchReport {
     pub(crate) events: Vec<super::SchedulerMetric>,
 }
 
-/// Submits the due slots of up to `limit` schedules. Slots before `opened_at` were missed
-/// while no process held the file: the misfire policy decides which of them run. Slots from
-/// `opened_at` on always run. Returns the next instant with work.
+/// Submits the due slots of up to `limit` schedules. Slots inside a `missed` window
+/// (`from..to`) came due while no scheduler ran (before the open, or across a suspend or a
+/// wall-clock step): the misfire policy decides which of them run. Other slots always run.
+/// Returns the next instant with work.
 pub(crate) fn dispatch(
     ctx: &mut TxCtx<'_>,
-    opened_at: u64,
+    missed: &[(u64, u64)],
     limit: usize,
     has_handler: &dyn Fn(&str) -> bool,
     crons: &mut CronCache,
@@ -233,48 +233,50 @@ pub(crate) fn dispatch(
                 continue;
             }
             // Non-strict: advance past every due slot without running it.
-            let mut dropped = 0;
-            let mut next = Some(slot);
-            while let Some(n) = next.filter(|n| *n <= now) {
-                dropped += 1;
-                next = cron.next_after(n);
-            }
+            let dropped = cron.count_between(slot, now.saturating_add(1));
+            let next = cron.next_after(now);
             advance(ctx, &id, &mut s, next, dropped, report)?;
             continue;
         }
-        // The slots due now, split into missed (before the open) and on time.
-        let mut missed = Vec::new();
-        let mut missed_count: u64 = 0;
-        let mut on_time = Vec::new();
+        // The slots due now. Those inside a misfire window came due while no scheduler ran
+        // (the file was closed, the process was suspended, the wall clock stepped): the
+        // policy decides which of them run. The others are on time and always run.
+        let mut run = Vec::new();
+        let mut dropped = 0;
+        let mut catch_up_left = u64::from(s.max_catch_up);
         let mut next = Some(slot);
-        let mut enumerated = 0;
         while let Some(n) = next.filter(|n| *n <= now) {
-            if n < opened_at {
-                missed_count += 1;
-                if missed.len() < s.max_catch_up as usize || s.misfire == MisfireV1::CatchUpOne {
-                    missed.push(n);
-                    if s.misfire == MisfireV1::CatchUpOne && missed.len() > 1 {
-                        missed.remove(0);
+            let Some(&(_, window_end)) = missed.iter().find(|(from, to)| *from <= n && n < *to)
+            else {
+                run.push(n);
+                next = cron.next_after(n);
+                if run.len() >= MAX_ON_TIME {
+                    // The rest stays due for the next pass, which comes at once.
+                    lower(now);
+                    break;
+                }
+                continue;
+            };
+            let end = window_end.min(now.saturating_add(1));
+            let missed_here = cron.count_between(n, end);
+            let mut ran_here = Vec::new();
+            match s.misfire {
+                MisfireV1::Skip => {}
+                MisfireV1::CatchUpOne => ran_here.extend(cron.prev_before(end)),
+                MisfireV1::CatchUpAll => {
+                    let mut at = Some(n);
+                    while let Some(m) = at.filter(|m| *m < end && catch_up_left > 0) {
+                        ran_here.push(m);
+                        catch_up_left -= 1;
+                        at = cron.next_after(m);
                     }
                 }
-            } else {
-                on_time.push(n);
             }
-            enumerated += 1;
-            next = cron.next_after(n);
-            if enumerated >= MAX_ENUMERATED {
-                // Too many to list: the rest of the missed range is dropped, uncounted.
-                next = cron.next_after(now.saturating_sub(1).max(n));
-                break;
-            }
+            dropped += missed_here.saturating_sub(ran_here.len() as u64);
+            run.extend(ran_here);
+            next = cron.next_after(end - 1);
         }
-        let run_missed: Vec<u64> = match s.misfire {
-            MisfireV1::Skip => Vec::new(),
-            MisfireV1::CatchUpOne => missed.last().copied().into_iter().collect(),
-            MisfireV1::CatchUpAll => missed,
-        };
-        let dropped = missed_count - run_missed.len() as u64;
-        for slot in run_missed.into_iter().chain(on_time) {
+        for slot in run {
             let job = s.job.job_with_key(format!("{id}:{slot}"));
             let outcome = submit::submit(ctx, &job, None, fx)?;
             if !outcome.deduplicated {

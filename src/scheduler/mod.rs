@@ -30,6 +30,13 @@ pub use metrics::{SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics};
 /// Schedules handled per timer pass.
 const DISPATCH_LIMIT: usize = 256;
 
+/// How far the wall clock may move beyond the time that passed between two passes before the
+/// difference counts as a jump (a suspend or a clock step) whose slots are misfires.
+const JUMP_THRESHOLD_MS: u64 = 1_000;
+
+/// Jump windows kept besides the one before the open; older ones are forgotten.
+const MAX_MISSED_WINDOWS: usize = 16;
+
 /// What to do with slots missed while no process held the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Misfire {
@@ -165,23 +172,26 @@ fn info(id: String, s: ScheduleV1) -> ScheduleInfo {
 pub(crate) struct SchedulerCore {
     pub(crate) jobs: Arc<JobCore>,
     pub(crate) timer: Timer,
-    opened_at: u64,
+    /// Windows (`from..to`) of wall-clock time in which no scheduler ran: before the open,
+    /// and each jump seen since (newest last, at most [`MAX_MISSED_WINDOWS`]).
+    missed: std::sync::Mutex<Vec<(u64, u64)>>,
+    /// The wall clock and the elapsed count at the last pass; see [`Clock::elapsed_ms`].
+    observed: std::sync::Mutex<(u64, u64)>,
     counters: Counters,
     /// Parsed expressions, for the passes (which run on the writer thread, one at a time).
     crons: std::sync::Mutex<cron::CronCache>,
 }
 
 impl SchedulerCore {
-    pub(crate) fn new(
-        jobs: Arc<JobCore>,
-        opened_at: u64,
-        callback: Option<SchedulerMetricCallback>,
-    ) -> Self {
+    pub(crate) fn new(jobs: Arc<JobCore>, callback: Option<SchedulerMetricCallback>) -> Self {
+        let clock = jobs.store.clock().clone();
+        let (opened_at, elapsed_at_open) = (clock.now_ms(), clock.elapsed_ms());
         let core = SchedulerCore {
             jobs,
             // The first pass runs at once: missed slots are settled right after open.
             timer: Timer::new(Some(opened_at)),
-            opened_at,
+            missed: std::sync::Mutex::new(vec![(0, opened_at)]),
+            observed: std::sync::Mutex::new((opened_at, elapsed_at_open)),
             counters: Counters {
                 values: std::sync::Mutex::new(SchedulerMetrics::default()),
                 callback,
@@ -201,9 +211,34 @@ impl SchedulerCore {
         Ok(self.pass_with_report().await?.0)
     }
 
+    /// Notes a jump of the wall clock since the last pass (it moved further than the time
+    /// that passed) as a window of missed slots, and returns the windows.
+    fn missed_windows(&self) -> Vec<(u64, u64)> {
+        let clock = self.jobs.store.clock();
+        let (wall, elapsed) = (clock.now_ms(), clock.elapsed_ms());
+        let mut missed = self.missed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        let (last_wall, last_elapsed) = *observed;
+        let jump = wall
+            .saturating_sub(last_wall)
+            .saturating_sub(elapsed.saturating_sub(last_elapsed));
+        if jump > JUMP_THRESHOLD_MS {
+            tracing::warn!(
+                jump_ms = jump,
+                "the wall clock jumped (a suspend or a clock step); slots due inside the jump follow their misfire policy"
+            );
+            missed.push((wall - jump, wall));
+            if missed.len() > MAX_MISSED_WINDOWS {
+                missed.remove(1);
+            }
+        }
+        *observed = (wall, elapsed);
+        missed.clone()
+    }
+
     async fn pass_with_report(self: &Arc<Self>) -> Result<(Option<u64>, DispatchReport)> {
         let core = self.clone();
-        let opened_at = self.opened_at;
+        let missed = self.missed_windows();
         let outcome = self
             .jobs
             .write(move |ctx, fx| {
@@ -212,7 +247,7 @@ impl SchedulerCore {
                 let mut crons = core.crons.lock().unwrap_or_else(|p| p.into_inner());
                 let next = dispatch::dispatch(
                     ctx,
-                    opened_at,
+                    &missed,
                     DISPATCH_LIMIT,
                     &has_handler,
                     &mut crons,

@@ -288,7 +288,11 @@ impl ConsumerGroup {
         let core = &self.topic.core;
         let clock = core.store.clock().clone();
         let mut published = core.sender(&self.topic.name).subscribe();
+        let mut stop = core.stop.clone();
         loop {
+            if *stop.borrow_and_update() {
+                return Err(Error::Closed);
+            }
             published.borrow_and_update();
             let (got, next_reclaim) = self.try_take(max.max(1)).await?;
             if !got.is_empty() {
@@ -303,6 +307,7 @@ impl ConsumerGroup {
             tokio::select! {
                 r = published.changed() => if r.is_err() { return Err(Error::Closed) },
                 _ = reclaim => {}
+                _ = stop.changed() => return Err(Error::Closed),
             }
         }
     }

@@ -100,3 +100,20 @@ pub(crate) fn release(
     save(ctx, id, &job)?;
     Ok(true)
 }
+
+/// Hands back every attempt in `attempts` at once, as [`release`] does one: the attempts a
+/// shutdown's deadline left unfinished share one commit. Returns how many were handed back.
+pub(crate) fn release_all(
+    ctx: &mut TxCtx<'_>,
+    attempts: &[(u64, u32)],
+    epoch: u64,
+    fx: &mut Effects,
+) -> Result<usize> {
+    let mut released = 0;
+    for &(id, attempt) in attempts {
+        if release(ctx, id, attempt, epoch, fx)? {
+            released += 1;
+        }
+    }
+    Ok(released)
+}

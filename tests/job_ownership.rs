@@ -1,0 +1,224 @@
+//! An attempt that lost its job (timed out or cancelled) while its handler ignores the stop
+//! signal: it runs no step body, and it gives its slot to the next attempt at once. Manual
+//! clock; no test sleeps on the wall clock.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::{open_manual, secs, temp_file};
+use jobfile::{Engine, JobCtx, JobError, JobEventKind, JobSpec, JobState, Outcome};
+use tokio::sync::{Notify, mpsc};
+
+/// Follows the job's events until one matches.
+async fn wait_for(engine: &Engine, id: u64, want: impl Fn(&JobEventKind) -> bool) {
+    let mut stream = engine.jobs().events(id).follow(0);
+    while let Some(event) = stream.next().await {
+        if want(&event.expect("event").kind) {
+            return;
+        }
+    }
+    panic!("job {id} ended without the awaited event");
+}
+
+fn event_names(engine: &Engine, id: u64) -> Vec<&'static str> {
+    engine
+        .jobs()
+        .events(id)
+        .read(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.name())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_step_called_after_the_attempt_timed_out_does_not_run_its_body() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let charges = Arc::new(AtomicU32::new(0));
+    let go = Arc::new(Notify::new());
+    let (step_tx, mut step_rx) = mpsc::unbounded_channel();
+    let (c, g) = (charges.clone(), go.clone());
+    let h = engine
+        .register(
+            JobSpec::new("charge").lease(secs(10)).max_attempts(2),
+            move |ctx: JobCtx, _: ()| {
+                let (c, g, step_tx) = (c.clone(), g.clone(), step_tx.clone());
+                async move {
+                    if ctx.attempt() == 1 {
+                        // Ignores its stop signal, and calls the step only once told to.
+                        g.notified().await;
+                    }
+                    let step = ctx
+                        .step("charge", || async {
+                            Ok::<_, JobError>(c.fetch_add(1, Ordering::SeqCst) + 1)
+                        })
+                        .await;
+                    step_tx
+                        .send((
+                            ctx.attempt(),
+                            step.as_ref().map_err(|e| e.code_str().to_string()).copied(),
+                        ))
+                        .ok();
+                    step
+                }
+            },
+        )
+        .unwrap();
+    let id = h.submit(()).await.unwrap().id;
+    wait_for(&engine, id, |k| {
+        matches!(k, JobEventKind::Started { attempt: 1, .. })
+    })
+    .await;
+    clock.advance(secs(10));
+    engine.tick().await.unwrap();
+    // The retry starts while attempt 1 is still stuck, and charges once.
+    assert_eq!(step_rx.recv().await, Some((2, Ok(1))));
+    assert_eq!(h.join(id, None).await.unwrap(), Outcome::Completed(1));
+    // Attempt 1 wakes up and calls the step: refused before the body runs.
+    go.notify_one();
+    assert_eq!(step_rx.recv().await, Some((1, Err("LOST".to_string()))));
+    assert_eq!(
+        charges.load(Ordering::SeqCst),
+        1,
+        "the card is charged once"
+    );
+    assert_eq!(
+        event_names(&engine, id),
+        [
+            "submitted",
+            "started",
+            "retry_scheduled",
+            "started",
+            "step_completed",
+            "completed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_step_result_that_arrives_after_the_timeout_is_refused() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let in_body = Arc::new(Notify::new());
+    let finish_body = Arc::new(Notify::new());
+    let (step_tx, mut step_rx) = mpsc::unbounded_channel();
+    let (ib, fb) = (in_body.clone(), finish_body.clone());
+    let h = engine
+        .register(
+            JobSpec::new("slow-step").lease(secs(10)),
+            move |ctx: JobCtx, _: ()| {
+                let (ib, fb, step_tx) = (ib.clone(), fb.clone(), step_tx.clone());
+                async move {
+                    let step = ctx
+                        .step("s", || async {
+                            ib.notify_one();
+                            fb.notified().await;
+                            Ok::<_, JobError>(7u32)
+                        })
+                        .await;
+                    step_tx
+                        .send(step.as_ref().map_err(|e| e.code_str().to_string()).copied())
+                        .ok();
+                    step
+                }
+            },
+        )
+        .unwrap();
+    let id = h.submit(()).await.unwrap().id;
+    in_body.notified().await;
+    clock.advance(secs(10));
+    engine.tick().await.unwrap();
+    finish_body.notify_one();
+    assert_eq!(step_rx.recv().await, Some(Err("LOST".to_string())));
+    let Outcome::TimedOut(f) = h.join(id, None).await.unwrap() else {
+        panic!("expected a timeout")
+    };
+    assert_eq!((f.code.as_str(), f.attempt), ("TIMEOUT", 1));
+    assert_eq!(
+        event_names(&engine, id),
+        ["submitted", "started", "timed_out"]
+    );
+}
+
+#[tokio::test]
+async fn a_timed_out_handler_that_ignores_its_signal_gives_its_slot_to_the_retry() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let h = engine
+        .register(
+            JobSpec::new("stubborn").lease(secs(10)).max_attempts(2),
+            move |ctx: JobCtx, n: u32| {
+                let started_tx = started_tx.clone();
+                async move {
+                    started_tx.send((n, ctx.attempt())).ok();
+                    if n == 0 && ctx.attempt() == 1 {
+                        // Ignores its stop signal for good.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(n)
+                }
+            },
+        )
+        .unwrap();
+    let stuck = h.submit(0).await.unwrap().id;
+    assert_eq!(started_rx.recv().await, Some((0, 1)));
+    let other = h.submit(1).await.unwrap().id;
+    clock.advance(secs(10));
+    engine.tick().await.unwrap();
+    // Concurrency 1: the retry and the other job run only because the slot came back.
+    assert_eq!(h.join(stuck, None).await.unwrap(), Outcome::Completed(0));
+    assert_eq!(h.join(other, None).await.unwrap(), Outcome::Completed(1));
+    let mut seen = vec![
+        started_rx.recv().await.unwrap(),
+        started_rx.recv().await.unwrap(),
+    ];
+    seen.sort();
+    assert_eq!(seen, [(0, 2), (1, 1)]);
+    assert_eq!(
+        event_names(&engine, stuck),
+        [
+            "submitted",
+            "started",
+            "retry_scheduled",
+            "started",
+            "completed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_handler_that_ignores_its_signal_gives_its_slot_back() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let h = engine
+        .register(
+            JobSpec::new("ignores-cancel"),
+            move |_ctx: JobCtx, n: u32| {
+                let started_tx = started_tx.clone();
+                async move {
+                    started_tx.send(n).ok();
+                    if n == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(n)
+                }
+            },
+        )
+        .unwrap();
+    let stuck = h.submit(0).await.unwrap().id;
+    assert_eq!(started_rx.recv().await, Some(0));
+    let other = h.submit(1).await.unwrap().id;
+    assert_eq!(h.get(other).unwrap().state, JobState::Queued);
+    h.cancel(stuck, "operator").await.unwrap();
+    assert_eq!(h.join(other, None).await.unwrap(), Outcome::Completed(1));
+    assert_eq!(started_rx.recv().await, Some(1));
+    assert_eq!(
+        h.join(stuck, None).await.unwrap(),
+        Outcome::Cancelled("operator".to_string())
+    );
+}
