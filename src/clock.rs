@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -20,13 +19,14 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// A future that completes once [`Clock::now_ms`] has reached `deadline_ms`.
     fn sleep_until(&self, deadline_ms: u64) -> Sleep;
 
-    /// Milliseconds that passed while this process ran, from any origin: a monotonic count
-    /// that a wall-clock step does not move, and that stands still while the machine sleeps.
-    /// The scheduler compares it with [`Clock::now_ms`] to tell time that passed from a jump
-    /// (slots that came due across a jump are misfires). The default, `now_ms`, never shows
-    /// a jump.
-    fn elapsed_ms(&self) -> u64 {
-        self.now_ms()
+    /// [`Clock::now_ms`], read together with the milliseconds that passed while this process
+    /// ran (from any origin): a monotonic count that a wall-clock step does not move and that
+    /// stands still while the machine sleeps. The scheduler compares the two to tell time
+    /// that passed from a jump (slots that came due inside a jump are misfires). The default
+    /// gives `now_ms` twice, which never shows a jump.
+    fn now_with_elapsed_ms(&self) -> (u64, u64) {
+        let now = self.now_ms();
+        (now, now)
     }
 }
 
@@ -43,30 +43,32 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, deadline_ms: u64) -> Sleep {
-        Box::pin(async move {
-            // Timers run on the monotonic clock, which a step of the wall clock does not
-            // move: sleep in slices of at most a second and re-read the wall clock after
-            // each, so a deadline that a step brought closer is met within a second.
-            loop {
-                let now = SystemClock.now_ms();
-                if now >= deadline_ms {
-                    return;
-                }
-                let wait = (deadline_ms - now).min(MAX_SLEEP_SLICE_MS);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            }
-        })
+        Box::pin(sleep_in_slices(|| SystemClock.now_ms(), deadline_ms))
     }
 
-    fn elapsed_ms(&self) -> u64 {
+    fn now_with_elapsed_ms(&self) -> (u64, u64) {
         static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         let origin = *ORIGIN.get_or_init(std::time::Instant::now);
-        u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+        (self.now_ms(), millis(origin.elapsed()))
     }
 }
 
 /// The longest a [`SystemClock`] sleep goes without reading the wall clock again.
 const MAX_SLEEP_SLICE_MS: u64 = 1_000;
+
+/// Waits until `now()` reaches `deadline_ms`. Timers run on the monotonic clock, which a step
+/// of the wall clock does not move: sleep in slices of at most a second and read the wall
+/// clock after each, so a deadline that a step brought closer is met within a second.
+async fn sleep_in_slices(now: impl Fn() -> u64, deadline_ms: u64) {
+    loop {
+        let now = now();
+        if now >= deadline_ms {
+            return;
+        }
+        let wait = (deadline_ms - now).min(MAX_SLEEP_SLICE_MS);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
 
 /// A clock that only moves when told to. Sleepers wake as soon as [`ManualClock::advance`] or
 /// [`ManualClock::set`] carries the time past their deadline.
@@ -80,35 +82,35 @@ const MAX_SLEEP_SLICE_MS: u64 = 1_000;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    now: Arc<watch::Sender<u64>>,
-    /// Time that passed (advances and forward sets, not jumps); see [`Clock::elapsed_ms`].
-    elapsed: Arc<AtomicU64>,
+    /// The wall clock, and the time that passed (advances and forward sets, not jumps; see
+    /// [`Clock::now_with_elapsed_ms`]), changed together.
+    now: Arc<watch::Sender<(u64, u64)>>,
 }
 
 impl ManualClock {
     /// A manual clock standing at `start_ms` (milliseconds since the Unix epoch).
     pub fn new(start_ms: u64) -> Self {
-        let (tx, _) = watch::channel(start_ms);
-        ManualClock {
-            now: Arc::new(tx),
-            elapsed: Arc::new(AtomicU64::new(0)),
-        }
+        let (tx, _) = watch::channel((start_ms, 0));
+        ManualClock { now: Arc::new(tx) }
     }
 
     /// Moves the clock forward by `by`: time passes while the engine runs.
     pub fn advance(&self, by: Duration) {
         let by = millis(by);
-        self.elapsed.fetch_add(by, Ordering::SeqCst);
-        self.now.send_modify(|t| *t = t.saturating_add(by));
+        self.now.send_modify(|(now, elapsed)| {
+            *now = now.saturating_add(by);
+            *elapsed = elapsed.saturating_add(by);
+        });
     }
 
     /// Sets the clock to `ms`; a move forward is time passing, as with
     /// [`advance`](Self::advance). Moving backwards is allowed (to test clock steps) but
     /// sleepers only wake when their deadline is reached.
     pub fn set(&self, ms: u64) {
-        let before = self.now.send_replace(ms);
-        self.elapsed
-            .fetch_add(ms.saturating_sub(before), Ordering::SeqCst);
+        self.now.send_modify(|(now, elapsed)| {
+            *elapsed = elapsed.saturating_add(ms.saturating_sub(*now));
+            *now = ms;
+        });
     }
 
     /// Steps the wall clock forward by `by` without time passing for the engine: what a
@@ -116,24 +118,25 @@ impl ManualClock {
     /// came due inside the jump are misfires.
     pub fn jump(&self, by: Duration) {
         let by = millis(by);
-        self.now.send_modify(|t| *t = t.saturating_add(by));
+        self.now
+            .send_modify(|(now, _)| *now = now.saturating_add(by));
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
-        *self.now.borrow()
+        self.now.borrow().0
     }
 
-    fn elapsed_ms(&self) -> u64 {
-        self.elapsed.load(Ordering::SeqCst)
+    fn now_with_elapsed_ms(&self) -> (u64, u64) {
+        *self.now.borrow()
     }
 
     fn sleep_until(&self, deadline_ms: u64) -> Sleep {
         let mut rx = self.now.subscribe();
         Box::pin(async move {
             // The sender lives as long as the clock; if it is gone, never wake.
-            if rx.wait_for(|now| *now >= deadline_ms).await.is_err() {
+            if rx.wait_for(|(now, _)| *now >= deadline_ms).await.is_err() {
                 std::future::pending::<()>().await;
             }
         })
@@ -143,4 +146,40 @@ impl Clock for ManualClock {
 /// Converts a duration to whole milliseconds, saturating.
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A wall clock that reads tokio's (paused) time plus a step the test sets.
+    fn stepped_wall(step: Arc<AtomicU64>) -> impl Fn() -> u64 {
+        let origin = tokio::time::Instant::now();
+        move || millis(origin.elapsed()) + step.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forward_step_of_the_wall_clock_ends_a_sleep_within_a_second() {
+        let step = Arc::new(AtomicU64::new(0));
+        let started = tokio::time::Instant::now();
+        let sleep = tokio::spawn(sleep_in_slices(stepped_wall(step.clone()), 60_000));
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert!(!sleep.is_finished());
+        // The wall clock steps 50 s forward: 7.5 s of the minute remain.
+        step.store(50_000, Ordering::SeqCst);
+        sleep.await.expect("sleep");
+        assert_eq!(millis(started.elapsed()), 10_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backward_step_of_the_wall_clock_does_not_end_a_sleep_early() {
+        let step = Arc::new(AtomicU64::new(30_000));
+        let started = tokio::time::Instant::now();
+        let sleep = tokio::spawn(sleep_in_slices(stepped_wall(step.clone()), 40_000));
+        tokio::time::sleep(Duration::from_millis(5_000)).await;
+        step.store(0, Ordering::SeqCst);
+        sleep.await.expect("sleep");
+        assert_eq!(millis(started.elapsed()), 40_000);
+    }
 }

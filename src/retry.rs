@@ -218,6 +218,16 @@ where
     let mut last = None;
     let mut attempt = 0;
     loop {
+        // A cancel already done starts no further attempt, and counts none.
+        let cancelled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(cancel.as_mut().poll(cx).is_ready()))
+                .await;
+        if cancelled {
+            return Err(RetryError::Cancelled {
+                last,
+                attempts: attempt,
+            });
+        }
         attempt += 1;
         let outcome = tokio::select! {
             biased;

@@ -269,6 +269,87 @@ async fn max_age_dead_letters_as_expired() {
 }
 
 #[tokio::test]
+async fn a_message_past_its_max_age_is_dead_lettered_on_time_without_a_receive() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let q = engine
+        .queue_with("idle", QueueOptions::default().max_age(secs(60)))
+        .unwrap();
+    let ready = q.send(b"ready".to_vec()).await.unwrap().id;
+    clock.advance(secs(30));
+    // Delayed past its own max age: it expires before it would come due.
+    let delayed = q
+        .send(b"delayed".to_vec())
+        .delay(secs(3_600))
+        .await
+        .unwrap()
+        .id;
+    // No receive: the first expiry is exactly at T0 + 60 s.
+    clock.set(T0 + 59_999);
+    engine.tick().await.unwrap();
+    assert_eq!(q.stats().unwrap().dead, 0);
+    clock.set(T0 + 60_000);
+    engine.tick().await.unwrap();
+    let dead = q.dead_letters(10).unwrap();
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d.id, d.reason, d.dead_at_ms))
+            .collect::<Vec<_>>(),
+        vec![(ready, DeadReason::Expired, T0 + 60_000)]
+    );
+    clock.set(T0 + 121_000);
+    engine.tick().await.unwrap();
+    let dead = q.dead_letters(10).unwrap();
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d.id, d.reason, d.dead_at_ms))
+            .collect::<Vec<_>>(),
+        vec![
+            (ready, DeadReason::Expired, T0 + 60_000),
+            (delayed, DeadReason::Expired, T0 + 121_000)
+        ]
+    );
+    assert_eq!(
+        q.stats().unwrap(),
+        QueueStats {
+            dead: 2,
+            ..QueueStats::default()
+        }
+    );
+    // A requeued dead letter gets a fresh age, and expires again on time.
+    assert!(q.requeue_dead(ready).await.unwrap());
+    clock.set(T0 + 181_000);
+    engine.tick().await.unwrap();
+    let again = q.dead_letters(10).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(
+        again.iter().find(|d| d.id == ready).map(|d| d.dead_at_ms),
+        Some(T0 + 181_000)
+    );
+}
+
+#[tokio::test]
+async fn a_leased_message_past_its_max_age_is_dead_lettered_when_its_delivery_ends() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let q = engine
+        .queue_with("busy", QueueOptions::default().max_age(secs(60)))
+        .unwrap();
+    let id = q.send(b"slow".to_vec()).await.unwrap().id;
+    let d = q.receive_for(secs(120)).await.unwrap();
+    clock.advance(secs(90));
+    engine.tick().await.unwrap();
+    // Still owned by its consumer until the delivery ends.
+    assert_eq!(q.stats().unwrap().leased, 1);
+    assert!(d.nack(Duration::ZERO).await.unwrap());
+    let dead = q.dead_letters(10).unwrap();
+    assert_eq!(
+        dead.iter().map(|d| (d.id, d.reason)).collect::<Vec<_>>(),
+        vec![(id, DeadReason::Expired)]
+    );
+}
+
+#[tokio::test]
 async fn explicit_dead_letter_requeue_delete_and_purge() {
     let (_dir, path) = temp_file();
     let (engine, _clock) = open_manual(&path).await;

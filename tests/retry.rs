@@ -127,6 +127,29 @@ async fn cancel_stops_an_attempt_in_progress() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_cancel_already_done_starts_no_attempt_and_counts_none() {
+    let policy = RetryPolicy::<String>::default();
+    let ran = std::sync::atomic::AtomicU32::new(0);
+    let outcome: Result<(), _> = retry_until(
+        &policy,
+        |_| {
+            ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok(()) }
+        },
+        std::future::ready(()),
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Err(RetryError::Cancelled {
+            last: None,
+            attempts: 0
+        })
+    );
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 #[test]
 fn the_policy_clamps_nonsense_to_sane_values() {
     let p = RetryPolicy::<()>::default()

@@ -652,3 +652,108 @@ async fn many_held_schedules_do_not_block_a_due_one_behind_them() {
         Some(h1)
     );
 }
+
+#[tokio::test]
+async fn two_weeks_of_missed_per_second_slots_are_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weeks.jobfile");
+    let t = utc(2026, 1, 1, 0, 0);
+    {
+        let (engine, _clock) = open_at(&path, t + 500).await;
+        let job = report_job(&engine);
+        engine
+            .scheduler()
+            .register(
+                ScheduleSpec::new("s", "* * * * * *")
+                    .misfire(Misfire::CatchUpAll)
+                    .max_catch_up(100),
+                &job,
+                "x".into(),
+            )
+            .await
+            .unwrap();
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+    let fortnight = 14 * 86_400_000;
+    let (engine, _clock) = open_at(&path, t + fortnight + 500).await;
+    let _job = report_job(&engine);
+    engine.scheduler().tick().await.unwrap();
+    // Slots t+1 s to t+14 d were missed: 1,209,600 of them; the oldest 100 run.
+    let first_100: Vec<u64> = (1..=100).map(|s| t + s * 1_000).collect();
+    assert_eq!(job_keys(&engine), slot_keys("s", &first_100));
+    let info = engine.scheduler().get("s").unwrap().unwrap();
+    assert_eq!((info.dispatched, info.dropped), (100, 1_209_500));
+    assert_eq!(info.next_run_ms, Some(t + fortnight + 1_000));
+}
+
+/// A per-minute schedule, running: a minute passes, then the wall clock jumps 10 minutes (a
+/// laptop waking, an NTP step), then a minute passes again. Returns the keys and the dropped
+/// count.
+async fn across_a_jump(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jump.jobfile");
+    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 0) + 1_000).await;
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    sched
+        .register(
+            ScheduleSpec::new("m", "* * * * *")
+                .misfire(misfire)
+                .max_catch_up(max_catch_up),
+            &job,
+            "x".into(),
+        )
+        .await
+        .unwrap();
+    clock.set(utc(2026, 1, 1, 0, 1));
+    sched.tick().await.unwrap();
+    clock.jump(Duration::from_secs(600));
+    sched.tick().await.unwrap();
+    clock.advance(Duration::from_secs(60));
+    sched.tick().await.unwrap();
+    let info = sched.get("m").unwrap().unwrap();
+    assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 0, 13)));
+    (job_keys(&engine), info.dropped)
+}
+
+fn minutes(list: &[u32]) -> Vec<u64> {
+    list.iter().map(|m| utc(2026, 1, 1, 0, *m)).collect()
+}
+
+#[tokio::test]
+async fn slots_inside_a_wall_clock_jump_follow_the_misfire_policy() {
+    // 00:02 to 00:10 came due inside the jump from 00:01 to 00:11; 00:11 and 00:12 are on time.
+    assert_eq!(
+        across_a_jump(Misfire::Skip, 100).await,
+        (slot_keys("m", &minutes(&[1, 11, 12])), 9)
+    );
+    assert_eq!(
+        across_a_jump(Misfire::CatchUpOne, 100).await,
+        (slot_keys("m", &minutes(&[1, 10, 11, 12])), 8)
+    );
+    assert_eq!(
+        across_a_jump(Misfire::CatchUpAll, 3).await,
+        (slot_keys("m", &minutes(&[1, 2, 3, 4, 11, 12])), 6)
+    );
+}
+
+#[tokio::test]
+async fn slots_that_come_due_while_the_engine_runs_are_never_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jobfile");
+    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 0) + 1_000).await;
+    let job = report_job(&engine);
+    let sched = engine.scheduler();
+    sched
+        .register(ScheduleSpec::new("m", "* * * * *"), &job, "x".into())
+        .await
+        .unwrap();
+    // Ten minutes pass with no pass in between (a busy writer): every slot still runs.
+    clock.advance(Duration::from_secs(600));
+    sched.tick().await.unwrap();
+    assert_eq!(
+        job_keys(&engine),
+        slot_keys("m", &minutes(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))
+    );
+    assert_eq!(sched.get("m").unwrap().unwrap().dropped, 0);
+}

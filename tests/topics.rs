@@ -219,6 +219,61 @@ async fn a_count_limit_keeps_only_the_newest_events() {
 }
 
 #[tokio::test]
+async fn an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let t = engine
+        .topic_with(
+            "t",
+            TopicOptions {
+                max_events: Some(2),
+                reclaim: secs(30),
+                ..TopicOptions::default()
+            },
+        )
+        .unwrap();
+    t.publish(b"e1".to_vec()).await.unwrap();
+    let g = t.group("billing");
+    let first = g.receive(10).await.unwrap();
+    assert_eq!(first[0].event.seq, 1);
+    t.publish(b"e2".to_vec()).await.unwrap();
+    t.publish(b"e3".to_vec()).await.unwrap();
+    engine.tick().await.unwrap();
+    // The member holding seq 1 may still commit it before the reclaim time.
+    assert_eq!(
+        g.try_receive(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.event.seq)
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    clock.advance(secs(30));
+    // Seq 1 is due again but gone: the group is told, twice (nothing changed in between).
+    for _ in 0..2 {
+        assert!(matches!(
+            g.receive(10).await,
+            Err(Error::Lagged {
+                requested: 1,
+                next_available: 2,
+                ..
+            })
+        ));
+    }
+    assert_eq!(g.committed_through().unwrap(), 0);
+    // Seeking on is the group's choice; then it goes on from there.
+    g.seek(2).await.unwrap();
+    let again = g.receive(10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|d| d.event.seq).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(g.commit_many(&[2, 3]).await.is_ok());
+    assert_eq!(g.committed_through().unwrap(), 3);
+}
+
+#[tokio::test]
 async fn bad_input_is_a_typed_error_that_writes_nothing() {
     let (_dir, path) = temp_file();
     let (engine, _clock) = open_manual(&path).await;

@@ -516,11 +516,13 @@ impl Queue {
         self.core
             .store
             .write(move |ctx| {
-                let done = ops::requeue_dead(ctx, &name, id)?;
-                if done {
+                let requeued = ops::requeue_dead(ctx, &name, id)?;
+                if let Some(expires_at) = requeued {
                     core.after(ctx, &name, Became::Ready);
+                    let core = core.clone();
+                    ctx.after_commit(move || core.timer.lower(expires_at));
                 }
-                Ok(done)
+                Ok(requeued.is_some())
             })
             .await
     }
@@ -634,6 +636,11 @@ impl Send<'_> {
             .write(move |ctx| {
                 let sent = ops::send(ctx, &new)?;
                 core.after(ctx, &new.queue, sent.became);
+                if !sent.deduplicated {
+                    let expires_at = ctx.now.saturating_add(new.max_age_ms);
+                    let core = core.clone();
+                    ctx.after_commit(move || core.timer.lower(expires_at));
+                }
                 Ok(sent)
             })
             .await?;

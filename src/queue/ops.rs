@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode, priority_key};
 use crate::store::tables::{
-    QUEUE_DEAD, QUEUE_DEAD_EXPIRY, QUEUE_DELAYED, QUEUE_KEYS, QUEUE_LEASES, QUEUE_MESSAGES,
-    QUEUE_READY,
+    QUEUE_AGE, QUEUE_DEAD, QUEUE_DEAD_EXPIRY, QUEUE_DELAYED, QUEUE_KEYS, QUEUE_LEASES,
+    QUEUE_MESSAGES, QUEUE_READY,
 };
 
 const SEQ_COUNTER: &str = "next:queue_seq";
@@ -128,6 +128,7 @@ fn enter_delayed(ctx: &TxCtx<'_>, id: u64, m: &mut MessageV1, until: u64) -> Res
 }
 
 fn enter_dead(ctx: &TxCtx<'_>, id: u64, m: &mut MessageV1, reason: DeadReason) -> Result<Became> {
+    ctx.tx.open_table(QUEUE_AGE)?.remove((m.expires_at(), id))?;
     let at = ctx.now;
     let purge_at = at.saturating_add(m.dead_retention_ms);
     ctx.tx
@@ -149,6 +150,7 @@ fn enter_dead(ctx: &TxCtx<'_>, id: u64, m: &mut MessageV1, reason: DeadReason) -
 /// Deletes the message and everything pointing at it.
 fn erase(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
     leave_state(ctx, id, m)?;
+    ctx.tx.open_table(QUEUE_AGE)?.remove((m.expires_at(), id))?;
     if let Some(key) = &m.key {
         ctx.tx
             .open_table(QUEUE_KEYS)?
@@ -209,6 +211,9 @@ pub(crate) fn send(ctx: &mut TxCtx<'_>, new: &NewMessage) -> Result<Sent> {
         state: MessageState::Ready { seq: 0 },
         last_error: None,
     };
+    ctx.tx
+        .open_table(QUEUE_AGE)?
+        .insert((m.expires_at(), id), ())?;
     let became = match new.available_at {
         Some(at) if at > ctx.now => enter_delayed(ctx, id, &mut m, at)?,
         _ => enter_ready(ctx, id, &mut m)?,
@@ -443,6 +448,24 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
         }
     }
 
+    // Ready and delayed messages past their maximum age go to the dead-letter list on time,
+    // whether or not anyone receives; a leased one does when its delivery ends.
+    let aged = due(ctx, QUEUE_AGE, now, limit)?;
+    busy |= aged.len() >= limit;
+    for (expires_at, id) in aged {
+        ctx.tx.open_table(QUEUE_AGE)?.remove((expires_at, id))?;
+        let Some(mut m) = load(ctx, id)? else {
+            continue;
+        };
+        if matches!(
+            m.state,
+            MessageState::Ready { .. } | MessageState::Delayed { .. }
+        ) {
+            leave_state(ctx, id, &m)?;
+            enter_dead(ctx, id, &mut m, DeadReason::Expired)?;
+        }
+    }
+
     let buried = due(ctx, QUEUE_DEAD_EXPIRY, now, limit)?;
     busy |= buried.len() >= limit;
     for (purge_at, id) in buried {
@@ -462,6 +485,7 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
             first_time(ctx, QUEUE_LEASES)?,
             first_time(ctx, QUEUE_DELAYED)?,
             first_time(ctx, QUEUE_DEAD_EXPIRY)?,
+            first_time(ctx, QUEUE_AGE)?,
         ]
         .into_iter()
         .flatten()
@@ -470,8 +494,38 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
     Ok(out)
 }
 
+/// The meta key set once the age index holds every live message (files written before the
+/// index existed get it built at their first open by this build).
+const AGE_INDEXED: &str = "index:queue_age";
+
+/// Builds the age index of a file written before it existed: one entry per live message.
+fn index_ages_once(ctx: &mut TxCtx<'_>) -> Result<()> {
+    if crate::store::meta::read_counter(ctx.tx, AGE_INDEXED)? != 0 {
+        return Ok(());
+    }
+    let live: Vec<(u64, u64)> =
+        ctx.tx
+            .open_table(QUEUE_MESSAGES)?
+            .iter()?
+            .map(|e| {
+                let (k, v) = e?;
+                let StoredMessage::V1(m) = decode("queue_messages", v.value())?;
+                Ok((!matches!(m.state, MessageState::Dead { .. }))
+                    .then(|| (m.expires_at(), k.value())))
+            })
+            .filter_map(Result::transpose)
+            .collect::<Result<_>>()?;
+    let mut age = ctx.tx.open_table(QUEUE_AGE)?;
+    for key in live {
+        age.insert(key, ())?;
+    }
+    drop(age);
+    crate::store::meta::write_counter(ctx.tx, AGE_INDEXED, 1)
+}
+
 /// At open: every leased message belonged to a process that is gone, so it is redelivered now.
 pub(crate) fn recover(ctx: &mut TxCtx<'_>) -> Result<usize> {
+    index_ages_once(ctx)?;
     let mut out = Maintained::default();
     let mut total = 0;
     loop {
@@ -489,20 +543,24 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>) -> Result<usize> {
     }
 }
 
-/// Gives a dead letter a fresh start: back in line with no deliveries counted. False if there
-/// is no such dead letter in `queue`.
-pub(crate) fn requeue_dead(ctx: &mut TxCtx<'_>, queue: &str, id: u64) -> Result<bool> {
+/// Gives a dead letter a fresh start: back in line with no deliveries counted and a fresh age.
+/// Returns the instant it passes its maximum age again; `None` if there is no such dead letter
+/// in `queue`.
+pub(crate) fn requeue_dead(ctx: &mut TxCtx<'_>, queue: &str, id: u64) -> Result<Option<u64>> {
     let Some(mut m) = load(ctx, id)? else {
-        return Ok(false);
+        return Ok(None);
     };
     if m.queue != queue || !matches!(m.state, MessageState::Dead { .. }) {
-        return Ok(false);
+        return Ok(None);
     }
     leave_state(ctx, id, &m)?;
     m.deliveries = 0;
     m.enqueued_at = ctx.now;
+    ctx.tx
+        .open_table(QUEUE_AGE)?
+        .insert((m.expires_at(), id), ())?;
     enter_ready(ctx, id, &mut m)?;
-    Ok(true)
+    Ok(Some(m.expires_at()))
 }
 
 /// Deletes one dead letter. False if there is no such dead letter in `queue`.

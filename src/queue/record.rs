@@ -80,6 +80,11 @@ impl std::fmt::Display for DeadReason {
 
 impl MessageV1 {
     pub(crate) fn expired(&self, now: u64) -> bool {
-        now >= self.enqueued_at.saturating_add(self.max_age_ms)
+        now >= self.expires_at()
+    }
+
+    /// The instant the message passes its maximum age.
+    pub(crate) fn expires_at(&self) -> u64 {
+        self.enqueued_at.saturating_add(self.max_age_ms)
     }
 }

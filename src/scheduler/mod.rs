@@ -175,7 +175,7 @@ pub(crate) struct SchedulerCore {
     /// Windows (`from..to`) of wall-clock time in which no scheduler ran: before the open,
     /// and each jump seen since (newest last, at most [`MAX_MISSED_WINDOWS`]).
     missed: std::sync::Mutex<Vec<(u64, u64)>>,
-    /// The wall clock and the elapsed count at the last pass; see [`Clock::elapsed_ms`].
+    /// The wall clock and the elapsed count at the last pass; see [`Clock::now_with_elapsed_ms`](crate::Clock::now_with_elapsed_ms).
     observed: std::sync::Mutex<(u64, u64)>,
     counters: Counters,
     /// Parsed expressions, for the passes (which run on the writer thread, one at a time).
@@ -185,7 +185,7 @@ pub(crate) struct SchedulerCore {
 impl SchedulerCore {
     pub(crate) fn new(jobs: Arc<JobCore>, callback: Option<SchedulerMetricCallback>) -> Self {
         let clock = jobs.store.clock().clone();
-        let (opened_at, elapsed_at_open) = (clock.now_ms(), clock.elapsed_ms());
+        let (opened_at, elapsed_at_open) = clock.now_with_elapsed_ms();
         let core = SchedulerCore {
             jobs,
             // The first pass runs at once: missed slots are settled right after open.
@@ -215,7 +215,7 @@ impl SchedulerCore {
     /// that passed) as a window of missed slots, and returns the windows.
     fn missed_windows(&self) -> Vec<(u64, u64)> {
         let clock = self.jobs.store.clock();
-        let (wall, elapsed) = (clock.now_ms(), clock.elapsed_ms());
+        let (wall, elapsed) = clock.now_with_elapsed_ms();
         let mut missed = self.missed.lock().unwrap_or_else(|p| p.into_inner());
         let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
         let (last_wall, last_elapsed) = *observed;

@@ -6,8 +6,10 @@ use super::tables::{self, ALL_TABLE_NAMES, META};
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// The format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// The format version this build writes and the newest it reads. Version 2 added the queue's
+/// age index (and the job input table); a version 1 file is upgraded at its first open by a
+/// build that writes 2, which an older build then refuses as newer instead of misreading.
+pub(crate) const FORMAT_VERSION: u64 = 2;
 const KEY_FORMAT: &str = "format_version";
 const KEY_EPOCH: &str = "epoch";
 
@@ -71,7 +73,10 @@ pub(crate) fn inspect(db: &impl ReadableDatabase, path: &Path) -> Result<FileKin
 pub(crate) fn init_and_bump_epoch(tx: &WriteTransaction) -> Result<u64> {
     tables::create_all(tx)?;
     let mut meta = tx.open_table(META)?;
-    if meta.get(KEY_FORMAT)?.is_none() {
+    if meta
+        .get(KEY_FORMAT)?
+        .is_none_or(|v| v.value() < FORMAT_VERSION)
+    {
         meta.insert(KEY_FORMAT, FORMAT_VERSION)?;
     }
     let epoch = meta.get(KEY_EPOCH)?.map(|v| v.value()).unwrap_or(0) + 1;

@@ -224,6 +224,18 @@ pub(crate) fn take(
         }
         v
     };
+    // A delivery that was never committed and is due again, but whose event retention pruned
+    // meanwhile, is lost to the group: say so (the group seeks on), never skip it silently.
+    // Checked before anything is written, so the answer changes nothing.
+    if let Some((seq, _)) = pending
+        .iter()
+        .find(|(seq, p)| !p.committed && p.deadline <= now && *seq <= t.pruned_through)
+    {
+        return Ok(Take::Lagged {
+            requested: *seq,
+            next_available: t.pruned_through + 1,
+        });
+    }
     for (seq, mut p) in pending {
         if p.committed {
             continue;
