@@ -15,6 +15,17 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The file, or its lock file, is no longer the one the path named when it was opened: it
+    /// was deleted, renamed or replaced while in use. A running engine refuses further writes
+    /// (they would land in a file no path reaches); restore the file, or open the path again.
+    #[error("{} {detail}", path.display())]
+    FileReplaced {
+        /// The path involved.
+        path: PathBuf,
+        /// What happened to it.
+        detail: String,
+    },
+
     /// The file is not a jobfile file (another format, or a redb file of some other program).
     /// Nothing in it was changed.
     #[error("{} is not a jobfile file: {reason}; nothing was changed", path.display())]

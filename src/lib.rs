@@ -70,6 +70,7 @@ mod engine;
 mod ephemeral;
 mod error;
 mod feed;
+mod file_identity;
 mod jitter;
 mod job;
 mod lock;

@@ -5,11 +5,15 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::file_identity::FileIdentity;
 
 /// An acquired leader lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct LeaderLock {
-    _file: File,
+    identity: FileIdentity,
+    /// Whether this process created the lock file (it removes it again if the open fails
+    /// before the data file exists).
+    created: bool,
 }
 
 pub(crate) fn lock_path(db_path: &Path) -> PathBuf {
@@ -18,40 +22,87 @@ pub(crate) fn lock_path(db_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_lock_file(db_path: &Path) -> Result<File> {
-    let path = lock_path(db_path);
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|source| Error::Io { path, source })
-}
+/// How often an acquisition starts over because the lock file it locked was removed meanwhile
+/// (by a failed first open that cleaned up after itself) before it gives up.
+const MAX_LOCK_RETRIES: usize = 16;
 
 impl LeaderLock {
     /// Takes the lock or fails at once with [`Error::Locked`].
     pub(crate) fn try_acquire(db_path: &Path) -> Result<Self> {
-        let file = open_lock_file(db_path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(LeaderLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::Locked {
-                path: db_path.to_path_buf(),
-            }),
-            Err(TryLockError::Error(source)) => Err(Error::Io {
-                path: lock_path(db_path),
-                source,
-            }),
-        }
+        Self::acquire(db_path, false)
     }
 
     /// Waits (blocking the calling thread) until the lock is free, then takes it.
     pub(crate) fn acquire_blocking(db_path: &Path) -> Result<Self> {
-        let file = open_lock_file(db_path)?;
-        file.lock().map_err(|source| Error::Io {
-            path: lock_path(db_path),
+        Self::acquire(db_path, true)
+    }
+
+    fn acquire(db_path: &Path, wait: bool) -> Result<Self> {
+        if db_path.is_dir() {
+            return Err(Error::invalid(
+                "path",
+                format!(
+                    "{} is a directory; give the path of a jobfile file (it is created if missing)",
+                    db_path.display()
+                ),
+            ));
+        }
+        let path = lock_path(db_path);
+        let io = |source| Error::Io {
+            path: path.clone(),
             source,
-        })?;
-        Ok(LeaderLock { _file: file })
+        };
+        for _ in 0..MAX_LOCK_RETRIES {
+            let (file, created) = open_lock_file(&path).map_err(io)?;
+            if wait {
+                file.lock().map_err(io)?;
+            } else {
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(TryLockError::WouldBlock) => {
+                        return Err(Error::Locked {
+                            path: db_path.to_path_buf(),
+                        });
+                    }
+                    Err(TryLockError::Error(source)) => return Err(io(source)),
+                }
+            }
+            let identity = FileIdentity::new(&path, file).map_err(io)?;
+            // The file locked must still be the one the path names: a holder that removed it
+            // (a failed first open cleaning up) leaves a lock that guards nothing.
+            if identity.check().is_ok() {
+                return Ok(LeaderLock { identity, created });
+            }
+        }
+        Err(Error::FileReplaced {
+            path,
+            detail: "kept being removed or replaced while this process tried to lock it".into(),
+        })
+    }
+
+    /// Releases the lock and removes the lock file if this process created it: a failed open
+    /// leaves nothing behind.
+    pub(crate) fn release_and_remove(self) {
+        if self.created {
+            // Removed while still locked: a process waiting on this file finds it gone once
+            // it gets the lock, and starts over on a new one.
+            let _ = std::fs::remove_file(self.identity.path());
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<(File, bool)> {
+    let created = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path);
+    match created {
+        Ok(file) => Ok((file, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let file = OpenOptions::new().read(true).write(true).open(path)?;
+            Ok((file, false))
+        }
+        Err(e) => Err(e),
     }
 }

@@ -68,9 +68,9 @@ pub(crate) fn inspect(db: &impl ReadableDatabase, path: &Path) -> Result<FileKin
     Ok(FileKind::Jobfile)
 }
 
-/// Creates the tables and format version of a new file, and starts a new leadership epoch.
-/// Returns the new epoch.
-pub(crate) fn init_and_bump_epoch(tx: &WriteTransaction) -> Result<u64> {
+/// Creates the tables a file of this format has (those it lacks), and records the format
+/// version (upgrading an older file's).
+pub(crate) fn init(tx: &WriteTransaction) -> Result<()> {
     tables::create_all(tx)?;
     let mut meta = tx.open_table(META)?;
     if meta
@@ -79,6 +79,13 @@ pub(crate) fn init_and_bump_epoch(tx: &WriteTransaction) -> Result<u64> {
     {
         meta.insert(KEY_FORMAT, FORMAT_VERSION)?;
     }
+    Ok(())
+}
+
+/// [`init`], then starts a new leadership epoch. Returns the new epoch.
+pub(crate) fn init_and_bump_epoch(tx: &WriteTransaction) -> Result<u64> {
+    init(tx)?;
+    let mut meta = tx.open_table(META)?;
     let epoch = meta.get(KEY_EPOCH)?.map(|v| v.value()).unwrap_or(0) + 1;
     meta.insert(KEY_EPOCH, epoch)?;
     Ok(epoch)

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::file_identity::FileIdentity;
 use crate::lock::LeaderLock;
 use faults::{FaultInjector, FaultyBackend};
 use writer::{Msg, TypedOp, Writer, WriterSettings};
@@ -126,18 +127,35 @@ impl Store {
         clock: Arc<dyn Clock>,
         recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
     ) -> Result<(Store, u64, R)> {
-        let existing = precheck(path)?;
-        let mut lock = Some(lock);
-        let opened = Self::open_checked(path, existing, &mut lock, config, clock, recover);
-        if opened.is_err() && !existing {
-            // The file was new: whatever part of its creation reached the disk is undone, so
-            // the next open starts afresh instead of meeting a half-made file. The lock is
-            // still held here.
-            if let Ok(file) = OpenOptions::new().write(true).open(path) {
-                let _ = file.set_len(0).and_then(|()| file.sync_all());
+        let opened = precheck(path).and_then(|existing| {
+            if !existing {
+                create_file(path, &config)?;
             }
+            Ok(existing)
+        });
+        let mut lock = Some(lock);
+        let opened = opened.and_then(|existing| {
+            Self::open_checked(path, existing, &mut lock, config, clock, recover)
+        });
+        let opened = opened.map_err(|e| match e {
+            // The leader lock is ours, yet the data file is open elsewhere: the lock file that
+            // process locked is not the one the path names now.
+            Error::Locked { .. } => Error::FileReplaced {
+                path: crate::lock::lock_path(path),
+                detail: format!(
+                    "was deleted or replaced while another process holds {}; stop that process \
+                     (or wait for it) before opening the file again",
+                    path.display()
+                ),
+            },
+            other => other,
+        });
+        if let Some(lock) = lock.take()
+            && opened.is_err()
+        {
+            // A failed open leaves no lock file it created behind.
+            lock.release_and_remove();
         }
-        drop(lock);
         opened
     }
 
@@ -171,6 +189,13 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let identity = file
+            .try_clone()
+            .and_then(|clone| FileIdentity::new(path, clone))
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let opened = match &config.faults {
             Some(faults) => builder.create_with_backend(FaultyBackend::new(file, faults.clone())?),
             None => builder.create_with_backend(redb::backends::FileBackend::new(file)?),
@@ -200,6 +225,7 @@ impl Store {
             rx,
             shared.clone(),
             clock.clone(),
+            identity,
             WriterSettings {
                 durability: config.durability,
                 max_batch: config.max_batch,
@@ -388,6 +414,63 @@ impl Writer {
         self.run_direct(&mut init)?;
         out.ok_or_else(|| Error::Internal("recovery did not run".into()))
     }
+}
+
+/// Creates a new, empty jobfile at `path` as one step a crash cannot split: the file is built
+/// under a temporary name beside it, made durable, and only then renamed into place (and the
+/// directory synced). A kill at any moment leaves either no file at `path` or a whole one; a
+/// leftover temporary file is removed by the next create. The caller holds the leader lock.
+fn create_file(path: &Path, config: &StoreConfig) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut name = path.as_os_str().to_owned();
+    name.push(".creating");
+    let temp = PathBuf::from(name);
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    let built = (|| {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io)?;
+        let builder = Builder::new();
+        let db = match &config.faults {
+            Some(faults) => builder.create_with_backend(FaultyBackend::new(file, faults.clone())?),
+            None => builder.create_with_backend(redb::backends::FileBackend::new(file)?),
+        }
+        .map_err(|e| open_error(path, e))?;
+        let tx = db.begin_write()?;
+        meta::init(&tx)?;
+        tx.commit()?;
+        drop(db);
+        std::fs::rename(&temp, path).map_err(io)?;
+        sync_parent_dir(path).map_err(io)
+    })();
+    if built.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    built
+}
+
+/// Makes a rename in `path`'s directory durable.
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Looks at an existing file without writing to it. Returns whether there was one to check.

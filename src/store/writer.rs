@@ -21,6 +21,7 @@ use super::tables::OpenTables;
 use super::{Durability, StoreShared, meta};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::file_identity::FileIdentity;
 
 /// What an op sees while it runs: the transaction, the batch's time, and ways to act after the
 /// commit is durable.
@@ -217,7 +218,13 @@ pub(crate) struct Writer {
     last_answered: usize,
     last_commit: Duration,
     counters: HashMap<&'static str, Counter>,
+    /// The data file as opened, and when the path was last checked to still name it.
+    identity: FileIdentity,
+    identity_checked: Option<Instant>,
 }
+
+/// How often, while writing, the writer checks that the path still names the open file.
+const IDENTITY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
     pub(crate) fn new(
@@ -225,6 +232,7 @@ impl Writer {
         rx: Receiver<Msg>,
         shared: Arc<StoreShared>,
         clock: Arc<dyn Clock>,
+        identity: FileIdentity,
         settings: WriterSettings,
     ) -> Self {
         Writer {
@@ -239,6 +247,8 @@ impl Writer {
             last_answered: 0,
             last_commit: Duration::ZERO,
             counters: HashMap::new(),
+            identity,
+            identity_checked: None,
         }
     }
 
@@ -353,6 +363,10 @@ impl Writer {
             }
             return;
         }
+        if let Err(e) = self.check_identity() {
+            self.fail_all(batch, e);
+            return;
+        }
         let span = tracing::debug_span!("commit", ops = batch.len());
         let _enter = span.enter();
         let started = Instant::now();
@@ -395,6 +409,25 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// At most once per [`IDENTITY_CHECK_EVERY`], before a commit: the path must still name
+    /// the file this writer writes. A file deleted or replaced under the engine would take
+    /// every later write where no open of the path finds it.
+    fn check_identity(&mut self) -> Result<()> {
+        if self
+            .identity_checked
+            .is_some_and(|at| at.elapsed() < IDENTITY_CHECK_EVERY)
+        {
+            return Ok(());
+        }
+        self.identity_checked = Some(Instant::now());
+        self.identity.check().map_err(|what| Error::FileReplaced {
+            path: self.identity.path().to_path_buf(),
+            detail: format!(
+                "{what}; writes are refused from now on, as no open of the path would find them"
+            ),
+        })
     }
 
     fn fail_all(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, e: Error) {
@@ -530,13 +563,16 @@ mod tests {
     /// ops already waiting in its channel.
     fn writer_after(answered: usize, queued: usize) -> (Writer, mpsc::Sender<Msg>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = redb::Database::create(dir.path().join("w.redb")).expect("db");
+        let path = dir.path().join("w.redb");
+        let db = redb::Database::create(&path).expect("db");
+        let file = std::fs::File::open(&path).expect("file");
         let (tx, rx) = mpsc::channel();
         let mut writer = Writer::new(
             Arc::new(db),
             rx,
             Arc::new(StoreShared::default()),
             Arc::new(ManualClock::new(0)),
+            FileIdentity::new(&path, file).expect("identity"),
             WriterSettings {
                 durability: Durability::Immediate,
                 max_batch: 4_096,
