@@ -222,3 +222,66 @@ async fn a_cancelled_handler_that_ignores_its_signal_gives_its_slot_back() {
         Outcome::Cancelled("operator".to_string())
     );
 }
+
+/// Bytes written to the file by 100 heartbeats and 100 progress reports of one running job
+/// whose input is `input_len` bytes.
+async fn bytes_per_100_writes(input_len: usize) -> (u64, u64) {
+    use jobfile::EngineOptions;
+    use jobfile::testing::FaultInjector;
+    let (_dir, path) = temp_file();
+    let faults = FaultInjector::new();
+    let engine = EngineOptions::new()
+        .fault_injector(faults.clone())
+        .open(&path)
+        .await
+        .unwrap();
+    let (ctx_tx, mut ctx_rx) = mpsc::unbounded_channel();
+    let h = engine
+        .register(JobSpec::new("big"), move |ctx: JobCtx, input: String| {
+            let ctx_tx = ctx_tx.clone();
+            async move {
+                ctx_tx.send(ctx).ok();
+                std::future::pending::<()>().await;
+                Ok(input.len())
+            }
+        })
+        .unwrap();
+    h.submit("x".repeat(input_len)).await.unwrap();
+    let ctx: JobCtx = ctx_rx.recv().await.unwrap();
+    let before = faults.bytes_written();
+    for _ in 0..100 {
+        ctx.heartbeat().await.unwrap();
+    }
+    let heartbeats = faults.bytes_written() - before;
+    let before = faults.bytes_written();
+    for i in 0..100 {
+        ctx.progress(i, "working").await.unwrap();
+    }
+    let progress = faults.bytes_written() - before;
+    // The input is still whole where the job's readers look for it.
+    assert_eq!(
+        h.get(ctx.id()).unwrap().input_json.len(),
+        input_len + 2,
+        "the stored input is the JSON string"
+    );
+    (heartbeats, progress)
+}
+
+#[tokio::test]
+async fn heartbeats_and_progress_cost_the_same_whatever_the_input_size() {
+    let (small_hb, small_pr) = bytes_per_100_writes(1).await;
+    let (big_hb, big_pr) = bytes_per_100_writes(1_000_000).await;
+    eprintln!(
+        "100 heartbeats: {small_hb} bytes with a 1-byte input, {big_hb} with 1 MB; 100 progress reports: {small_pr} and {big_pr}"
+    );
+    // Page-for-page the same work; allow for the B-tree pages landing differently.
+    for (small, big, what) in [
+        (small_hb, big_hb, "heartbeats"),
+        (small_pr, big_pr, "progress"),
+    ] {
+        assert!(
+            big <= small + small / 2,
+            "{what}: {big} bytes with a 1 MB input against {small} with 1 byte"
+        );
+    }
+}

@@ -40,7 +40,7 @@ use self::core::JobCore;
 use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::store::codec::decode;
-use crate::store::tables::{JOB_DELAYED, JOB_FINISHED, JOB_LEASES, JOB_READY, JOBS};
+use crate::store::tables::{JOB_DELAYED, JOB_FINISHED, JOB_INPUTS, JOB_LEASES, JOB_READY, JOBS};
 use ops::cancel::Cancelled;
 use ops::submit::NewJob;
 use record::{JobStateV1, JobV1, StoredJob};
@@ -471,7 +471,7 @@ where
     ///
     /// Errors: [`Error::UnknownJob`].
     pub fn get(&self, id: u64) -> Result<JobInfo> {
-        Ok(info(id, load_job(&self.core, id)?))
+        Ok(info(id, load_job_with_input(&self.core, id)?))
     }
 }
 
@@ -506,6 +506,27 @@ fn outcome_of<O: DeserializeOwned>(id: u64, job: JobV1) -> Result<Option<Outcome
 
 fn load_job(core: &JobCore, id: u64) -> Result<JobV1> {
     core.store.read(|rtx| read_job(&rtx.open_table(JOBS)?, id))
+}
+
+/// The job `id` with its input in place (also one stored apart), for a view of it.
+fn load_job_with_input(core: &JobCore, id: u64) -> Result<JobV1> {
+    core.store.read(|rtx| {
+        let job = read_job(&rtx.open_table(JOBS)?, id)?;
+        with_input(rtx, id, job)
+    })
+}
+
+/// Puts an input stored apart into `job`.
+fn with_input(rtx: &redb::ReadTransaction, id: u64, mut job: JobV1) -> Result<JobV1> {
+    if job.input_apart {
+        let inputs = rtx.open_table(JOB_INPUTS)?;
+        job.input = inputs
+            .get(id)?
+            .ok_or_else(|| ops::missing_input(id))?
+            .value()
+            .to_vec();
+    }
+    Ok(job)
 }
 
 /// The job `id` from an open jobs table of a read transaction.
@@ -707,7 +728,7 @@ impl Jobs {
 
     /// The job as stored. Errors: [`Error::UnknownJob`].
     pub fn get(&self, id: u64) -> Result<JobInfo> {
-        Ok(info(id, load_job(&self.core, id)?))
+        Ok(info(id, load_job_with_input(&self.core, id)?))
     }
 
     /// Up to `limit` jobs in `state`, oldest id first, starting after id `after` (0 for the
@@ -734,7 +755,8 @@ impl Jobs {
                         let (id, bytes) = entry?;
                         let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
                         if matches!(job.state, JobStateV1::Completed { .. }) {
-                            out.push(info(id.value(), job));
+                            let id = id.value();
+                            out.push(info(id, with_input(rtx, id, job)?));
                         }
                     }
                     return Ok(out);
@@ -767,7 +789,7 @@ impl Jobs {
             ids.truncate(limit);
             let jobs = rtx.open_table(JOBS)?;
             ids.into_iter()
-                .map(|id| Ok(info(id, read_job(&jobs, id)?)))
+                .map(|id| Ok(info(id, with_input(rtx, id, read_job(&jobs, id)?)?)))
                 .collect()
         })
     }

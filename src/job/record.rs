@@ -14,15 +14,24 @@ pub(crate) enum StoredJob {
     /// The job's first events (up to [`INLINE_EVENTS`]) ride in the record, the rest are in
     /// the events table.
     V2(JobV1, Vec<EventV1>),
+    /// As `V2`, and the last field says whether the input is stored apart, in the job inputs
+    /// table (an input over [`INLINE_INPUT_MAX`] bytes), leaving the record's input empty.
+    V3(JobV1, Vec<EventV1>, bool),
 }
 
 impl StoredJob {
-    /// The job, with its inline events in place.
+    /// The job, with its inline events in place. An input stored apart is not loaded: see
+    /// [`JobV1::input_apart`].
     pub(crate) fn into_job(self) -> JobV1 {
         match self {
             StoredJob::V1(job) => job,
             StoredJob::V2(mut job, events) => {
                 job.inline_events = events;
+                job
+            }
+            StoredJob::V3(mut job, events, input_apart) => {
+                job.inline_events = events;
+                job.input_apart = input_apart;
                 job
             }
         }
@@ -33,16 +42,24 @@ impl StoredJob {
 /// the newest version.
 #[derive(Debug, Serialize)]
 pub(crate) enum StoredJobRef<'a> {
-    /// No longer written (but by a test helper); kept so that `V2` keeps its variant index.
+    /// No longer written (but by a test helper); kept so that later variants keep their index.
     V1(&'a JobV1),
+    /// No longer written; kept for its index.
+    #[allow(dead_code)]
     V2(&'a JobV1, &'a [EventV1]),
+    V3(&'a JobV1, &'a [EventV1], bool),
 }
 
 impl<'a> StoredJobRef<'a> {
     pub(crate) fn new(job: &'a JobV1) -> Self {
-        StoredJobRef::V2(job, &job.inline_events)
+        StoredJobRef::V3(job, &job.inline_events, job.input_apart)
     }
 }
+
+/// The largest input kept in the job's record. A larger one is stored apart, once: the record
+/// is rewritten at every change of the job (each heartbeat, each progress report), and an
+/// input inside it would be rewritten with it.
+pub(crate) const INLINE_INPUT_MAX: usize = 1024;
 
 /// The bytes stored for `job`: always the newest format, its inline events beside it.
 pub(crate) fn encode_job(job: &JobV1) -> Vec<u8> {
@@ -83,6 +100,10 @@ pub(crate) struct JobV1 {
     /// part of the `V1` layout; [`StoredJob::V2`] stores them beside it.
     #[serde(skip)]
     pub(crate) inline_events: Vec<EventV1>,
+    /// The input is in the job inputs table and `input` is empty (see [`INLINE_INPUT_MAX`]).
+    /// Not part of the `V1` layout; [`StoredJob::V3`] stores it beside it.
+    #[serde(skip)]
+    pub(crate) input_apart: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,5 +319,6 @@ pub(crate) fn sample_job(events: usize) -> JobV1 {
         next_event: events as u32,
         updated_at: at + 2,
         inline_events,
+        input_apart: false,
     }
 }

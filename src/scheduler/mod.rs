@@ -238,10 +238,12 @@ impl SchedulerCore {
 
     async fn pass_with_report(self: &Arc<Self>) -> Result<(Option<u64>, DispatchReport)> {
         let core = self.clone();
-        let missed = self.missed_windows();
         let outcome = self
             .jobs
             .write(move |ctx, fx| {
+                // Looked at in the writer, after the transaction's `now` was read: a jump seen
+                // by an earlier look would otherwise be missing from this pass.
+                let missed = core.missed_windows();
                 let mut report = DispatchReport::default();
                 let has_handler = |name: &str| core.jobs.has_handler(name);
                 let mut crons = core.crons.lock().unwrap_or_else(|p| p.into_inner());

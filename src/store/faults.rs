@@ -30,6 +30,8 @@ struct FaultState {
     injected: AtomicU64,
     /// Calls seen so far: writes, syncs, reads.
     seen: [AtomicU64; 3],
+    /// Bytes the storage was asked to write so far.
+    bytes_written: AtomicU64,
 }
 
 impl Default for FaultState {
@@ -41,6 +43,7 @@ impl Default for FaultState {
             disk_full: AtomicBool::new(false),
             injected: AtomicU64::new(0),
             seen: Default::default(),
+            bytes_written: AtomicU64::new(0),
         }
     }
 }
@@ -93,6 +96,12 @@ impl FaultInjector {
             s.load(Ordering::SeqCst),
             r.load(Ordering::SeqCst),
         )
+    }
+
+    /// Bytes the storage has been asked to write so far (failed writes included): what a
+    /// workload costs the disk.
+    pub fn bytes_written(&self) -> u64 {
+        self.state.bytes_written.load(Ordering::SeqCst)
     }
 
     fn check(&self, counter: &AtomicI64, what: &str) -> io::Result<()> {
@@ -165,6 +174,10 @@ impl StorageBackend for FaultyBackend {
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.faults.check_space()?;
+        self.faults
+            .state
+            .bytes_written
+            .fetch_add(data.len() as u64, Ordering::SeqCst);
         self.faults.check(&self.faults.state.writes_left, "write")?;
         self.inner.write(offset, data)
     }

@@ -45,6 +45,8 @@ pub(crate) const JOB_DELAYED: TableDefinition<(u64, u64), ()> = TableDefinition:
 pub(crate) const JOB_LEASES: TableDefinition<(u64, u64), ()> = TableDefinition::new("job_leases");
 /// Idempotency keys: (definition name, key) -> job id, kept while the job is retained.
 pub(crate) const JOB_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("job_keys");
+/// Inputs over the inline limit, stored apart from their job's record: job id -> input.
+pub(crate) const JOB_INPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_inputs");
 /// Each job's event stream: (job id, sequence) -> event.
 pub(crate) const JOB_EVENTS: TableDefinition<(u64, u32), &[u8]> =
     TableDefinition::new("job_events");
@@ -118,6 +120,7 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "job_delayed",
     "job_leases",
     "job_keys",
+    "job_inputs",
     "job_events",
     "job_steps",
     "job_finished",
@@ -154,6 +157,7 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(JOB_DELAYED)?;
     tx.open_table(JOB_LEASES)?;
     tx.open_table(JOB_KEYS)?;
+    tx.open_table(JOB_INPUTS)?;
     tx.open_table(JOB_EVENTS)?;
     tx.open_table(JOB_STEPS)?;
     tx.open_table(JOB_FINISHED)?;
@@ -211,6 +215,7 @@ open_tables! {
     job_delayed: JOB_DELAYED => (u64, u64), ();
     leases_unflushed: JOB_LEASES => (u64, u64), ();
     job_keys: JOB_KEYS => (&'static str, &'static str), u64;
+    job_inputs: JOB_INPUTS => u64, &'static [u8];
     job_events: JOB_EVENTS => (u64, u32), &'static [u8];
     job_steps: JOB_STEPS => (u64, &'static str), &'static [u8];
     job_finished: JOB_FINISHED => (u8, u64), ();

@@ -80,10 +80,11 @@ pub(crate) fn start_attempt(
     let name = std::mem::take(&mut job.name);
     super::count(ctx, fx, JobMetric::Started { name, attempt })?;
     fx.started.push((id, attempt));
+    let input = super::input_of(ctx, id, job.input, job.input_apart)?;
     Ok(Claimed {
         id,
         attempt,
-        input: job.input,
+        input,
         meta: job.meta,
     })
 }

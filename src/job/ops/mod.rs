@@ -299,9 +299,35 @@ pub(crate) fn settle_failure(
     save(ctx, id, job)
 }
 
-/// Deletes the job with its events, steps and key.
+/// The job's input: `inline` from its record, or the one stored apart.
+pub(crate) fn input_of(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    inline: Vec<u8>,
+    apart: bool,
+) -> Result<Vec<u8>> {
+    if !apart {
+        return Ok(inline);
+    }
+    match ctx.tables.job_inputs()?.get(id)? {
+        Some(bytes) => Ok(bytes.value().to_vec()),
+        None => Err(missing_input(id)),
+    }
+}
+
+pub(crate) fn missing_input(id: u64) -> Error {
+    Error::Corrupt {
+        table: "job_inputs",
+        detail: format!("job {id} has its input stored apart, but there is none"),
+    }
+}
+
+/// Deletes the job with its events, steps, input and key.
 pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
     leave_state(ctx, id, job)?;
+    if job.input_apart {
+        ctx.tables.job_inputs()?.remove(id)?;
+    }
     if let Some(key) = &job.key {
         let keys = ctx.tables.job_keys()?;
         // Only remove the key if it still points at this job.

@@ -6,7 +6,7 @@ use super::claim::{Claimed, any_ready, start_attempt};
 use super::{Effects, enter_queued, new_id, push_event, save};
 use crate::error::Result;
 use crate::job::metrics::JobMetric;
-use crate::job::record::{BackoffV1, EventKindV1, JobStateV1, JobV1};
+use crate::job::record::{BackoffV1, EventKindV1, INLINE_INPUT_MAX, JobStateV1, JobV1};
 use crate::store::TxCtx;
 
 /// A job as submitted, before it has an id. Validated by the caller.
@@ -63,9 +63,17 @@ pub(crate) fn submit(
             .job_keys()?
             .insert((new.name.as_str(), key.as_str()), id)?;
     }
+    let input_apart = new.input.len() > INLINE_INPUT_MAX;
+    if input_apart {
+        ctx.tables.job_inputs()?.insert(id, new.input.as_slice())?;
+    }
     let mut job = JobV1 {
         name: new.name.clone(),
-        input: new.input.clone(),
+        input: if input_apart {
+            Vec::new()
+        } else {
+            new.input.clone()
+        },
         priority: new.priority,
         key: new.key.clone(),
         meta: new.meta.clone(),
@@ -87,6 +95,7 @@ pub(crate) fn submit(
         next_event: 0,
         updated_at: ctx.now,
         inline_events: Vec::new(),
+        input_apart,
     };
     push_event(ctx, id, &mut job, EventKindV1::Submitted, fx)?;
     super::count(
