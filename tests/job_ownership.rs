@@ -285,3 +285,44 @@ async fn heartbeats_and_progress_cost_the_same_whatever_the_input_size() {
         );
     }
 }
+
+#[tokio::test]
+async fn outputs_and_step_results_over_the_result_limit_fail_with_a_typed_code() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let h = engine
+        .register(
+            JobSpec::new("big-results")
+                .result_limit(1_000)
+                .max_attempts(3),
+            |ctx: JobCtx, what: String| async move {
+                if what == "step" {
+                    ctx.step("blob", || async { Ok::<_, JobError>("s".repeat(1_000)) })
+                        .await?;
+                }
+                if what == "fits" {
+                    // 998 characters and two quotes: exactly the limit.
+                    return Ok("f".repeat(998));
+                }
+                Ok("o".repeat(2_000))
+            },
+        )
+        .unwrap();
+    let output = h.submit("output".to_string()).await.unwrap().id;
+    let step = h.submit("step".to_string()).await.unwrap().id;
+    let fits = h.submit("fits".to_string()).await.unwrap().id;
+    for (id, code) in [(output, "OUTPUT_TOO_LARGE"), (step, "STEP_TOO_LARGE")] {
+        let Outcome::Failed(f) = h.join(id, None).await.unwrap() else {
+            panic!("job {id} should fail")
+        };
+        // Permanent: no retry would make it smaller.
+        assert_eq!((f.code.as_str(), f.attempt), (code, 1), "{}", f.message);
+        assert!(f.message.contains("1000 bytes"), "{}", f.message);
+    }
+    assert_eq!(
+        h.join(fits, None).await.unwrap(),
+        Outcome::Completed("f".repeat(998))
+    );
+    // The oversized step result was not stored.
+    assert!(!event_names(&engine, step).contains(&"step_completed"));
+}

@@ -34,6 +34,7 @@ struct CtxInner {
     meta: Vec<(String, String)>,
     signal: Arc<AttemptSignal>,
     steps_seen: Mutex<HashSet<String>>,
+    result_limit: usize,
 }
 
 impl std::fmt::Debug for JobCtx {
@@ -61,6 +62,7 @@ impl JobCtx {
         attempt: u32,
         meta: Vec<(String, String)>,
         signal: Arc<AttemptSignal>,
+        result_limit: usize,
     ) -> Self {
         JobCtx {
             inner: Arc::new(CtxInner {
@@ -71,6 +73,7 @@ impl JobCtx {
                 meta,
                 signal,
                 steps_seen: Mutex::new(HashSet::new()),
+                result_limit,
             }),
         }
     }
@@ -164,7 +167,10 @@ impl JobCtx {
     /// returns its stored value without running `work`. An `Err` is not remembered: the step
     /// runs again next time. Each step id may be used once per attempt; a second use fails
     /// with code `DUPLICATE_STEP`. A stored value that no longer decodes into `T` fails with
-    /// `STEP_DECODE`.
+    /// `STEP_DECODE`; a result over the definition's
+    /// [`result_limit`](crate::JobSpec::result_limit) is not stored and fails with
+    /// `STEP_TOO_LARGE` (permanent). An attempt that no longer owns its job (timed out,
+    /// cancelled) gets `LOST` without `work` running.
     pub async fn step<T, E, F, Fut>(&self, step_id: &str, work: F) -> Result<T, JobError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
@@ -221,6 +227,14 @@ impl JobCtx {
             JobError::permanent(format!("result of step {step_id:?} cannot be stored: {e}"))
                 .code("STEP_ENCODE")
         })?;
+        let limit = self.inner.result_limit;
+        if bytes.len() > limit {
+            return Err(JobError::permanent(format!(
+                "result of step {step_id:?} is {} bytes encoded, over the definition's result limit of {limit} bytes (JobSpec::result_limit)",
+                bytes.len()
+            ))
+            .code("STEP_TOO_LARGE"));
+        }
         let step = step_id.to_string();
         let owned = self
             .inner

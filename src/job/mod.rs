@@ -304,6 +304,7 @@ where
         }
         let handler = Arc::new(handler);
         let type_name = std::any::type_name::<I>();
+        let limit = self.spec.result_limit;
         let invoke = move |ctx: JobCtx,
                            input: &[u8]|
               -> std::result::Result<HandlerFuture, String> {
@@ -312,16 +313,25 @@ where
             let run = handler(ctx, input);
             Ok(Box::pin(async move {
                 let output = run.await?;
-                serde_json::to_vec(&output).map_err(|e| {
+                let bytes = serde_json::to_vec(&output).map_err(|e| {
                     JobError::permanent(format!("the output cannot be stored: {e}"))
                         .code("OUTPUT_ENCODE")
-                })
+                })?;
+                if bytes.len() > limit {
+                    return Err(JobError::permanent(format!(
+                        "the output is {} bytes encoded, over the definition's result limit of {limit} bytes (JobSpec::result_limit)",
+                        bytes.len()
+                    ))
+                    .code("OUTPUT_TOO_LARGE"));
+                }
+                Ok(bytes)
             }))
         };
         let concurrency = Arc::new(Semaphore::new(self.spec.concurrency));
         let def = Arc::new(Definition {
             name: self.spec.name.as_str().into(),
             concurrency: concurrency.clone(),
+            result_limit: limit,
             invoke: Box::new(invoke),
         });
         let (handoff, handoffs) = tokio::sync::mpsc::unbounded_channel();

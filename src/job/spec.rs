@@ -28,12 +28,13 @@ pub struct JobSpec {
     pub(crate) retention: Duration,
     pub(crate) crash_budget: u32,
     pub(crate) payload_limit: usize,
+    pub(crate) result_limit: usize,
 }
 
 impl JobSpec {
     /// A definition named `name` with the defaults: 1 attempt, no backoff, a 30 s lease, no
     /// attempt timeout, concurrency 1, priority 0, 7 days of retention, a crash budget of 3,
-    /// and inputs of at most 1 MiB.
+    /// and inputs, outputs and step results of at most 1 MiB each.
     pub fn new(name: impl Into<String>) -> Self {
         JobSpec {
             name: name.into(),
@@ -46,6 +47,7 @@ impl JobSpec {
             retention: Duration::from_secs(7 * 24 * 3600),
             crash_budget: 3,
             payload_limit: 1024 * 1024,
+            result_limit: 1024 * 1024,
         }
     }
 
@@ -110,6 +112,15 @@ impl JobSpec {
     /// The largest encoded input (plus meta) accepted by submit, in bytes. Default 1 MiB.
     pub fn payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
+        self
+    }
+
+    /// The largest encoded output of the handler, and of each step's result, in bytes.
+    /// Default 1 MiB. A larger output fails the attempt for good with code
+    /// `OUTPUT_TOO_LARGE`; a larger step result fails the step with code `STEP_TOO_LARGE`
+    /// (a permanent error; nothing is stored).
+    pub fn result_limit(mut self, bytes: usize) -> Self {
+        self.result_limit = bytes;
         self
     }
 

@@ -27,6 +27,8 @@ pub(crate) type Invoke = Box<dyn Fn(JobCtx, &[u8]) -> Result<HandlerFuture, Stri
 pub(crate) struct Definition {
     pub(crate) name: Arc<str>,
     pub(crate) concurrency: Arc<Semaphore>,
+    /// The largest encoded output or step result.
+    pub(crate) result_limit: usize,
     pub(crate) invoke: Invoke,
 }
 
@@ -185,6 +187,7 @@ async fn run_attempt(
         attempt,
         meta,
         signal.clone(),
+        def.result_limit,
     );
     let mut slot = Some(slot);
     let result = match (def.invoke)(ctx, &input) {

@@ -57,6 +57,33 @@ impl CronSchedule {
         u64::try_from(next.timestamp_millis()).ok()
     }
 
+    /// Whether any date from the one `from_ms` falls on, over a whole 400-year cycle of the
+    /// calendar, has a slot. Checks the day and month fields date by date (every time of day
+    /// has a slot once a date does), so an expression that can never match (February 30) is
+    /// known in milliseconds, where searching for its next slot takes croner a long time.
+    pub(crate) fn ever_matches(&self, from_ms: u64) -> bool {
+        use chrono::Datelike;
+        let Some(start) = i64::try_from(from_ms)
+            .ok()
+            .and_then(|ms| self.zone.timestamp_millis_opt(ms).single())
+        else {
+            return true;
+        };
+        let pattern = &self.cron.pattern;
+        // The Gregorian calendar repeats its dates and weekdays every 400 years.
+        start.date_naive().iter_days().take(146_097).any(|d| {
+            pattern.month_match(d.month()).unwrap_or(true)
+                && pattern
+                    .day_match(
+                        d.year(),
+                        d.month(),
+                        d.day(),
+                        croner::Weekday::from_days_from_sunday(d.weekday().num_days_from_sunday()),
+                    )
+                    .unwrap_or(true)
+        })
+    }
+
     /// The last slot strictly before `before_ms`, in UTC ms; `None` if there is none.
     pub(crate) fn prev_before(&self, before_ms: u64) -> Option<u64> {
         // croner works in whole seconds: search from the next whole second, exclusive.
@@ -201,6 +228,20 @@ mod tests {
                 cron.walk(from, to),
                 "{expr} in {zone}"
             );
+        }
+        // Impossible dates are known without a search; possible rare ones are found.
+        for (expr, possible) in [
+            ("0 0 30 2 *", false),
+            ("0 0 31 4,6,9,11 *", false),
+            ("0 0 29 2 *", true),
+            ("0 0 31 * *", true),
+            ("0 0 L 2 *", true),
+            ("0 0 13 * FRI", true),
+        ] {
+            let cron = CronSchedule::parse(expr, "UTC").expect("parses");
+            let started = std::time::Instant::now();
+            assert_eq!(cron.ever_matches(from), possible, "{expr}");
+            eprintln!("{expr}: {:?}", started.elapsed());
         }
         // Two weeks of a per-second schedule, counted without walking all of them.
         let cron = CronSchedule::parse("* * * * * *", "UTC").expect("parses");

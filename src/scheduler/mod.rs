@@ -303,12 +303,11 @@ impl Scheduler {
     {
         check_name("schedule id", &spec.id)?;
         let cron = CronSchedule::parse(&spec.cron, &spec.zone)?;
-        // An expression that never matches (February 30) is a mistake, not a schedule; finding
-        // that out also takes croner a long search, better done here than in the writer.
-        if cron
-            .next_after(self.core.jobs.store.clock().now_ms())
-            .is_none()
-        {
+        // An expression that never matches (February 30) is a mistake, not a schedule. The
+        // day and month fields tell at once; a search for its next slot would take croner
+        // long, and better here than in the writer.
+        let now = self.core.jobs.store.clock().now_ms();
+        if !cron.ever_matches(now) || cron.next_after(now).is_none() {
             return Err(crate::Error::invalid(
                 "cron",
                 format!(
