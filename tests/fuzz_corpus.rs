@@ -196,7 +196,8 @@ fn open_file_over_the_corpus() {
 }
 
 /// Regenerates `fuzz/seeds/decode_records` and `fuzz/seeds/open_file/real.jobfile` from a
-/// jobfile holding every kind of record.
+/// jobfile holding every kind of record. Seeds of older formats are kept beside the new ones
+/// (rename the new ones before committing, as `jobs-f2-005.bin`: the table name stays first).
 #[test]
 #[ignore = "writes the seed corpus; run by hand after a record format changes"]
 fn write_seeds() {
@@ -255,6 +256,9 @@ async fn fill(path: &Path) {
     let id = h.submit(1).key("key").await.unwrap().id;
     h.join(id, None).await.unwrap();
     h.submit(2).delay(Duration::from_secs(3_600)).await.unwrap();
+    // An input over the inline limit, stored apart from its record.
+    let big = engine.job::<String, ()>(JobSpec::new("big")).unwrap();
+    big.submit("x".repeat(4_096)).await.unwrap();
     let q = engine.queue("q").unwrap();
     q.send(b"one".to_vec()).await.unwrap();
     q.send(b"two".to_vec()).await.unwrap();
