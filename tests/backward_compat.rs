@@ -4,9 +4,8 @@
 //! Both hold what `tests/fuzz_corpus.rs`'s `fill` writes: a completed job `k` (key `key`), a
 //! delayed job `k`, two queue messages in `q` (one leased when the file was closed), a mutex, an
 //! ephemeral entry, two topic events with a group, and a schedule. `format2.bin` also holds a job
-//! `big` whose 4 KiB input is stored apart from its record.
-
-mod common;
+//! `big` whose 4 KiB input, and a message whose 4 KiB payload, are stored apart from their
+//! records.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,7 +107,11 @@ async fn a_format_2_file_opens_with_its_inputs_stored_apart() {
         jobfile::Outcome::Completed(4_096)
     );
     let dead = engine.queue("q").unwrap().dead_letters(10).unwrap();
-    assert_eq!(dead.len(), 2);
+    let payloads: Vec<Vec<u8>> = dead.iter().map(|d| d.payload.clone()).collect();
+    assert_eq!(
+        payloads,
+        [b"one".to_vec(), b"two".to_vec(), vec![b'p'; 4_096]]
+    );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_eq!(format_version(&path), 2);
 }

@@ -263,6 +263,8 @@ async fn fill(path: &Path) {
     q.send(b"one".to_vec()).await.unwrap();
     q.send(b"two".to_vec()).await.unwrap();
     q.try_receive(1, Duration::from_secs(60)).await.unwrap();
+    // A payload over the inline limit, stored apart from its record.
+    q.send(vec![b'p'; 4_096]).await.unwrap();
     let m = engine.mutex("m").unwrap();
     m.try_acquire("owner", Duration::from_secs(60))
         .await

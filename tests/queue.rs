@@ -609,3 +609,44 @@ async fn state_survives_reopen_and_leases_of_the_old_leader_are_redelivered() {
     // Ids keep counting across leaderships.
     assert_eq!(q.send(b"c".to_vec()).await.unwrap().id, 3);
 }
+
+/// Bytes written to the file by 100 `extend`s of one delivery whose payload is `len` bytes.
+async fn bytes_per_100_extends(len: usize) -> u64 {
+    use jobfile::EngineOptions;
+    use jobfile::testing::FaultInjector;
+    let (_dir, path) = temp_file();
+    let faults = FaultInjector::new();
+    let engine = EngineOptions::new()
+        .fault_injector(faults.clone())
+        .open(&path)
+        .await
+        .unwrap();
+    let q = engine.queue("big").unwrap();
+    q.send(vec![7u8; len]).await.unwrap();
+    let mut d = q.receive().await.unwrap();
+    assert_eq!(d.payload().len(), len);
+    let before = faults.bytes_written();
+    for _ in 0..100 {
+        assert!(d.extend(secs(30)).await.unwrap());
+    }
+    let written = faults.bytes_written() - before;
+    // The payload is whole wherever it is read.
+    assert_eq!(q.get(d.id()).unwrap().unwrap().payload, vec![7u8; len]);
+    assert!(d.nack(Duration::ZERO).await.unwrap());
+    assert_eq!(
+        q.receive().await.unwrap().payload(),
+        vec![7u8; len].as_slice()
+    );
+    written
+}
+
+#[tokio::test]
+async fn extending_a_delivery_costs_the_same_whatever_the_payload_size() {
+    let small = bytes_per_100_extends(1).await;
+    let big = bytes_per_100_extends(128 * 1024).await;
+    eprintln!("100 extends: {small} bytes with a 1-byte payload, {big} with 128 KiB");
+    assert!(
+        big <= small + small / 2,
+        "{big} bytes with a 128 KiB payload against {small} with 1 byte"
+    );
+}

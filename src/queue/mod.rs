@@ -22,7 +22,9 @@ use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::codec::decode;
-use crate::store::tables::{QUEUE_DEAD, QUEUE_DELAYED, QUEUE_LEASES, QUEUE_MESSAGES, QUEUE_READY};
+use crate::store::tables::{
+    QUEUE_DEAD, QUEUE_DELAYED, QUEUE_LEASES, QUEUE_MESSAGES, QUEUE_PAYLOADS, QUEUE_READY,
+};
 use crate::timer::Timer;
 use ops::{Became, NewMessage};
 pub use record::DeadReason;
@@ -269,6 +271,19 @@ fn info(id: u64, m: MessageV1) -> MessageInfo {
 
 const MAX_QUEUE_NAME: usize = 256;
 
+/// Puts a payload stored apart into `m`, for a view of the message.
+fn with_payload(rtx: &redb::ReadTransaction, id: u64, mut m: MessageV1) -> Result<MessageV1> {
+    if m.payload_apart {
+        let payloads = rtx.open_table(QUEUE_PAYLOADS)?;
+        m.payload = payloads
+            .get(id)?
+            .ok_or_else(|| ops::missing_payload(id))?
+            .value()
+            .to_vec();
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::record::{MessageState, MessageV1, StoredMessage, StoredMessageRef};
@@ -288,10 +303,13 @@ mod tests {
             deliveries: 1,
             state: MessageState::Leased { deadline: 99 },
             last_error: Some("e".into()),
+            payload_apart: false,
         };
-        let owned = encode(&StoredMessage::V1(m.clone()));
-        assert_eq!(encode(&StoredMessageRef::V1(&m)), owned);
-        let StoredMessage::V1(back) = decode("t", &owned).expect("decode");
+        let owned = encode(&StoredMessage::V2(m.clone(), false));
+        assert_eq!(encode(&StoredMessageRef::new(&m)), owned);
+        let back = decode::<StoredMessage>("t", &owned)
+            .expect("decode")
+            .into_message();
         assert_eq!(back.payload, m.payload);
         assert_eq!(back.state, m.state);
     }
@@ -299,7 +317,7 @@ mod tests {
 
 /// Decodes a stored message record (for fuzzing the decoder).
 pub(crate) fn decode_message_record(bytes: &[u8]) -> Result<()> {
-    let StoredMessage::V1(_) = decode("queue_messages", bytes)?;
+    decode::<StoredMessage>("queue_messages", bytes)?;
     Ok(())
 }
 
@@ -438,8 +456,8 @@ impl Queue {
             let table = rtx.open_table(QUEUE_MESSAGES)?;
             match table.get(id)? {
                 Some(bytes) => {
-                    let StoredMessage::V1(m) = decode("queue_messages", bytes.value())?;
-                    Ok(Some(m))
+                    let m = decode::<StoredMessage>("queue_messages", bytes.value())?;
+                    with_payload(rtx, id, m.into_message()).map(Some)
                 }
                 None => Ok(None),
             }
@@ -468,8 +486,8 @@ impl Queue {
                 for entry in table.iter()? {
                     let id = entry?.0.value().1;
                     if let Some(bytes) = messages.get(id)? {
-                        let StoredMessage::V1(m) = decode("queue_messages", bytes.value())?;
-                        n += u64::from(m.queue == name);
+                        let m = decode::<StoredMessage>("queue_messages", bytes.value())?;
+                        n += u64::from(m.into_message().queue == name);
                     }
                 }
                 Ok(n)
@@ -492,8 +510,9 @@ impl Queue {
                 let Some(bytes) = messages.get(id)? else {
                     continue;
                 };
-                let StoredMessage::V1(m) = decode("queue_messages", bytes.value())?;
+                let m = decode::<StoredMessage>("queue_messages", bytes.value())?.into_message();
                 if let MessageState::Dead { reason, at, .. } = m.state {
+                    let m = with_payload(rtx, id, m)?;
                     out.push(DeadLetter {
                         id,
                         payload: m.payload,

@@ -3,13 +3,15 @@
 
 use redb::ReadableTable;
 
-use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMessageRef};
+use super::record::{
+    DeadReason, INLINE_PAYLOAD_MAX, MessageState, MessageV1, StoredMessage, StoredMessageRef,
+};
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode, priority_key};
 use crate::store::tables::{
     QUEUE_AGE, QUEUE_DEAD, QUEUE_DEAD_EXPIRY, QUEUE_DELAYED, QUEUE_KEYS, QUEUE_LEASES,
-    QUEUE_MESSAGES, QUEUE_READY,
+    QUEUE_MESSAGES, QUEUE_PAYLOADS, QUEUE_READY,
 };
 
 const SEQ_COUNTER: &str = "next:queue_seq";
@@ -69,12 +71,31 @@ fn load(ctx: &TxCtx<'_>, id: u64) -> Result<Option<MessageV1>> {
     let Some(bytes) = table.get(id)? else {
         return Ok(None);
     };
-    let StoredMessage::V1(m) = decode("queue_messages", bytes.value())?;
-    Ok(Some(m))
+    Ok(Some(
+        decode::<StoredMessage>("queue_messages", bytes.value())?.into_message(),
+    ))
+}
+
+/// The message's payload: `m.payload`, or the one stored apart.
+fn payload_of(ctx: &TxCtx<'_>, id: u64, m: MessageV1) -> Result<Vec<u8>> {
+    if !m.payload_apart {
+        return Ok(m.payload);
+    }
+    match ctx.tx.open_table(QUEUE_PAYLOADS)?.get(id)? {
+        Some(bytes) => Ok(bytes.value().to_vec()),
+        None => Err(missing_payload(id)),
+    }
+}
+
+pub(crate) fn missing_payload(id: u64) -> Error {
+    Error::Corrupt {
+        table: "queue_payloads",
+        detail: format!("message {id} has its payload stored apart, but there is none"),
+    }
 }
 
 fn save(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
-    let bytes = encode(&StoredMessageRef::V1(m));
+    let bytes = encode(&StoredMessageRef::new(m));
     ctx.tx
         .open_table(QUEUE_MESSAGES)?
         .insert(id, bytes.as_slice())?;
@@ -151,6 +172,9 @@ fn enter_dead(ctx: &TxCtx<'_>, id: u64, m: &mut MessageV1, reason: DeadReason) -
 fn erase(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
     leave_state(ctx, id, m)?;
     ctx.tx.open_table(QUEUE_AGE)?.remove((m.expires_at(), id))?;
+    if m.payload_apart {
+        ctx.tx.open_table(QUEUE_PAYLOADS)?.remove(id)?;
+    }
     if let Some(key) = &m.key {
         ctx.tx
             .open_table(QUEUE_KEYS)?
@@ -198,9 +222,19 @@ pub(crate) fn send(ctx: &mut TxCtx<'_>, new: &NewMessage) -> Result<Sent> {
             .open_table(QUEUE_KEYS)?
             .insert((new.queue.as_str(), key.as_str()), id)?;
     }
+    let payload_apart = new.payload.len() > INLINE_PAYLOAD_MAX;
+    if payload_apart {
+        ctx.tx
+            .open_table(QUEUE_PAYLOADS)?
+            .insert(id, new.payload.as_slice())?;
+    }
     let mut m = MessageV1 {
         queue: new.queue.clone(),
-        payload: new.payload.clone(),
+        payload: if payload_apart {
+            Vec::new()
+        } else {
+            new.payload.clone()
+        },
         priority: new.priority,
         key: new.key.clone(),
         enqueued_at: ctx.now,
@@ -210,6 +244,7 @@ pub(crate) fn send(ctx: &mut TxCtx<'_>, new: &NewMessage) -> Result<Sent> {
         deliveries: 0,
         state: MessageState::Ready { seq: 0 },
         last_error: None,
+        payload_apart,
     };
     ctx.tx
         .open_table(QUEUE_AGE)?
@@ -267,10 +302,11 @@ pub(crate) fn take(
             .open_table(QUEUE_LEASES)?
             .insert((deadline, id), ())?;
         save(ctx, id, &m)?;
+        let deliveries = m.deliveries;
         out.push(Taken {
             id,
-            payload: m.payload,
-            deliveries: m.deliveries,
+            payload: payload_of(ctx, id, m)?,
+            deliveries,
             deadline,
         });
     }
@@ -509,7 +545,7 @@ fn index_ages_once(ctx: &mut TxCtx<'_>) -> Result<()> {
             .iter()?
             .map(|e| {
                 let (k, v) = e?;
-                let StoredMessage::V1(m) = decode("queue_messages", v.value())?;
+                let m = decode::<StoredMessage>("queue_messages", v.value())?.into_message();
                 Ok((!matches!(m.state, MessageState::Dead { .. }))
                     .then(|| (m.expires_at(), k.value())))
             })

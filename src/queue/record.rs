@@ -6,14 +6,44 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredMessage {
     V1(MessageV1),
+    /// As `V1`, and whether the payload is stored apart, in the queue payloads table (a
+    /// payload over [`INLINE_PAYLOAD_MAX`] bytes), leaving the record's payload empty.
+    V2(MessageV1, bool),
+}
+
+impl StoredMessage {
+    /// The message; a payload stored apart is not loaded (see [`MessageV1::payload_apart`]).
+    pub(crate) fn into_message(self) -> MessageV1 {
+        match self {
+            StoredMessage::V1(m) => m,
+            StoredMessage::V2(mut m, apart) => {
+                m.payload_apart = apart;
+                m
+            }
+        }
+    }
 }
 
 /// The borrowed twin of [`StoredMessage`] for writing: it encodes to the same bytes (same
-/// variant order) without cloning the payload.
+/// variant order) without cloning the payload. Always written as the newest version.
 #[derive(Debug, Serialize)]
 pub(crate) enum StoredMessageRef<'a> {
+    /// No longer written; kept so that later variants keep their index.
+    #[allow(dead_code)]
     V1(&'a MessageV1),
+    V2(&'a MessageV1, bool),
 }
+
+impl<'a> StoredMessageRef<'a> {
+    pub(crate) fn new(m: &'a MessageV1) -> Self {
+        StoredMessageRef::V2(m, m.payload_apart)
+    }
+}
+
+/// The largest payload kept in the message's record. A larger one is stored apart, once: the
+/// record is rewritten at every change of the message (each delivery, `extend` and `nack`),
+/// and a payload inside it would be rewritten with it.
+pub(crate) const INLINE_PAYLOAD_MAX: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MessageV1 {
@@ -29,6 +59,10 @@ pub(crate) struct MessageV1 {
     pub(crate) deliveries: u32,
     pub(crate) state: MessageState,
     pub(crate) last_error: Option<String>,
+    /// The payload is in the queue payloads table and `payload` is empty (see
+    /// [`INLINE_PAYLOAD_MAX`]). Not part of the `V1` layout; [`StoredMessage::V2`] stores it.
+    #[serde(skip)]
+    pub(crate) payload_apart: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,9 @@ pub(crate) const QUEUE_DEAD: TableDefinition<(&str, u64), ()> = TableDefinition:
 /// Dead-letter retention: (purge at ms, message id).
 pub(crate) const QUEUE_DEAD_EXPIRY: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("queue_dead_expiry");
+/// Payloads over the inline limit, stored apart from their message's record: id -> payload.
+pub(crate) const QUEUE_PAYLOADS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("queue_payloads");
 /// Live messages by the instant they pass their maximum age: (expires at ms, message id).
 /// Ready and delayed messages are dead-lettered then; a leased one when its delivery ends.
 pub(crate) const QUEUE_AGE: TableDefinition<(u64, u64), ()> = TableDefinition::new("queue_age");
@@ -115,6 +118,7 @@ pub(crate) const ALL_TABLE_NAMES: &[&str] = &[
     "queue_dead_expiry",
     "queue_keys",
     "queue_age",
+    "queue_payloads",
     "jobs",
     "job_ready",
     "job_delayed",
@@ -152,6 +156,7 @@ pub(crate) fn create_all(tx: &WriteTransaction) -> Result<()> {
     tx.open_table(QUEUE_DEAD_EXPIRY)?;
     tx.open_table(QUEUE_KEYS)?;
     tx.open_table(QUEUE_AGE)?;
+    tx.open_table(QUEUE_PAYLOADS)?;
     tx.open_table(JOBS)?;
     tx.open_table(JOB_READY)?;
     tx.open_table(JOB_DELAYED)?;
