@@ -22,6 +22,13 @@ async fn wait_for(engine: &Engine, id: u64, want: impl Fn(&JobEventKind) -> bool
     panic!("job {id} ended without the awaited event");
 }
 
+/// Waits for `f`, failing the test (instead of hanging it) if the job never gets there.
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(secs(30), f)
+        .await
+        .expect("still waiting after 30 s: the next attempt never started")
+}
+
 fn event_names(engine: &Engine, id: u64) -> Vec<&'static str> {
     engine
         .jobs()
@@ -75,8 +82,11 @@ async fn a_step_called_after_the_attempt_timed_out_does_not_run_its_body() {
     clock.advance(secs(10));
     engine.tick().await.unwrap();
     // The retry starts while attempt 1 is still stuck, and charges once.
-    assert_eq!(step_rx.recv().await, Some((2, Ok(1))));
-    assert_eq!(h.join(id, None).await.unwrap(), Outcome::Completed(1));
+    assert_eq!(within(step_rx.recv()).await, Some((2, Ok(1))));
+    assert_eq!(
+        within(h.join(id, None)).await.unwrap(),
+        Outcome::Completed(1)
+    );
     // Attempt 1 wakes up and calls the step: refused before the body runs.
     go.notify_one();
     assert_eq!(step_rx.recv().await, Some((1, Err("LOST".to_string()))));
@@ -170,8 +180,14 @@ async fn a_timed_out_handler_that_ignores_its_signal_gives_its_slot_to_the_retry
     clock.advance(secs(10));
     engine.tick().await.unwrap();
     // Concurrency 1: the retry and the other job run only because the slot came back.
-    assert_eq!(h.join(stuck, None).await.unwrap(), Outcome::Completed(0));
-    assert_eq!(h.join(other, None).await.unwrap(), Outcome::Completed(1));
+    assert_eq!(
+        within(h.join(stuck, None)).await.unwrap(),
+        Outcome::Completed(0)
+    );
+    assert_eq!(
+        within(h.join(other, None)).await.unwrap(),
+        Outcome::Completed(1)
+    );
     let mut seen = vec![
         started_rx.recv().await.unwrap(),
         started_rx.recv().await.unwrap(),
@@ -215,7 +231,10 @@ async fn a_cancelled_handler_that_ignores_its_signal_gives_its_slot_back() {
     let other = h.submit(1).await.unwrap().id;
     assert_eq!(h.get(other).unwrap().state, JobState::Queued);
     h.cancel(stuck, "operator").await.unwrap();
-    assert_eq!(h.join(other, None).await.unwrap(), Outcome::Completed(1));
+    assert_eq!(
+        within(h.join(other, None)).await.unwrap(),
+        Outcome::Completed(1)
+    );
     assert_eq!(started_rx.recv().await, Some(1));
     assert_eq!(
         h.join(stuck, None).await.unwrap(),

@@ -31,7 +31,8 @@ pub use metrics::{SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics};
 const DISPATCH_LIMIT: usize = 256;
 
 /// How far the wall clock may move beyond the time that passed between two passes before the
-/// difference counts as a jump (a suspend or a clock step) whose slots are misfires.
+/// difference counts as a jump (a suspend or a clock step) whose slots are misfires; at least
+/// 0.1% of the time that passed, twice the most NTP slews the clock.
 const JUMP_THRESHOLD_MS: u64 = 1_000;
 
 /// Jump windows kept besides the one before the open; older ones are forgotten.
@@ -219,10 +220,11 @@ impl SchedulerCore {
         let mut missed = self.missed.lock().unwrap_or_else(|p| p.into_inner());
         let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
         let (last_wall, last_elapsed) = *observed;
-        let jump = wall
-            .saturating_sub(last_wall)
-            .saturating_sub(elapsed.saturating_sub(last_elapsed));
-        if jump > JUMP_THRESHOLD_MS {
+        let passed = elapsed.saturating_sub(last_elapsed);
+        let jump = wall.saturating_sub(last_wall).saturating_sub(passed);
+        // NTP slews the wall clock by up to 0.05%: between passes a day apart that is over
+        // 40 s, which must not pass for a jump (it would drop a slot due at the pass).
+        if jump > JUMP_THRESHOLD_MS.max(passed / 1_000) {
             tracing::warn!(
                 jump_ms = jump,
                 "the wall clock jumped (a suspend or a clock step); slots due inside the jump follow their misfire policy"
