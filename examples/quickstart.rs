@@ -4,9 +4,10 @@
 //!     cargo run --release --example quickstart
 //!
 //! Run it twice. The second run submits the same invoice with the same idempotency key and
-//! gets the same job back, already completed: nothing is charged or mailed again. Kill it in
-//! the middle of the first run (Ctrl-C) and run it again: the job resumes, and a step that
-//! committed (the charge) is not run again.
+//! gets the same job back, already completed: nothing is charged or mailed again. Press Ctrl-C
+//! in the middle of the first run: the engine shuts down gracefully and hands the job back
+//! without charging a crash. Run it again: the job resumes, and a step that committed (the
+//! charge) is not run again. A kill -9 instead is recovered the same way, charging one crash.
 
 use std::time::Duration;
 
@@ -88,25 +89,50 @@ async fn main() -> jobfile::Result<()> {
         println!("submitted job {}", submitted.id);
     }
 
-    // The job's event stream: the history so far, then live events until it ends.
-    let mut events = engine.jobs().events(submitted.id).follow(0);
-    while let Some(event) = events.next().await {
-        let event = event?;
-        let detail = match &event.kind {
-            JobEventKind::Started { attempt, epoch } => format!("attempt {attempt}, epoch {epoch}"),
-            JobEventKind::StepCompleted { step } => step.clone(),
-            JobEventKind::Progress { percent, stage } => format!("{percent}% {stage}"),
-            JobEventKind::RetryScheduled { error, .. } => error.to_string(),
-            JobEventKind::Recovered { reason } => reason.clone(),
-            _ => String::new(),
-        };
-        println!("  event #{} {:<15} {detail}", event.seq, event.kind.name());
-    }
-
-    match invoices
-        .join(submitted.id, Some(Duration::from_secs(30)))
-        .await?
-    {
+    // The job's event stream: the history so far, then live events until it ends; then its
+    // outcome. Ctrl-C meanwhile shuts down gracefully: the job is handed back without being
+    // charged a crash, and the next run resumes it after its last committed step.
+    let run = async {
+        let mut events = engine.jobs().events(submitted.id).follow(0);
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let detail = match &event.kind {
+                JobEventKind::Started { attempt, epoch } => {
+                    format!("attempt {attempt}, epoch {epoch}")
+                }
+                JobEventKind::StepCompleted { step } => step.clone(),
+                JobEventKind::Progress { percent, stage } => format!("{percent}% {stage}"),
+                JobEventKind::RetryScheduled { error, .. } => error.to_string(),
+                JobEventKind::Recovered { reason } => reason.clone(),
+                _ => String::new(),
+            };
+            println!("  event #{} {:<15} {detail}", event.seq, event.kind.name());
+        }
+        invoices
+            .join(submitted.id, Some(Duration::from_secs(30)))
+            .await
+    };
+    let on_signal = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.shutdown_on_signal(Duration::from_secs(5)).await }
+    });
+    let outcome = match run.await {
+        Ok(outcome) => outcome,
+        // The engine stopped under us: a signal came. Let the shutdown finish handing the job
+        // back before the process ends.
+        Err(jobfile::Error::Closed) => {
+            on_signal
+                .await
+                .map_err(|e| jobfile::Error::Internal(e.to_string()))??;
+            println!(
+                "stopped by a signal: shut down gracefully; an unfinished job resumes at the next run"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    on_signal.abort();
+    match outcome {
         Outcome::Completed(receipt) => println!(
             "completed: charge {} mailed to {}",
             receipt.charge_id, receipt.mailed_to

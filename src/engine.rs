@@ -582,6 +582,48 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Waits for Ctrl-C (SIGINT) or SIGTERM, then shuts down gracefully with `deadline` (see
+    /// [`Engine::shutdown`]): unfinished jobs go back to the queue without being charged a
+    /// crash, which a process killed by the signal's default action would be.
+    ///
+    /// Spawn it beside the application's own work. Once the signal comes, the engine's calls
+    /// return [`Error::Closed`] while the shutdown goes on: when the application sees that,
+    /// it should wait for this future (the task it runs in) before the process exits, or the
+    /// hand-back is cut short. `examples/quickstart.rs` shows the pattern. Returns what the
+    /// shutdown returns.
+    ///
+    /// Errors: [`Error::Io`] if the signal handlers cannot be installed (nothing is shut
+    /// down then); otherwise those of [`Engine::shutdown`].
+    pub async fn shutdown_on_signal(&self, deadline: Duration) -> Result<()> {
+        let signal = wait_for_stop_signal().await.map_err(|source| Error::Io {
+            path: self.inner.path.clone(),
+            source,
+        })?;
+        tracing::info!(signal, "stop signal received; shutting down");
+        self.shutdown(deadline).await
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere); returns which came.
+async fn wait_for_stop_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = interrupt.recv() => Ok("SIGINT"),
+            _ = terminate.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    }
+}
+
 /// The open task died. A panic there comes from reading the file (redb's checks, or a record
 /// jobfile cannot make sense of): reported as a damaged file, with what panicked.
 fn open_panicked(e: tokio::task::JoinError) -> Error {

@@ -245,15 +245,8 @@ async fn a_cancelled_handler_that_ignores_its_signal_gives_its_slot_back() {
 /// Bytes written to the file by 100 heartbeats and 100 progress reports of one running job
 /// whose input is `input_len` bytes.
 async fn bytes_per_100_writes(input_len: usize) -> (u64, u64) {
-    use jobfile::EngineOptions;
-    use jobfile::testing::FaultInjector;
     let (_dir, path) = temp_file();
-    let faults = FaultInjector::new();
-    let engine = EngineOptions::new()
-        .fault_injector(faults.clone())
-        .open(&path)
-        .await
-        .unwrap();
+    let (engine, faults) = common::open_counting(&path).await;
     let (ctx_tx, mut ctx_rx) = mpsc::unbounded_channel();
     let h = engine
         .register(JobSpec::new("big"), move |ctx: JobCtx, input: String| {

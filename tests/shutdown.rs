@@ -73,8 +73,36 @@ fn shutdown_child_entry() {
     let Some((role, path)) = child_role() else {
         return;
     };
-    assert_eq!(role, "stubborn");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    if role == "signal" {
+        rt.block_on(async move {
+            let engine = Engine::open(&path).await.expect("child open");
+            let h = engine
+                .register(JobSpec::new("long"), |ctx: JobCtx, _: ()| async move {
+                    // Works until told to stop; a stopped attempt is handed back.
+                    let why = ctx.cancelled().await;
+                    Err::<(), _>(jobfile::JobError::retryable(format!("stopped: {why:?}")))
+                })
+                .expect("register");
+            let id = h.submit(()).await.expect("submit").id;
+            while h.get(id).expect("get").state != JobState::Running {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let on_signal = engine.shutdown_on_signal(Duration::from_secs(5));
+            tokio::pin!(on_signal);
+            // Poll it once, so its signal handlers are in place before the parent signals.
+            tokio::select! {
+                biased;
+                r = &mut on_signal => panic!("shut down before any signal: {r:?}"),
+                () = std::future::ready(()) => {}
+            }
+            println!("job-running {id}");
+            on_signal.await.expect("shutdown");
+            println!("shut down");
+        });
+        return;
+    }
+    assert_eq!(role, "stubborn");
     rt.block_on(async move {
         let engine = EngineOptions::new()
             .max_running_jobs(STUBBORN as usize)
@@ -97,7 +125,7 @@ fn shutdown_child_entry() {
         while engine.jobs().metrics().expect("metrics").running_now < STUBBORN {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        println!("running");
+        println!("all-running");
         let started = Instant::now();
         engine
             .shutdown(Duration::from_millis(100))
@@ -139,7 +167,7 @@ async fn check_all_back(path: &std::path::Path) -> bool {
 async fn shutdown_keeps_its_deadline_with_2048_stubborn_handlers_and_charges_nothing() {
     let (_dir, path) = temp_file();
     let (mut child, mut out) = spawn_child("shutdown_child_entry", "stubborn", &path);
-    wait_for_line(&mut out, "running");
+    wait_for_line(&mut out, "all-running");
     let took: u64 = wait_for_line(&mut out, "shutdown_ms ").parse().unwrap();
     // The supervisor's SIGKILL, right after shutdown returned.
     child.kill().expect("SIGKILL");
@@ -156,11 +184,40 @@ async fn a_kill_during_shutdown_charges_all_or_nothing() {
     let (_dir, path) = temp_file();
     let mut rng = Rng::new();
     let (mut child, mut out) = spawn_child("shutdown_child_entry", "stubborn", &path);
-    wait_for_line(&mut out, "running");
+    wait_for_line(&mut out, "all-running");
     // A moment before, during or after the hand-back.
     tokio::time::sleep(Duration::from_millis(50 + rng.below(150))).await;
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     let charged = check_all_back(&path).await;
     eprintln!("killed during shutdown: charged {charged}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_and_hands_the_job_back_uncharged() {
+    let (_dir, path) = temp_file();
+    let (mut child, mut out) = spawn_child("shutdown_child_entry", "signal", &path);
+    let id: u64 = wait_for_line(&mut out, "job-running ").parse().unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_for_line(&mut out, "shut down");
+    assert!(
+        child.wait().unwrap().success(),
+        "the child ended on its own"
+    );
+    let engine = Engine::open(&path).await.unwrap();
+    let job = engine.jobs().get(id).unwrap();
+    assert_eq!(
+        (job.state, job.attempts, job.crashes),
+        (JobState::Queued, 0, 0)
+    );
+    let events = engine.jobs().events(id).read(0, 10).unwrap();
+    let JobEventKind::Recovered { reason } = &events.last().unwrap().kind else {
+        panic!("last event {:?}", events.last())
+    };
+    assert!(reason.contains("at shutdown"), "{reason}");
+    engine.shutdown(secs(5)).await.unwrap();
 }

@@ -529,12 +529,7 @@ fn load_job_with_input(core: &JobCore, id: u64) -> Result<JobV1> {
 /// Puts an input stored apart into `job`.
 fn with_input(rtx: &redb::ReadTransaction, id: u64, mut job: JobV1) -> Result<JobV1> {
     if job.input_apart {
-        let inputs = rtx.open_table(JOB_INPUTS)?;
-        job.input = inputs
-            .get(id)?
-            .ok_or_else(|| ops::missing_input(id))?
-            .value()
-            .to_vec();
+        job.input = crate::store::apart::read(&rtx.open_table(JOB_INPUTS)?, "job_inputs", id)?;
     }
     Ok(job)
 }

@@ -15,7 +15,7 @@ pub(crate) enum StoredJob {
     /// the events table.
     V2(JobV1, Vec<EventV1>),
     /// As `V2`, and the last field says whether the input is stored apart, in the job inputs
-    /// table (an input over [`INLINE_INPUT_MAX`] bytes), leaving the record's input empty.
+    /// table (see [`crate::store::apart`]), leaving the record's input empty.
     V3(JobV1, Vec<EventV1>, bool),
 }
 
@@ -56,11 +56,6 @@ impl<'a> StoredJobRef<'a> {
     }
 }
 
-/// The largest input kept in the job's record. A larger one is stored apart, once: the record
-/// is rewritten at every change of the job (each heartbeat, each progress report), and an
-/// input inside it would be rewritten with it.
-pub(crate) const INLINE_INPUT_MAX: usize = 1024;
-
 /// The bytes stored for `job`: always the newest format, its inline events beside it.
 pub(crate) fn encode_job(job: &JobV1) -> Vec<u8> {
     crate::store::codec::encode(&StoredJobRef::new(job))
@@ -100,7 +95,7 @@ pub(crate) struct JobV1 {
     /// part of the `V1` layout; [`StoredJob::V2`] stores them beside it.
     #[serde(skip)]
     pub(crate) inline_events: Vec<EventV1>,
-    /// The input is in the job inputs table and `input` is empty (see [`INLINE_INPUT_MAX`]).
+    /// The input is in the job inputs table and `input` is empty (see [`crate::store::apart`]).
     /// Not part of the `V1` layout; [`StoredJob::V3`] stores it beside it.
     #[serde(skip)]
     pub(crate) input_apart: bool,

@@ -275,11 +275,7 @@ const MAX_QUEUE_NAME: usize = 256;
 fn with_payload(rtx: &redb::ReadTransaction, id: u64, mut m: MessageV1) -> Result<MessageV1> {
     if m.payload_apart {
         let payloads = rtx.open_table(QUEUE_PAYLOADS)?;
-        m.payload = payloads
-            .get(id)?
-            .ok_or_else(|| ops::missing_payload(id))?
-            .value()
-            .to_vec();
+        m.payload = crate::store::apart::read(&payloads, "queue_payloads", id)?;
     }
     Ok(m)
 }

@@ -3,9 +3,7 @@
 
 use redb::ReadableTable;
 
-use super::record::{
-    DeadReason, INLINE_PAYLOAD_MAX, MessageState, MessageV1, StoredMessage, StoredMessageRef,
-};
+use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMessageRef};
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode, priority_key};
@@ -81,17 +79,7 @@ fn payload_of(ctx: &TxCtx<'_>, id: u64, m: MessageV1) -> Result<Vec<u8>> {
     if !m.payload_apart {
         return Ok(m.payload);
     }
-    match ctx.tx.open_table(QUEUE_PAYLOADS)?.get(id)? {
-        Some(bytes) => Ok(bytes.value().to_vec()),
-        None => Err(missing_payload(id)),
-    }
-}
-
-pub(crate) fn missing_payload(id: u64) -> Error {
-    Error::Corrupt {
-        table: "queue_payloads",
-        detail: format!("message {id} has its payload stored apart, but there is none"),
-    }
+    crate::store::apart::read(&ctx.tx.open_table(QUEUE_PAYLOADS)?, "queue_payloads", id)
 }
 
 fn save(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
@@ -222,7 +210,7 @@ pub(crate) fn send(ctx: &mut TxCtx<'_>, new: &NewMessage) -> Result<Sent> {
             .open_table(QUEUE_KEYS)?
             .insert((new.queue.as_str(), key.as_str()), id)?;
     }
-    let payload_apart = new.payload.len() > INLINE_PAYLOAD_MAX;
+    let payload_apart = crate::store::apart::goes_apart(new.payload.len());
     if payload_apart {
         ctx.tx
             .open_table(QUEUE_PAYLOADS)?

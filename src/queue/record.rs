@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredMessage {
     V1(MessageV1),
-    /// As `V1`, and whether the payload is stored apart, in the queue payloads table (a
-    /// payload over [`INLINE_PAYLOAD_MAX`] bytes), leaving the record's payload empty.
+    /// As `V1`, and whether the payload is stored apart, in the queue payloads table (see
+    /// [`crate::store::apart`]), leaving the record's payload empty.
     V2(MessageV1, bool),
 }
 
@@ -40,11 +40,6 @@ impl<'a> StoredMessageRef<'a> {
     }
 }
 
-/// The largest payload kept in the message's record. A larger one is stored apart, once: the
-/// record is rewritten at every change of the message (each delivery, `extend` and `nack`),
-/// and a payload inside it would be rewritten with it.
-pub(crate) const INLINE_PAYLOAD_MAX: usize = 1024;
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MessageV1 {
     pub(crate) queue: String,
@@ -60,7 +55,7 @@ pub(crate) struct MessageV1 {
     pub(crate) state: MessageState,
     pub(crate) last_error: Option<String>,
     /// The payload is in the queue payloads table and `payload` is empty (see
-    /// [`INLINE_PAYLOAD_MAX`]). Not part of the `V1` layout; [`StoredMessage::V2`] stores it.
+    /// [`crate::store::apart`]). Not part of the `V1` layout; [`StoredMessage::V2`] stores it.
     #[serde(skip)]
     pub(crate) payload_apart: bool,
 }

@@ -1,6 +1,7 @@
 //! Generic storage: the only code that owns the redb database. It knows how to commit, not what
 //! a job or a message is.
 
+pub(crate) mod apart;
 pub(crate) mod codec;
 pub(crate) mod faults;
 pub(crate) mod meta;

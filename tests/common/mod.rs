@@ -29,6 +29,18 @@ pub async fn open_manual(path: &Path) -> (Engine, ManualClock) {
     (engine, clock)
 }
 
+/// An engine on the system clock whose storage calls go through a fault injector (which
+/// also counts the bytes written).
+pub async fn open_counting(path: &Path) -> (Engine, jobfile::testing::FaultInjector) {
+    let faults = jobfile::testing::FaultInjector::new();
+    let engine = EngineOptions::new()
+        .fault_injector(faults.clone())
+        .open(path)
+        .await
+        .expect("open");
+    (engine, faults)
+}
+
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }

@@ -309,17 +309,7 @@ pub(crate) fn input_of(
     if !apart {
         return Ok(inline);
     }
-    match ctx.tables.job_inputs()?.get(id)? {
-        Some(bytes) => Ok(bytes.value().to_vec()),
-        None => Err(missing_input(id)),
-    }
-}
-
-pub(crate) fn missing_input(id: u64) -> Error {
-    Error::Corrupt {
-        table: "job_inputs",
-        detail: format!("job {id} has its input stored apart, but there is none"),
-    }
+    crate::store::apart::read(ctx.tables.job_inputs()?, "job_inputs", id)
 }
 
 /// Deletes the job with its events, steps, input and key.

@@ -6,7 +6,7 @@ use super::claim::{Claimed, any_ready, start_attempt};
 use super::{Effects, enter_queued, new_id, push_event, save};
 use crate::error::Result;
 use crate::job::metrics::JobMetric;
-use crate::job::record::{BackoffV1, EventKindV1, INLINE_INPUT_MAX, JobStateV1, JobV1};
+use crate::job::record::{BackoffV1, EventKindV1, JobStateV1, JobV1};
 use crate::store::TxCtx;
 
 /// A job as submitted, before it has an id. Validated by the caller.
@@ -63,7 +63,7 @@ pub(crate) fn submit(
             .job_keys()?
             .insert((new.name.as_str(), key.as_str()), id)?;
     }
-    let input_apart = new.input.len() > INLINE_INPUT_MAX;
+    let input_apart = crate::store::apart::goes_apart(new.input.len());
     if input_apart {
         ctx.tables.job_inputs()?.insert(id, new.input.as_slice())?;
     }
