@@ -7,11 +7,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Another process (or another [`Engine`](crate::Engine) in this process) holds the file.
-    /// Open with [`EngineOptions::standby`](crate::EngineOptions::standby) to wait for it instead.
+    /// Another process holds the file. Open with
+    /// [`EngineOptions::standby`](crate::EngineOptions::standby) to wait for it instead. (This
+    /// process holding it is [`Error::AlreadyOpen`].)
     #[error("{} is held by another process; close it there, or open in standby mode to wait for it", path.display())]
     Locked {
         /// The jobfile path whose lock is held.
+        path: PathBuf,
+    },
+
+    /// This process already has the file open (another [`Engine`](crate::Engine) holds it).
+    /// Use that engine: it is cheap to clone and share.
+    #[error("{} is already open in this process; use the Engine that opened it (clone it to share it)", path.display())]
+    AlreadyOpen {
+        /// The jobfile path.
         path: PathBuf,
     },
 

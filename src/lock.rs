@@ -3,14 +3,25 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::file_identity::FileIdentity;
+
+/// The lock files this process holds, so that a second open here is told apart from another
+/// process holding the file.
+static HELD_HERE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn held_here() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    HELD_HERE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// An acquired leader lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct LeaderLock {
     identity: FileIdentity,
+    /// The lock file's canonical path, as listed in [`HELD_HERE`].
+    canonical: Option<PathBuf>,
     /// Whether this process created the lock file (it removes it again if the open fails
     /// before the data file exists).
     created: bool,
@@ -60,8 +71,13 @@ impl LeaderLock {
                 match file.try_lock() {
                     Ok(()) => {}
                     Err(TryLockError::WouldBlock) => {
-                        return Err(Error::Locked {
-                            path: db_path.to_path_buf(),
+                        let here =
+                            std::fs::canonicalize(&path).is_ok_and(|c| held_here().contains(&c));
+                        let path = db_path.to_path_buf();
+                        return Err(if here {
+                            Error::AlreadyOpen { path }
+                        } else {
+                            Error::Locked { path }
                         });
                     }
                     Err(TryLockError::Error(source)) => return Err(io(source)),
@@ -71,7 +87,15 @@ impl LeaderLock {
             // The file locked must still be the one the path names: a holder that removed it
             // (a failed first open cleaning up) leaves a lock that guards nothing.
             if identity.check().is_ok() {
-                return Ok(LeaderLock { identity, created });
+                let canonical = std::fs::canonicalize(&path).ok();
+                if let Some(c) = &canonical {
+                    held_here().push(c.clone());
+                }
+                return Ok(LeaderLock {
+                    identity,
+                    created,
+                    canonical,
+                });
             }
         }
         Err(Error::FileReplaced {
@@ -83,11 +107,26 @@ impl LeaderLock {
     /// Releases the lock and removes the lock file if this process created it: a failed open
     /// leaves nothing behind.
     pub(crate) fn release_and_remove(self) {
+        self.forget_here();
         if self.created {
             // Removed while still locked: a process waiting on this file finds it gone once
             // it gets the lock, and starts over on a new one.
             let _ = std::fs::remove_file(self.identity.path());
         }
+    }
+}
+
+impl LeaderLock {
+    fn forget_here(&self) {
+        if let Some(c) = &self.canonical {
+            held_here().retain(|p| p != c);
+        }
+    }
+}
+
+impl Drop for LeaderLock {
+    fn drop(&mut self) {
+        self.forget_here();
     }
 }
 

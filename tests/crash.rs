@@ -93,12 +93,27 @@ async fn second_open_fails_with_locked_and_standby_takes_over_after_sigkill() {
 }
 
 #[tokio::test]
-async fn second_open_in_the_same_process_fails_with_locked() {
+async fn second_open_in_the_same_process_says_so() {
     let (_dir, path) = temp_file();
     let engine = Engine::open(&path).await.unwrap();
+    let err = Engine::open(&path).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AlreadyOpen { path: p } if *p == path),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("already open in this process"),
+        "{err}"
+    );
+    // Through another spelling of the same path, too.
+    let other = path
+        .parent()
+        .unwrap()
+        .join(".")
+        .join(path.file_name().unwrap());
     assert!(matches!(
-        Engine::open(&path).await,
-        Err(Error::Locked { .. })
+        Engine::open(&other).await,
+        Err(Error::AlreadyOpen { .. })
     ));
     engine.shutdown(secs(1)).await.unwrap();
     let again = Engine::open(&path).await.unwrap();
