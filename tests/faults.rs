@@ -3,19 +3,9 @@
 
 mod common;
 
-use common::{secs, temp_file};
+use common::{open_faulty, secs, temp_file};
 use jobfile::testing::FaultInjector;
 use jobfile::{Engine, EngineOptions, Error};
-
-async fn open_faulty(path: &std::path::Path) -> (Engine, FaultInjector) {
-    let faults = FaultInjector::new();
-    let engine = EngineOptions::new()
-        .fault_injector(faults.clone())
-        .open(path)
-        .await
-        .expect("open");
-    (engine, faults)
-}
 
 async fn payloads_after_reopen(path: &std::path::Path) -> Vec<Vec<u8>> {
     let engine = Engine::open(path).await.expect("reopen after a fault");

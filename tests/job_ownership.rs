@@ -246,7 +246,7 @@ async fn a_cancelled_handler_that_ignores_its_signal_gives_its_slot_back() {
 /// whose input is `input_len` bytes.
 async fn bytes_per_100_writes(input_len: usize) -> (u64, u64) {
     let (_dir, path) = temp_file();
-    let (engine, faults) = common::open_counting(&path).await;
+    let (engine, faults) = common::open_faulty(&path).await;
     let (ctx_tx, mut ctx_rx) = mpsc::unbounded_channel();
     let h = engine
         .register(JobSpec::new("big"), move |ctx: JobCtx, input: String| {

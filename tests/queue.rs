@@ -613,7 +613,7 @@ async fn state_survives_reopen_and_leases_of_the_old_leader_are_redelivered() {
 /// Bytes written to the file by 100 `extend`s of one delivery whose payload is `len` bytes.
 async fn bytes_per_100_extends(len: usize) -> u64 {
     let (_dir, path) = temp_file();
-    let (engine, faults) = common::open_counting(&path).await;
+    let (engine, faults) = common::open_faulty(&path).await;
     let q = engine.queue("big").unwrap();
     q.send(vec![7u8; len]).await.unwrap();
     let mut d = q.receive().await.unwrap();

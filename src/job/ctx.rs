@@ -227,14 +227,12 @@ impl JobCtx {
             JobError::permanent(format!("result of step {step_id:?} cannot be stored: {e}"))
                 .code("STEP_ENCODE")
         })?;
-        let limit = self.inner.result_limit;
-        if bytes.len() > limit {
-            return Err(JobError::permanent(format!(
-                "result of step {step_id:?} is {} bytes encoded, over the definition's result limit of {limit} bytes (JobSpec::result_limit)",
-                bytes.len()
-            ))
-            .code("STEP_TOO_LARGE"));
-        }
+        super::error::check_result_size(
+            bytes.len(),
+            self.inner.result_limit,
+            &format!("result of step {step_id:?}"),
+            "STEP_TOO_LARGE",
+        )?;
         let step = step_id.to_string();
         let owned = self
             .inner

@@ -67,6 +67,23 @@ impl fmt::Display for JobError {
 
 impl std::error::Error for JobError {}
 
+/// `Err` with code `code` (permanent) if `what`, `len` bytes encoded, is over the definition's
+/// result limit ([`JobSpec::result_limit`](crate::JobSpec::result_limit)).
+pub(crate) fn check_result_size(
+    len: usize,
+    limit: usize,
+    what: &str,
+    code: &str,
+) -> Result<(), JobError> {
+    if len <= limit {
+        return Ok(());
+    }
+    Err(JobError::permanent(format!(
+        "{what} is {len} bytes encoded, over the definition's result limit of {limit} bytes (JobSpec::result_limit)"
+    ))
+    .code(code))
+}
+
 /// Engine errors inside a handler (a failed step commit, a closed engine) are retryable
 /// failures with code `ENGINE`, so `?` works on every [`JobCtx`](crate::JobCtx) call.
 impl From<crate::Error> for JobError {

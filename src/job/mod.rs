@@ -317,13 +317,7 @@ where
                     JobError::permanent(format!("the output cannot be stored: {e}"))
                         .code("OUTPUT_ENCODE")
                 })?;
-                if bytes.len() > limit {
-                    return Err(JobError::permanent(format!(
-                        "the output is {} bytes encoded, over the definition's result limit of {limit} bytes (JobSpec::result_limit)",
-                        bytes.len()
-                    ))
-                    .code("OUTPUT_TOO_LARGE"));
-                }
+                error::check_result_size(bytes.len(), limit, "the output", "OUTPUT_TOO_LARGE")?;
                 Ok(bytes)
             }))
         };

@@ -102,16 +102,10 @@ impl CronSchedule {
     pub(crate) fn count_between(&self, from_ms: u64, to_ms: u64) -> u64 {
         /// Below this many slots, walking them is cheaper than the day-by-day count.
         const WALK: u64 = 10_000;
-        let mut count = 0;
-        let mut next = self.next_after(from_ms.saturating_sub(1));
-        while let Some(slot) = next.filter(|s| *s < to_ms) {
-            count += 1;
-            if count == WALK {
-                return count + self.count_by_day(slot.saturating_add(1), to_ms);
-            }
-            next = self.next_after(slot);
+        match self.walk_up_to(from_ms, to_ms, WALK) {
+            (walked, Some(last)) => walked + self.count_by_day(last.saturating_add(1), to_ms),
+            (walked, None) => walked,
         }
-        count
     }
 
     fn count_by_day(&self, from_ms: u64, to_ms: u64) -> u64 {
@@ -142,13 +136,22 @@ impl CronSchedule {
 
     /// The slots in `from_ms..to_ms`, one by one.
     fn walk(&self, from_ms: u64, to_ms: u64) -> u64 {
+        self.walk_up_to(from_ms, to_ms, u64::MAX).0
+    }
+
+    /// The slots in `from_ms..to_ms`, one by one, stopping after `max`: the count, and the
+    /// last slot counted if the walk stopped there.
+    fn walk_up_to(&self, from_ms: u64, to_ms: u64, max: u64) -> (u64, Option<u64>) {
         let mut count = 0;
         let mut next = self.next_after(from_ms.saturating_sub(1));
         while let Some(slot) = next.filter(|s| *s < to_ms) {
             count += 1;
+            if count == max {
+                return (count, Some(slot));
+            }
             next = self.next_after(slot);
         }
-        count
+        (count, None)
     }
 
     /// The start of the local day after the one `at_ms` falls in (the first local time of

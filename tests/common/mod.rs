@@ -31,7 +31,7 @@ pub async fn open_manual(path: &Path) -> (Engine, ManualClock) {
 
 /// An engine on the system clock whose storage calls go through a fault injector (which
 /// also counts the bytes written).
-pub async fn open_counting(path: &Path) -> (Engine, jobfile::testing::FaultInjector) {
+pub async fn open_faulty(path: &Path) -> (Engine, jobfile::testing::FaultInjector) {
     let faults = jobfile::testing::FaultInjector::new();
     let engine = EngineOptions::new()
         .fault_injector(faults.clone())
