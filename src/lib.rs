@@ -75,6 +75,7 @@ mod jitter;
 mod job;
 mod lock;
 mod mutex;
+mod primitive;
 mod queue;
 mod retry;
 mod scheduler;

@@ -7,6 +7,7 @@
 //! pruned position gets [`Error::Lagged`].
 
 pub(crate) mod ops;
+pub(crate) mod tables;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,11 +19,12 @@ use tokio::sync::watch;
 use crate::clock::millis;
 use crate::error::{Error, Result, check_name, check_ttl};
 use crate::feed::{self, Feed};
-use crate::store::Store;
+use crate::primitive::{Primitive, Work};
 use crate::store::codec::decode;
-use crate::store::tables::{EPH_CHANGES, EPH_ENTRIES, EPH_SETS};
+use crate::store::{SchemaTable, Store, TxCtx};
 use crate::timer::Timer;
 use ops::{ChangeKindV1, StoredChange, StoredEntry, StoredSet};
+use tables::{EPH_CHANGES, EPH_ENTRIES, EPH_SETS};
 
 /// Entries expired (and changes pruned per set) in one timer pass.
 const SWEEP_LIMIT: usize = 1_000;
@@ -131,13 +133,12 @@ pub(crate) struct EphemeralCore {
 impl EphemeralCore {
     pub(crate) fn new(
         store: Arc<Store>,
-        next: Option<u64>,
         change_retention: Duration,
         stop: watch::Receiver<bool>,
     ) -> Self {
         EphemeralCore {
             store,
-            timer: Timer::new(next),
+            timer: Timer::new(None),
             change_retention_ms: millis(change_retention),
             changed: Mutex::new(HashMap::new()),
             stop,
@@ -156,28 +157,44 @@ impl EphemeralCore {
     fn wake(&self, set: &str) {
         self.sender(set).send_modify(|v| *v += 1);
     }
+}
 
-    /// One timer pass: expire what is due, prune old changes. Returns the next deadline.
-    pub(crate) async fn sweep(self: &Arc<Self>) -> Result<Option<u64>> {
-        let core = self.clone();
-        let retention = self.change_retention_ms;
-        self.store
-            .write(move |ctx| {
-                let swept = ops::sweep(ctx, SWEEP_LIMIT, retention)?;
-                let core = core.clone();
-                let changed = swept.changed.clone();
-                ctx.after_commit(move || changed.iter().for_each(|s| core.wake(s)));
-                Ok(swept.next)
-            })
-            .await
+impl Primitive for EphemeralCore {
+    fn name(&self) -> &'static str {
+        "ephemeral"
     }
 
-    /// Sweeps at open, inside the recovery transaction.
-    pub(crate) fn sweep_at_open(
-        ctx: &mut crate::store::TxCtx<'_>,
-        change_retention: Duration,
-    ) -> Result<Option<u64>> {
-        Ok(ops::sweep(ctx, usize::MAX, millis(change_retention))?.next)
+    fn tables(&self) -> &'static [&'static dyn SchemaTable] {
+        tables::TABLES
+    }
+
+    /// Entries that expired while no process held the file expire now.
+    fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
+        if let Some(at) = ops::sweep(ctx, usize::MAX, self.change_retention_ms)?.next {
+            self.timer.lower(at);
+        }
+        Ok(())
+    }
+
+    fn timer(&self) -> Option<&Timer> {
+        Some(&self.timer)
+    }
+
+    /// Expires what is due and prunes old changes.
+    fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
+        Box::pin(async move {
+            let core = self.clone();
+            let retention = self.change_retention_ms;
+            self.store
+                .write(move |ctx| {
+                    let swept = ops::sweep(ctx, SWEEP_LIMIT, retention)?;
+                    let core = core.clone();
+                    let changed = swept.changed.clone();
+                    ctx.after_commit(move || changed.iter().for_each(|s| core.wake(s)));
+                    Ok(swept.next)
+                })
+                .await
+        })
     }
 }
 

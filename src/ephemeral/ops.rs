@@ -4,10 +4,10 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::tables::{EPH_CHANGES, EPH_ENTRIES, EPH_EXPIRY, EPH_SETS};
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode};
-use crate::store::tables::{EPH_CHANGES, EPH_ENTRIES, EPH_EXPIRY, EPH_SETS};
 
 const POSITION_COUNTER: &str = "next:ephemeral_change";
 

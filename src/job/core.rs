@@ -2,18 +2,19 @@
 //! running attempts' signals, the watchers of job changes, the counters.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, Semaphore, watch};
 
+use super::StopReason;
 use super::metrics::{JobMetric, JobMetrics, MetricCallback, Reporter};
 use super::ops::{self, Effects};
 use super::signal::AttemptSignal;
 use super::worker::{self, DispatchTarget, Slot};
 use crate::error::Result;
-use crate::store::tables::META;
-use crate::store::{Store, TxCtx};
+use crate::primitive::{Primitive, Work};
+use crate::store::{SchemaTable, Store, TxCtx};
 use crate::timer::Timer;
 
 /// Jobs handled per kind of timed work in one timer pass.
@@ -22,7 +23,9 @@ pub(crate) const SWEEP_LIMIT: usize = 512;
 pub(crate) struct JobCore {
     pub(crate) store: Arc<Store>,
     pub(crate) timer: Timer,
-    pub(crate) epoch: u64,
+    /// This leadership's epoch, set when the file is opened; every attempt started here
+    /// carries it.
+    epoch: AtomicU64,
     /// Caps handlers running at once across all definitions.
     pub(crate) global: Arc<Semaphore>,
     pub(crate) reporter: Reporter,
@@ -40,7 +43,7 @@ pub(crate) struct JobCore {
 impl std::fmt::Debug for JobCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobCore")
-            .field("epoch", &self.epoch)
+            .field("epoch", &self.epoch())
             .finish_non_exhaustive()
     }
 }
@@ -52,16 +55,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl JobCore {
     pub(crate) fn new(
         store: Arc<Store>,
-        epoch: u64,
         max_running: usize,
         callback: Option<MetricCallback>,
         stop: watch::Receiver<bool>,
-        recovered: Effects,
     ) -> Arc<Self> {
-        let core = Arc::new(JobCore {
+        Arc::new(JobCore {
             store,
-            timer: Timer::new(recovered.deadline),
-            epoch,
+            timer: Timer::new(None),
+            epoch: AtomicU64::new(0),
             global: Arc::new(Semaphore::new(max_running.max(1))),
             reporter: Reporter::new(callback),
             stop,
@@ -72,9 +73,12 @@ impl JobCore {
             targets: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
-        });
-        core.clone().effects_done(recovered);
-        core
+        })
+    }
+
+    /// This leadership's epoch (0 until the file is open).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     /// Sends `f` to the writer; what it collects in its [`Effects`] happens after the commit.
@@ -242,17 +246,85 @@ impl JobCore {
 
     pub(crate) fn metrics(&self) -> Result<JobMetrics> {
         self.store.read(|rtx| {
-            let meta = rtx.open_table(META)?;
-            let get =
-                |name: &str| -> Result<u64> { Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0)) };
+            let get = crate::store::meta::read_counters(rtx)?;
             JobMetrics::read(get, ops::RUNNING_GAUGE, ops::QUEUED_GAUGE)
         })
     }
+}
 
-    /// One timer pass; returns the next deadline.
-    pub(crate) async fn sweep(self: &Arc<Self>) -> Result<Option<u64>> {
-        self.write(|ctx, fx| ops::sweep::sweep(ctx, SWEEP_LIMIT, fx))
+impl Primitive for JobCore {
+    fn name(&self) -> &'static str {
+        "job"
+    }
+
+    fn tables(&self) -> &'static [&'static dyn SchemaTable] {
+        super::tables::TABLES
+    }
+
+    fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, epoch: u64) -> Result<()> {
+        self.epoch.store(epoch, Ordering::Relaxed);
+        let mut fx = Effects::default();
+        let (requeued, failed) = ops::recover::recover(ctx, &mut fx)?;
+        if requeued + failed > 0 {
+            tracing::info!(
+                epoch,
+                requeued,
+                crash_looped = failed,
+                "recovered jobs left running by the previous process"
+            );
+        }
+        // Timed work that came due while no process held the file is done at once.
+        if let Some(at) = ops::sweep::sweep(ctx, usize::MAX, &mut fx)? {
+            fx.deadline = Some(fx.deadline.map_or(at, |d| d.min(at)));
+        }
+        ctx.after_commit(move || self.effects_done(fx));
+        Ok(())
+    }
+
+    fn timer(&self) -> Option<&Timer> {
+        Some(&self.timer)
+    }
+
+    fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
+        Box::pin(async move {
+            self.write(|ctx, fx| ops::sweep::sweep(ctx, SWEEP_LIMIT, fx))
+                .await
+        })
+    }
+
+    fn drain(self: Arc<Self>, until: tokio::time::Instant) -> Work<()> {
+        Box::pin(async move { self.hand_back_at_shutdown(until).await })
+    }
+}
+
+impl JobCore {
+    /// Shutdown: running handlers get the stop signal and until `until` to finish; those
+    /// still running then are stopped, and their jobs handed back in one write (one commit
+    /// whatever their number).
+    async fn hand_back_at_shutdown(self: Arc<Self>, until: tokio::time::Instant) {
+        for (_, signal) in self.running_signals() {
+            signal.fire(StopReason::Shutdown);
+        }
+        if tokio::time::timeout_at(until, self.wait_idle())
             .await
+            .is_ok()
+        {
+            return;
+        }
+        // Stop the handlers first, so none writes after its job is handed back.
+        let running = self.running_signals();
+        for (_, signal) in &running {
+            signal.abort();
+        }
+        let attempts: Vec<(u64, u32)> = running.iter().map(|(id, s)| (*id, s.attempt)).collect();
+        let epoch = self.epoch();
+        let released = self
+            .write(move |ctx, fx| ops::recover::release_all(ctx, &attempts, epoch, fx))
+            .await;
+        match released {
+            Ok(n) => tracing::info!(handed_back = n, "unfinished jobs handed back at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "could not hand jobs back at shutdown"),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::core::JobCore;
 use super::error::JobError;
 use super::ops;
 use super::signal::{AttemptSignal, StopReason};
-use crate::store::tables::{JOB_STEPS, JOBS};
+use super::tables::{JOB_STEPS, JOBS};
 
 /// The longest step id, in bytes.
 const MAX_STEP_ID: usize = 256;
@@ -257,6 +257,6 @@ impl JobCtx {
     }
 
     fn owner(&self) -> (u64, u32, u64) {
-        (self.inner.id, self.inner.attempt, self.inner.core.epoch)
+        (self.inner.id, self.inner.attempt, self.inner.core.epoch())
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use super::core::JobCore;
 use super::error::JobFailure;
 use super::record::{EventKindV1, StoredEvent, StoredJob};
+use super::tables::{JOB_EVENTS, JOBS};
 use crate::error::{Error, Result};
 use crate::feed::{self, Feed};
 use crate::store::codec::decode;
-use crate::store::tables::{JOB_EVENTS, JOBS};
 
 /// One entry of a job's event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,7 @@ pub(crate) mod ops;
 pub(crate) mod record;
 mod signal;
 mod spec;
+pub(crate) mod tables;
 mod worker;
 
 use std::future::{Future, IntoFuture};
@@ -40,10 +41,10 @@ use self::core::JobCore;
 use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::store::codec::decode;
-use crate::store::tables::{JOB_DELAYED, JOB_FINISHED, JOB_INPUTS, JOB_LEASES, JOB_READY, JOBS};
 use ops::cancel::Cancelled;
 use ops::submit::NewJob;
 use record::{JobStateV1, JobV1, StoredJob};
+use tables::{JOB_DELAYED, JOB_FINISHED, JOB_INPUTS, JOB_LEASES, JOB_READY, JOBS};
 use worker::{Definition, HandlerFuture};
 
 /// The longest idempotency key, in bytes.
@@ -630,7 +631,7 @@ where
         Box::pin(async move {
             let new = self.prepare()?;
             let core = self.handle.core.clone();
-            let epoch = core.epoch;
+            let epoch = core.epoch();
             let done = self
                 .handle
                 .core
@@ -844,7 +845,7 @@ pub(crate) fn rewrite_as_v1(path: &std::path::Path, id: u64) -> Result<bool> {
         };
         match stored {
             Some(mut job) => {
-                let mut events = tx.open_table(crate::store::tables::JOB_EVENTS)?;
+                let mut events = tx.open_table(self::tables::JOB_EVENTS)?;
                 for (event, seq) in std::mem::take(&mut job.inline_events)
                     .into_iter()
                     .zip(0u32..)

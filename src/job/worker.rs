@@ -14,8 +14,8 @@ use super::error::JobError;
 use super::ops::{self, claim::Claimed};
 use super::record::FailureV1;
 use super::signal::{AttemptSignal, StopReason};
+use super::tables::JOB_READY;
 use crate::error::Error;
-use crate::store::tables::JOB_READY;
 
 /// What a type-erased handler returns: the JSON-encoded output.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, JobError>> + Send>>;
@@ -107,7 +107,7 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
         }
         let name = def.name.to_string();
         let max = slots.len();
-        let epoch = core.epoch;
+        let epoch = core.epoch();
         let claimed = core
             .write(move |ctx, fx| ops::claim::claim(ctx, &name, max, epoch, fx))
             .await;
@@ -226,7 +226,7 @@ async fn run_attempt(
     };
     // The handler is done: its slot is free for the next attempt while the result commits.
     drop(slot);
-    let epoch = core.epoch;
+    let epoch = core.epoch();
     let settled = async {
         match result {
             Ok(output) => {

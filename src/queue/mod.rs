@@ -8,6 +8,7 @@
 pub(crate) mod maintenance;
 pub(crate) mod ops;
 mod record;
+pub(crate) mod tables;
 
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
@@ -22,13 +23,13 @@ use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::codec::decode;
-use crate::store::tables::{
-    QUEUE_DEAD, QUEUE_DELAYED, QUEUE_LEASES, QUEUE_MESSAGES, QUEUE_PAYLOADS, QUEUE_READY,
-};
 use crate::timer::Timer;
 use ops::{Became, NewMessage};
 pub use record::DeadReason;
 use record::{MessageState, MessageV1, StoredMessage};
+use tables::{
+    QUEUE_DEAD, QUEUE_DELAYED, QUEUE_LEASES, QUEUE_MESSAGES, QUEUE_PAYLOADS, QUEUE_READY,
+};
 
 /// Limits and defaults of one queue. Every number is a default from the spec and can be changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +97,10 @@ pub(crate) struct QueueCore {
 }
 
 impl QueueCore {
-    pub(crate) fn new(
-        store: Arc<Store>,
-        next_deadline: Option<u64>,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+    pub(crate) fn new(store: Arc<Store>, stop: tokio::sync::watch::Receiver<bool>) -> Self {
         QueueCore {
             store,
-            timer: Timer::new(next_deadline),
+            timer: Timer::new(None),
             waiters: Mutex::new(HashMap::new()),
             stop,
         }

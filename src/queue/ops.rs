@@ -4,13 +4,13 @@
 use redb::ReadableTable;
 
 use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMessageRef};
-use crate::error::{Error, Result};
-use crate::store::TxCtx;
-use crate::store::codec::{decode, encode, priority_key};
-use crate::store::tables::{
+use super::tables::{
     QUEUE_AGE, QUEUE_DEAD, QUEUE_DEAD_EXPIRY, QUEUE_DELAYED, QUEUE_KEYS, QUEUE_LEASES,
     QUEUE_MESSAGES, QUEUE_PAYLOADS, QUEUE_READY,
 };
+use crate::error::{Error, Result};
+use crate::store::TxCtx;
+use crate::store::codec::{decode, encode, priority_key};
 
 const SEQ_COUNTER: &str = "next:queue_seq";
 const ID_COUNTER: &str = "next:queue_message";

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use super::cron::CronCache;
 use super::failures;
+use super::tables::{SCHEDULE_DUE, SCHEDULES};
 use crate::error::{Error, Result};
 use crate::job::ops::Effects;
 use crate::job::ops::submit::{self, NewJob};
 use crate::job::record::BackoffV1;
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode};
-use crate::store::tables::{SCHEDULE_DUE, SCHEDULES};
 
 /// On-time slots submitted at most per schedule and pass; the rest stay due for the next pass.
 const MAX_ON_TIME: usize = 10_000;

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::dispatch::{self, DispatchReport, ScheduleV1};
 use super::metrics::SchedulerMetric;
+use super::tables::{SCHEDULE_DEAD, SCHEDULE_DUE, SCHEDULE_FAILURES};
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode};
-use crate::store::tables::{SCHEDULE_DEAD, SCHEDULE_DUE, SCHEDULE_FAILURES};
 
 /// Failures in a row after which a schedule's slot is dead-lettered and the schedule stops.
 pub const MAX_DISPATCH_FAILURES: u32 = 5;

@@ -5,6 +5,7 @@ pub(crate) mod cron;
 pub(crate) mod dispatch;
 mod failures;
 mod metrics;
+pub(crate) mod tables;
 
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use crate::error::{Result, check_name};
 use crate::job::JobHandle;
 use crate::job::core::JobCore;
 use crate::job::ops::submit;
+use crate::primitive::{Primitive, Work};
 use crate::store::codec::decode;
-use crate::store::tables::SCHEDULES;
+use crate::store::{SchemaTable, TxCtx};
 use crate::timer::Timer;
 pub(crate) use cron::CronSchedule;
 pub use dispatch::DispatchReport;
@@ -26,6 +28,7 @@ pub(crate) use failures::decode_records as decode_failure_records;
 pub use failures::{MAX_DISPATCH_FAILURES, ScheduleDeadLetter};
 use metrics::Counters;
 pub use metrics::{SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics};
+use tables::SCHEDULES;
 
 /// Schedules handled per timer pass.
 const DISPATCH_LIMIT: usize = 256;
@@ -185,26 +188,17 @@ pub(crate) struct SchedulerCore {
 
 impl SchedulerCore {
     pub(crate) fn new(jobs: Arc<JobCore>, callback: Option<SchedulerMetricCallback>) -> Self {
-        let clock = jobs.store.clock().clone();
-        let (opened_at, elapsed_at_open) = clock.now_with_elapsed_ms();
-        let core = SchedulerCore {
+        SchedulerCore {
             jobs,
-            // The first pass runs at once: missed slots are settled right after open.
-            timer: Timer::new(Some(opened_at)),
-            missed: std::sync::Mutex::new(vec![(0, opened_at)]),
-            observed: std::sync::Mutex::new((opened_at, elapsed_at_open)),
+            timer: Timer::new(None),
+            missed: std::sync::Mutex::new(Vec::new()),
+            observed: std::sync::Mutex::new((0, 0)),
             counters: Counters {
                 values: std::sync::Mutex::new(SchedulerMetrics::default()),
                 callback,
             },
             crons: std::sync::Mutex::new(cron::CronCache::default()),
-        };
-        core.counters.record(SchedulerMetric::LeaderAcquired);
-        core
-    }
-
-    pub(crate) fn leader_lost(&self) {
-        self.counters.record(SchedulerMetric::LeaderLost);
+        }
     }
 
     /// One dispatch pass; returns the next deadline.
@@ -272,6 +266,41 @@ impl SchedulerCore {
             }),
         }
         outcome
+    }
+}
+
+impl Primitive for SchedulerCore {
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    fn tables(&self) -> &'static [&'static dyn SchemaTable] {
+        tables::TABLES
+    }
+
+    /// Notes that no scheduler ran until now; the first pass, at once, settles the slots
+    /// missed meanwhile by their misfire policies.
+    fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
+        ctx.after_commit(move || {
+            let (opened_at, elapsed_at_open) = self.jobs.store.clock().now_with_elapsed_ms();
+            *self.missed.lock().unwrap_or_else(|p| p.into_inner()) = vec![(0, opened_at)];
+            *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = (opened_at, elapsed_at_open);
+            self.timer.lower(opened_at);
+            self.counters.record(SchedulerMetric::LeaderAcquired);
+        });
+        Ok(())
+    }
+
+    fn timer(&self) -> Option<&Timer> {
+        Some(&self.timer)
+    }
+
+    fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
+        Box::pin(async move { SchedulerCore::pass(&self).await })
+    }
+
+    fn stopped(&self) {
+        self.counters.record(SchedulerMetric::LeaderLost);
     }
 }
 

@@ -1,10 +1,17 @@
 //! The meta table: format version, leadership epoch, id counters.
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction};
-
-use super::tables::{self, ALL_TABLE_NAMES, META};
-use crate::error::{Error, Result};
 use std::path::Path;
+
+use redb::{
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
+};
+
+use super::tables::Schema;
+use crate::error::{Error, Result};
+
+/// Engine metadata: format version, leadership epoch, id counters and gauges.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("jobfile_meta");
 
 /// The format version this build writes and the newest it reads. Version 2 added the queue's
 /// age index (and the job input table); a version 1 file is upgraded at its first open by a
@@ -21,8 +28,13 @@ pub(crate) enum FileKind {
     Jobfile,
 }
 
-/// Checks an opened database before anything is written to it.
-pub(crate) fn inspect(db: &impl ReadableDatabase, path: &Path) -> Result<FileKind> {
+/// Checks an opened database before anything is written to it: a file holding a table that is
+/// neither the metadata nor in `schema` is not one of ours.
+pub(crate) fn inspect(
+    db: &impl ReadableDatabase,
+    path: &Path,
+    schema: &Schema,
+) -> Result<FileKind> {
     let rtx = db.begin_read()?;
     let names: Vec<String> = rtx.list_tables()?.map(|t| t.name().to_string()).collect();
     if names.is_empty() {
@@ -54,10 +66,14 @@ pub(crate) fn inspect(db: &impl ReadableDatabase, path: &Path) -> Result<FileKin
             supported: FORMAT_VERSION,
         });
     }
-    if let Some(foreign) = names
-        .iter()
-        .find(|n| !ALL_TABLE_NAMES.contains(&n.as_str()))
-    {
+    let known = |name: &str| {
+        name == META.name()
+            || schema
+                .iter()
+                .flat_map(|tables| tables.iter())
+                .any(|t| t.table_name() == name)
+    };
+    if let Some(foreign) = names.iter().find(|n| !known(n)) {
         // Tables of a newer jobfile would carry a newer format version; anything else is foreign.
         return Err(Error::NotAJobfile {
             path: path.to_path_buf(),
@@ -68,10 +84,12 @@ pub(crate) fn inspect(db: &impl ReadableDatabase, path: &Path) -> Result<FileKin
     Ok(FileKind::Jobfile)
 }
 
-/// Creates the tables a file of this format has (those it lacks), and records the format
-/// version (upgrading an older file's).
-pub(crate) fn init(tx: &WriteTransaction) -> Result<()> {
-    tables::create_all(tx)?;
+/// Creates the tables a file of this format has (those it lacks), so readers never meet a
+/// missing one, and records the format version (upgrading an older file's).
+pub(crate) fn init(tx: &WriteTransaction, schema: &Schema) -> Result<()> {
+    for table in schema.iter().flat_map(|tables| tables.iter()) {
+        table.create(tx)?;
+    }
     let mut meta = tx.open_table(META)?;
     if meta
         .get(KEY_FORMAT)?
@@ -83,12 +101,20 @@ pub(crate) fn init(tx: &WriteTransaction) -> Result<()> {
 }
 
 /// [`init`], then starts a new leadership epoch. Returns the new epoch.
-pub(crate) fn init_and_bump_epoch(tx: &WriteTransaction) -> Result<u64> {
-    init(tx)?;
+pub(crate) fn init_and_bump_epoch(tx: &WriteTransaction, schema: &Schema) -> Result<u64> {
+    init(tx, schema)?;
     let mut meta = tx.open_table(META)?;
     let epoch = meta.get(KEY_EPOCH)?.map(|v| v.value()).unwrap_or(0) + 1;
     meta.insert(KEY_EPOCH, epoch)?;
     Ok(epoch)
+}
+
+/// The committed counters and gauges as `read_counters(rtx)?(name)` (0 when never used).
+pub(crate) fn read_counters(
+    rtx: &redb::ReadTransaction,
+) -> Result<impl Fn(&str) -> Result<u64> + use<>> {
+    let meta = rtx.open_table(META)?;
+    Ok(move |name: &str| -> Result<u64> { Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0)) })
 }
 
 /// Reads a counter's last issued value (0 when never used).

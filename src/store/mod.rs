@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::file_identity::FileIdentity;
 use crate::lock::LeaderLock;
 use faults::{FaultInjector, FaultyBackend};
+pub(crate) use tables::{Schema, SchemaTable};
 use writer::{Msg, TypedOp, Writer, WriterSettings};
 pub(crate) use writer::{TxCtx, damaged};
 
@@ -118,26 +119,40 @@ pub(crate) struct Store {
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
 impl Store {
+    /// The store of the file at `path`, not open yet: until [`Store::open`] succeeds, reads
+    /// and writes fail with [`Error::Closed`]. Those who will use it can hold it meanwhile.
+    pub(crate) fn new(path: &Path, clock: Arc<dyn Clock>) -> Store {
+        Store {
+            path: path.to_path_buf(),
+            db: RwLock::new(None),
+            sender: Mutex::new(None),
+            writer: Mutex::new(None),
+            lock: Mutex::new(None),
+            shared: Arc::new(StoreShared::default()),
+            clock,
+        }
+    }
+
     /// Opens (or creates) the file under an already held leader lock, checks it is a jobfile
-    /// file this build can read, then runs `recover` in the same transaction that starts the
-    /// new epoch. Returns the store and the epoch.
+    /// file this build can read (its tables are the metadata and `schema`), then runs
+    /// `recover` in the same transaction that starts the new epoch. Returns the epoch.
     pub(crate) fn open<R>(
-        path: &Path,
+        &self,
         lock: LeaderLock,
         config: StoreConfig,
-        clock: Arc<dyn Clock>,
+        schema: Schema,
         recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
-    ) -> Result<(Store, u64, R)> {
-        let opened = precheck(path).and_then(|existing| {
+    ) -> Result<(u64, R)> {
+        let path = self.path.as_path();
+        let opened = precheck(path, &schema).and_then(|existing| {
             if !existing {
-                create_file(path, &config)?;
+                create_file(path, &config, &schema)?;
             }
             Ok(existing)
         });
         let mut lock = Some(lock);
-        let opened = opened.and_then(|existing| {
-            Self::open_checked(path, existing, &mut lock, config, clock, recover)
-        });
+        let opened = opened
+            .and_then(|existing| self.open_checked(existing, &mut lock, config, schema, recover));
         let opened = opened.map_err(|e| match e {
             // The leader lock is ours, yet the data file is open elsewhere: the lock file that
             // process locked is not the one the path names now.
@@ -161,13 +176,14 @@ impl Store {
     }
 
     fn open_checked<R>(
-        path: &Path,
+        &self,
         existing: bool,
         lock: &mut Option<LeaderLock>,
         config: StoreConfig,
-        clock: Arc<dyn Clock>,
+        schema: Schema,
         recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
-    ) -> Result<(Store, u64, R)> {
+    ) -> Result<(u64, R)> {
+        let path = self.path.as_path();
         let mut builder = Builder::new();
         builder.set_cache_size(config.cache_bytes);
         let shown = path.display().to_string();
@@ -205,7 +221,7 @@ impl Store {
         if existing {
             // A file that needed repair could not be inspected read-only; check it now, before
             // anything of ours is written.
-            meta::inspect(&db, path)?;
+            meta::inspect(&db, path, &schema)?;
             if config.compact {
                 let before = file_len(path);
                 db.compact()
@@ -218,14 +234,13 @@ impl Store {
                 );
             }
         }
-        let shared = Arc::new(StoreShared::default());
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let mut writer = Writer::new(
             db.clone(),
             rx,
-            shared.clone(),
-            clock.clone(),
+            self.shared.clone(),
+            self.clock.clone(),
             identity,
             WriterSettings {
                 durability: config.durability,
@@ -234,7 +249,7 @@ impl Store {
                 gather_max: config.gather_max,
             },
         );
-        let (epoch, recovered) = writer.run_init(recover)?;
+        let (epoch, recovered) = writer.run_init(&schema, recover)?;
         let handle = std::thread::Builder::new()
             .name("jobfile-writer".into())
             .spawn(move || writer.run())
@@ -242,19 +257,18 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok((
-            Store {
-                path: path.to_path_buf(),
-                db: RwLock::new(Some(db)),
-                sender: Mutex::new(Some(tx)),
-                writer: Mutex::new(Some(handle)),
-                lock: Mutex::new(lock.take()),
-                shared,
-                clock,
-            },
-            epoch,
-            recovered,
-        ))
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        put(&self.sender, tx);
+        put(&self.writer, handle);
+        if let Some(lock) = lock.take() {
+            put(&self.lock, lock);
+        }
+        Ok((epoch, recovered))
+    }
+
+    /// The path of the file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The clock every decision reads.
@@ -354,6 +368,10 @@ impl Store {
     }
 }
 
+fn put<T>(slot: &Mutex<Option<T>>, value: T) {
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+}
+
 /// Waits for the writer to end, closes the database, and only then releases the file lock.
 fn finish_close(
     writer: Option<std::thread::JoinHandle<()>>,
@@ -401,12 +419,13 @@ impl Writer {
     /// recovery, commit durably.
     fn run_init<R>(
         &mut self,
+        schema: &Schema,
         recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
     ) -> Result<(u64, R)> {
         let mut recover = Some(recover);
         let mut out = None;
         let mut init = |ctx: &mut TxCtx<'_>| -> Result<()> {
-            let epoch = meta::init_and_bump_epoch(ctx.tx)?;
+            let epoch = meta::init_and_bump_epoch(ctx.tx, schema)?;
             if let Some(r) = recover.take() {
                 out = Some((epoch, r(ctx, epoch)?));
             }
@@ -421,7 +440,7 @@ impl Writer {
 /// under a temporary name beside it, made durable, and only then renamed into place (and the
 /// directory synced). A kill at any moment leaves either no file at `path` or a whole one; a
 /// leftover temporary file is removed by the next create. The caller holds the leader lock.
-fn create_file(path: &Path, config: &StoreConfig) -> Result<()> {
+fn create_file(path: &Path, config: &StoreConfig, schema: &Schema) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -447,7 +466,7 @@ fn create_file(path: &Path, config: &StoreConfig) -> Result<()> {
         }
         .map_err(|e| open_error(path, e))?;
         let tx = db.begin_write()?;
-        meta::init(&tx)?;
+        meta::init(&tx, schema)?;
         tx.commit()?;
         drop(db);
         std::fs::rename(&temp, path).map_err(io)?;
@@ -475,7 +494,7 @@ fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Looks at an existing file without writing to it. Returns whether there was one to check.
-fn precheck(path: &Path) -> Result<bool> {
+fn precheck(path: &Path, schema: &Schema) -> Result<bool> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -511,7 +530,7 @@ fn precheck(path: &Path) -> Result<bool> {
     }
     match Builder::new().open_read_only(path) {
         Ok(ro) => {
-            let kind = meta::inspect(&ro, path);
+            let kind = meta::inspect(&ro, path, schema);
             drop(ro);
             kind.map(|_| true)
         }
@@ -562,10 +581,9 @@ mod tests {
             faults: None,
             compact: false,
         };
-        let (store, epoch, ()) =
-            Store::open(path, lock, config, Arc::new(ManualClock::new(0)), |_, _| {
-                Ok(())
-            })
+        let store = Store::new(path, Arc::new(ManualClock::new(0)));
+        let (epoch, ()) = store
+            .open(lock, config, vec![&[&TEST]], |_, _| Ok(()))
             .expect("open");
         assert_eq!(epoch, 1);
         store

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
-use super::tables::OpenTables;
+use super::tables::{CacheSlot, TableCache, TimeIndex};
 use super::{Durability, StoreShared, meta};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ pub(crate) struct TxCtx<'a> {
     /// The batch's time (ms since the epoch), read once per batch.
     pub(crate) now: u64,
     /// Tables kept open for the whole batch.
-    pub(crate) tables: OpenTables<'a>,
+    tables: TableCache<'a>,
     counters: &'a mut HashMap<&'static str, Counter>,
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
@@ -44,7 +44,31 @@ struct Counter {
     gauge: bool,
 }
 
-impl TxCtx<'_> {
+impl<'a> TxCtx<'a> {
+    /// The table `def`, kept open for the rest of the batch (see [`TableCache`]).
+    pub(crate) fn table<K, V>(
+        &mut self,
+        def: redb::TableDefinition<'static, K, V>,
+    ) -> Result<&mut redb::Table<'a, K, V>>
+    where
+        K: redb::Key + 'static,
+        V: redb::Value + 'static,
+        TableCache<'a>: CacheSlot<'a, K, V>,
+    {
+        self.tables.table(def)
+    }
+
+    /// Adds `key` to the time index `def`; see [`TableCache::insert_indexed`].
+    pub(crate) fn insert_indexed(&mut self, def: TimeIndex, key: (u64, u64)) -> Result<()> {
+        self.tables.insert_indexed(def, key)
+    }
+
+    /// Removes `key` from the time index `def` before its next use or the commit; see
+    /// [`TableCache::remove_later`].
+    pub(crate) fn remove_later(&mut self, def: TimeIndex, key: (u64, u64)) {
+        self.tables.remove_later(def, key);
+    }
+
     /// Issues the next value of a named counter (starting at 1). Values are never reused, even
     /// if the transaction that issued them is abandoned.
     pub(crate) fn next_id(&mut self, name: &'static str) -> Result<u64> {
@@ -100,10 +124,10 @@ impl TxCtx<'_> {
         self.after_commit.push(Box::new(hook));
     }
 
-    /// What every batch does last, before its commit: the queued lease removals and the
+    /// What every batch does last, before its commit: the queued index removals and the
     /// changed counters are written.
     fn finish(&mut self) -> Result<()> {
-        self.tables.flush_lease_removals()?;
+        self.tables.finish()?;
         self.persist_counters()
     }
 
@@ -452,7 +476,7 @@ impl Writer {
         let mut ctx = TxCtx {
             tx: &tx,
             now: self.clock.now_ms(),
-            tables: OpenTables::new(&tx),
+            tables: TableCache::new(&tx),
             counters: &mut self.counters,
             after_commit: Vec::new(),
         };
@@ -498,7 +522,7 @@ impl Writer {
         let mut ctx = TxCtx {
             tx: &tx,
             now,
-            tables: OpenTables::new(&tx),
+            tables: TableCache::new(&tx),
             counters: &mut self.counters,
             after_commit: Vec::new(),
         };

@@ -2,6 +2,7 @@
 //! consumer groups with a durable committed cursor and redelivery of what was not committed.
 
 pub(crate) mod ops;
+pub(crate) mod tables;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,11 +14,12 @@ use tokio::sync::watch;
 use crate::clock::millis;
 use crate::error::{Error, Result, check_name, check_ttl};
 use crate::feed::{self, Feed};
-use crate::store::Store;
+use crate::primitive::{Primitive, Work};
 use crate::store::codec::decode;
-use crate::store::tables::{TOPIC_EVENTS, TOPICS};
+use crate::store::{SchemaTable, Store, TxCtx};
 use crate::timer::Timer;
 use ops::{StoredEvent, StoredTopic, Take};
+use tables::{TOPIC_EVENTS, TOPICS};
 
 /// Topic events pruned per topic in one timer pass.
 const SWEEP_LIMIT: usize = 1_000;
@@ -89,10 +91,10 @@ pub(crate) struct TopicCore {
 }
 
 impl TopicCore {
-    pub(crate) fn new(store: Arc<Store>, next: Option<u64>, stop: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
         TopicCore {
             store,
-            timer: Timer::new(next),
+            timer: Timer::new(None),
             published: Mutex::new(HashMap::new()),
             stop,
         }
@@ -106,9 +108,32 @@ impl TopicCore {
             .or_insert_with(|| watch::channel(0).0)
             .clone()
     }
+}
 
-    pub(crate) async fn sweep(&self) -> Result<Option<u64>> {
-        self.store.write(|ctx| ops::sweep(ctx, SWEEP_LIMIT)).await
+impl Primitive for TopicCore {
+    fn name(&self) -> &'static str {
+        "topic"
+    }
+
+    fn tables(&self) -> &'static [&'static dyn SchemaTable] {
+        tables::TABLES
+    }
+
+    /// Events past retention while no process held the file are pruned now.
+    fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
+        if let Some(at) = ops::sweep(ctx, usize::MAX)? {
+            self.timer.lower(at);
+        }
+        Ok(())
+    }
+
+    fn timer(&self) -> Option<&Timer> {
+        Some(&self.timer)
+    }
+
+    /// Prunes events past their topic's retention.
+    fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
+        Box::pin(async move { self.store.write(|ctx| ops::sweep(ctx, SWEEP_LIMIT)).await })
     }
 }
 
@@ -405,7 +430,7 @@ impl ConsumerGroup {
         let topic = self.topic.name.to_string();
         let name = self.name.to_string();
         self.topic.core.store.read(|rtx| {
-            let table = rtx.open_table(crate::store::tables::TOPIC_GROUPS)?;
+            let table = rtx.open_table(tables::TOPIC_GROUPS)?;
             Ok(match table.get((topic.as_str(), name.as_str()))? {
                 Some(b) => {
                     let ops::StoredGroup::V1(g) = decode("topic_groups", b.value())?;

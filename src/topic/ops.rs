@@ -3,10 +3,10 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::tables::{TOPIC_EVENTS, TOPIC_GROUPS, TOPIC_KEYS, TOPIC_PENDING, TOPICS};
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode};
-use crate::store::tables::{TOPIC_EVENTS, TOPIC_GROUPS, TOPIC_KEYS, TOPIC_PENDING, TOPICS};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredEvent {

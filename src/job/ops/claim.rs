@@ -6,6 +6,7 @@ use super::{Effects, enter_running, load, push_event, save};
 use crate::error::{Error, Result};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
+use crate::job::tables::JOB_READY;
 use crate::store::TxCtx;
 
 /// A started attempt, handed to a worker.
@@ -28,7 +29,7 @@ pub(crate) fn claim(
     // descent and one rewrite per leaf, where a lookup and a removal per job took two descents.
     let ids: Vec<u64> = {
         let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
-        let ready = ctx.tables.job_ready()?;
+        let ready = ctx.table(JOB_READY)?;
         let mut taken = ready.extract_from_if(range, |_, _| true)?;
         // `max` is the worker's free slots, at most its claim bound (256).
         let mut ids = Vec::with_capacity(max);
@@ -55,7 +56,7 @@ pub(crate) fn claim(
 /// Whether any job of `name` is ready, waiting for a claim.
 pub(crate) fn any_ready(ctx: &mut TxCtx<'_>, name: &str) -> Result<bool> {
     let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
-    Ok(ctx.tables.job_ready()?.range(range)?.next().is_some())
+    Ok(ctx.table(JOB_READY)?.range(range)?.next().is_some())
 }
 
 /// Starts the next attempt of a job that has left the queued state's indexes.

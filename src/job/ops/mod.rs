@@ -22,6 +22,10 @@ use super::record::{
 };
 use super::signal::StopReason;
 use crate::error::{Error, Result};
+use crate::job::tables::{
+    JOB_DELAYED, JOB_EVENTS, JOB_FINISHED, JOB_INPUTS, JOB_KEYS, JOB_LEASES, JOB_READY,
+    JOB_RETENTION, JOB_STEPS, JOBS,
+};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode, priority_key};
 
@@ -73,7 +77,7 @@ pub(crate) fn count(ctx: &mut TxCtx<'_>, fx: &mut Effects, metric: JobMetric) ->
 }
 
 pub(crate) fn load(ctx: &mut TxCtx<'_>, id: u64) -> Result<Option<JobV1>> {
-    let table = ctx.tables.jobs()?;
+    let table = ctx.table(JOBS)?;
     let Some(bytes) = table.get(id)? else {
         return Ok(None);
     };
@@ -87,7 +91,7 @@ pub(crate) fn load_known(ctx: &mut TxCtx<'_>, id: u64) -> Result<JobV1> {
 
 pub(crate) fn save(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
     let bytes = encode_job(job);
-    ctx.tables.jobs()?.insert(id, bytes.as_slice())?;
+    ctx.table(JOBS)?.insert(id, bytes.as_slice())?;
     Ok(())
 }
 
@@ -110,9 +114,7 @@ pub(crate) fn push_event(
         job.inline_events.push(event);
     } else {
         let bytes = encode(&StoredEvent::V1(event));
-        ctx.tables
-            .job_events()?
-            .insert((id, seq), bytes.as_slice())?;
+        ctx.table(JOB_EVENTS)?.insert((id, seq), bytes.as_slice())?;
     }
     job.next_event = seq.saturating_add(1);
     job.updated_at = ctx.now;
@@ -126,30 +128,29 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
         JobStateV1::Queued { ready_seq, run_at } => {
             match ready_seq {
                 Some(seq) => {
-                    ctx.tables.job_ready()?.remove((
+                    ctx.table(JOB_READY)?.remove((
                         job.name.as_str(),
                         priority_key(job.priority),
                         *seq,
                     ))?;
                 }
                 None => {
-                    ctx.tables.job_delayed()?.remove((*run_at, id))?;
+                    ctx.table(JOB_DELAYED)?.remove((*run_at, id))?;
                 }
             }
             ctx.adjust(QUEUED_GAUGE, -1)?;
         }
         running @ JobStateV1::Running { .. } => {
             if let Some(key) = running.lease_key() {
-                ctx.tables.remove_lease((key, id));
+                ctx.remove_later(JOB_LEASES, (key, id));
             }
             ctx.adjust(RUNNING_GAUGE, -1)?;
         }
         terminal => {
             if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
                 // A completed job has an entry only if an earlier version wrote it.
-                ctx.tables.job_finished()?.remove((code, id))?;
-                ctx.tables
-                    .job_retention()?
+                ctx.table(JOB_FINISHED)?.remove((code, id))?;
+                ctx.table(JOB_RETENTION)?
                     .remove((at.saturating_add(job.retention_ms), id))?;
             }
         }
@@ -167,8 +168,7 @@ pub(crate) fn enter_queued(
 ) -> Result<()> {
     if run_at <= ctx.now {
         let seq = ctx.next_id(SEQ_COUNTER)?;
-        ctx.tables
-            .job_ready()?
+        ctx.table(JOB_READY)?
             .insert((job.name.as_str(), priority_key(job.priority), seq), id)?;
         job.state = JobStateV1::Queued {
             ready_seq: Some(seq),
@@ -176,7 +176,7 @@ pub(crate) fn enter_queued(
         };
         fx.ready.push(job.name.clone());
     } else {
-        ctx.tables.job_delayed()?.insert((run_at, id), ())?;
+        ctx.table(JOB_DELAYED)?.insert((run_at, id), ())?;
         job.state = JobStateV1::Queued {
             ready_seq: None,
             run_at,
@@ -203,7 +203,7 @@ pub(crate) fn enter_running(
         timeout_deadline: job.timeout_ms.map(|t| ctx.now.saturating_add(t)),
     };
     if let Some(key) = job.state.lease_key() {
-        ctx.tables.insert_lease((key, id))?;
+        ctx.insert_indexed(JOB_LEASES, (key, id))?;
         fx.deadline(key);
     }
     ctx.adjust(RUNNING_GAUGE, 1)
@@ -220,9 +220,9 @@ pub(crate) fn enter_terminal(
     if let (Some(code), Some(at)) = (state.finished_code(), state.finished_at()) {
         let purge_at = at.saturating_add(job.retention_ms);
         if state.indexed_as_finished() {
-            ctx.tables.job_finished()?.insert((code, id), ())?;
+            ctx.table(JOB_FINISHED)?.insert((code, id), ())?;
         }
-        ctx.tables.job_retention()?.insert((purge_at, id), ())?;
+        ctx.table(JOB_RETENTION)?.insert((purge_at, id), ())?;
         fx.deadline(purge_at);
     }
     job.state = state;
@@ -309,17 +309,17 @@ pub(crate) fn input_of(
     if !apart {
         return Ok(inline);
     }
-    crate::store::apart::read(ctx.tables.job_inputs()?, "job_inputs", id)
+    crate::store::apart::read(ctx.table(JOB_INPUTS)?, "job_inputs", id)
 }
 
 /// Deletes the job with its events, steps, input and key.
 pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
     leave_state(ctx, id, job)?;
     if job.input_apart {
-        ctx.tables.job_inputs()?.remove(id)?;
+        ctx.table(JOB_INPUTS)?.remove(id)?;
     }
     if let Some(key) = &job.key {
-        let keys = ctx.tables.job_keys()?;
+        let keys = ctx.table(JOB_KEYS)?;
         // Only remove the key if it still points at this job.
         let points_here = keys
             .get((job.name.as_str(), key.as_str()))?
@@ -329,7 +329,7 @@ pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
         }
     }
     if job.next_event as usize > job.inline_events.len() {
-        let events = ctx.tables.job_events()?;
+        let events = ctx.table(JOB_EVENTS)?;
         let keys: Vec<(u64, u32)> = events
             .range((id, 0)..=(id, u32::MAX))?
             .map(|e| e.map(|(k, _)| k.value()))
@@ -339,7 +339,7 @@ pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
         }
     }
     {
-        let steps = ctx.tables.job_steps()?;
+        let steps = ctx.table(JOB_STEPS)?;
         let names: Vec<String> = steps
             .range((id, "")..)?
             .map_while(|e| match e {
@@ -352,6 +352,6 @@ pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
             steps.remove((id, name.as_str()))?;
         }
     }
-    ctx.tables.jobs()?.remove(id)?;
+    ctx.table(JOBS)?.remove(id)?;
     Ok(())
 }

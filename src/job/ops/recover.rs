@@ -7,6 +7,7 @@ use super::{Effects, enter_queued, enter_terminal, leave_state, load, owns, push
 use crate::error::{Error, Result};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
+use crate::job::tables::JOB_LEASES;
 use crate::store::TxCtx;
 
 /// Puts every job left running by a dead process back in line at once, charging its crash
@@ -14,8 +15,7 @@ use crate::store::TxCtx;
 /// were put back and how many failed.
 pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, usize)> {
     let running: Vec<u64> = ctx
-        .tables
-        .job_leases()?
+        .table(JOB_LEASES)?
         .iter()?
         .map(|e| e.map(|(k, _)| k.value().1))
         .collect::<Result<_, _>>()?;

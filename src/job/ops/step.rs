@@ -4,6 +4,7 @@
 use super::{Effects, leave_state, load_known, owns, push_event, save};
 use crate::error::Result;
 use crate::job::record::{EventKindV1, JobStateV1};
+use crate::job::tables::{JOB_LEASES, JOB_STEPS};
 use crate::store::TxCtx;
 
 /// Stores a step's result and emits `step_completed`.
@@ -20,7 +21,7 @@ pub(crate) fn record_step(
     if !owns(&job, attempt, epoch) {
         return Ok(false);
     }
-    ctx.tables.job_steps()?.insert((id, step), value)?;
+    ctx.table(JOB_STEPS)?.insert((id, step), value)?;
     let kind = EventKindV1::StepCompleted {
         step: step.to_string(),
     };
@@ -78,7 +79,7 @@ pub(crate) fn heartbeat(
         *timeout_deadline = job.timeout_ms.map(|t| now.saturating_add(t));
     }
     if let Some(key) = job.state.lease_key() {
-        ctx.tables.insert_lease((key, id))?;
+        ctx.insert_indexed(JOB_LEASES, (key, id))?;
         if old_key.is_some_and(|old| key < old) {
             fx.deadline = Some(fx.deadline.map_or(key, |d| d.min(key)));
         }

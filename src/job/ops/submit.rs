@@ -7,6 +7,7 @@ use super::{Effects, enter_queued, new_id, push_event, save};
 use crate::error::Result;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{BackoffV1, EventKindV1, JobStateV1, JobV1};
+use crate::job::tables::{JOB_INPUTS, JOB_KEYS};
 use crate::store::TxCtx;
 
 /// A job as submitted, before it has an id. Validated by the caller.
@@ -47,8 +48,7 @@ pub(crate) fn submit(
 ) -> Result<SubmitOutcome> {
     if let Some(key) = &new.key
         && let Some(id) = ctx
-            .tables
-            .job_keys()?
+            .table(JOB_KEYS)?
             .get((new.name.as_str(), key.as_str()))?
     {
         return Ok(SubmitOutcome {
@@ -59,13 +59,12 @@ pub(crate) fn submit(
     }
     let id = new_id(ctx)?;
     if let Some(key) = &new.key {
-        ctx.tables
-            .job_keys()?
+        ctx.table(JOB_KEYS)?
             .insert((new.name.as_str(), key.as_str()), id)?;
     }
     let input_apart = crate::store::apart::goes_apart(new.input.len());
     if input_apart {
-        ctx.tables.job_inputs()?.insert(id, new.input.as_slice())?;
+        ctx.table(JOB_INPUTS)?.insert(id, new.input.as_slice())?;
     }
     let mut job = JobV1 {
         name: new.name.clone(),

@@ -7,13 +7,14 @@ use super::{Effects, enter_queued, erase, leave_state, load, save, settle_failur
 use crate::error::{Error, Result};
 use crate::job::record::{FailureV1, JobStateV1};
 use crate::job::signal::StopReason;
+use crate::job::tables::{JOB_DELAYED, JOB_LEASES, JOB_RETENTION};
 use crate::store::TxCtx;
 
 /// Does up to `limit` items of each kind of due work. Returns the next instant at which there
 /// is work (now, if the limit left some).
 pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Result<Option<u64>> {
     let now = ctx.now;
-    let delayed = due(ctx.tables.job_delayed()?, now, limit)?;
+    let delayed = due(ctx.table(JOB_DELAYED)?, now, limit)?;
     for id in delayed {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_delayed", id));
@@ -22,7 +23,7 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         enter_queued(ctx, id, &mut job, now, fx)?;
         save(ctx, id, &job)?;
     }
-    let expired = due(ctx.tables.job_leases()?, now, limit)?;
+    let expired = due(ctx.table(JOB_LEASES)?, now, limit)?;
     for id in expired {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_leases", id));
@@ -57,7 +58,7 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         };
         settle_failure(ctx, id, &mut job, failure, true, fx)?;
     }
-    let past_retention = due(ctx.tables.job_retention()?, now, limit)?;
+    let past_retention = due(ctx.table(JOB_RETENTION)?, now, limit)?;
     for id in past_retention {
         let Some(job) = load(ctx, id)? else {
             return Err(missing("job_retention", id));
@@ -65,9 +66,9 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         erase(ctx, id, &job)?;
     }
     let firsts = [
-        first_at(ctx.tables.job_delayed()?)?,
-        first_at(ctx.tables.job_leases()?)?,
-        first_at(ctx.tables.job_retention()?)?,
+        first_at(ctx.table(JOB_DELAYED)?)?,
+        first_at(ctx.table(JOB_LEASES)?)?,
+        first_at(ctx.table(JOB_RETENTION)?)?,
     ];
     Ok(firsts.into_iter().flatten().min())
 }

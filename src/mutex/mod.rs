@@ -2,6 +2,8 @@
 //! acquisition (of any mutex of the file, across restarts), so a resource guarded by the mutex
 //! can refuse a writer whose lease has been taken over.
 
+pub(crate) mod tables;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -13,9 +15,11 @@ use tokio::sync::Notify;
 
 use crate::clock::millis;
 use crate::error::{Error, Result, check_name, check_ttl};
-use crate::store::Store;
+use crate::primitive::{Primitive, Work};
 use crate::store::codec::{decode, encode};
-use crate::store::tables::MUTEXES;
+use crate::store::{SchemaTable, Store, TxCtx};
+use crate::timer::Timer;
+use tables::MUTEXES;
 
 const FENCE_COUNTER: &str = "next:mutex_fence";
 
@@ -48,14 +52,16 @@ pub struct MutexLease {
 /// Wake-ups for waiters, one per mutex name.
 #[derive(Debug)]
 pub(crate) struct MutexCore {
+    store: Arc<Store>,
     released: Mutex<HashMap<String, Arc<Notify>>>,
     /// Fires when the engine stops: a waiting `acquire` returns [`Error::Closed`].
     stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl MutexCore {
-    pub(crate) fn new(stop: tokio::sync::watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(store: Arc<Store>, stop: tokio::sync::watch::Receiver<bool>) -> Self {
         MutexCore {
+            store,
             released: Mutex::new(HashMap::new()),
             stop,
         }
@@ -68,6 +74,29 @@ impl MutexCore {
             .entry(name.to_string())
             .or_insert_with(|| Arc::new(Notify::new()))
             .clone()
+    }
+}
+
+/// A lease ends by its deadline alone: nothing to recover, nothing timed.
+impl Primitive for MutexCore {
+    fn name(&self) -> &'static str {
+        "mutex"
+    }
+
+    fn tables(&self) -> &'static [&'static dyn SchemaTable] {
+        tables::TABLES
+    }
+
+    fn recover(self: Arc<Self>, _ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
+        Ok(())
+    }
+
+    fn timer(&self) -> Option<&Timer> {
+        None
+    }
+
+    fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -93,11 +122,11 @@ pub struct FencedMutex {
 }
 
 impl FencedMutex {
-    pub(crate) fn new(store: Arc<Store>, core: Arc<MutexCore>, name: &str) -> Result<Self> {
+    pub(crate) fn new(core: Arc<MutexCore>, name: &str) -> Result<Self> {
         check_name("mutex name", name)?;
         Ok(FencedMutex {
             name: name.into(),
-            store,
+            store: core.store.clone(),
             core,
         })
     }

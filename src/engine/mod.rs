@@ -1,0 +1,395 @@
+//! The engine: opens the file under the leader lock, has every primitive recover, and runs
+//! their timed work. It loops over the registered primitives; it names none's recovery or
+//! timed work.
+
+mod options;
+
+pub use options::EngineOptions;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::ephemeral::{Ephemeral, EphemeralCore, EphemeralOptions};
+use crate::error::{Error, Result};
+use crate::job::core::JobCore;
+use crate::job::{JobCtx, JobError, JobHandle, JobSpec, Jobs};
+use crate::lock::LeaderLock;
+use crate::mutex::{FencedMutex, MutexCore};
+use crate::primitive::Primitive;
+use crate::queue::{Queue, QueueCore, QueueOptions};
+use crate::scheduler::{Scheduler, SchedulerCore};
+use crate::store::{Store, StoreConfig, StoreStats};
+use crate::topic::{Topic, TopicCore, TopicOptions};
+
+/// An open jobfile: the single owner of the file while it lives.
+///
+/// Cheap to clone. Keep it (or a clone) alive while the file is in use: dropping the last one
+/// stops the background tasks (job workers stop claiming; lease expiry, delayed work and
+/// retention stop), and the file closes once the queue and job handles and running attempts
+/// are gone too. [`Engine::shutdown`] closes it at once, gracefully, and reports errors.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+#[derive(Debug)]
+struct EngineInner {
+    path: PathBuf,
+    epoch: u64,
+    store: Arc<Store>,
+    queues: Arc<QueueCore>,
+    jobs: Arc<JobCore>,
+    mutexes: Arc<MutexCore>,
+    ephemeral: Arc<EphemeralCore>,
+    topics: Arc<TopicCore>,
+    scheduler: Arc<SchedulerCore>,
+    /// The same primitives, as the engine drives them.
+    primitives: Vec<Arc<dyn Primitive>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the file with default options: takes the leader lock, checks the
+    /// format, starts a new epoch, recovers work left by a dead process, and starts the
+    /// background tasks.
+    ///
+    /// Errors: [`Error::Locked`] if another process holds the file; [`Error::NotAJobfile`] or
+    /// [`Error::NewerFormat`] for a file this build must not touch (it is left unchanged);
+    /// [`Error::Io`] or [`Error::Storage`] when the disk fails.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Engine> {
+        Self::open_with(path, EngineOptions::default()).await
+    }
+
+    /// Opens the file with `options`.
+    pub async fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Engine> {
+        let path = path.as_ref().to_path_buf();
+        let store = Arc::new(Store::new(&path, options.clock.clone()));
+        let (stop, stop_rx) = watch::channel(false);
+        let queues = Arc::new(QueueCore::new(store.clone(), stop_rx.clone()));
+        let jobs = JobCore::new(
+            store.clone(),
+            options.max_running_jobs,
+            options.on_job_metric.clone().map(|h| h.0),
+            stop_rx.clone(),
+        );
+        let mutexes = Arc::new(MutexCore::new(store.clone(), stop_rx.clone()));
+        let ephemeral = Arc::new(EphemeralCore::new(
+            store.clone(),
+            options.ephemeral_change_retention,
+            stop_rx.clone(),
+        ));
+        let topics = Arc::new(TopicCore::new(store.clone(), stop_rx.clone()));
+        let scheduler = Arc::new(SchedulerCore::new(
+            jobs.clone(),
+            options.on_scheduler_metric.clone().map(|h| h.0),
+        ));
+        // Every primitive, in the order they recover at open and run their timed work.
+        let primitives: Vec<Arc<dyn Primitive>> = vec![
+            queues.clone(),
+            jobs.clone(),
+            mutexes.clone(),
+            ephemeral.clone(),
+            topics.clone(),
+            scheduler.clone(),
+        ];
+        let epoch = {
+            let (store, primitives) = (store.clone(), primitives.clone());
+            tokio::task::spawn_blocking(move || open_store(&store, options, &primitives))
+                .await
+                .map_err(open_panicked)??
+        };
+        tracing::info!(path = %path.display(), epoch, "jobfile opened");
+        let tasks = primitives
+            .iter()
+            .filter(|p| p.timer().is_some())
+            .map(|p| tokio::spawn(run_timer(p.clone(), store.clock().clone(), stop_rx.clone())))
+            .collect();
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                path,
+                epoch,
+                store,
+                queues,
+                jobs,
+                mutexes,
+                ephemeral,
+                topics,
+                scheduler,
+                primitives,
+                stop,
+                tasks: Mutex::new(tasks),
+            }),
+        })
+    }
+
+    /// The path of the file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// This leadership's epoch: 1 for the first open of a file, one more for every later one.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    /// The queue `name` with default [`QueueOptions`].
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    pub fn queue(&self, name: &str) -> Result<Queue> {
+        self.queue_with(name, QueueOptions::default())
+    }
+
+    /// The queue `name` with `options`. Options are this handle's: limits are applied to the
+    /// messages it sends.
+    pub fn queue_with(&self, name: &str, options: QueueOptions) -> Result<Queue> {
+        Queue::new(self.inner.queues.clone(), name, options)
+    }
+
+    /// Registers `handler` for the jobs of `spec` and starts its workers at once (jobs already
+    /// queued under this name start running). Returns the typed handle to submit and join.
+    ///
+    /// The handler gets a [`JobCtx`] and the decoded input, and returns the output or a
+    /// [`JobError`]. A panic is caught and recorded as a retryable failure with code `PANIC`.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a bad option or a name that already has a
+    /// handler in this engine.
+    pub fn register<I, O, H, Fut>(&self, spec: JobSpec, handler: H) -> Result<JobHandle<I, O>>
+    where
+        I: Serialize + DeserializeOwned + Send + 'static,
+        O: Serialize + DeserializeOwned + Send + 'static,
+        H: Fn(JobCtx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<O, JobError>> + Send + 'static,
+    {
+        let handle = JobHandle::new(self.inner.jobs.clone(), spec)?;
+        handle.start(handler)?;
+        Ok(handle)
+    }
+
+    /// A typed handle to submit and join jobs of `spec` without running them in this process
+    /// (they wait until some engine registers a handler for the name).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a bad option.
+    pub fn job<I, O>(&self, spec: JobSpec) -> Result<JobHandle<I, O>>
+    where
+        I: Serialize + DeserializeOwned + Send + 'static,
+        O: Serialize + DeserializeOwned + Send + 'static,
+    {
+        JobHandle::new(self.inner.jobs.clone(), spec)
+    }
+
+    /// The cron scheduler: schedules that submit jobs on a cron expression in a time zone.
+    /// It runs only here, in the process that holds the file.
+    pub fn scheduler(&self) -> Scheduler {
+        Scheduler::new(self.inner.scheduler.clone())
+    }
+
+    /// The topic `name` with default [`TopicOptions`].
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    pub fn topic(&self, name: &str) -> Result<Topic> {
+        self.topic_with(name, TopicOptions::default())
+    }
+
+    /// The topic `name` with `options` (applied to this handle's publishes and groups).
+    pub fn topic_with(&self, name: &str, options: TopicOptions) -> Result<Topic> {
+        Topic::new(self.inner.topics.clone(), name, options)
+    }
+
+    /// The ephemeral set `name` with default [`EphemeralOptions`] (10,000 entries of at most
+    /// 4 KiB).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    pub fn ephemeral(&self, name: &str) -> Result<Ephemeral> {
+        self.ephemeral_with(name, EphemeralOptions::default())
+    }
+
+    /// The ephemeral set `name` with `options` (applied to this handle's writes).
+    pub fn ephemeral_with(&self, name: &str, options: EphemeralOptions) -> Result<Ephemeral> {
+        Ephemeral::new(self.inner.ephemeral.clone(), name, options)
+    }
+
+    /// The named mutex `name` (created on first acquisition).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    pub fn mutex(&self, name: &str) -> Result<FencedMutex> {
+        FencedMutex::new(self.inner.mutexes.clone(), name)
+    }
+
+    /// Every job, whatever its definition: inspect, list, the dead-letter view, events, metrics.
+    pub fn jobs(&self) -> Jobs {
+        Jobs::new(self.inner.jobs.clone())
+    }
+
+    /// Runs the timed work that is due now (expired leases, delayed messages and jobs coming
+    /// due, retention purges) and waits for it to commit, instead of waiting for the
+    /// background timer. With a [`ManualClock`](crate::ManualClock), call it after
+    /// [`advance`](crate::ManualClock::advance) to observe the effects deterministically.
+    pub async fn tick(&self) -> Result<()> {
+        for primitive in &self.inner.primitives {
+            let Some(timer) = primitive.timer() else {
+                continue;
+            };
+            if let Some(at) = primitive.clone().pass().await? {
+                timer.lower(at);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits made and ops they carried since open.
+    pub fn store_stats(&self) -> StoreStats {
+        self.inner.store.stats()
+    }
+
+    /// Why the engine refuses writes, if a commit or fsync failed.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.store.poisoned()
+    }
+
+    /// Shuts down gracefully: workers stop claiming, running handlers get the stop signal
+    /// ([`StopReason::Shutdown`]) and `deadline` to finish. A handler that finishes in time
+    /// has its result recorded (an error is not charged as an attempt); one still running then
+    /// is stopped and its job handed back to the queue without charging an attempt. Then
+    /// queued writes commit, the file closes and the lock is released. Later calls on this
+    /// engine (or its handles) fail with [`Error::Closed`].
+    pub async fn shutdown(&self, deadline: Duration) -> Result<()> {
+        let until = tokio::time::Instant::now() + deadline;
+        let _ = self.inner.stop.send(true);
+        for primitive in &self.inner.primitives {
+            primitive.clone().drain(until).await;
+        }
+        let tasks: Vec<_> = self
+            .inner
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for task in tasks {
+            // The background tasks stop at the stop signal; one stuck in a write is not waited
+            // for past the deadline.
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(until, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        for primitive in &self.inner.primitives {
+            primitive.stopped();
+        }
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(|e| Error::Internal(format!("close task failed: {e}")))?;
+        tracing::info!(path = %self.inner.path.display(), "jobfile closed");
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Waits for Ctrl-C (SIGINT) or SIGTERM, then shuts down gracefully with `deadline` (see
+    /// [`Engine::shutdown`]): unfinished jobs go back to the queue without being charged a
+    /// crash, which a process killed by the signal's default action would be.
+    ///
+    /// Spawn it beside the application's own work. Once the signal comes, the engine's calls
+    /// return [`Error::Closed`] while the shutdown goes on: when the application sees that,
+    /// it should wait for this future (the task it runs in) before the process exits, or the
+    /// hand-back is cut short. `examples/quickstart.rs` shows the pattern. Returns what the
+    /// shutdown returns.
+    ///
+    /// Errors: [`Error::Io`] if the signal handlers cannot be installed (nothing is shut
+    /// down then); otherwise those of [`Engine::shutdown`].
+    pub async fn shutdown_on_signal(&self, deadline: Duration) -> Result<()> {
+        let signal = wait_for_stop_signal().await.map_err(|source| Error::Io {
+            path: self.inner.path.clone(),
+            source,
+        })?;
+        tracing::info!(signal, "stop signal received; shutting down");
+        self.shutdown(deadline).await
+    }
+}
+
+/// Takes the leader lock (or waits for it) and opens the store; every primitive recovers in
+/// the transaction that starts the new epoch. Blocking. Returns the epoch.
+fn open_store(
+    store: &Store,
+    options: EngineOptions,
+    primitives: &[Arc<dyn Primitive>],
+) -> Result<u64> {
+    let lock = if options.standby {
+        LeaderLock::acquire_blocking(store.path())?
+    } else {
+        LeaderLock::try_acquire(store.path())?
+    };
+    let config = StoreConfig {
+        durability: options.durability,
+        max_batch: options.max_batch,
+        gather_max: options.gather_max,
+        quick_repair: options.quick_repair,
+        cache_bytes: options.cache_bytes,
+        faults: options.faults,
+        compact: options.compact_on_open,
+    };
+    let schema = primitives.iter().map(|p| p.tables()).collect();
+    let (epoch, ()) = store.open(lock, config, schema, |ctx, epoch| {
+        primitives
+            .iter()
+            .try_for_each(|p| p.clone().recover(ctx, epoch))
+    })?;
+    Ok(epoch)
+}
+
+/// Runs `primitive`'s passes whenever its timer comes due, until the engine stops.
+async fn run_timer(
+    primitive: Arc<dyn Primitive>,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+) {
+    if let Some(timer) = primitive.timer() {
+        crate::timer::run(primitive.name(), timer, clock, stop, || {
+            primitive.clone().pass()
+        })
+        .await;
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere); returns which came.
+async fn wait_for_stop_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = interrupt.recv() => Ok("SIGINT"),
+            _ = terminate.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    }
+}
+
+/// The open task died. A panic there comes from reading the file (redb's checks, or a record
+/// jobfile cannot make sense of): reported as a damaged file, with what panicked.
+fn open_panicked(e: tokio::task::JoinError) -> Error {
+    if !e.is_panic() {
+        return Error::Internal(format!("open task failed: {e}"));
+    }
+    crate::store::damaged(&e.into_panic())
+}

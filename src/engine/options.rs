@@ -1,0 +1,197 @@
+//! How to open a file: [`EngineOptions`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Engine;
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::job::{JobMetric, MetricCallback};
+use crate::scheduler::{SchedulerMetric, SchedulerMetricCallback};
+use crate::store::Durability;
+use crate::store::faults::FaultInjector;
+
+/// How to open a file. `EngineOptions::new().open(path)` is the same as [`Engine::open`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub(super) standby: bool,
+    pub(super) durability: Durability,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) max_batch: usize,
+    pub(super) gather_max: Duration,
+    pub(super) quick_repair: bool,
+    pub(super) cache_bytes: usize,
+    pub(super) compact_on_open: bool,
+    pub(super) faults: Option<FaultInjector>,
+    pub(super) max_running_jobs: usize,
+    pub(super) on_job_metric: Option<MetricHook>,
+    pub(super) ephemeral_change_retention: Duration,
+    pub(super) on_scheduler_metric: Option<SchedulerHook>,
+}
+
+/// The scheduler's metrics callback, shown by `Debug` only as present.
+#[derive(Clone)]
+pub(super) struct SchedulerHook(pub(super) SchedulerMetricCallback);
+
+impl std::fmt::Debug for SchedulerHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SchedulerHook")
+    }
+}
+
+/// The metrics callback, shown by `Debug` only as present.
+#[derive(Clone)]
+pub(super) struct MetricHook(pub(super) MetricCallback);
+
+impl std::fmt::Debug for MetricHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricHook")
+    }
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            standby: false,
+            durability: Durability::Immediate,
+            clock: Arc::new(SystemClock),
+            max_batch: 4_096,
+            gather_max: Duration::from_millis(1),
+            quick_repair: true,
+            cache_bytes: 64 * 1024 * 1024,
+            compact_on_open: false,
+            faults: None,
+            max_running_jobs: 256,
+            on_job_metric: None,
+            ephemeral_change_retention: Duration::from_secs(3600),
+            on_scheduler_metric: None,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// The defaults: fail at once if the file is held, fsync every commit, system clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wait for the file instead of failing with [`Error::Locked`]: the open completes the moment
+    /// the holder closes or dies, and this process then leads. Default `false`.
+    pub fn standby(mut self, standby: bool) -> Self {
+        self.standby = standby;
+        self
+    }
+
+    /// How commits reach the disk. Default [`Durability::Immediate`] (fsync per commit).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The clock every time-dependent decision reads. Default: the system clock. Tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The most ops one commit may carry. Default 4,096.
+    pub fn max_batch(mut self, ops: usize) -> Self {
+        self.max_batch = ops.max(1);
+        self
+    }
+
+    /// The longest a durable commit under load waits for more ops to share it. Default 1 ms.
+    ///
+    /// After a commit that answered many callers (8 ops or more), the next batch waits for
+    /// them to send their next op: until as many have come back, or none has come for 50 µs,
+    /// or half that commit's duration has passed, and never longer than this.
+    /// Without the wait, busy callers split into two groups that take turns, and each op waits
+    /// out two commits. A lone caller never waits: its commit starts at once. Relaxed commits
+    /// (see [`Durability::Relaxed`]) never wait either: they do not wait on the disk, so a
+    /// wait would only idle the writer. `Duration::ZERO` turns the wait off.
+    pub fn commit_gather(mut self, max_wait: Duration) -> Self {
+        self.gather_max = max_wait;
+        self
+    }
+
+    /// Store redb's allocator state with every durable commit (two-phase commit), so that the
+    /// open after a crash need not walk the whole file to repair it. Default `true`.
+    ///
+    /// The trade-off, measured on a 2-core machine (`benches/job_scale.rs`,
+    /// `benches/job_throughput.rs --quick-repair-ab`): with a million jobs in the file (143 MB)
+    /// and 10,000 of them running when the process was SIGKILLed, the next open took 135 ms
+    /// with quick repair and 496 ms without; without it the repair grows with the file (about
+    /// 2.2 ms per MB). The price is paid on every durable commit: fsync'd job throughput was
+    /// 20 to 40% lower with it. Turn it off for throughput where a slow start after a crash is
+    /// acceptable; relaxed-durability commits never pay it.
+    pub fn quick_repair(mut self, enabled: bool) -> Self {
+        self.quick_repair = enabled;
+        self
+    }
+
+    /// Compact the file at open, before anything else: the space of deleted jobs, messages and
+    /// events is given back to the file system. Default `false`.
+    ///
+    /// On its own the file shrinks only from its end (at a commit, free pages at the end of
+    /// the file are given back); space freed in the middle by retention is reused by new
+    /// writes but kept, so a file under a steady load stays near the size of its busiest
+    /// stretch. Compacting
+    /// rewrites the live data (its time grows with the file; 82 ms for 3 MB here) and nothing
+    /// runs meanwhile, so it belongs to a start after a burst, not to every start.
+    pub fn compact_on_open(mut self, enabled: bool) -> Self {
+        self.compact_on_open = enabled;
+        self
+    }
+
+    /// Memory for redb's page cache, in bytes. Default 64 MiB.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Put a [`FaultInjector`](crate::testing::FaultInjector) between the engine and the file.
+    pub fn fault_injector(mut self, faults: FaultInjector) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// The most job handlers running at once in this process, across all definitions (each
+    /// definition's own concurrency also applies). Default 256.
+    pub fn max_running_jobs(mut self, n: usize) -> Self {
+        self.max_running_jobs = n.max(1);
+        self
+    }
+
+    /// A callback told of every job event worth counting ([`JobMetric`]): submits, starts,
+    /// completions with their run time, retries, failures, cancels, timeouts, recoveries.
+    /// It runs on the writer's thread after each commit, so it must be quick; a panic in it is
+    /// caught and ignored.
+    pub fn on_job_metric(mut self, callback: impl Fn(&JobMetric) + Send + Sync + 'static) -> Self {
+        self.on_job_metric = Some(MetricHook(Arc::new(callback)));
+        self
+    }
+
+    /// A callback told of everything the scheduler does ([`SchedulerMetric`](crate::SchedulerMetric)). It runs on
+    /// the calling task; a panic in it is caught and ignored.
+    pub fn on_scheduler_metric(
+        mut self,
+        callback: impl Fn(&SchedulerMetric) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_scheduler_metric = Some(SchedulerHook(Arc::new(callback)));
+        self
+    }
+
+    /// How long the change streams of ephemeral sets keep each change. A reader further behind
+    /// gets [`Error::Lagged`]. Default 1 hour.
+    pub fn ephemeral_change_retention(mut self, keep: Duration) -> Self {
+        self.ephemeral_change_retention = keep;
+        self
+    }
+
+    /// Opens `path` with these options. See [`Engine::open`].
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
+        Engine::open_with(path, self).await
+    }
+}
