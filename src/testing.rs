@@ -48,7 +48,7 @@ pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result
         ),
         (
             "schedules",
-            crate::scheduler::dispatch::decode_schedule_record(bytes),
+            crate::scheduler::record::decode_schedule_record(bytes),
         ),
         ("schedule_failures", failure),
         ("schedule_dead", dead),
@@ -67,7 +67,7 @@ pub fn rewrite_schedule_expression(
     cron: &str,
     zone: &str,
 ) -> crate::Result<bool> {
-    crate::scheduler::dispatch::rewrite_expression(path.as_ref(), id, cron, zone)
+    crate::scheduler::record::rewrite_expression(path.as_ref(), id, cron, zone)
 }
 
 /// Rewrites job `id` in the file at `path`, which no engine may hold, the way the first file

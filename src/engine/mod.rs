@@ -34,7 +34,7 @@ use crate::topic::{Topic, TopicCore, TopicOptions};
 /// Cheap to clone. Keep it (or a clone) alive while the file is in use: dropping the last one
 /// stops the background tasks (job workers stop claiming; lease expiry, delayed work and
 /// retention stop), and the file closes once the queue and job handles and running attempts
-/// are gone too. [`Engine::shutdown`] closes it at once, gracefully, and reports errors.
+/// are gone too. [`Engine::shutdown`](crate::Engine::shutdown) closes it at once, gracefully, and reports errors.
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
@@ -68,9 +68,9 @@ impl Engine {
     /// format, starts a new epoch, recovers work left by a dead process, and starts the
     /// background tasks.
     ///
-    /// Errors: [`Error::Locked`] if another process holds the file; [`Error::NotAJobfile`] or
-    /// [`Error::NewerFormat`] for a file this build must not touch (it is left unchanged);
-    /// [`Error::Io`] or [`Error::Storage`] when the disk fails.
+    /// Errors: [`Error::Locked`](crate::Error::Locked) if another process holds the file; [`Error::NotAJobfile`](crate::Error::NotAJobfile) or
+    /// [`Error::NewerFormat`](crate::Error::NewerFormat) for a file this build must not touch (it is left unchanged);
+    /// [`Error::Io`](crate::Error::Io) or [`Error::Storage`](crate::Error::Storage) when the disk fails.
     pub async fn open(path: impl AsRef<Path>) -> Result<Engine> {
         Self::open_with(path, EngineOptions::default()).await
     }
@@ -149,7 +149,7 @@ impl Engine {
 
     /// The queue `name` with default [`QueueOptions`].
     ///
-    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn queue(&self, name: &str) -> Result<Queue> {
         self.queue_with(name, QueueOptions::default())
     }
@@ -163,10 +163,10 @@ impl Engine {
     /// Registers `handler` for the jobs of `spec` and starts its workers at once (jobs already
     /// queued under this name start running). Returns the typed handle to submit and join.
     ///
-    /// The handler gets a [`JobCtx`] and the decoded input, and returns the output or a
-    /// [`JobError`]. A panic is caught and recorded as a retryable failure with code `PANIC`.
+    /// The handler gets a [`JobCtx`](crate::JobCtx) and the decoded input, and returns the output or a
+    /// [`JobError`](crate::JobError). A panic is caught and recorded as a retryable failure with code `PANIC`.
     ///
-    /// Errors: [`Error::InvalidArgument`] for a bad option or a name that already has a
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad option or a name that already has a
     /// handler in this engine.
     pub fn register<I, O, H, Fut>(&self, spec: JobSpec, handler: H) -> Result<JobHandle<I, O>>
     where
@@ -183,7 +183,7 @@ impl Engine {
     /// A typed handle to submit and join jobs of `spec` without running them in this process
     /// (they wait until some engine registers a handler for the name).
     ///
-    /// Errors: [`Error::InvalidArgument`] for a bad option.
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad option.
     pub fn job<I, O>(&self, spec: JobSpec) -> Result<JobHandle<I, O>>
     where
         I: Serialize + DeserializeOwned + Send + 'static,
@@ -200,7 +200,7 @@ impl Engine {
 
     /// The topic `name` with default [`TopicOptions`].
     ///
-    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn topic(&self, name: &str) -> Result<Topic> {
         self.topic_with(name, TopicOptions::default())
     }
@@ -213,7 +213,7 @@ impl Engine {
     /// The ephemeral set `name` with default [`EphemeralOptions`] (10,000 entries of at most
     /// 4 KiB).
     ///
-    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn ephemeral(&self, name: &str) -> Result<Ephemeral> {
         self.ephemeral_with(name, EphemeralOptions::default())
     }
@@ -225,7 +225,7 @@ impl Engine {
 
     /// The named mutex `name` (created on first acquisition).
     ///
-    /// Errors: [`Error::InvalidArgument`] for an empty name or one over 256 bytes.
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn mutex(&self, name: &str) -> Result<FencedMutex> {
         FencedMutex::new(self.inner.mutexes.clone(), name)
     }
@@ -262,11 +262,11 @@ impl Engine {
     }
 
     /// Shuts down gracefully: workers stop claiming, running handlers get the stop signal
-    /// ([`StopReason::Shutdown`]) and `deadline` to finish. A handler that finishes in time
+    /// ([`StopReason::Shutdown`](crate::StopReason::Shutdown)) and `deadline` to finish. A handler that finishes in time
     /// has its result recorded (an error is not charged as an attempt); one still running then
     /// is stopped and its job handed back to the queue without charging an attempt. Then
     /// queued writes commit, the file closes and the lock is released. Later calls on this
-    /// engine (or its handles) fail with [`Error::Closed`].
+    /// engine (or its handles) fail with [`Error::Closed`](crate::Error::Closed).
     pub async fn shutdown(&self, deadline: Duration) -> Result<()> {
         let until = tokio::time::Instant::now() + deadline;
         let _ = self.inner.stop.send(true);
@@ -301,17 +301,17 @@ impl Engine {
 
 impl Engine {
     /// Waits for Ctrl-C (SIGINT) or SIGTERM, then shuts down gracefully with `deadline` (see
-    /// [`Engine::shutdown`]): unfinished jobs go back to the queue without being charged a
+    /// [`Engine::shutdown`](crate::Engine::shutdown)): unfinished jobs go back to the queue without being charged a
     /// crash, which a process killed by the signal's default action would be.
     ///
     /// Spawn it beside the application's own work. Once the signal comes, the engine's calls
-    /// return [`Error::Closed`] while the shutdown goes on: when the application sees that,
+    /// return [`Error::Closed`](crate::Error::Closed) while the shutdown goes on: when the application sees that,
     /// it should wait for this future (the task it runs in) before the process exits, or the
     /// hand-back is cut short. `examples/quickstart.rs` shows the pattern. Returns what the
     /// shutdown returns.
     ///
-    /// Errors: [`Error::Io`] if the signal handlers cannot be installed (nothing is shut
-    /// down then); otherwise those of [`Engine::shutdown`].
+    /// Errors: [`Error::Io`](crate::Error::Io) if the signal handlers cannot be installed (nothing is shut
+    /// down then); otherwise those of [`Engine::shutdown`](crate::Engine::shutdown).
     pub async fn shutdown_on_signal(&self, deadline: Duration) -> Result<()> {
         let signal = wait_for_stop_signal().await.map_err(|source| Error::Io {
             path: self.inner.path.clone(),
@@ -319,6 +319,13 @@ impl Engine {
         })?;
         tracing::info!(signal, "stop signal received; shutting down");
         self.shutdown(deadline).await
+    }
+}
+
+impl EngineOptions {
+    /// Opens `path` with these options. See [`Engine::open`](crate::Engine::open).
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
+        Engine::open_with(path, self).await
     }
 }
 

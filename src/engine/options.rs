@@ -1,18 +1,15 @@
 //! How to open a file: [`EngineOptions`].
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Engine;
 use crate::clock::{Clock, SystemClock};
-use crate::error::Result;
 use crate::job::{JobMetric, MetricCallback};
 use crate::scheduler::{SchedulerMetric, SchedulerMetricCallback};
 use crate::store::Durability;
 use crate::store::faults::FaultInjector;
 
-/// How to open a file. `EngineOptions::new().open(path)` is the same as [`Engine::open`].
+/// How to open a file. `EngineOptions::new().open(path)` is the same as [`Engine::open`](crate::Engine::open).
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub(super) standby: bool,
@@ -76,14 +73,14 @@ impl EngineOptions {
         Self::default()
     }
 
-    /// Wait for the file instead of failing with [`Error::Locked`]: the open completes the moment
+    /// Wait for the file instead of failing with [`Error::Locked`](crate::Error::Locked): the open completes the moment
     /// the holder closes or dies, and this process then leads. Default `false`.
     pub fn standby(mut self, standby: bool) -> Self {
         self.standby = standby;
         self
     }
 
-    /// How commits reach the disk. Default [`Durability::Immediate`] (fsync per commit).
+    /// How commits reach the disk. Default [`Durability::Immediate`](crate::Durability::Immediate) (fsync per commit).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
@@ -109,7 +106,7 @@ impl EngineOptions {
     /// or half that commit's duration has passed, and never longer than this.
     /// Without the wait, busy callers split into two groups that take turns, and each op waits
     /// out two commits. A lone caller never waits: its commit starts at once. Relaxed commits
-    /// (see [`Durability::Relaxed`]) never wait either: they do not wait on the disk, so a
+    /// (see [`Durability::Relaxed`](crate::Durability::Relaxed)) never wait either: they do not wait on the disk, so a
     /// wait would only idle the writer. `Duration::ZERO` turns the wait off.
     pub fn commit_gather(mut self, max_wait: Duration) -> Self {
         self.gather_max = max_wait;
@@ -164,7 +161,7 @@ impl EngineOptions {
         self
     }
 
-    /// A callback told of every job event worth counting ([`JobMetric`]): submits, starts,
+    /// A callback told of every job event worth counting ([`JobMetric`](crate::JobMetric)): submits, starts,
     /// completions with their run time, retries, failures, cancels, timeouts, recoveries.
     /// It runs on the writer's thread after each commit, so it must be quick; a panic in it is
     /// caught and ignored.
@@ -184,14 +181,9 @@ impl EngineOptions {
     }
 
     /// How long the change streams of ephemeral sets keep each change. A reader further behind
-    /// gets [`Error::Lagged`]. Default 1 hour.
+    /// gets [`Error::Lagged`](crate::Error::Lagged). Default 1 hour.
     pub fn ephemeral_change_retention(mut self, keep: Duration) -> Self {
         self.ephemeral_change_retention = keep;
         self
-    }
-
-    /// Opens `path` with these options. See [`Engine::open`].
-    pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
-        Engine::open_with(path, self).await
     }
 }

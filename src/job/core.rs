@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::StopReason;
+use super::effects::{DispatchTarget, Effects, Slot, try_slot};
+use super::info::{CancelOutcome, JobState};
 use super::metrics::{JobMetric, JobMetrics, MetricCallback, Reporter};
-use super::ops::{self, Effects};
+use super::ops::{self, cancel::Cancelled};
 use super::signal::AttemptSignal;
-use super::worker::{self, DispatchTarget, Slot};
+use super::transition::{QUEUED_GAUGE, RUNNING_GAUGE};
 use crate::error::Result;
 use crate::primitive::{Primitive, Work};
 use crate::store::{SchemaTable, Store, TxCtx};
@@ -196,7 +198,7 @@ impl JobCore {
             return None;
         }
         let target = lock(&self.targets).get(name).cloned()?;
-        worker::try_slot(self, &target.concurrency)
+        try_slot(&self.global, &target.concurrency)
     }
 
     /// Creates the stop signal of a started attempt and counts it as running here.
@@ -247,7 +249,7 @@ impl JobCore {
     pub(crate) fn metrics(&self) -> Result<JobMetrics> {
         self.store.read(|rtx| {
             let get = crate::store::meta::read_counters(rtx)?;
-            JobMetrics::read(get, ops::RUNNING_GAUGE, ops::QUEUED_GAUGE)
+            JobMetrics::read(get, RUNNING_GAUGE, QUEUED_GAUGE)
         })
     }
 }
@@ -298,6 +300,24 @@ impl Primitive for JobCore {
 }
 
 impl JobCore {
+    /// Cancels job `id`: a queued one at once, a running one at once too, its handler told.
+    pub(crate) async fn cancel(self: &Arc<Self>, id: u64, reason: &str) -> Result<CancelOutcome> {
+        // Mark a running attempt first: a completion applied after this point loses.
+        if let Some(signal) = self.running_signal(id) {
+            signal.request_cancel();
+        }
+        let reason = reason.to_string();
+        let found = self
+            .write(move |ctx, fx| ops::cancel::cancel(ctx, id, &reason, fx))
+            .await?;
+        Ok(match found {
+            Cancelled::Done => CancelOutcome::Cancelled,
+            Cancelled::AlreadyFinished(code) => {
+                CancelOutcome::AlreadyFinished(JobState::from_finished_code(code))
+            }
+        })
+    }
+
     /// Shutdown: running handlers get the stop signal and until `until` to finish; those
     /// still running then are stopped, and their jobs handed back in one write (one commit
     /// whatever their number).

@@ -13,6 +13,7 @@ use super::error::JobError;
 use super::ops;
 use super::signal::{AttemptSignal, StopReason};
 use super::tables::{JOB_STEPS, JOBS};
+use super::transition;
 
 /// The longest step id, in bytes.
 const MAX_STEP_ID: usize = 256;
@@ -205,10 +206,10 @@ impl JobCtx {
             return Err(lost(id, "step"));
         }
         let (owned, stored) = self.inner.core.store.read(|rtx| {
-            let job = super::read_job(&rtx.open_table(JOBS)?, id)?;
+            let job = super::reads::read_job(&rtx.open_table(JOBS)?, id)?;
             let steps = rtx.open_table(JOB_STEPS)?;
             let stored = steps.get((id, step_id))?.map(|v| v.value().to_vec());
-            Ok((ops::owns(&job, attempt, epoch), stored))
+            Ok((transition::owns(&job, attempt, epoch), stored))
         })?;
         if !owned {
             return Err(lost(id, "step"));

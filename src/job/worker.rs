@@ -5,13 +5,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::core::JobCore;
 use super::ctx::JobCtx;
+use super::effects::{Claimed, Slot, try_slot};
 use super::error::JobError;
-use super::ops::{self, claim::Claimed};
+use super::ops;
 use super::record::FailureV1;
 use super::signal::{AttemptSignal, StopReason};
 use super::tables::JOB_READY;
@@ -34,16 +35,6 @@ pub(crate) struct Definition {
 
 /// The most jobs one claim takes.
 const CLAIM_MAX: usize = 256;
-
-/// A slot for one attempt: one permit of the definition, one of the global cap.
-pub(crate) type Slot = (OwnedSemaphorePermit, OwnedSemaphorePermit);
-
-/// Where a submit hands an attempt it started to the definition's workers.
-#[derive(Debug)]
-pub(crate) struct DispatchTarget {
-    pub(crate) concurrency: Arc<Semaphore>,
-    pub(crate) handoff: mpsc::UnboundedSender<(Claimed, Slot)>,
-}
 
 /// Runs the attempts that submits started directly for this definition.
 pub(crate) async fn take_handoffs(
@@ -145,14 +136,7 @@ async fn acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
 }
 
 fn try_acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
-    try_slot(core, &def.concurrency)
-}
-
-/// A free slot of a definition with this concurrency, if there is one now.
-pub(crate) fn try_slot(core: &JobCore, concurrency: &Arc<Semaphore>) -> Option<Slot> {
-    let own = concurrency.clone().try_acquire_owned().ok()?;
-    let global = core.global.clone().try_acquire_owned().ok()?;
-    Some((own, global))
+    try_slot(&core.global, &def.concurrency)
 }
 
 async fn run_attempt(

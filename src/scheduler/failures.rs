@@ -10,8 +10,10 @@
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
-use super::dispatch::{self, DispatchReport, ScheduleV1};
+use super::metrics::DispatchReport;
 use super::metrics::SchedulerMetric;
+use super::record::ScheduleV1;
+use super::schedules;
 use super::tables::{SCHEDULE_DEAD, SCHEDULE_DUE, SCHEDULE_FAILURES};
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
@@ -141,7 +143,7 @@ pub(crate) fn record(
     match schedule {
         Some(mut s) => {
             let old = s.next_run.take();
-            dispatch::save(ctx, id, &s, old)?;
+            schedules::save(ctx, id, &s, old)?;
         }
         None => {
             ctx.tx.open_table(SCHEDULE_DUE)?.remove((slot, id))?;

@@ -167,3 +167,19 @@ impl Counters {
         }
     }
 }
+
+/// What a dispatch pass did, for metrics and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Jobs submitted for slots.
+    pub submitted: u64,
+    /// Missed slots dropped by the misfire policy, or advanced past without a handler.
+    pub dropped: u64,
+    /// Due slots held back because no handler for the job runs here (strict schedules).
+    pub held: u64,
+    /// Schedules whose due slot could not be dispatched (see
+    /// [`SchedulerMetric::DispatchFailed`](crate::SchedulerMetric::DispatchFailed)).
+    pub failed: u64,
+    /// What happened, schedule by schedule, for the metrics callback.
+    pub(crate) events: Vec<SchedulerMetric>,
+}

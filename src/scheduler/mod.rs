@@ -2,9 +2,11 @@
 //! a time zone, with misfire policies for slots missed while no process held the file.
 
 pub(crate) mod cron;
-pub(crate) mod dispatch;
 mod failures;
 mod metrics;
+pub(crate) mod ops;
+pub(crate) mod record;
+mod schedules;
 pub(crate) mod tables;
 
 use std::sync::Arc;
@@ -22,12 +24,12 @@ use crate::store::codec::decode;
 use crate::store::{SchemaTable, TxCtx};
 use crate::timer::Timer;
 pub(crate) use cron::CronSchedule;
-pub use dispatch::DispatchReport;
-use dispatch::{JobTemplateV1, MisfireV1, ScheduleV1, StoredSchedule};
 pub(crate) use failures::decode_records as decode_failure_records;
 pub use failures::{MAX_DISPATCH_FAILURES, ScheduleDeadLetter};
 use metrics::Counters;
+pub use metrics::DispatchReport;
 pub use metrics::{SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics};
+use record::{JobTemplateV1, MisfireV1, ScheduleV1, StoredSchedule};
 use tables::SCHEDULES;
 
 /// Schedules handled per timer pass.
@@ -243,7 +245,7 @@ impl SchedulerCore {
                 let mut report = DispatchReport::default();
                 let has_handler = |name: &str| core.jobs.has_handler(name);
                 let mut crons = core.crons.lock().unwrap_or_else(|p| p.into_inner());
-                let next = dispatch::dispatch(
+                let next = ops::dispatch::dispatch(
                     ctx,
                     &missed,
                     DISPATCH_LIMIT,
@@ -354,7 +356,7 @@ impl Scheduler {
             .core
             .jobs
             .write(move |ctx, _| {
-                let existing = dispatch::load(ctx, &spec.id)?;
+                let existing = schedules::load(ctx, &spec.id)?;
                 let now = ctx.now;
                 let (next_run, dispatched, dropped, old_next, created) = match &existing {
                     Some(old)
@@ -390,7 +392,7 @@ impl Scheduler {
                     dispatched,
                     dropped,
                 };
-                dispatch::save(ctx, &spec.id, &s, old_next)?;
+                schedules::save(ctx, &spec.id, &s, old_next)?;
                 failures::clear(ctx, &spec.id)?;
                 if let Some(at) = next_run {
                     let core = core.clone();
@@ -417,7 +419,7 @@ impl Scheduler {
         let removed = self
             .core
             .jobs
-            .write(move |ctx, _| dispatch::remove(ctx, &owned))
+            .write(move |ctx, _| ops::remove::remove(ctx, &owned))
             .await?;
         if removed {
             self.core
@@ -492,8 +494,8 @@ impl Scheduler {
             .core
             .jobs
             .write(move |ctx, fx| {
-                let Some(s) = dispatch::load(ctx, &owned)? else {
-                    return Ok(Err(dispatch::unknown(&owned)));
+                let Some(s) = schedules::load(ctx, &owned)? else {
+                    return Ok(Err(schedules::unknown(&owned)));
                 };
                 let job = s.job.job_with_key(format!("manual:{owned}:{key}"));
                 let out = submit::submit(ctx, &job, None, fx)?;

@@ -1,9 +1,10 @@
 //! The dead-letter view's writes: retry a failed job with a fresh attempt budget, or delete a
 //! finished one.
 
-use super::{Effects, enter_queued, erase, leave_state, load_known, push_event, save};
 use crate::error::{Error, Result};
+use crate::job::effects::Effects;
 use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
+use crate::job::transition::{enter_queued, erase, leave_state, load_known, push_event, save};
 use crate::store::TxCtx;
 
 /// Queues a failed or timed-out job again, with its attempts and crash budget reset.
@@ -17,7 +18,7 @@ pub(crate) fn retry(ctx: &mut TxCtx<'_>, id: u64, fx: &mut Effects) -> Result<()
             "job",
             format!(
                 "job {id} is {}; only failed or timed-out jobs can be retried",
-                super::super::state_name(&job.state)
+                crate::job::info::state_name(&job.state)
             ),
         ));
     }
@@ -46,7 +47,7 @@ pub(crate) fn delete(ctx: &mut TxCtx<'_>, id: u64) -> Result<()> {
             "job",
             format!(
                 "job {id} is {}; cancel it before deleting it",
-                super::super::state_name(&job.state)
+                crate::job::info::state_name(&job.state)
             ),
         ));
     }

@@ -1,10 +1,11 @@
 //! Cancel: a queued job is cancelled at once; a running one too, and its attempt is signalled.
 
-use super::{Effects, enter_terminal, leave_state, load_known, push_event, save};
 use crate::error::Result;
+use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobStateV1};
 use crate::job::signal::StopReason;
+use crate::job::transition::{enter_terminal, leave_state, load_known, push_event, save};
 use crate::store::TxCtx;
 
 /// What a cancel found.
@@ -46,7 +47,7 @@ pub(crate) fn cancel(
         fx,
     )?;
     save(ctx, id, &job)?;
-    super::count(
+    crate::job::effects::count(
         ctx,
         fx,
         JobMetric::Cancelled {

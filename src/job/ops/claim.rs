@@ -2,21 +2,13 @@
 
 use redb::ReadableTable;
 
-use super::{Effects, enter_running, load, push_event, save};
 use crate::error::{Error, Result};
+use crate::job::effects::{Claimed, Effects};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
 use crate::job::tables::JOB_READY;
+use crate::job::transition::{enter_running, load, push_event, save};
 use crate::store::TxCtx;
-
-/// A started attempt, handed to a worker.
-#[derive(Debug, Clone)]
-pub(crate) struct Claimed {
-    pub(crate) id: u64,
-    pub(crate) attempt: u32,
-    pub(crate) input: Vec<u8>,
-    pub(crate) meta: Vec<(String, String)>,
-}
 
 pub(crate) fn claim(
     ctx: &mut TxCtx<'_>,
@@ -46,7 +38,7 @@ pub(crate) fn claim(
             detail: format!("ready entry points at missing job {id}"),
         })?;
         // The ready entry is gone already; only the gauge is left of the queued state.
-        ctx.adjust(super::QUEUED_GAUGE, -1)?;
+        ctx.adjust(crate::job::transition::QUEUED_GAUGE, -1)?;
         out.push(start_attempt(ctx, id, job, epoch, fx)?);
     }
     let more = out.len() == max && any_ready(ctx, name)?;
@@ -79,9 +71,9 @@ pub(crate) fn start_attempt(
     )?;
     save(ctx, id, &job)?;
     let name = std::mem::take(&mut job.name);
-    super::count(ctx, fx, JobMetric::Started { name, attempt })?;
+    crate::job::effects::count(ctx, fx, JobMetric::Started { name, attempt })?;
     fx.started.push((id, attempt));
-    let input = super::input_of(ctx, id, job.input, job.input_apart)?;
+    let input = crate::job::transition::input_of(ctx, id, job.input, job.input_apart)?;
     Ok(Claimed {
         id,
         attempt,

@@ -3,12 +3,13 @@
 //! Both check that the attempt still owns the job: a job cancelled or timed out meanwhile
 //! stays as it is, and the late result is dropped.
 
-use super::{
-    Effects, enter_terminal, leave_state, load_known, owns, push_event, save, settle_failure,
-};
 use crate::error::Result;
+use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
+use crate::job::transition::{
+    enter_terminal, leave_state, load_known, owns, push_event, save, settle_failure,
+};
 use crate::store::TxCtx;
 
 /// Stores the output and completes the job. Returns false (and changes nothing) when the
@@ -39,7 +40,7 @@ pub(crate) fn complete(
     enter_terminal(ctx, id, &mut job, state, fx)?;
     push_event(ctx, id, &mut job, EventKindV1::Completed, fx)?;
     save(ctx, id, &job)?;
-    super::count(
+    crate::job::effects::count(
         ctx,
         fx,
         JobMetric::Completed {

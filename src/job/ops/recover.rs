@@ -3,11 +3,14 @@
 
 use redb::ReadableTable;
 
-use super::{Effects, enter_queued, enter_terminal, leave_state, load, owns, push_event, save};
 use crate::error::{Error, Result};
+use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
 use crate::job::tables::JOB_LEASES;
+use crate::job::transition::{
+    enter_queued, enter_terminal, leave_state, load, owns, push_event, save,
+};
 use crate::store::TxCtx;
 
 /// Puts every job left running by a dead process back in line at once, charging its crash
@@ -45,7 +48,7 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, u
             job.last_error = Some(error.clone());
             enter_terminal(ctx, id, &mut job, JobStateV1::Failed { at: ctx.now }, fx)?;
             push_event(ctx, id, &mut job, EventKindV1::Failed { error }, fx)?;
-            super::count(
+            crate::job::effects::count(
                 ctx,
                 fx,
                 JobMetric::Failed {
@@ -63,7 +66,7 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, u
                 job.crashes, job.crash_budget
             );
             push_event(ctx, id, &mut job, EventKindV1::Recovered { reason }, fx)?;
-            super::count(
+            crate::job::effects::count(
                 ctx,
                 fx,
                 JobMetric::Recovered {

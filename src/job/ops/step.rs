@@ -1,10 +1,11 @@
 //! Writes a running attempt makes about itself: a step result, progress, a heartbeat. Each is
 //! refused (returns false, writes nothing) once the attempt no longer owns the job.
 
-use super::{Effects, leave_state, load_known, owns, push_event, save};
 use crate::error::Result;
+use crate::job::effects::Effects;
 use crate::job::record::{EventKindV1, JobStateV1};
 use crate::job::tables::{JOB_LEASES, JOB_STEPS};
+use crate::job::transition::{leave_state, load_known, owns, push_event, save};
 use crate::store::TxCtx;
 
 /// Stores a step's result and emits `step_completed`.
@@ -84,7 +85,7 @@ pub(crate) fn heartbeat(
             fx.deadline = Some(fx.deadline.map_or(key, |d| d.min(key)));
         }
     }
-    ctx.adjust(super::RUNNING_GAUGE, 1)?;
+    ctx.adjust(crate::job::transition::RUNNING_GAUGE, 1)?;
     push_event(ctx, id, &mut job, EventKindV1::Heartbeat, fx)?;
     save(ctx, id, &job)?;
     Ok(true)

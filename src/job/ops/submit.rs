@@ -2,12 +2,14 @@
 
 use redb::ReadableTable;
 
-use super::claim::{Claimed, any_ready, start_attempt};
-use super::{Effects, enter_queued, new_id, push_event, save};
+use super::claim::{any_ready, start_attempt};
 use crate::error::Result;
+use crate::job::effects::Claimed;
+use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{BackoffV1, EventKindV1, JobStateV1, JobV1};
 use crate::job::tables::{JOB_INPUTS, JOB_KEYS};
+use crate::job::transition::{enter_queued, new_id, push_event, save};
 use crate::store::TxCtx;
 
 /// A job as submitted, before it has an id. Validated by the caller.
@@ -97,7 +99,7 @@ pub(crate) fn submit(
         input_apart,
     };
     push_event(ctx, id, &mut job, EventKindV1::Submitted, fx)?;
-    super::count(
+    crate::job::effects::count(
         ctx,
         fx,
         JobMetric::Submitted {

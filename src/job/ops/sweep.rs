@@ -3,11 +3,12 @@
 
 use redb::{ReadableTable, Table};
 
-use super::{Effects, enter_queued, erase, leave_state, load, save, settle_failure};
 use crate::error::{Error, Result};
+use crate::job::effects::Effects;
 use crate::job::record::{FailureV1, JobStateV1};
 use crate::job::signal::StopReason;
 use crate::job::tables::{JOB_DELAYED, JOB_LEASES, JOB_RETENTION};
+use crate::job::transition::{enter_queued, erase, leave_state, load, save, settle_failure};
 use crate::store::TxCtx;
 
 /// Does up to `limit` items of each kind of due work. Returns the next instant at which there

@@ -1,0 +1,242 @@
+//! [`JobHandle`](crate::JobHandle): the typed handle to one job definition.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use super::core::JobCore;
+use super::ctx::JobCtx;
+use super::effects::DispatchTarget;
+use super::error::{self, JobError, JobFailure};
+use super::info::{CancelOutcome, JobInfo, Outcome, Submitted, info, outcome_of};
+use super::ops;
+use super::reads::{load_job, load_job_with_input};
+use super::spec::JobSpec;
+use super::submit::Submit;
+use super::worker::{self, Definition, HandlerFuture};
+use crate::clock::millis;
+use crate::error::{Error, Result};
+
+/// A typed handle to one job definition: submit, join, cancel and inspect its jobs.
+/// Cheap to clone. Get one from [`Engine::register`](crate::Engine::register) (which also runs
+/// the handler) or [`Engine::job`](crate::Engine::job) (submit only).
+pub struct JobHandle<I, O> {
+    core: Arc<JobCore>,
+    spec: Arc<JobSpec>,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for JobHandle<I, O> {
+    fn clone(&self) -> Self {
+        JobHandle {
+            core: self.core.clone(),
+            spec: self.spec.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<I, O> std::fmt::Debug for JobHandle<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("name", &self.spec.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I, O> JobHandle<I, O>
+where
+    I: Serialize + DeserializeOwned + Send + 'static,
+    O: Serialize + DeserializeOwned + Send + 'static,
+{
+    pub(crate) fn new(core: Arc<JobCore>, spec: JobSpec) -> Result<Self> {
+        spec.validate()?;
+        Ok(JobHandle {
+            core,
+            spec: Arc::new(spec),
+            _types: PhantomData,
+        })
+    }
+
+    /// Starts the workers of this definition with `handler`.
+    pub(crate) fn start<H, Fut>(&self, handler: H) -> Result<()>
+    where
+        H: Fn(JobCtx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, JobError>> + Send + 'static,
+    {
+        if !self.core.register_name(&self.spec.name) {
+            return Err(Error::invalid(
+                "job name",
+                format!("a handler for {:?} is registered already", self.spec.name),
+            ));
+        }
+        let handler = Arc::new(handler);
+        let type_name = std::any::type_name::<I>();
+        let limit = self.spec.result_limit;
+        let invoke = move |ctx: JobCtx,
+                           input: &[u8]|
+              -> std::result::Result<HandlerFuture, String> {
+            let input: I = serde_json::from_slice(input)
+                .map_err(|e| format!("the stored input does not decode into {type_name}: {e}"))?;
+            let run = handler(ctx, input);
+            Ok(Box::pin(async move {
+                let output = run.await?;
+                let bytes = serde_json::to_vec(&output).map_err(|e| {
+                    JobError::permanent(format!("the output cannot be stored: {e}"))
+                        .code("OUTPUT_ENCODE")
+                })?;
+                error::check_result_size(bytes.len(), limit, "the output", "OUTPUT_TOO_LARGE")?;
+                Ok(bytes)
+            }))
+        };
+        let concurrency = Arc::new(Semaphore::new(self.spec.concurrency));
+        let def = Arc::new(Definition {
+            name: self.spec.name.as_str().into(),
+            concurrency: concurrency.clone(),
+            result_limit: limit,
+            invoke: Box::new(invoke),
+        });
+        let (handoff, handoffs) = tokio::sync::mpsc::unbounded_channel();
+        self.core.add_target(
+            &self.spec.name,
+            DispatchTarget {
+                concurrency,
+                handoff,
+            },
+        );
+        tokio::spawn(worker::take_handoffs(
+            self.core.clone(),
+            def.clone(),
+            handoffs,
+        ));
+        tokio::spawn(worker::run(self.core.clone(), def));
+        Ok(())
+    }
+
+    /// The definition name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Submits a job with `input`; options are set on the returned builder, which is awaited.
+    /// Durable (fsync'd by default) when it returns. No handler needs to be registered in this
+    /// process: the job waits until one is.
+    ///
+    /// Errors: [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) for an input (plus meta) over the definition's
+    /// limit; [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad key or override. Nothing is written then.
+    pub fn submit(&self, input: I) -> Submit<'_, I, O> {
+        Submit::new(&self.core, &self.spec, input)
+    }
+
+    /// Submits many jobs in one transaction: all of them or, on any error, none. Each item is a
+    /// [`submit`](JobHandle::submit) builder of this handle, with its own key, delay and
+    /// options. Returns one [`Submitted`](crate::Submitted) per item, in order; a key used twice in the batch
+    /// gives the first job's id twice, the second marked `deduplicated`.
+    ///
+    /// One commit instead of one per job: the way to enqueue a large backlog fast.
+    ///
+    /// Errors: those of [`submit`](JobHandle::submit), for the first bad item (nothing is
+    /// written then).
+    pub async fn submit_many<'a>(
+        &'a self,
+        items: impl IntoIterator<Item = Submit<'a, I, O>>,
+    ) -> Result<Vec<Submitted>> {
+        let jobs = items
+            .into_iter()
+            .map(|s| {
+                if s.name() != self.spec.name {
+                    return Err(Error::invalid(
+                        "job",
+                        format!(
+                            "a submit of {:?} in a batch of {:?}",
+                            s.name(),
+                            self.spec.name
+                        ),
+                    ));
+                }
+                s.prepare()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.core
+            .write(move |ctx, fx| {
+                jobs.iter()
+                    .map(|new| {
+                        let done = ops::submit::submit(ctx, new, None, fx)?;
+                        Ok(Submitted {
+                            id: done.id,
+                            deduplicated: done.deduplicated,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    /// Waits until the job reaches a terminal state and returns how it ended. With a timeout
+    /// (measured on the engine's clock), a job still unfinished then gives
+    /// [`Outcome::TimedOut`](crate::Outcome::TimedOut) with code `JOIN_TIMEOUT`; the job itself goes on. Without one it
+    /// waits as long as it takes.
+    ///
+    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob) for an id that does not exist (or was pruned);
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the stored output does not decode into `O`.
+    pub async fn join(&self, id: u64, timeout: Option<Duration>) -> Result<Outcome<O>> {
+        let clock = self.core.store.clock().clone();
+        let deadline = timeout.map(|t| clock.now_ms().saturating_add(millis(t)));
+        let mut stop = self.core.stop.clone();
+        let poisoned = self.core.store.until_poisoned();
+        tokio::pin!(poisoned);
+        loop {
+            let mut changed = self.core.watch(id);
+            let job = load_job(&self.core, id)?;
+            if let Some(outcome) = outcome_of::<O>(id, job)? {
+                return Ok(outcome);
+            }
+            let expired = async {
+                match deadline {
+                    Some(at) => clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return Err(Error::Closed) },
+                _ = expired => {
+                    return Ok(Outcome::TimedOut(JobFailure {
+                        code: "JOIN_TIMEOUT".into(),
+                        message: format!(
+                            "job {id} did not finish within {} ms",
+                            timeout.map(millis).unwrap_or_default()
+                        ),
+                        attempt: 0,
+                    }));
+                }
+                _ = stop.changed() => return Err(Error::Closed),
+                e = &mut poisoned => return Err(e),
+            }
+        }
+    }
+
+    /// Cancels the job: a queued job is cancelled at once; a running one is cancelled at once
+    /// too and its handler gets the stop signal ([`JobCtx::cancelled`](crate::JobCtx::cancelled)), and whatever it
+    /// returns afterwards is dropped: cancel wins. A finished job is left as it is, and the
+    /// outcome says so.
+    ///
+    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob).
+    pub async fn cancel(&self, id: u64, reason: &str) -> Result<CancelOutcome> {
+        self.core.cancel(id, reason).await
+    }
+
+    /// The job as stored.
+    ///
+    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob).
+    pub fn get(&self, id: u64) -> Result<JobInfo> {
+        Ok(info(id, load_job_with_input(&self.core, id)?))
+    }
+}

@@ -1,0 +1,237 @@
+//! The values a caller sees of a job: its state, its stored form for inspection, how it ended.
+//! Built from the stored record; nothing here touches storage.
+
+use serde::de::DeserializeOwned;
+
+use super::error::JobFailure;
+use super::record::{JobStateV1, JobV1};
+use crate::error::{Error, Result};
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobState {
+    /// Waiting to run (maybe delayed, or backing off after a failed attempt).
+    Queued,
+    /// An attempt is running.
+    Running,
+    /// Finished with an output.
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Its last attempt missed its lease or passed its timeout.
+    TimedOut,
+}
+
+impl JobState {
+    /// The state's stable name: `queued`, `running`, `completed`, `failed`, `cancelled`,
+    /// `timed_out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::TimedOut => "timed_out",
+        }
+    }
+
+    /// True for `completed`, `failed`, `cancelled` and `timed_out`.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+
+    pub(crate) fn finished_code(self) -> Option<u8> {
+        match self {
+            JobState::Completed => Some(2),
+            JobState::Failed => Some(3),
+            JobState::Cancelled => Some(4),
+            JobState::TimedOut => Some(5),
+            JobState::Queued | JobState::Running => None,
+        }
+    }
+
+    pub(crate) fn from_finished_code(code: u8) -> JobState {
+        match code {
+            2 => JobState::Completed,
+            3 => JobState::Failed,
+            4 => JobState::Cancelled,
+            _ => JobState::TimedOut,
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn state_of(state: &JobStateV1) -> JobState {
+    match state {
+        JobStateV1::Queued { .. } => JobState::Queued,
+        JobStateV1::Running { .. } => JobState::Running,
+        JobStateV1::Completed { .. } => JobState::Completed,
+        JobStateV1::Failed { .. } => JobState::Failed,
+        JobStateV1::Cancelled { .. } => JobState::Cancelled,
+        JobStateV1::TimedOut { .. } => JobState::TimedOut,
+    }
+}
+
+pub(crate) fn state_name(state: &JobStateV1) -> &'static str {
+    state_of(state).as_str()
+}
+
+/// The latest progress a handler reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// 0 to 100.
+    pub percent: u8,
+    /// The stage name.
+    pub stage: String,
+}
+
+/// A job as stored, for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The job id.
+    pub id: u64,
+    /// The definition name.
+    pub name: String,
+    /// Where it stands.
+    pub state: JobState,
+    /// Attempts started and charged so far.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Recoveries after the process running it died.
+    pub crashes: u32,
+    /// Its priority.
+    pub priority: i32,
+    /// Its idempotency key.
+    pub key: Option<String>,
+    /// Its meta map, in the order given.
+    pub meta: Vec<(String, String)>,
+    /// The input, JSON-encoded.
+    pub input_json: Vec<u8>,
+    /// The output of a completed job, JSON-encoded.
+    pub output_json: Option<Vec<u8>>,
+    /// The last failure of any attempt.
+    pub last_error: Option<JobFailure>,
+    /// The latest progress.
+    pub progress: Option<Progress>,
+    /// For a queued job, when it may run (ms since the epoch).
+    pub run_at_ms: Option<u64>,
+    /// For a running job, its lease deadline.
+    pub lease_deadline_ms: Option<u64>,
+    /// For a cancelled job, the reason given.
+    pub cancel_reason: Option<String>,
+    /// When it was submitted.
+    pub created_at_ms: u64,
+    /// When it last changed.
+    pub updated_at_ms: u64,
+    /// When it reached its terminal state.
+    pub finished_at_ms: Option<u64>,
+    /// Events in its stream so far.
+    pub events: u32,
+}
+
+pub(crate) fn info(id: u64, job: JobV1) -> JobInfo {
+    let state = state_of(&job.state);
+    let finished_at_ms = job.state.finished_at();
+    let (run_at_ms, lease_deadline_ms, output_json, cancel_reason) = match job.state {
+        JobStateV1::Queued { run_at, .. } => (Some(run_at), None, None, None),
+        JobStateV1::Running { lease_deadline, .. } => (None, Some(lease_deadline), None, None),
+        JobStateV1::Completed { output, .. } => (None, None, Some(output), None),
+        JobStateV1::Cancelled { reason, .. } => (None, None, None, Some(reason)),
+        JobStateV1::Failed { .. } | JobStateV1::TimedOut { .. } => (None, None, None, None),
+    };
+    JobInfo {
+        id,
+        name: job.name,
+        state,
+        attempts: job.attempts,
+        max_attempts: job.max_attempts,
+        crashes: job.crashes,
+        priority: job.priority,
+        key: job.key,
+        meta: job.meta,
+        input_json: job.input,
+        output_json,
+        last_error: job.last_error.map(Into::into),
+        progress: job
+            .progress
+            .map(|(percent, stage)| Progress { percent, stage }),
+        run_at_ms,
+        lease_deadline_ms,
+        cancel_reason,
+        created_at_ms: job.created_at,
+        updated_at_ms: job.updated_at,
+        finished_at_ms,
+        events: job.next_event,
+    }
+}
+
+/// How a job ended, as returned by [`JobHandle::join`](crate::JobHandle::join).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<O> {
+    /// It completed with this output.
+    Completed(O),
+    /// It failed for good.
+    Failed(JobFailure),
+    /// It timed out for good (code `TIMEOUT`), or the join itself timed out before the job
+    /// ended (code `JOIN_TIMEOUT`; the job goes on).
+    TimedOut(JobFailure),
+    /// It was cancelled, with this reason.
+    Cancelled(String),
+}
+
+/// What [`JobHandle::cancel`](crate::JobHandle::cancel) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was queued or running and is now cancelled.
+    Cancelled,
+    /// The job had already ended in this state; nothing changed.
+    AlreadyFinished(JobState),
+}
+
+/// The result of a submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    /// The job id.
+    pub id: u64,
+    /// True when the idempotency key matched a retained job and nothing new was stored.
+    pub deduplicated: bool,
+}
+
+pub(crate) fn outcome_of<O: DeserializeOwned>(id: u64, job: JobV1) -> Result<Option<Outcome<O>>> {
+    let failure = |job: &JobV1| -> JobFailure {
+        job.last_error
+            .clone()
+            .map(Into::into)
+            .unwrap_or(JobFailure {
+                code: "ERROR".into(),
+                message: String::new(),
+                attempt: job.attempts,
+            })
+    };
+    Ok(Some(match &job.state {
+        JobStateV1::Queued { .. } | JobStateV1::Running { .. } => return Ok(None),
+        JobStateV1::Completed { output, .. } => {
+            let out = serde_json::from_slice(output).map_err(|e| Error::TypeMismatch {
+                what: format!("the output of job {id} ({})", job.name),
+                detail: format!(
+                    "it does not decode into {}: {e}",
+                    std::any::type_name::<O>()
+                ),
+            })?;
+            Outcome::Completed(out)
+        }
+        JobStateV1::Failed { .. } => Outcome::Failed(failure(&job)),
+        JobStateV1::TimedOut { .. } => Outcome::TimedOut(failure(&job)),
+        JobStateV1::Cancelled { reason, .. } => Outcome::Cancelled(reason.clone()),
+    }))
+}
