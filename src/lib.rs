@@ -101,6 +101,7 @@ pub use queue::{
     Send, SendReceipt,
 };
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
+#[cfg(feature = "cron")]
 pub use scheduler::{
     DispatchReport, MAX_DISPATCH_FAILURES, Misfire, Registered, ScheduleDeadLetter, ScheduleInfo,
     ScheduleSpec, Scheduler, SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics,
@@ -110,4 +111,5 @@ pub use topic::{
     ConsumerGroup, GroupDelivery, Published, StartAt, Topic, TopicEvent, TopicOptions, TopicStream,
 };
 
+#[cfg(feature = "testing")]
 pub mod testing;

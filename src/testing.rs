@@ -31,8 +31,11 @@ pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result
     let [failure, dead] = crate::scheduler::decode_failure_records(bytes);
     let mut kinds = vec![
         ("queue_messages", crate::queue::decode_message_record(bytes)),
-        ("jobs", crate::job::decode_job_record(bytes)),
-        ("job_events", crate::job::decode_event_record(bytes)),
+        ("jobs", crate::job::testing::decode_job_record(bytes)),
+        (
+            "job_events",
+            crate::job::testing::decode_event_record(bytes),
+        ),
         ("mutexes", crate::mutex::decode_lease_record(bytes)),
         (
             "ephemeral_entries",
@@ -48,7 +51,7 @@ pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result
         ),
         (
             "schedules",
-            crate::scheduler::record::decode_schedule_record(bytes),
+            crate::scheduler::testing::decode_schedule_record(bytes),
         ),
         ("schedule_failures", failure),
         ("schedule_dead", dead),
@@ -67,7 +70,7 @@ pub fn rewrite_schedule_expression(
     cron: &str,
     zone: &str,
 ) -> crate::Result<bool> {
-    crate::scheduler::record::rewrite_expression(path.as_ref(), id, cron, zone)
+    crate::scheduler::testing::rewrite_expression(path.as_ref(), id, cron, zone)
 }
 
 /// Rewrites job `id` in the file at `path`, which no engine may hold, the way the first file
@@ -75,7 +78,7 @@ pub fn rewrite_schedule_expression(
 /// finished index. Returns whether the job existed. For testing that files written by earlier
 /// versions still read and prune right.
 pub fn rewrite_job_as_v1(path: impl AsRef<std::path::Path>, id: u64) -> Result<bool> {
-    crate::job::rewrite_as_v1(path.as_ref(), id)
+    crate::job::testing::rewrite_as_v1(path.as_ref(), id)
 }
 
 /// A job record as the engine stores it, for micro benchmarks of the record codec (see
@@ -100,7 +103,7 @@ impl SampleJobRecord {
 /// Decodes `bytes` as a stored job record, the way the engine reads one (current and earlier
 /// formats); [`Error::Corrupt`](crate::Error::Corrupt) when they are not one.
 pub fn decode_job_record(bytes: &[u8]) -> Result<()> {
-    crate::job::decode_job_record(bytes)
+    crate::job::testing::decode_job_record(bytes)
 }
 
 /// The next `n` slots (UTC ms) of the cron expression `expr` in the IANA zone `zone` after

@@ -25,6 +25,7 @@ use crate::lock::LeaderLock;
 use crate::mutex::{FencedMutex, MutexCore};
 use crate::primitive::Primitive;
 use crate::queue::{Queue, QueueCore, QueueOptions};
+#[cfg(feature = "cron")]
 use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::{Store, StoreConfig, StoreStats};
 use crate::topic::{Topic, TopicCore, TopicOptions};
@@ -50,6 +51,7 @@ struct EngineInner {
     mutexes: Arc<MutexCore>,
     ephemeral: Arc<EphemeralCore>,
     topics: Arc<TopicCore>,
+    #[cfg(feature = "cron")]
     scheduler: Arc<SchedulerCore>,
     /// The same primitives, as the engine drives them.
     primitives: Vec<Arc<dyn Primitive>>,
@@ -94,10 +96,13 @@ impl Engine {
             stop_rx.clone(),
         ));
         let topics = Arc::new(TopicCore::new(store.clone(), stop_rx.clone()));
+        #[cfg(feature = "cron")]
         let scheduler = Arc::new(SchedulerCore::new(
             jobs.clone(),
             options.on_scheduler_metric.clone().map(|h| h.0),
         ));
+        #[cfg(not(feature = "cron"))]
+        let scheduler = Arc::new(crate::scheduler::Dormant);
         // Every primitive, in the order they recover at open and run their timed work.
         let primitives: Vec<Arc<dyn Primitive>> = vec![
             queues.clone(),
@@ -129,6 +134,7 @@ impl Engine {
                 mutexes,
                 ephemeral,
                 topics,
+                #[cfg(feature = "cron")]
                 scheduler,
                 primitives,
                 stop,
@@ -194,6 +200,7 @@ impl Engine {
 
     /// The cron scheduler: schedules that submit jobs on a cron expression in a time zone.
     /// It runs only here, in the process that holds the file.
+    #[cfg(feature = "cron")]
     pub fn scheduler(&self) -> Scheduler {
         Scheduler::new(self.inner.scheduler.clone())
     }
@@ -307,7 +314,7 @@ impl Engine {
     /// Spawn it beside the application's own work. Once the signal comes, the engine's calls
     /// return [`Error::Closed`](crate::Error::Closed) while the shutdown goes on: when the application sees that,
     /// it should wait for this future (the task it runs in) before the process exits, or the
-    /// hand-back is cut short. `examples/quickstart.rs` shows the pattern. Returns what the
+    /// hand-back is cut short. `examples/quickstart` shows the pattern. Returns what the
     /// shutdown returns.
     ///
     /// Errors: [`Error::Io`](crate::Error::Io) if the signal handlers cannot be installed (nothing is shut

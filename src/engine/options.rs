@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::job::{JobMetric, MetricCallback};
+#[cfg(feature = "cron")]
 use crate::scheduler::{SchedulerMetric, SchedulerMetricCallback};
 use crate::store::Durability;
 use crate::store::faults::FaultInjector;
@@ -24,13 +25,16 @@ pub struct EngineOptions {
     pub(super) max_running_jobs: usize,
     pub(super) on_job_metric: Option<MetricHook>,
     pub(super) ephemeral_change_retention: Duration,
+    #[cfg(feature = "cron")]
     pub(super) on_scheduler_metric: Option<SchedulerHook>,
 }
 
 /// The scheduler's metrics callback, shown by `Debug` only as present.
+#[cfg(feature = "cron")]
 #[derive(Clone)]
 pub(super) struct SchedulerHook(pub(super) SchedulerMetricCallback);
 
+#[cfg(feature = "cron")]
 impl std::fmt::Debug for SchedulerHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SchedulerHook")
@@ -62,6 +66,7 @@ impl Default for EngineOptions {
             max_running_jobs: 256,
             on_job_metric: None,
             ephemeral_change_retention: Duration::from_secs(3600),
+            #[cfg(feature = "cron")]
             on_scheduler_metric: None,
         }
     }
@@ -149,6 +154,7 @@ impl EngineOptions {
     }
 
     /// Put a [`FaultInjector`](crate::testing::FaultInjector) between the engine and the file.
+    #[cfg(feature = "testing")]
     pub fn fault_injector(mut self, faults: FaultInjector) -> Self {
         self.faults = Some(faults);
         self
@@ -172,6 +178,7 @@ impl EngineOptions {
 
     /// A callback told of everything the scheduler does ([`SchedulerMetric`](crate::SchedulerMetric)). It runs on
     /// the calling task; a panic in it is caught and ignored.
+    #[cfg(feature = "cron")]
     pub fn on_scheduler_metric(
         mut self,
         callback: impl Fn(&SchedulerMetric) + Send + Sync + 'static,

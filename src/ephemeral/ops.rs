@@ -277,18 +277,21 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, change_retention_ms: u64)
 }
 
 /// Decodes a stored entry record (for the fuzz targets).
+#[cfg(feature = "testing")]
 pub(crate) fn decode_entry_record(bytes: &[u8]) -> Result<()> {
     let StoredEntry::V1(_) = decode("ephemeral_entries", bytes)?;
     Ok(())
 }
 
 /// Decodes a stored change record (for the fuzz targets).
+#[cfg(feature = "testing")]
 pub(crate) fn decode_change_record(bytes: &[u8]) -> Result<()> {
     let StoredChange::V1(_) = decode("ephemeral_changes", bytes)?;
     Ok(())
 }
 
 /// Decodes a stored set record (for the fuzz targets).
+#[cfg(feature = "testing")]
 pub(crate) fn decode_set_record(bytes: &[u8]) -> Result<()> {
     let _: StoredSet = decode("ephemeral_sets", bytes)?;
     Ok(())

@@ -172,6 +172,7 @@ impl JobCore {
     }
 
     /// Whether a handler for `name` runs in this process.
+    #[cfg_attr(not(feature = "cron"), allow(dead_code))]
     pub(crate) fn has_handler(&self, name: &str) -> bool {
         lock(&self.registered).iter().any(|n| n == name)
     }

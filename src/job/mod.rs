@@ -32,7 +32,8 @@ pub use events::{JobEvent, JobEventKind, JobEventStream, JobEvents};
 pub use handle::JobHandle;
 pub use info::{CancelOutcome, JobInfo, JobState, Outcome, Progress, Submitted};
 pub use metrics::{JobMetric, JobMetrics, MetricCallback};
-pub(crate) use record::{decode_event_record, decode_job_record, rewrite_as_v1};
+#[cfg(feature = "testing")]
+pub(crate) mod testing;
 pub use signal::StopReason;
 pub use spec::JobSpec;
 pub use submit::Submit;

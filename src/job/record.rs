@@ -5,13 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
-use redb::ReadableTable;
-
 use super::backoff::Backoff;
 use super::error::JobFailure;
-use super::tables::{JOB_EVENTS, JOB_FINISHED, JOBS};
-use crate::error::{Error, Result};
-use crate::store::codec::decode;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredJob {
@@ -49,6 +44,7 @@ impl StoredJob {
 #[derive(Debug, Serialize)]
 pub(crate) enum StoredJobRef<'a> {
     /// No longer written (but by a test helper); kept so that later variants keep their index.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     V1(&'a JobV1),
     /// No longer written; kept for its index.
     #[allow(dead_code)]
@@ -275,6 +271,7 @@ pub(crate) enum EventKindV1 {
 /// A typical job record after submit → start → complete: a 16-byte JSON input, one meta pair,
 /// the default retry settings and `events` events of its own (up to [`INLINE_EVENTS`] of them
 /// inline, as the engine writes it). For micro benchmarks of the record codec.
+#[cfg(feature = "testing")]
 pub(crate) fn sample_job(events: usize) -> JobV1 {
     let at = 1_767_225_600_000;
     let inline = events.min(INLINE_EVENTS);
@@ -322,54 +319,4 @@ pub(crate) fn sample_job(events: usize) -> JobV1 {
         inline_events,
         input_apart: false,
     }
-}
-
-/// Rewrites job `id` in the file at `path` (held by no engine) the way the first file format
-/// stored it: a `V1` record with every event a row of the events table, and a completed job in
-/// the finished index. Returns whether the job existed. For testing files written by earlier
-/// versions.
-pub(crate) fn rewrite_as_v1(path: &std::path::Path, id: u64) -> Result<bool> {
-    use crate::store::codec::encode;
-    let db = redb::Database::open(path).map_err(|e| Error::Storage(e.to_string()))?;
-    let tx = db.begin_write()?;
-    let found = {
-        let mut jobs = tx.open_table(JOBS)?;
-        let stored = match jobs.get(id)? {
-            Some(bytes) => Some(decode::<StoredJob>("jobs", bytes.value())?.into_job()),
-            None => None,
-        };
-        match stored {
-            Some(mut job) => {
-                let mut events = tx.open_table(JOB_EVENTS)?;
-                for (event, seq) in std::mem::take(&mut job.inline_events)
-                    .into_iter()
-                    .zip(0u32..)
-                {
-                    events.insert((id, seq), encode(&StoredEvent::V1(event)).as_slice())?;
-                }
-                if let (JobStateV1::Completed { .. }, Some(code)) =
-                    (&job.state, job.state.finished_code())
-                {
-                    tx.open_table(JOB_FINISHED)?.insert((code, id), ())?;
-                }
-                jobs.insert(id, encode(&StoredJobRef::V1(&job)).as_slice())?;
-                true
-            }
-            None => false,
-        }
-    };
-    tx.commit()?;
-    Ok(found)
-}
-
-/// Decodes a stored job record (for the fuzz targets).
-pub(crate) fn decode_job_record(bytes: &[u8]) -> Result<()> {
-    let _: StoredJob = decode("jobs", bytes)?;
-    Ok(())
-}
-
-/// Decodes a stored job event record (for the fuzz targets).
-pub(crate) fn decode_event_record(bytes: &[u8]) -> Result<()> {
-    let StoredEvent::V1(_) = decode("job_events", bytes)?;
-    Ok(())
 }

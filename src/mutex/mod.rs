@@ -325,6 +325,7 @@ fn live_holder(tx: &redb::WriteTransaction, name: &str, now: u64) -> Result<Opti
 }
 
 /// Decodes a stored lease record (for the fuzz targets).
+#[cfg(feature = "testing")]
 pub(crate) fn decode_lease_record(bytes: &[u8]) -> Result<()> {
     let StoredLease::V1(_) = decode("mutexes", bytes)?;
     Ok(())

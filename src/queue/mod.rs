@@ -309,6 +309,7 @@ mod tests {
 }
 
 /// Decodes a stored message record (for fuzzing the decoder).
+#[cfg(feature = "testing")]
 pub(crate) fn decode_message_record(bytes: &[u8]) -> Result<()> {
     decode::<StoredMessage>("queue_messages", bytes)?;
     Ok(())

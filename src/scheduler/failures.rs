@@ -195,6 +195,7 @@ pub(crate) fn clear_dead(ctx: &TxCtx<'_>, id: &str) -> Result<u64> {
 }
 
 /// Checks that `bytes` decode as a stored failure and as a dead letter, for the fuzz targets.
+#[cfg(feature = "testing")]
 pub(crate) fn decode_records(bytes: &[u8]) -> [Result<()>; 2] {
     [
         decode::<StoredFailure>("schedule_failures", bytes).map(|_| ()),

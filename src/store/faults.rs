@@ -1,5 +1,6 @@
 //! A storage backend that fails on command, for proving what the engine does when the disk
-//! does not cooperate. Exposed as [`crate::testing::FaultInjector`].
+//! does not cooperate. Exposed as `jobfile::testing::FaultInjector` (the `testing` feature).
+#![cfg_attr(not(feature = "testing"), allow(dead_code))]
 
 use std::fs::File;
 use std::io;

@@ -411,6 +411,7 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Option<u64>> {
 }
 
 /// Decodes `bytes` as each stored topic record kind (for the fuzz targets).
+#[cfg(feature = "testing")]
 pub(crate) fn decode_records(bytes: &[u8]) -> [(&'static str, Result<()>); 4] {
     [
         (

@@ -1,7 +1,7 @@
 //! Invoices as durable jobs: charge the card, then mail the receipt, each as a memoized step,
 //! with progress and a live event stream.
 //!
-//!     cargo run --release --example quickstart
+//!     cargo run --release -p quickstart
 //!
 //! Run it twice. The second run submits the same invoice with the same idempotency key and
 //! gets the same job back, already completed: nothing is charged or mailed again. Press Ctrl-C
