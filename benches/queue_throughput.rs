@@ -104,7 +104,7 @@ async fn run(args: &Args, durability: Durability, label: &str) {
         ops as f64 / commits.max(1) as f64,
     );
     assert_eq!(received.load(Ordering::Relaxed), total);
-    assert_eq!(q.stats().expect("stats").ready, 0);
+    assert_eq!(q.stats().await.expect("stats").ready, 0);
     engine
         .shutdown(Duration::from_secs(5))
         .await

@@ -71,6 +71,7 @@ mod ephemeral;
 mod error;
 mod feed;
 mod file_identity;
+mod index;
 mod jitter;
 mod job;
 mod lock;
@@ -82,6 +83,7 @@ mod scheduler;
 mod store;
 mod timer;
 mod topic;
+mod wakeups;
 
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use engine::{Engine, EngineOptions};
@@ -98,7 +100,7 @@ pub use job::{
 pub use mutex::{FencedMutex, MutexLease};
 pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,
-    Send, SendReceipt,
+    SendMessage, SendReceipt,
 };
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
 #[cfg(feature = "cron")]

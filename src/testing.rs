@@ -30,7 +30,10 @@ pub fn decode_stored_records(bytes: &[u8]) -> crate::Result<()> {
 pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result<()>)> {
     let [failure, dead] = crate::scheduler::decode_failure_records(bytes);
     let mut kinds = vec![
-        ("queue_messages", crate::queue::decode_message_record(bytes)),
+        (
+            "queue_messages",
+            crate::queue::record::decode_message_record(bytes),
+        ),
         ("jobs", crate::job::testing::decode_job_record(bytes)),
         (
             "job_events",

@@ -47,7 +47,7 @@ async fn a_format_1_file_opens_is_upgraded_and_its_old_messages_expire_on_time()
         .unwrap();
     // The age index was built at this open: both messages are far past their 7 days.
     let q = engine.queue("q").unwrap();
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(
         dead.iter().map(|d| d.reason).collect::<Vec<_>>(),
         [DeadReason::Expired, DeadReason::Expired]
@@ -106,7 +106,7 @@ async fn a_format_2_file_opens_with_its_inputs_stored_apart() {
         h.join(big.id, None).await.unwrap(),
         jobfile::Outcome::Completed(4_096)
     );
-    let dead = engine.queue("q").unwrap().dead_letters(10).unwrap();
+    let dead = engine.queue("q").unwrap().dead_letters(10).await.unwrap();
     let payloads: Vec<Vec<u8>> = dead.iter().map(|d| d.payload.clone()).collect();
     assert_eq!(
         payloads,

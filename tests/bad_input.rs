@@ -117,7 +117,7 @@ async fn a_corrupt_record_is_a_typed_error_not_a_panic() {
     put::<u64, &[u8]>(&path, "queue_messages", id, &[0xFFu8, 0xFF, 0xFF][..]);
     let engine = Engine::open(&path).await.unwrap();
     let q = engine.queue("work").unwrap();
-    match q.get(id) {
+    match q.get(id).await {
         Err(Error::Corrupt { table, .. }) => assert_eq!(table, "queue_messages"),
         other => panic!("expected Corrupt, got {other:?}"),
     }

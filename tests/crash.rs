@@ -87,7 +87,7 @@ async fn second_open_fails_with_locked_and_standby_takes_over_after_sigkill() {
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].id(), got[0].deliveries()), (held_id, 2));
     assert_eq!(
-        q.get(held_id).unwrap().unwrap().last_error.as_deref(),
+        q.get(held_id).await.unwrap().unwrap().last_error.as_deref(),
         Some("the process holding the lease ended")
     );
 }
@@ -157,11 +157,12 @@ async fn every_acknowledged_send_survives_sigkill() {
             "child and parent each lead once per round"
         );
         let q = engine.queue("work").unwrap();
-        let missing: Vec<u64> = acknowledged
-            .iter()
-            .copied()
-            .filter(|id| q.get(*id).unwrap().is_none())
-            .collect();
+        let mut missing: Vec<u64> = Vec::new();
+        for &id in &acknowledged {
+            if q.get(id).await.unwrap().is_none() {
+                missing.push(id);
+            }
+        }
         assert!(
             missing.is_empty(),
             "round {round}: {} acknowledged sends lost: {missing:?}",

@@ -189,7 +189,7 @@ async fn check_after_reopen(path: &Path, acked: &Acked, run: &str) {
         .unwrap_or_else(|e| panic!("{run}: the file must reopen: {e}"));
     let q = engine.queue("q").unwrap();
     for (i, id) in &acked.sent {
-        let info = q.get(*id).unwrap();
+        let info = q.get(*id).await.unwrap();
         if acked.consumed.contains(id) {
             assert!(info.is_none(), "{run}: consumed m{i} came back");
         } else if acked.ack_in_flight != Some(*id) {
@@ -205,7 +205,7 @@ async fn check_after_reopen(path: &Path, acked: &Acked, run: &str) {
         }
     }
     // Nothing beyond the acknowledged sends, but the one in flight.
-    let stats = q.stats().unwrap();
+    let stats = q.stats().await.unwrap();
     let live = acked.sent.len() as u64 - acked.consumed.len() as u64;
     let in_flight = u64::from(acked.failed_at.is_some_and(|(what, _)| what == "send"));
     let total = stats.ready + stats.leased + stats.delayed;

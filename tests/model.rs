@@ -255,16 +255,21 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 held.clear();
             }
         }
-        compare(&engine, &model, step, op)?;
+        compare(&engine, &model, step, op).await?;
     }
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
     Ok(())
 }
 
 /// Engine and model agree on every message and job.
-fn compare(engine: &Engine, model: &Model, step: usize, op: &Op) -> Result<(), TestCaseError> {
+async fn compare(
+    engine: &Engine,
+    model: &Model,
+    step: usize,
+    op: &Op,
+) -> Result<(), TestCaseError> {
     let q = queue(engine);
-    let stats = q.stats().unwrap();
+    let stats = q.stats().await.unwrap();
     prop_assert_eq!(
         (stats.ready, stats.leased, stats.delayed, stats.dead),
         (
@@ -278,7 +283,7 @@ fn compare(engine: &Engine, model: &Model, step: usize, op: &Op) -> Result<(), T
         op
     );
     for (id, p, key, deliveries) in &model.ready {
-        let m = q.get(*id).unwrap();
+        let m = q.get(*id).await.unwrap();
         prop_assert!(m.is_some(), "step {step}: message {id} missing");
         let m = m.unwrap();
         prop_assert_eq!(&m.payload, &vec![*p]);
@@ -287,7 +292,7 @@ fn compare(engine: &Engine, model: &Model, step: usize, op: &Op) -> Result<(), T
         prop_assert_eq!(m.deliveries, *deliveries);
     }
     for (id, (_, _, deliveries, deadline)) in &model.leased {
-        let m = q.get(*id).unwrap().unwrap();
+        let m = q.get(*id).await.unwrap().unwrap();
         prop_assert_eq!(
             m.state,
             MessageStatus::Leased {
@@ -300,7 +305,7 @@ fn compare(engine: &Engine, model: &Model, step: usize, op: &Op) -> Result<(), T
         prop_assert_eq!(m.deliveries, *deliveries);
     }
     for id in model.dead.keys() {
-        let m = q.get(*id).unwrap().unwrap();
+        let m = q.get(*id).await.unwrap().unwrap();
         prop_assert!(
             matches!(m.state, MessageStatus::Dead { .. }),
             "step {step}: message {id} is {:?}",

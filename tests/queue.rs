@@ -31,7 +31,7 @@ async fn fifo_within_a_priority_and_higher_priority_first() {
         .map(|s| s.as_bytes().to_vec())
         .collect();
     assert_eq!(got, want);
-    assert_eq!(q.stats().unwrap(), QueueStats::default());
+    assert_eq!(q.stats().await.unwrap(), QueueStats::default());
 }
 
 #[tokio::test]
@@ -47,10 +47,10 @@ async fn ids_are_sequential_and_queues_are_separate() {
     assert_eq!(from_b.len(), 1);
     assert_eq!(from_b[0].payload(), b"2");
     assert!(
-        b.get(1).unwrap().is_none(),
+        b.get(1).await.unwrap().is_none(),
         "a's message is not visible through b"
     );
-    assert_eq!(a.stats().unwrap().ready, 2);
+    assert_eq!(a.stats().await.unwrap().ready, 2);
 }
 
 #[tokio::test]
@@ -60,7 +60,7 @@ async fn delayed_message_becomes_ready_exactly_at_its_time() {
     let q = engine.queue("work").unwrap();
     let id = q.send(b"later".to_vec()).delay(secs(10)).await.unwrap().id;
     assert_eq!(
-        q.get(id).unwrap().unwrap().state,
+        q.get(id).await.unwrap().unwrap().state,
         MessageStatus::Delayed {
             until_ms: T0 + 10_000
         }
@@ -70,7 +70,7 @@ async fn delayed_message_becomes_ready_exactly_at_its_time() {
     clock.advance(Duration::from_millis(9_999));
     engine.tick().await.unwrap();
     assert!(q.try_receive(1, secs(30)).await.unwrap().is_empty());
-    assert_eq!(q.stats().unwrap().delayed, 1);
+    assert_eq!(q.stats().await.unwrap().delayed, 1);
 
     clock.advance(Duration::from_millis(1));
     // No tick here: the background timer promotes it and wakes the receiver.
@@ -91,7 +91,7 @@ async fn at_wins_over_delay() {
         .unwrap()
         .id;
     assert_eq!(
-        q.get(id).unwrap().unwrap().state,
+        q.get(id).await.unwrap().unwrap().state,
         MessageStatus::Delayed {
             until_ms: T0 + 5_000
         }
@@ -123,7 +123,7 @@ async fn nack_with_delay_waits_and_counts_deliveries() {
     let id = q.send(b"x".to_vec()).await.unwrap().id;
     let d = q.receive().await.unwrap();
     assert!(d.nack_with_error(secs(60), "busy").await.unwrap());
-    let info = q.get(id).unwrap().unwrap();
+    let info = q.get(id).await.unwrap().unwrap();
     assert_eq!(
         info.state,
         MessageStatus::Delayed {
@@ -161,7 +161,7 @@ async fn expired_lease_is_redelivered_with_its_count_and_old_owner_loses() {
     let second = q.receive_for(secs(30)).await.unwrap();
     assert_eq!((second.id(), second.deliveries()), (id, 2));
     assert_eq!(second.lease_deadline_ms(), T0 + 60_000);
-    let info = q.get(id).unwrap().unwrap();
+    let info = q.get(id).await.unwrap().unwrap();
     assert_eq!(info.last_error.as_deref(), Some("lease expired"));
     assert!(!first.nack(Duration::ZERO).await.unwrap());
     let mut first = first;
@@ -171,7 +171,7 @@ async fn expired_lease_is_redelivered_with_its_count_and_old_owner_loses() {
     );
     assert!(!first.dead_letter("late").await.unwrap());
     assert!(second.ack().await.unwrap());
-    assert!(q.get(id).unwrap().is_none());
+    assert!(q.get(id).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -207,7 +207,7 @@ async fn max_deliveries_moves_to_dead_letters_with_last_error() {
     clock.advance(secs(10));
     engine.tick().await.unwrap(); // the third lease runs out: no deliveries left
 
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, id);
     assert_eq!(dead[0].reason, DeadReason::MaxDeliveries);
@@ -215,7 +215,7 @@ async fn max_deliveries_moves_to_dead_letters_with_last_error() {
     assert_eq!(dead[0].last_error.as_deref(), Some("lease expired"));
     assert_eq!(dead[0].dead_at_ms, T0 + 10_000);
     assert_eq!(
-        q.stats().unwrap(),
+        q.stats().await.unwrap(),
         QueueStats {
             dead: 1,
             ..QueueStats::default()
@@ -234,7 +234,7 @@ async fn nack_of_the_last_delivery_dead_letters_at_once() {
     let id = q.send(b"x".to_vec()).await.unwrap().id;
     let d = q.receive().await.unwrap();
     assert!(d.nack_with_error(Duration::ZERO, "bad").await.unwrap());
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(
         (dead[0].id, dead[0].reason, dead[0].last_error.as_deref()),
         (id, DeadReason::MaxDeliveries, Some("bad"))
@@ -260,7 +260,7 @@ async fn max_age_dead_letters_as_expired() {
     let got = q.try_receive(10, secs(30)).await.unwrap();
     // "young" was sent at T0 too, so it is just as old: both expire.
     assert!(got.is_empty());
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     let reasons: Vec<_> = dead.iter().map(|d| (d.id, d.reason)).collect();
     assert_eq!(
         reasons,
@@ -287,10 +287,10 @@ async fn a_message_past_its_max_age_is_dead_lettered_on_time_without_a_receive()
     // No receive: the first expiry is exactly at T0 + 60 s.
     clock.set(T0 + 59_999);
     engine.tick().await.unwrap();
-    assert_eq!(q.stats().unwrap().dead, 0);
+    assert_eq!(q.stats().await.unwrap().dead, 0);
     clock.set(T0 + 60_000);
     engine.tick().await.unwrap();
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(
         dead.iter()
             .map(|d| (d.id, d.reason, d.dead_at_ms))
@@ -299,7 +299,7 @@ async fn a_message_past_its_max_age_is_dead_lettered_on_time_without_a_receive()
     );
     clock.set(T0 + 121_000);
     engine.tick().await.unwrap();
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(
         dead.iter()
             .map(|d| (d.id, d.reason, d.dead_at_ms))
@@ -310,7 +310,7 @@ async fn a_message_past_its_max_age_is_dead_lettered_on_time_without_a_receive()
         ]
     );
     assert_eq!(
-        q.stats().unwrap(),
+        q.stats().await.unwrap(),
         QueueStats {
             dead: 2,
             ..QueueStats::default()
@@ -320,7 +320,7 @@ async fn a_message_past_its_max_age_is_dead_lettered_on_time_without_a_receive()
     assert!(q.requeue_dead(ready).await.unwrap());
     clock.set(T0 + 181_000);
     engine.tick().await.unwrap();
-    let again = q.dead_letters(10).unwrap();
+    let again = q.dead_letters(10).await.unwrap();
     assert_eq!(again.len(), 2);
     assert_eq!(
         again.iter().find(|d| d.id == ready).map(|d| d.dead_at_ms),
@@ -340,9 +340,9 @@ async fn a_leased_message_past_its_max_age_is_dead_lettered_when_its_delivery_en
     clock.advance(secs(90));
     engine.tick().await.unwrap();
     // Still owned by its consumer until the delivery ends.
-    assert_eq!(q.stats().unwrap().leased, 1);
+    assert_eq!(q.stats().await.unwrap().leased, 1);
     assert!(d.nack(Duration::ZERO).await.unwrap());
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(
         dead.iter().map(|d| (d.id, d.reason)).collect::<Vec<_>>(),
         vec![(id, DeadReason::Expired)]
@@ -366,7 +366,7 @@ async fn explicit_dead_letter_requeue_delete_and_purge() {
             "a dead-lettered delivery is no longer owned"
         );
     }
-    let dead = q.dead_letters(10).unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), ids);
     assert!(dead.iter().all(|d| d.reason == DeadReason::Nacked
         && d.last_error.as_deref() == Some("poison")
@@ -384,8 +384,8 @@ async fn explicit_dead_letter_requeue_delete_and_purge() {
     assert!(q.delete_dead(ids[1]).await.unwrap());
     assert!(!q.delete_dead(ids[1]).await.unwrap());
     assert_eq!(q.purge_dead().await.unwrap(), 1);
-    assert_eq!(q.stats().unwrap(), QueueStats::default());
-    assert!(q.get(ids[2]).unwrap().is_none());
+    assert_eq!(q.stats().await.unwrap(), QueueStats::default());
+    assert!(q.get(ids[2]).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -399,11 +399,11 @@ async fn dead_letters_are_purged_after_retention() {
     q.receive().await.unwrap().dead_letter("no").await.unwrap();
     clock.advance(secs(86_399));
     engine.tick().await.unwrap();
-    assert_eq!(q.dead_letters(10).unwrap().len(), 1);
+    assert_eq!(q.dead_letters(10).await.unwrap().len(), 1);
     clock.advance(secs(1));
     engine.tick().await.unwrap();
-    assert!(q.dead_letters(10).unwrap().is_empty());
-    assert!(q.get(id).unwrap().is_none());
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    assert!(q.get(id).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -424,7 +424,7 @@ async fn payload_limit_is_enforced_and_nothing_is_written() {
         "{err}"
     );
     assert_eq!(engine.store_stats(), before);
-    assert_eq!(q.stats().unwrap(), QueueStats::default());
+    assert_eq!(q.stats().await.unwrap(), QueueStats::default());
     // Exactly at the limit is fine.
     assert_eq!(q.send(vec![1u8; 128 * 1024]).await.unwrap().id, 1);
 
@@ -446,7 +446,7 @@ async fn idempotent_send_returns_the_same_id_while_stored() {
     assert!(!first.deduplicated);
     let again = q.send(b"different".to_vec()).key("k1").await.unwrap();
     assert_eq!((again.id, again.deduplicated), (first.id, true));
-    assert_eq!(q.stats().unwrap().ready, 1);
+    assert_eq!(q.stats().await.unwrap().ready, 1);
     // Same key in another queue is another message.
     let other = engine.queue("other").unwrap();
     assert!(
@@ -568,7 +568,7 @@ async fn receive_batch_takes_in_order_up_to_max() {
     let payloads: Vec<u8> = batch.iter().map(|d| d.payload()[0]).collect();
     assert_eq!(payloads, vec![0, 1, 2]);
     assert_eq!(
-        q.stats().unwrap(),
+        q.stats().await.unwrap(),
         QueueStats {
             ready: 2,
             leased: 3,
@@ -601,7 +601,7 @@ async fn state_survives_reopen_and_leases_of_the_old_leader_are_redelivered() {
     let again = q.try_receive(1, secs(30)).await.unwrap();
     assert_eq!((again[0].id(), again[0].deliveries()), (a, 2));
     assert_eq!(
-        q.get(b).unwrap().unwrap().state,
+        q.get(b).await.unwrap().unwrap().state,
         MessageStatus::Delayed {
             until_ms: T0 + 60_000
         }
@@ -624,7 +624,10 @@ async fn bytes_per_100_extends(len: usize) -> u64 {
     }
     let written = faults.bytes_written() - before;
     // The payload is whole wherever it is read.
-    assert_eq!(q.get(d.id()).unwrap().unwrap().payload, vec![7u8; len]);
+    assert_eq!(
+        q.get(d.id()).await.unwrap().unwrap().payload,
+        vec![7u8; len]
+    );
     assert!(d.nack(Duration::ZERO).await.unwrap());
     assert_eq!(
         q.receive().await.unwrap().payload(),

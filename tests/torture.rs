@@ -118,7 +118,7 @@ async fn check(engine: &Engine, path: &Path, orders: &JobHandle<u64, Vec<String>
         match (l[0].as_str(), l.len()) {
             ("sent", 3) => {
                 let id: u64 = l[2].parse().unwrap();
-                match q.get(id).unwrap() {
+                match q.get(id).await.unwrap() {
                     Some(m) if m.payload != format!("m{}", l[1]).into_bytes() => {
                         bad.push(format!("message {id} has the wrong payload"))
                     }
@@ -127,7 +127,7 @@ async fn check(engine: &Engine, path: &Path, orders: &JobHandle<u64, Vec<String>
                     None => bad.push(format!("acknowledged send {id} was lost")),
                 }
             }
-            ("acked", 2) if q.get(l[1].parse().unwrap()).unwrap().is_some() => {
+            ("acked", 2) if q.get(l[1].parse().unwrap()).await.unwrap().is_some() => {
                 bad.push(format!("acked message {} came back", l[1]));
             }
             ("sub", 3) => {
@@ -345,7 +345,7 @@ async fn killed_hundreds_of_times_nothing_acknowledged_is_lost_and_nothing_runs_
             pair[0]
         );
     }
-    let stats = engine.queue("work").unwrap().stats().unwrap();
+    let stats = engine.queue("work").unwrap().stats().await.unwrap();
     eprintln!(
         "{kills} kills survived, {violations} violations; {} jobs completed ({} step bodies re-ran \
          before their commit, 0 after), {} schedule slots each dispatched once, {} messages \

@@ -24,7 +24,8 @@ use crate::job::{JobCtx, JobError, JobHandle, JobSpec, Jobs};
 use crate::lock::LeaderLock;
 use crate::mutex::{FencedMutex, MutexCore};
 use crate::primitive::Primitive;
-use crate::queue::{Queue, QueueCore, QueueOptions};
+use crate::queue::core::QueueCore;
+use crate::queue::{Queue, QueueOptions};
 #[cfg(feature = "cron")]
 use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::{Store, StoreConfig, StoreStats};

@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::primitive::{Primitive, Work};
 use crate::store::{SchemaTable, Store, TxCtx};
 use crate::timer::Timer;
+use crate::wakeups::Wakeups;
 
 /// Jobs handled per kind of timed work in one timer pass.
 pub(crate) const SWEEP_LIMIT: usize = 512;
@@ -33,7 +34,8 @@ pub(crate) struct JobCore {
     pub(crate) reporter: Reporter,
     /// Fires when the engine stops: workers stop claiming.
     pub(crate) stop: watch::Receiver<bool>,
-    ready: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The workers waiting on each definition, woken by jobs becoming ready.
+    ready: Wakeups<String>,
     watchers: Mutex<HashMap<u64, watch::Sender<u64>>>,
     running: Mutex<HashMap<u64, Arc<AttemptSignal>>>,
     registered: Mutex<Vec<String>>,
@@ -68,7 +70,7 @@ impl JobCore {
             global: Arc::new(Semaphore::new(max_running.max(1))),
             reporter: Reporter::new(callback),
             stop,
-            ready: Mutex::new(HashMap::new()),
+            ready: Wakeups::default(),
             watchers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             registered: Mutex::new(Vec::new()),
@@ -108,7 +110,7 @@ impl JobCore {
             log_metric(event);
         }
         for name in &fx.ready {
-            self.ready_notify(name).notify_one();
+            self.ready.wake(name.as_str(), 1);
         }
         if let Some(at) = fx.deadline {
             self.timer.lower(at);
@@ -150,11 +152,9 @@ impl JobCore {
         }
     }
 
+    /// What the workers of definition `name` wait on.
     pub(crate) fn ready_notify(&self, name: &str) -> Arc<Notify> {
-        lock(&self.ready)
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
+        self.ready.waiter(name)
     }
 
     /// A receiver that changes whenever job `id` changes (state, events, progress). The

@@ -4,14 +4,12 @@
 
 pub(crate) mod tables;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
 use crate::clock::millis;
 use crate::error::{Error, Result, check_name, check_ttl};
@@ -19,6 +17,7 @@ use crate::primitive::{Primitive, Work};
 use crate::store::codec::{decode, encode};
 use crate::store::{SchemaTable, Store, TxCtx};
 use crate::timer::Timer;
+use crate::wakeups::Wakeups;
 use tables::MUTEXES;
 
 const FENCE_COUNTER: &str = "next:mutex_fence";
@@ -53,7 +52,8 @@ pub struct MutexLease {
 #[derive(Debug)]
 pub(crate) struct MutexCore {
     store: Arc<Store>,
-    released: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The acquirers waiting on each mutex, woken by its release.
+    released: Wakeups<String>,
     /// Fires when the engine stops: a waiting `acquire` returns [`Error::Closed`].
     stop: tokio::sync::watch::Receiver<bool>,
 }
@@ -62,18 +62,9 @@ impl MutexCore {
     pub(crate) fn new(store: Arc<Store>, stop: tokio::sync::watch::Receiver<bool>) -> Self {
         MutexCore {
             store,
-            released: Mutex::new(HashMap::new()),
+            released: Wakeups::default(),
             stop,
         }
-    }
-
-    fn notify(&self, name: &str) -> Arc<Notify> {
-        self.released
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
     }
 }
 
@@ -148,7 +139,7 @@ impl FencedMutex {
         let clock = self.store.clock().clone();
         let started = clock.now_ms();
         let deadline = started.saturating_add(millis(wait));
-        let notify = self.core.notify(&self.name);
+        let notify = self.core.released.waiter(&*self.name);
         let mut stop = self.core.stop.clone();
         loop {
             if *stop.borrow_and_update() {
@@ -224,7 +215,7 @@ impl FencedMutex {
                 }
                 ctx.tx.open_table(MUTEXES)?.remove(name.as_str())?;
                 let (core, name) = (core.clone(), name.clone());
-                ctx.after_commit(move || core.notify(&name).notify_waiters());
+                ctx.after_commit(move || core.released.wake_all(name.as_str()));
                 Ok(Ok(()))
             })
             .await?

@@ -1,8 +1,7 @@
 //! Claim: take up to `max` ready jobs of one definition and start an attempt of each.
 
-use redb::ReadableTable;
-
 use crate::error::{Error, Result};
+use crate::index::{has_ready, take_ready};
 use crate::job::effects::{Claimed, Effects};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
@@ -19,18 +18,7 @@ pub(crate) fn claim(
 ) -> Result<(Vec<Claimed>, bool)> {
     // The first `max` entries of the name's range, taken off the ready index in one pass: one
     // descent and one rewrite per leaf, where a lookup and a removal per job took two descents.
-    let ids: Vec<u64> = {
-        let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
-        let ready = ctx.table(JOB_READY)?;
-        let mut taken = ready.extract_from_if(range, |_, _| true)?;
-        // `max` is the worker's free slots, at most its claim bound (256).
-        let mut ids = Vec::with_capacity(max);
-        while ids.len() < max {
-            let Some(entry) = taken.next() else { break };
-            ids.push(entry?.1.value());
-        }
-        ids
-    };
+    let ids = take_ready(ctx.table(JOB_READY)?, name, max)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
@@ -47,8 +35,7 @@ pub(crate) fn claim(
 
 /// Whether any job of `name` is ready, waiting for a claim.
 pub(crate) fn any_ready(ctx: &mut TxCtx<'_>, name: &str) -> Result<bool> {
-    let range = (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX);
-    Ok(ctx.table(JOB_READY)?.range(range)?.next().is_some())
+    has_ready(ctx.table(JOB_READY)?, name)
 }
 
 /// Starts the next attempt of a job that has left the queued state's indexes.

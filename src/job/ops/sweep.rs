@@ -1,9 +1,8 @@
 //! The job timer's pass: delayed jobs coming due, attempts past their lease or timeout, and
 //! terminal jobs past retention, each in bounded batches.
 
-use redb::{ReadableTable, Table};
-
 use crate::error::{Error, Result};
+use crate::index::{due, next_at};
 use crate::job::effects::Effects;
 use crate::job::record::{FailureV1, JobStateV1};
 use crate::job::signal::StopReason;
@@ -15,7 +14,7 @@ use crate::store::TxCtx;
 /// is work (now, if the limit left some).
 pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Result<Option<u64>> {
     let now = ctx.now;
-    let delayed = due(ctx.table(JOB_DELAYED)?, now, limit)?;
+    let delayed = ids(due(ctx.table(JOB_DELAYED)?, now, limit)?);
     for id in delayed {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_delayed", id));
@@ -24,7 +23,7 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         enter_queued(ctx, id, &mut job, now, fx)?;
         save(ctx, id, &job)?;
     }
-    let expired = due(ctx.table(JOB_LEASES)?, now, limit)?;
+    let expired = ids(due(ctx.table(JOB_LEASES)?, now, limit)?);
     for id in expired {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_leases", id));
@@ -59,7 +58,7 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         };
         settle_failure(ctx, id, &mut job, failure, true, fx)?;
     }
-    let past_retention = due(ctx.table(JOB_RETENTION)?, now, limit)?;
+    let past_retention = ids(due(ctx.table(JOB_RETENTION)?, now, limit)?);
     for id in past_retention {
         let Some(job) = load(ctx, id)? else {
             return Err(missing("job_retention", id));
@@ -67,24 +66,16 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         erase(ctx, id, &job)?;
     }
     let firsts = [
-        first_at(ctx.table(JOB_DELAYED)?)?,
-        first_at(ctx.table(JOB_LEASES)?)?,
-        first_at(ctx.table(JOB_RETENTION)?)?,
+        next_at(ctx.table(JOB_DELAYED)?)?,
+        next_at(ctx.table(JOB_LEASES)?)?,
+        next_at(ctx.table(JOB_RETENTION)?)?,
     ];
     Ok(firsts.into_iter().flatten().min())
 }
 
-/// The ids of the first `limit` entries of a (time, id) index that are due at `now`.
-fn due(table: &Table<'_, (u64, u64), ()>, now: u64, limit: usize) -> Result<Vec<u64>> {
-    table
-        .range(..=(now, u64::MAX))?
-        .take(limit)
-        .map(|e| e.map(|(k, _)| k.value().1).map_err(Error::from))
-        .collect()
-}
-
-fn first_at(table: &Table<'_, (u64, u64), ()>) -> Result<Option<u64>> {
-    Ok(table.first()?.map(|(k, _)| k.value().0))
+/// The ids of time-index keys.
+fn ids(keys: Vec<(u64, u64)>) -> Vec<u64> {
+    keys.into_iter().map(|(_, id)| id).collect()
 }
 
 fn missing(table: &'static str, id: u64) -> Error {
