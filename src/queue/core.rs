@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::backend::{QueueBackend, QueueStorage};
+use super::backend::QueueBackend;
 use super::redb::RedbQueue;
+use super::storage::QueueStorage;
 use super::tables;
 use crate::clock::Clock;
 use crate::error::Result;

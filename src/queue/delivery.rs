@@ -1,9 +1,10 @@
 //! [`Delivery`]: a message received under a lease, and how it is settled.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::{DeliveryClaim, QueueNack, QueueStorage, Taken};
-use super::handle::Queue;
+use super::core::QueueCore;
+use super::storage::{DeliveryClaim, QueueNack, QueueStorage, Taken};
 use crate::clock::millis;
 use crate::error::Result;
 
@@ -12,7 +13,8 @@ use crate::error::Result;
 /// message (false once its lease ran out, even if no one else has taken it yet).
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    queue: Queue,
+    core: Arc<QueueCore>,
+    queue: Arc<str>,
     id: u64,
     payload: Vec<u8>,
     deliveries: u32,
@@ -20,8 +22,9 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(crate) fn new(queue: Queue, taken: Taken) -> Self {
+    pub(crate) fn new(core: Arc<QueueCore>, queue: Arc<str>, taken: Taken) -> Self {
         Delivery {
+            core,
             queue,
             id: taken.id,
             payload: taken.payload,
@@ -31,7 +34,11 @@ impl Delivery {
     }
 
     fn claim(&self) -> DeliveryClaim {
-        self.queue.claim(self.id, self.deliveries)
+        DeliveryClaim {
+            queue: self.queue.to_string(),
+            id: self.id,
+            delivery: self.deliveries,
+        }
     }
 
     /// The message id (as returned by the send).
@@ -61,7 +68,7 @@ impl Delivery {
 
     /// Acknowledges the message: it is deleted. Returns whether this delivery still owned it.
     pub async fn ack(&self) -> Result<bool> {
-        self.queue.core().backend.ack(self.claim()).await
+        self.core.backend.ack(self.claim()).await
     }
 
     /// Gives the message back: behind the messages already ready, or after `delay`. When this was
@@ -82,18 +89,13 @@ impl Delivery {
             delay_ms: millis(delay),
             error,
         };
-        self.queue.core().backend.nack(nack).await
+        self.core.backend.nack(nack).await
     }
 
     /// Extends the lease to `lease` from now. Returns whether this delivery still owned it.
     pub async fn extend(&mut self, lease: Duration) -> Result<bool> {
         let lease_ms = millis(lease).max(1);
-        let deadline = self
-            .queue
-            .core()
-            .backend
-            .extend(self.claim(), lease_ms)
-            .await?;
+        let deadline = self.core.backend.extend(self.claim(), lease_ms).await?;
         if let Some(d) = deadline {
             self.deadline_ms = d;
         }
@@ -103,8 +105,7 @@ impl Delivery {
     /// Moves the message to the dead-letter list at once (reason `nacked`), recording `error`.
     /// Returns whether this delivery still owned it.
     pub async fn dead_letter(&self, error: impl Into<String>) -> Result<bool> {
-        self.queue
-            .core()
+        self.core
             .backend
             .dead_letter(self.claim(), error.into())
             .await

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::{DeliveryClaim, QueueStorage};
 use super::core::QueueCore;
 use super::delivery::Delivery;
 use super::info::{DeadLetter, MessageInfo, QueueStats};
 use super::options::QueueOptions;
 use super::send::SendMessage;
+use super::storage::QueueStorage;
 use crate::clock::millis;
 use crate::error::{Error, Result};
 
@@ -129,7 +129,7 @@ impl Queue {
         let taken = self.core.backend.take(&self.name, max, lease_ms).await?;
         Ok(taken
             .into_iter()
-            .map(|t| Delivery::new(self.clone(), t))
+            .map(|t| Delivery::new(self.core.clone(), self.name.clone(), t))
             .collect())
     }
 
@@ -169,19 +169,6 @@ impl Queue {
             if n < 1_000 {
                 return Ok(total);
             }
-        }
-    }
-
-    pub(crate) fn core(&self) -> &QueueCore {
-        &self.core
-    }
-
-    /// This queue's claim of a delivery.
-    pub(crate) fn claim(&self, id: u64, delivery: u32) -> DeliveryClaim {
-        DeliveryClaim {
-            queue: self.name.to_string(),
-            id,
-            delivery,
         }
     }
 }

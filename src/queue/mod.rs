@@ -16,6 +16,7 @@ pub(crate) mod record;
 mod redb;
 mod rows;
 mod send;
+pub(crate) mod storage;
 pub(crate) mod tables;
 
 pub use delivery::Delivery;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::backend::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use super::info::{DeadLetter, MessageInfo, QueueStats, SendReceipt, info};
 use super::ops;
 use super::record::{MessageState, MessageV1, StoredMessage};
 use super::rows::Became;
+use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use super::tables::{
     QUEUE_DEAD, QUEUE_DELAYED, QUEUE_LEASES, QUEUE_MESSAGES, QUEUE_PAYLOADS, QUEUE_READY,
 };

@@ -4,10 +4,10 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::backend::{NewMessage, QueueStorage};
 use super::core::QueueCore;
 use super::info::SendReceipt;
 use super::options::QueueOptions;
+use super::storage::{NewMessage, QueueStorage};
 use crate::clock::millis;
 use crate::error::{Error, Result};
 

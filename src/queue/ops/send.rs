@@ -3,9 +3,9 @@
 use redb::ReadableTable;
 
 use crate::error::Result;
-use crate::queue::backend::NewMessage;
 use crate::queue::record::{MessageState, MessageV1};
 use crate::queue::rows::{Became, ID_COUNTER, enter_delayed, enter_ready};
+use crate::queue::storage::NewMessage;
 use crate::queue::tables::{QUEUE_AGE, QUEUE_KEYS, QUEUE_PAYLOADS};
 use crate::store::TxCtx;
 

@@ -4,9 +4,9 @@ use redb::ReadableTable;
 
 use crate::error::{Error, Result};
 use crate::index::{has_ready, ready_range};
-use crate::queue::backend::Taken;
 use crate::queue::record::{DeadReason, MessageState};
 use crate::queue::rows::{enter_dead, load, payload_of, save};
+use crate::queue::storage::Taken;
 use crate::queue::tables::{QUEUE_LEASES, QUEUE_READY};
 use crate::store::TxCtx;
 
