@@ -39,7 +39,7 @@ pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result
             "job_events",
             crate::job::testing::decode_event_record(bytes),
         ),
-        ("mutexes", crate::mutex::decode_lease_record(bytes)),
+        ("mutexes", crate::mutex::record::decode_lease_record(bytes)),
         (
             "ephemeral_entries",
             crate::ephemeral::ops::decode_entry_record(bytes),

@@ -29,9 +29,9 @@ async fn one_holder_at_a_time_and_tokens_grow_with_every_acquisition() {
         None,
         "not reentrant"
     );
-    assert_eq!(m.holder().unwrap(), Some(a.clone()));
+    assert_eq!(m.holder().await.unwrap(), Some(a.clone()));
     m.release(&a).await.unwrap();
-    assert_eq!(m.holder().unwrap(), None);
+    assert_eq!(m.holder().await.unwrap(), None);
     let b = m.try_acquire("b", secs(30)).await.unwrap().unwrap();
     assert_eq!(b.token, 2);
     // Another mutex of the file draws from the same growing sequence.
@@ -75,7 +75,7 @@ async fn an_expired_lease_can_be_taken_and_the_old_owner_is_told() {
         m.extend(&a, secs(5)).await,
         Err(Error::NotHolder { .. })
     ));
-    assert_eq!(m.holder().unwrap(), Some(b), "the new holder is untouched");
+    assert_eq!(m.holder().await.unwrap(), Some(b), "the new holder is untouched");
 }
 
 #[tokio::test]
@@ -131,13 +131,13 @@ async fn with_lock_runs_the_work_holding_the_lease_then_releases_it() {
     let m2 = m.clone();
     let out = m
         .with_lock("a", secs(30), secs(1), |lease| async move {
-            assert_eq!(m2.holder().unwrap(), Some(lease.clone()));
+            assert_eq!(m2.holder().await.unwrap(), Some(lease.clone()));
             lease.token * 10
         })
         .await
         .unwrap();
     assert_eq!(out, 10);
-    assert_eq!(m.holder().unwrap(), None);
+    assert_eq!(m.holder().await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -156,7 +156,7 @@ async fn fencing_tokens_keep_growing_across_a_reopen() {
     let m = engine.mutex("m").unwrap();
     // The lease survived the restart and is still live.
     assert_eq!(
-        m.holder().unwrap().map(|l| (l.owner, l.token)),
+        m.holder().await.unwrap().map(|l| (l.owner, l.token)),
         Some(("b".into(), 2))
     );
     clock.advance(secs(30));
@@ -189,5 +189,5 @@ async fn bad_names_owners_and_ttls_are_typed_errors() {
         m.try_acquire("a", Duration::ZERO).await,
         Err(Error::InvalidArgument { what: "ttl", .. })
     ));
-    assert_eq!(m.holder().unwrap(), None);
+    assert_eq!(m.holder().await.unwrap(), None);
 }
