@@ -58,7 +58,7 @@ impl Changes for watch::Receiver<u64> {
 
 /// How a feed reads its source.
 pub(crate) struct Source<T, R> {
-    /// Reads up to `limit` items from a position.
+    /// Reads up to `limit` items from a position (a future, as storage reads are).
     pub(crate) read: R,
     /// The position after an item.
     pub(crate) after: fn(&T) -> u64,
@@ -75,7 +75,7 @@ pub(crate) fn failed<T: Send + 'static>(error: Error) -> Feed<T> {
 
 /// Starts a feed from `from`: a task reads chunks while there are any, then waits for
 /// `changes` (subscribed before each read, so no commit slips between) or `stop`.
-pub(crate) fn spawn<T, R, C>(
+pub(crate) fn spawn<T, R, F, C>(
     mut from: u64,
     mut source: Source<T, R>,
     mut changes: C,
@@ -83,14 +83,15 @@ pub(crate) fn spawn<T, R, C>(
 ) -> Feed<T>
 where
     T: Send + 'static,
-    R: FnMut(u64, usize) -> Result<Vec<T>> + Send + 'static,
+    R: FnMut(u64, usize) -> F + Send + 'static,
+    F: Future<Output = Result<Vec<T>>> + Send,
     C: Changes,
 {
     let (tx, rx) = mpsc::channel(CHUNK);
     tokio::spawn(async move {
         loop {
             changes.mark_seen();
-            let batch = match (source.read)(from, CHUNK) {
+            let batch = match (source.read)(from, CHUNK).await {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;

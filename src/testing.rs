@@ -42,15 +42,15 @@ pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result
         ("mutexes", crate::mutex::record::decode_lease_record(bytes)),
         (
             "ephemeral_entries",
-            crate::ephemeral::ops::decode_entry_record(bytes),
+            crate::ephemeral::record::decode_entry_record(bytes),
         ),
         (
             "ephemeral_changes",
-            crate::ephemeral::ops::decode_change_record(bytes),
+            crate::ephemeral::record::decode_change_record(bytes),
         ),
         (
             "ephemeral_sets",
-            crate::ephemeral::ops::decode_set_record(bytes),
+            crate::ephemeral::record::decode_set_record(bytes),
         ),
         (
             "schedules",

@@ -62,3 +62,53 @@ impl<K: Eq + Hash> Wakeups<K> {
         self.waiter(key).notify_waiters();
     }
 }
+
+/// Followers of a stream, by key (a set's changes, a topic's events): each commit that
+/// appends to a stream bumps its counter, and every follower sees the bump. A follower
+/// subscribes before it reads, so no commit slips between its read and its wait.
+#[derive(Debug)]
+pub(crate) struct Followers<K> {
+    keys: Mutex<HashMap<K, tokio::sync::watch::Sender<u64>>>,
+}
+
+impl<K> Default for Followers<K> {
+    fn default() -> Self {
+        Followers {
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash> Followers<K> {
+    fn sender<Q>(&self, key: &Q) -> tokio::sync::watch::Sender<u64>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = keys.get(key) {
+            return tx.clone();
+        }
+        let tx = tokio::sync::watch::channel(0).0;
+        keys.insert(key.to_owned(), tx.clone());
+        tx
+    }
+
+    /// A subscription to `key`'s bumps.
+    pub(crate) fn subscribe<Q>(&self, key: &Q) -> tokio::sync::watch::Receiver<u64>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ToOwned<Owned = K> + ?Sized,
+    {
+        self.sender(key).subscribe()
+    }
+
+    /// Tells `key`'s followers that its stream grew.
+    pub(crate) fn bump<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ToOwned<Owned = K> + ?Sized,
+    {
+        self.sender(key).send_modify(|v| *v += 1);
+    }
+}

@@ -32,18 +32,18 @@ async fn upsert_touch_remove_snapshot_and_the_change_stream() {
     clock.advance(secs(5));
     let p3 = devices.touch("a-sensor", secs(10)).await.unwrap().unwrap();
     assert_eq!(devices.touch("ghost", secs(10)).await.unwrap(), None);
-    let a = devices.get("a-sensor").unwrap().unwrap();
+    let a = devices.get("a-sensor").await.unwrap().unwrap();
     assert_eq!(
         (a.expires_at_ms, a.updated_at_ms),
         (T0 + 15_000, T0 + 5_000)
     );
-    let snap = devices.snapshot().unwrap();
+    let snap = devices.snapshot().await.unwrap();
     let keys: Vec<&str> = snap.entries.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["a-sensor", "b-sensor"], "sorted by key");
     assert_eq!(snap.position, p3);
     let p4 = devices.remove("b-sensor").await.unwrap().unwrap();
     assert_eq!(devices.remove("b-sensor").await.unwrap(), None);
-    let changes = devices.read_changes(0, 100).unwrap();
+    let changes = devices.read_changes(0, 100).await.unwrap();
     assert_eq!(
         kinds(&changes),
         [
@@ -77,6 +77,7 @@ async fn upsert_touch_remove_snapshot_and_the_change_stream() {
             .ephemeral("other")
             .unwrap()
             .snapshot()
+            .await
             .unwrap()
             .entries
             .is_empty()
@@ -92,11 +93,11 @@ async fn entries_expire_on_time_while_a_reader_follows_the_stream() {
         .upsert("ann", b"here".to_vec(), secs(10))
         .await
         .unwrap();
-    let snap = presence.snapshot().unwrap();
+    let snap = presence.snapshot().await.unwrap();
     let mut follower = presence.follow(snap.position + 1);
     clock.advance(Duration::from_millis(9_999));
     engine.tick().await.unwrap();
-    assert!(presence.get("ann").unwrap().is_some());
+    assert!(presence.get("ann").await.unwrap().is_some());
     clock.advance(Duration::from_millis(1));
     // The timer expires it; nobody has to write for that to happen.
     let change = follower.next().await.unwrap().unwrap();
@@ -104,8 +105,8 @@ async fn entries_expire_on_time_while_a_reader_follows_the_stream() {
         (change.key.as_str(), &change.kind, change.at_ms),
         ("ann", &ChangeKind::Expire, T0 + 10_000)
     );
-    assert_eq!(presence.get("ann").unwrap(), None);
-    assert!(presence.snapshot().unwrap().entries.is_empty());
+    assert_eq!(presence.get("ann").await.unwrap(), None);
+    assert!(presence.snapshot().await.unwrap().entries.is_empty());
     // The follower keeps going with later changes.
     presence
         .upsert("bob", b"here".to_vec(), secs(10))
@@ -132,7 +133,7 @@ async fn capacity_and_payload_limits_are_typed_errors_that_write_nothing() {
         .unwrap();
     small.upsert("a", vec![0; 8], secs(10)).await.unwrap();
     small.upsert("b", vec![0; 8], secs(20)).await.unwrap();
-    let before = small.read_changes(0, 100).unwrap().len();
+    let before = small.read_changes(0, 100).await.unwrap().len();
     assert!(matches!(
         small.upsert("c", vec![0; 1], secs(10)).await,
         Err(Error::CapacityExceeded { capacity: 2, .. })
@@ -142,7 +143,7 @@ async fn capacity_and_payload_limits_are_typed_errors_that_write_nothing() {
         Err(Error::PayloadTooLarge { size: 9, limit: 8 })
     ));
     assert_eq!(
-        small.read_changes(0, 100).unwrap().len(),
+        small.read_changes(0, 100).await.unwrap().len(),
         before,
         "nothing written"
     );
@@ -191,7 +192,7 @@ async fn default_capacity_is_ten_thousand_entries() {
             ..
         })
     ));
-    assert_eq!(set.snapshot().unwrap().entries.len(), 10_000);
+    assert_eq!(set.snapshot().await.unwrap().entries.len(), 10_000);
 }
 
 #[tokio::test]
@@ -215,13 +216,16 @@ async fn entries_survive_a_restart_until_their_ttl_ends() {
     };
     let engine = reopen(T0 + 30_000).await;
     let s = engine.ephemeral("s").unwrap();
-    assert_eq!(s.get("k").unwrap().unwrap().expires_at_ms, T0 + 60_000);
+    assert_eq!(
+        s.get("k").await.unwrap().unwrap().expires_at_ms,
+        T0 + 60_000
+    );
     engine.shutdown(secs(1)).await.unwrap();
     drop(s);
     let engine = reopen(T0 + 60_000).await;
     let s = engine.ephemeral("s").unwrap();
-    assert_eq!(s.get("k").unwrap(), None);
-    let last = s.read_changes(0, 10).unwrap().pop().unwrap();
+    assert_eq!(s.get("k").await.unwrap(), None);
+    let last = s.read_changes(0, 10).await.unwrap().pop().unwrap();
     assert_eq!(
         (last.kind, last.at_ms),
         (ChangeKind::Expire, T0 + 60_000),
@@ -245,7 +249,7 @@ async fn a_reader_behind_pruned_changes_is_told_it_lagged() {
     let second = s.upsert("b", vec![], secs(3600)).await.unwrap();
     clock.advance(Duration::from_millis(5_001));
     engine.tick().await.unwrap();
-    match s.read_changes(first, 10) {
+    match s.read_changes(first, 10).await {
         Err(Error::Lagged {
             set,
             requested,
@@ -258,12 +262,12 @@ async fn a_reader_behind_pruned_changes_is_told_it_lagged() {
         }
         other => panic!("expected Lagged, got {other:?}"),
     }
-    assert_eq!(s.read_changes(second, 10).unwrap().len(), 1);
+    assert_eq!(s.read_changes(second, 10).await.unwrap().len(), 1);
     let mut follower = s.follow(first);
     assert!(matches!(
         follower.next().await,
         Some(Err(Error::Lagged { .. }))
     ));
     // The snapshot still has both entries: only the change history was pruned.
-    assert_eq!(s.snapshot().unwrap().entries.len(), 2);
+    assert_eq!(s.snapshot().await.unwrap().entries.len(), 2);
 }

@@ -75,7 +75,11 @@ async fn an_expired_lease_can_be_taken_and_the_old_owner_is_told() {
         m.extend(&a, secs(5)).await,
         Err(Error::NotHolder { .. })
     ));
-    assert_eq!(m.holder().await.unwrap(), Some(b), "the new holder is untouched");
+    assert_eq!(
+        m.holder().await.unwrap(),
+        Some(b),
+        "the new holder is untouched"
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::ephemeral::{Ephemeral, EphemeralCore, EphemeralOptions};
+use crate::ephemeral::core::EphemeralCore;
+use crate::ephemeral::{Ephemeral, EphemeralOptions};
 use crate::error::{Error, Result};
 use crate::job::core::JobCore;
 use crate::job::{JobCtx, JobError, JobHandle, JobSpec, Jobs};

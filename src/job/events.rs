@@ -165,7 +165,8 @@ impl JobEvents {
         let id = self.id;
         let source = feed::Source {
             read: move |from: u64, limit| {
-                read_events(&core, id, u32::try_from(from).unwrap_or(u32::MAX), limit)
+                let read = read_events(&core, id, u32::try_from(from).unwrap_or(u32::MAX), limit);
+                async move { read }
             },
             after: |e: &JobEvent| u64::from(e.seq) + 1,
             last: |e: &JobEvent| e.kind.is_terminal(),

@@ -257,7 +257,10 @@ impl Topic {
         };
         let core = self.core.clone();
         let source = feed::Source {
-            read: move |from, limit| core.store.read(|rtx| read_events(rtx, &topic, from, limit)),
+            read: move |from, limit| {
+                let read = core.store.read(|rtx| read_events(rtx, &topic, from, limit));
+                async move { read }
+            },
             after: |e: &TopicEvent| e.seq + 1,
             last: |_: &TopicEvent| false,
         };

@@ -1,0 +1,72 @@
+//! What a caller sees of a set: entries, snapshots, changes.
+
+/// A live entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its key.
+    pub key: String,
+    /// Its value.
+    pub value: Vec<u8>,
+    /// When it expires unless touched (ms since the epoch).
+    pub expires_at_ms: u64,
+    /// When it was last upserted or touched.
+    pub updated_at_ms: u64,
+}
+
+/// Every live entry of a set, sorted by key, and the stream position it reflects: follow the
+/// changes from `position + 1` to stay in sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The live entries, sorted by key.
+    pub entries: Vec<Entry>,
+    /// The position of the last change included (0 if none).
+    pub position: u64,
+}
+
+/// One change of a set's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Its position: increasing within the set (positions are shared by all sets of the file,
+    /// so they may skip numbers).
+    pub position: u64,
+    /// When it happened (ms since the epoch).
+    pub at_ms: u64,
+    /// The key it concerns.
+    pub key: String,
+    /// What happened.
+    pub kind: ChangeKind,
+}
+
+/// What happened to an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// Inserted or replaced.
+    Upsert {
+        /// The new value.
+        value: Vec<u8>,
+        /// Its expiry.
+        expires_at_ms: u64,
+    },
+    /// Its TTL was extended.
+    Touch {
+        /// The new expiry.
+        expires_at_ms: u64,
+    },
+    /// Removed by a caller.
+    Delete,
+    /// Its TTL ran out.
+    Expire,
+}
+
+impl ChangeKind {
+    /// The change's name: `upsert`, `touch`, `delete` or `expire`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChangeKind::Upsert { .. } => "upsert",
+            ChangeKind::Touch { .. } => "touch",
+            ChangeKind::Delete => "delete",
+            ChangeKind::Expire => "expire",
+        }
+    }
+}
