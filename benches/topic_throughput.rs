@@ -87,7 +87,7 @@ fn main() {
             elapsed.as_secs_f64(),
             total as f64 / elapsed.as_secs_f64(),
         );
-        assert_eq!(group.committed_through().expect("cursor"), total);
+        assert_eq!(group.committed_through().await.expect("cursor"), total);
         engine.shutdown(Duration::from_secs(5)).await.expect("shutdown");
     });
 }

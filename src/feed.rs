@@ -66,17 +66,27 @@ pub(crate) struct Source<T, R> {
     pub(crate) last: fn(&T) -> bool,
 }
 
-/// A feed that yields `error` and ends.
-pub(crate) fn failed<T: Send + 'static>(error: Error) -> Feed<T> {
-    let (tx, rx) = mpsc::channel(1);
-    let _ = tx.try_send(Err(error));
-    Feed { rx }
-}
-
 /// Starts a feed from `from`: a task reads chunks while there are any, then waits for
 /// `changes` (subscribed before each read, so no commit slips between) or `stop`.
 pub(crate) fn spawn<T, R, F, C>(
-    mut from: u64,
+    from: u64,
+    source: Source<T, R>,
+    changes: C,
+    stop: watch::Receiver<bool>,
+) -> Feed<T>
+where
+    T: Send + 'static,
+    R: FnMut(u64, usize) -> F + Send + 'static,
+    F: Future<Output = Result<Vec<T>>> + Send,
+    C: Changes,
+{
+    spawn_at(async move { Ok(from) }, source, changes, stop)
+}
+
+/// Like [`spawn`], from the position `start` resolves to (read inside the feed's task, so
+/// the caller need not wait for it); an error there is the feed's first and only item.
+pub(crate) fn spawn_at<T, R, F, C, S>(
+    start: S,
     mut source: Source<T, R>,
     mut changes: C,
     mut stop: watch::Receiver<bool>,
@@ -86,9 +96,17 @@ where
     R: FnMut(u64, usize) -> F + Send + 'static,
     F: Future<Output = Result<Vec<T>>> + Send,
     C: Changes,
+    S: Future<Output = Result<u64>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(CHUNK);
     tokio::spawn(async move {
+        let mut from = match start.await {
+            Ok(from) => from,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
         loop {
             changes.mark_seen();
             let batch = match (source.read)(from, CHUNK).await {

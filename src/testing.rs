@@ -59,7 +59,7 @@ pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result
         ("schedule_failures", failure),
         ("schedule_dead", dead),
     ];
-    kinds.extend(crate::topic::ops::decode_records(bytes));
+    kinds.extend(crate::topic::record::decode_records(bytes));
     kinds
 }
 

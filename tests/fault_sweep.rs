@@ -229,7 +229,7 @@ async fn check_after_reopen(path: &Path, acked: &Acked, run: &str) {
         }
     }
     let t = engine.topic("t").unwrap();
-    let events = t.read(1, 1_000).unwrap();
+    let events = t.read(1, 1_000).await.unwrap();
     for (i, seq) in &acked.published {
         let e = events
             .iter()

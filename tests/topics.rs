@@ -33,9 +33,12 @@ async fn sequence_numbers_rise_by_one_and_keys_deduplicate() {
     let again = t.publish_with_key("order-2", b"b!".to_vec()).await.unwrap();
     assert_eq!((again.seq, again.deduplicated), (2, true));
     assert_eq!(t.publish(b"c".to_vec()).await.unwrap().seq, 3);
-    assert_eq!(payloads(&t.read(1, 10).unwrap()), ["a", "b", "c"]);
-    assert_eq!(t.read(2, 10).unwrap()[0].key.as_deref(), Some("order-2"));
-    assert_eq!(t.last_seq().unwrap(), 3);
+    assert_eq!(payloads(&t.read(1, 10).await.unwrap()), ["a", "b", "c"]);
+    assert_eq!(
+        t.read(2, 10).await.unwrap()[0].key.as_deref(),
+        Some("order-2")
+    );
+    assert_eq!(t.last_seq().await.unwrap(), 3);
 }
 
 async fn next(s: &mut jobfile::TopicStream) -> u64 {
@@ -50,9 +53,9 @@ async fn subscriptions_from_the_beginning_a_sequence_or_now() {
     for p in ["1", "2", "3"] {
         t.publish(p.as_bytes().to_vec()).await.unwrap();
     }
-    let mut all = t.subscribe(StartAt::Beginning);
-    let mut from2 = t.subscribe(StartAt::Seq(2));
-    let mut now = t.subscribe(StartAt::Now);
+    let mut all = t.subscribe(StartAt::Beginning).await;
+    let mut from2 = t.subscribe(StartAt::Seq(2)).await;
+    let mut now = t.subscribe(StartAt::Now).await;
     for want in [1, 2, 3] {
         assert_eq!(next(&mut all).await, want);
     }
@@ -90,10 +93,10 @@ async fn members_of_a_group_split_the_events_and_every_group_sees_all() {
     for seq in [2, 1, 4] {
         assert!(billing_a.commit(seq).await.unwrap());
     }
-    assert_eq!(billing_a.committed_through().unwrap(), 2);
+    assert_eq!(billing_a.committed_through().await.unwrap(), 2);
     assert!(!billing_a.commit(2).await.unwrap(), "already committed");
     assert!(billing_b.commit(3).await.unwrap());
-    assert_eq!(billing_b.committed_through().unwrap(), 4);
+    assert_eq!(billing_b.committed_through().await.unwrap(), 4);
     assert!(matches!(
         billing_a.commit(99).await,
         Err(Error::InvalidArgument { .. })
@@ -157,10 +160,10 @@ async fn retention_prunes_and_a_reader_behind_it_is_told_it_lagged() {
     t.publish(b"new".to_vec()).await.unwrap();
     clock.advance(Duration::from_millis(29_999));
     engine.tick().await.unwrap();
-    assert_eq!(t.read(1, 10).unwrap().len(), 2);
+    assert_eq!(t.read(1, 10).await.unwrap().len(), 2);
     clock.advance(Duration::from_millis(1));
     engine.tick().await.unwrap();
-    match t.read(1, 10) {
+    match t.read(1, 10).await {
         Err(Error::Lagged {
             requested,
             next_available,
@@ -168,8 +171,8 @@ async fn retention_prunes_and_a_reader_behind_it_is_told_it_lagged() {
         }) => assert_eq!((requested, next_available), (1, 2)),
         other => panic!("expected Lagged, got {other:?}"),
     }
-    assert_eq!(payloads(&t.read(2, 10).unwrap()), ["new"]);
-    let mut sub = t.subscribe(StartAt::Seq(1));
+    assert_eq!(payloads(&t.read(2, 10).await.unwrap()), ["new"]);
+    let mut sub = t.subscribe(StartAt::Seq(1)).await;
     assert!(matches!(
         sub.next().await,
         Some(Err(Error::Lagged {
@@ -208,9 +211,9 @@ async fn a_count_limit_keeps_only_the_newest_events() {
     for i in 1..=5 {
         t.publish(format!("e{i}").into_bytes()).await.unwrap();
     }
-    assert_eq!(payloads(&t.read(4, 10).unwrap()), ["e4", "e5"]);
+    assert_eq!(payloads(&t.read(4, 10).await.unwrap()), ["e4", "e5"]);
     assert!(matches!(
-        t.read(3, 10),
+        t.read(3, 10).await,
         Err(Error::Lagged {
             next_available: 4,
             ..
@@ -261,7 +264,7 @@ async fn an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged() {
             })
         ));
     }
-    assert_eq!(g.committed_through().unwrap(), 0);
+    assert_eq!(g.committed_through().await.unwrap(), 0);
     // Seeking on is the group's choice; then it goes on from there.
     g.seek(2).await.unwrap();
     let again = g.receive(10).await.unwrap();
@@ -270,7 +273,7 @@ async fn an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged() {
         [2, 3]
     );
     assert!(g.commit_many(&[2, 3]).await.is_ok());
-    assert_eq!(g.committed_through().unwrap(), 3);
+    assert_eq!(g.committed_through().await.unwrap(), 3);
 }
 
 #[tokio::test]
@@ -290,7 +293,7 @@ async fn bad_input_is_a_typed_error_that_writes_nothing() {
         t.publish(vec![0; 5]).await,
         Err(Error::PayloadTooLarge { size: 5, limit: 4 })
     ));
-    assert_eq!(t.last_seq().unwrap(), 0);
+    assert_eq!(t.last_seq().await.unwrap(), 0);
     assert!(matches!(
         engine.topic(""),
         Err(Error::InvalidArgument {

@@ -112,7 +112,12 @@ async fn check(engine: &Engine, path: &Path, orders: &JobHandle<u64, Vec<String>
         .filter(|l| l[0] == "recv" && l.len() == 2)
         .map(|l| l[1].as_str())
         .collect();
-    let events = engine.topic("events").unwrap().read(1, usize::MAX).unwrap();
+    let events = engine
+        .topic("events")
+        .unwrap()
+        .read(1, usize::MAX)
+        .await
+        .unwrap();
     let events: HashMap<u64, Vec<u8>> = events.into_iter().map(|e| (e.seq, e.payload)).collect();
     for l in &log {
         match (l[0].as_str(), l.len()) {

@@ -31,7 +31,8 @@ use crate::queue::{Queue, QueueOptions};
 #[cfg(feature = "cron")]
 use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::{Store, StoreConfig, StoreStats};
-use crate::topic::{Topic, TopicCore, TopicOptions};
+use crate::topic::core::TopicCore;
+use crate::topic::{Topic, TopicOptions};
 
 /// An open jobfile: the single owner of the file while it lives.
 ///

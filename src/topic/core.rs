@@ -1,0 +1,66 @@
+//! State shared by the topics of one engine, and the topic's part in the engine.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::backend::TopicBackend;
+use super::redb::RedbTopic;
+use super::storage::TopicStorage;
+use super::tables;
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::primitive::{Primitive, Work};
+use crate::store::{SchemaTable, Store, TxCtx};
+use crate::timer::Timer;
+use crate::wakeups::Followers;
+
+#[derive(Debug)]
+pub(crate) struct TopicCore {
+    pub(crate) backend: TopicBackend,
+    /// Each topic's subscribers and group members, woken by publishes.
+    pub(crate) followers: Arc<Followers<String>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Fires when the engine stops: subscriptions and waiting members end with
+    /// [`Error::Closed`](crate::Error::Closed).
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl TopicCore {
+    pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
+        let followers = Arc::new(Followers::default());
+        let clock = store.clock().clone();
+        TopicCore {
+            backend: TopicBackend::Redb(RedbTopic::new(store, followers.clone())),
+            followers,
+            clock,
+            stop,
+        }
+    }
+}
+
+impl Primitive for TopicCore {
+    fn name(&self) -> &'static str {
+        "topic"
+    }
+
+    fn tables(&self) -> &'static [&'static dyn SchemaTable] {
+        tables::TABLES
+    }
+
+    fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
+        match &self.backend {
+            TopicBackend::Redb(b) => b.recover(ctx),
+        }
+    }
+
+    fn timer(&self) -> Option<&Timer> {
+        match &self.backend {
+            TopicBackend::Redb(b) => Some(&b.timer),
+        }
+    }
+
+    fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
+        Box::pin(async move { self.backend.sweep().await })
+    }
+}

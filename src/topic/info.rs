@@ -1,0 +1,46 @@
+//! What a caller sees of a topic: its events, publish receipts, group deliveries.
+
+/// An event of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicEvent {
+    /// Its sequence number: 1, 2, 3, … within the topic.
+    pub seq: u64,
+    /// When it was published (ms since the epoch).
+    pub at_ms: u64,
+    /// Its idempotency key, if it was published with one.
+    pub key: Option<String>,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// Where a subscription or a new consumer group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest retained event.
+    Beginning,
+    /// The event with this sequence number.
+    Seq(u64),
+    /// The next event published.
+    Now,
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The event's sequence number.
+    pub seq: u64,
+    /// True when the key matched a retained event and nothing new was stored.
+    pub deduplicated: bool,
+}
+
+/// An event handed to a group member; commit it when done, or it is delivered again after the
+/// topic's reclaim time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDelivery {
+    /// The event.
+    pub event: TopicEvent,
+    /// How many times it has been handed to this group.
+    pub deliveries: u32,
+    /// When it is delivered again if not committed (ms since the epoch).
+    pub reclaim_at_ms: u64,
+}
