@@ -90,6 +90,7 @@ fn main() {
                 let n = engine
                     .jobs()
                     .list(JobState::Completed, 0, usize::MAX)
+                    .await
                     .expect("list")
                     .len() as u64;
                 if n <= per_minute {

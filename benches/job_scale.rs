@@ -293,7 +293,7 @@ async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
         .expect("register");
     claimed.await;
     let first_claim = started.elapsed();
-    let recovered = engine.jobs().metrics().expect("metrics").recovered;
+    let recovered = engine.jobs().metrics().await.expect("metrics").recovered;
     engine
         .shutdown(Duration::from_secs(10))
         .await

@@ -109,7 +109,7 @@ async fn throughput(args: &Args, options: EngineOptions, label: &str) {
         total as f64 / elapsed.as_secs_f64(),
         ops as f64 / commits.max(1) as f64,
     );
-    let m = engine.jobs().metrics().expect("metrics");
+    let m = engine.jobs().metrics().await.expect("metrics");
     assert_eq!((m.completed, m.queued_now, m.running_now), (total, 0, 0));
     engine
         .shutdown(Duration::from_secs(5))
@@ -140,7 +140,7 @@ async fn latency(args: &Args, options: EngineOptions, label: &str) {
         starts.push(began.duration_since(submitted));
         ping.join(id, None).await.expect("join");
         // Idle means idle: let the finished attempt hand its slot back before the next submit.
-        while engine.jobs().metrics().expect("metrics").running_now > 0 {
+        while engine.jobs().metrics().await.expect("metrics").running_now > 0 {
             tokio::task::yield_now().await;
         }
         tokio::task::yield_now().await;

@@ -88,7 +88,9 @@ fn engine(c: &mut Criterion) {
         .expect("submit")
         .id;
     group.throughput(Throughput::Elements(1));
-    group.bench_function("get", |b| b.iter(|| jobs.get(black_box(id)).expect("get")));
+    group.bench_function("get", |b| {
+        b.iter(|| rt.block_on(jobs.get(black_box(id))).expect("get"))
+    });
     group.finish();
     rt.block_on(engine.shutdown(Duration::from_secs(5)))
         .expect("shutdown");

@@ -56,7 +56,7 @@ fn main() {
         clock.advance(Duration::from_secs(30 * 60));
         // The background timer dispatches too; count the jobs, not our passes.
         let mut passes = 0;
-        while engine.jobs().metrics().expect("metrics").submitted < schedules {
+        while engine.jobs().metrics().await.expect("metrics").submitted < schedules {
             scheduler.tick().await.expect("tick");
             passes += 1;
         }

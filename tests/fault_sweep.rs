@@ -218,6 +218,7 @@ async fn check_after_reopen(path: &Path, acked: &Acked, run: &str) {
     for (i, id) in &acked.submitted {
         let info = jobs
             .get(*id)
+            .await
             .unwrap_or_else(|e| panic!("{run}: acknowledged submit of job {i} was lost: {e}"));
         assert_eq!(info.key.as_deref(), Some(format!("k{i}").as_str()), "{run}");
     }

@@ -163,22 +163,21 @@ async fn killed_over_and_over_every_job_completes_and_no_committed_step_runs_aga
             assert_eq!(ran.iter().filter(|t| *t == committed).count(), 1);
             reruns_before_commit += ran.len() - 1;
         }
-        let info = orders.get(*id).unwrap();
+        let info = orders.get(*id).await.unwrap();
         assert_eq!(info.state, JobState::Completed);
     }
-    let recovered: usize = outputs
-        .keys()
-        .map(|id| {
-            engine
-                .jobs()
-                .events(*id)
-                .read(0, 1_000)
-                .unwrap()
-                .iter()
-                .filter(|e| matches!(e.kind, JobEventKind::Recovered { .. }))
-                .count()
-        })
-        .sum();
+    let mut recovered = 0;
+    for id in outputs.keys() {
+        recovered += engine
+            .jobs()
+            .events(*id)
+            .read(0, 1_000)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e.kind, JobEventKind::Recovered { .. }))
+            .count();
+    }
     assert!(recovered > 0, "no kill landed while a job was running");
     eprintln!(
         "{kills} kills: {JOBS} jobs completed, {recovered} recoveries, {reruns_before_commit} step bodies re-ran after a kill before their commit, 0 after"
@@ -199,11 +198,11 @@ async fn a_job_that_keeps_dying_with_its_process_fails_with_crash_loop() {
     }
     // The third recovery is over the budget of 2: recovery fails it at open, at once.
     let engine = Engine::open(&path).await.unwrap();
-    let info = engine.jobs().get(1).unwrap();
+    let info = engine.jobs().get(1).await.unwrap();
     assert_eq!((info.state, info.crashes), (JobState::Failed, 3));
     let error = info.last_error.unwrap();
     assert_eq!((error.code.as_str(), error.attempt), ("CRASH_LOOP", 1));
-    let events = engine.jobs().events(1).read(0, 100).unwrap();
+    let events = engine.jobs().events(1).read(0, 100).await.unwrap();
     let kinds: Vec<String> = events
         .iter()
         .map(|e| match &e.kind {
@@ -223,6 +222,6 @@ async fn a_job_that_keeps_dying_with_its_process_fails_with_crash_loop() {
             "failed"
         ]
     );
-    assert_eq!(engine.jobs().metrics().unwrap().recovered, 2);
+    assert_eq!(engine.jobs().metrics().await.unwrap().recovered, 2);
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }

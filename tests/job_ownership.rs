@@ -29,11 +29,12 @@ async fn within<F: std::future::Future>(f: F) -> F::Output {
         .expect("still waiting after 30 s: the next attempt never started")
 }
 
-fn event_names(engine: &Engine, id: u64) -> Vec<&'static str> {
+async fn event_names(engine: &Engine, id: u64) -> Vec<&'static str> {
     engine
         .jobs()
         .events(id)
         .read(0, 100)
+        .await
         .unwrap()
         .iter()
         .map(|e| e.kind.name())
@@ -96,7 +97,7 @@ async fn a_step_called_after_the_attempt_timed_out_does_not_run_its_body() {
         "the card is charged once"
     );
     assert_eq!(
-        event_names(&engine, id),
+        event_names(&engine, id).await,
         [
             "submitted",
             "started",
@@ -148,7 +149,7 @@ async fn a_step_result_that_arrives_after_the_timeout_is_refused() {
     };
     assert_eq!((f.code.as_str(), f.attempt), ("TIMEOUT", 1));
     assert_eq!(
-        event_names(&engine, id),
+        event_names(&engine, id).await,
         ["submitted", "started", "timed_out"]
     );
 }
@@ -195,7 +196,7 @@ async fn a_timed_out_handler_that_ignores_its_signal_gives_its_slot_to_the_retry
     seen.sort();
     assert_eq!(seen, [(0, 2), (1, 1)]);
     assert_eq!(
-        event_names(&engine, stuck),
+        event_names(&engine, stuck).await,
         [
             "submitted",
             "started",
@@ -229,7 +230,7 @@ async fn a_cancelled_handler_that_ignores_its_signal_gives_its_slot_back() {
     let stuck = h.submit(0).await.unwrap().id;
     assert_eq!(started_rx.recv().await, Some(0));
     let other = h.submit(1).await.unwrap().id;
-    assert_eq!(h.get(other).unwrap().state, JobState::Queued);
+    assert_eq!(h.get(other).await.unwrap().state, JobState::Queued);
     h.cancel(stuck, "operator").await.unwrap();
     assert_eq!(
         within(h.join(other, None)).await.unwrap(),
@@ -272,7 +273,7 @@ async fn bytes_per_100_writes(input_len: usize) -> (u64, u64) {
     let progress = faults.bytes_written() - before;
     // The input is still whole where the job's readers look for it.
     assert_eq!(
-        h.get(ctx.id()).unwrap().input_json.len(),
+        h.get(ctx.id()).await.unwrap().input_json.len(),
         input_len + 2,
         "the stored input is the JSON string"
     );
@@ -336,5 +337,5 @@ async fn outputs_and_step_results_over_the_result_limit_fail_with_a_typed_code()
         Outcome::Completed("f".repeat(998))
     );
     // The oversized step result was not stored.
-    assert!(!event_names(&engine, step).contains(&"step_completed"));
+    assert!(!event_names(&engine, step).await.contains(&"step_completed"));
 }

@@ -68,7 +68,7 @@ async fn happy_path_with_steps_progress_and_events() {
         Outcome::Completed(42)
     );
 
-    let info = add.get(sub.id).unwrap();
+    let info = add.get(sub.id).await.unwrap();
     assert_eq!(info.state, JobState::Completed);
     assert_eq!(info.attempts, 1);
     assert_eq!(info.output_json.as_deref(), Some(&b"42"[..]));
@@ -84,7 +84,7 @@ async fn happy_path_with_steps_progress_and_events() {
     );
     assert_eq!(info.finished_at_ms, Some(T0));
 
-    let events = engine.jobs().events(sub.id).read(0, 100).unwrap();
+    let events = engine.jobs().events(sub.id).read(0, 100).await.unwrap();
     assert_eq!(
         names(&events),
         [
@@ -122,10 +122,10 @@ async fn happy_path_with_steps_progress_and_events() {
         }
     );
     // Replay from an offset.
-    let tail = engine.jobs().events(sub.id).read(4, 100).unwrap();
+    let tail = engine.jobs().events(sub.id).read(4, 100).await.unwrap();
     assert_eq!(names(&tail), ["step_completed", "completed"]);
 
-    let m = engine.jobs().metrics().unwrap();
+    let m = engine.jobs().metrics().await.unwrap();
     assert_eq!(
         (m.submitted, m.started, m.completed, m.failed),
         (1, 1, 1, 0)
@@ -188,7 +188,7 @@ async fn retryable_error_then_success() {
         .unwrap();
     let id = h.submit(()).await.unwrap().id;
     assert_eq!(h.join(id, None).await.unwrap(), Outcome::Completed(2));
-    let events = engine.jobs().events(id).read(0, 100).unwrap();
+    let events = engine.jobs().events(id).read(0, 100).await.unwrap();
     assert_eq!(
         names(&events),
         [
@@ -211,10 +211,10 @@ async fn retryable_error_then_success() {
             attempt: 1
         }
     );
-    let info = h.get(id).unwrap();
+    let info = h.get(id).await.unwrap();
     assert_eq!(info.attempts, 2);
     assert_eq!(info.last_error.unwrap().code, "NET");
-    assert_eq!(engine.jobs().metrics().unwrap().retried, 1);
+    assert_eq!(engine.jobs().metrics().await.unwrap().retried, 1);
 }
 
 #[tokio::test]
@@ -242,7 +242,7 @@ async fn a_permanent_error_is_not_retried() {
         })
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    let events = engine.jobs().events(id).read(0, 100).unwrap();
+    let events = engine.jobs().events(id).read(0, 100).await.unwrap();
     assert_eq!(names(&events), ["submitted", "started", "failed"]);
 }
 
@@ -266,7 +266,7 @@ async fn attempts_exhausted_fails_with_the_last_error() {
         (f.code.as_str(), f.message.as_str(), f.attempt),
         ("ERROR", "try 3", 3)
     );
-    let events = engine.jobs().events(id).read(0, 100).unwrap();
+    let events = engine.jobs().events(id).read(0, 100).await.unwrap();
     assert_eq!(
         names(&events),
         [
@@ -279,7 +279,7 @@ async fn attempts_exhausted_fails_with_the_last_error() {
             "failed"
         ]
     );
-    assert_eq!(h.get(id).unwrap().attempts, 3);
+    assert_eq!(h.get(id).await.unwrap().attempts, 3);
 }
 
 /// Runs a job that always fails through `attempts` attempts, advancing the manual clock exactly
@@ -305,8 +305,8 @@ async fn observed_delays(backoff: Backoff, attempts: u32) -> Vec<u64> {
             // One ms early: still waiting.
             clock.set(next_at_ms - 1);
             engine.tick().await.unwrap();
-            assert_eq!(h.get(id).unwrap().state, JobState::Queued);
-            assert_eq!(h.get(id).unwrap().run_at_ms, Some(next_at_ms));
+            assert_eq!(h.get(id).await.unwrap().state, JobState::Queued);
+            assert_eq!(h.get(id).await.unwrap().run_at_ms, Some(next_at_ms));
             clock.set(next_at_ms);
             engine.tick().await.unwrap();
         }
@@ -371,10 +371,13 @@ async fn a_missed_lease_times_the_attempt_out_and_signals_the_handler() {
         matches!(k, JobEventKind::Started { attempt: 1, .. })
     })
     .await;
-    assert_eq!(h.get(id).unwrap().lease_deadline_ms, Some(T0 + 10_000));
+    assert_eq!(
+        h.get(id).await.unwrap().lease_deadline_ms,
+        Some(T0 + 10_000)
+    );
     clock.advance(Duration::from_millis(9_999));
     engine.tick().await.unwrap();
-    assert_eq!(h.get(id).unwrap().state, JobState::Running);
+    assert_eq!(h.get(id).await.unwrap().state, JobState::Running);
     clock.advance(Duration::from_millis(1));
     engine.tick().await.unwrap();
     assert_eq!(seen_rx.recv().await, Some((1, StopReason::TimedOut)));
@@ -389,7 +392,7 @@ async fn a_missed_lease_times_the_attempt_out_and_signals_the_handler() {
         panic!("expected a timeout")
     };
     assert_eq!((f.code.as_str(), f.attempt), ("TIMEOUT", 2));
-    let events = engine.jobs().events(id).read(0, 100).unwrap();
+    let events = engine.jobs().events(id).read(0, 100).await.unwrap();
     assert_eq!(
         names(&events),
         [
@@ -404,7 +407,7 @@ async fn a_missed_lease_times_the_attempt_out_and_signals_the_handler() {
         panic!()
     };
     assert!(failure("TIMEOUT", 1)(error));
-    assert_eq!(engine.jobs().metrics().unwrap().timed_out, 1);
+    assert_eq!(engine.jobs().metrics().await.unwrap().timed_out, 1);
 }
 
 #[tokio::test]
@@ -438,20 +441,21 @@ async fn heartbeats_keep_a_long_job_alive_and_extend_its_timeout() {
         engine.tick().await.unwrap();
         beat_tx.send(true).unwrap();
         done_rx.recv().await.unwrap();
-        let info = h.get(id).unwrap();
+        let info = h.get(id).await.unwrap();
         assert_eq!(info.state, JobState::Running, "round {round}");
         assert_eq!(info.lease_deadline_ms, Some(T0 + round * 8_000 + 10_000));
     }
     // 32 s in: well past both the first lease (10 s) and the first timeout (15 s).
     clock.advance(secs(9));
     engine.tick().await.unwrap();
-    assert_eq!(h.get(id).unwrap().state, JobState::Running);
+    assert_eq!(h.get(id).await.unwrap().state, JobState::Running);
     beat_tx.send(false).unwrap();
     assert_eq!(h.join(id, None).await.unwrap(), Outcome::Completed(7));
     let beats = engine
         .jobs()
         .events(id)
         .read(0, 100)
+        .await
         .unwrap()
         .iter()
         .filter(|e| e.kind == JobEventKind::Heartbeat)
@@ -522,7 +526,7 @@ async fn cancel_queued_running_and_finished_jobs() {
         h.cancel(running, "user abort").await.unwrap(),
         CancelOutcome::Cancelled
     );
-    assert_eq!(h.get(running).unwrap().state, JobState::Cancelled);
+    assert_eq!(h.get(running).await.unwrap().state, JobState::Cancelled);
     assert_eq!(
         seen_rx.recv().await,
         Some(StopReason::Cancelled("user abort".into()))
@@ -538,14 +542,14 @@ async fn cancel_queued_running_and_finished_jobs() {
         h.cancel(done, "too late").await.unwrap(),
         CancelOutcome::AlreadyFinished(JobState::Completed)
     );
-    assert_eq!(h.get(done).unwrap().state, JobState::Completed);
-    let events = engine.jobs().events(running).read(0, 100).unwrap();
+    assert_eq!(h.get(done).await.unwrap().state, JobState::Completed);
+    let events = engine.jobs().events(running).read(0, 100).await.unwrap();
     assert_eq!(names(&events), ["submitted", "started", "cancelled"]);
     assert!(matches!(
         h.cancel(999, "x").await,
         Err(Error::UnknownJob { id: 999 })
     ));
-    assert_eq!(engine.jobs().metrics().unwrap().cancelled, 2);
+    assert_eq!(engine.jobs().metrics().await.unwrap().cancelled, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,11 +595,17 @@ async fn cancel_racing_a_completion_always_wins() {
     }
     // Every handler did return Ok; each completion lost.
     let jobs = engine.jobs();
-    while jobs.metrics().unwrap().running_now > 0 || returned.load(Ordering::SeqCst) < 100 {
+    while jobs.metrics().await.unwrap().running_now > 0 || returned.load(Ordering::SeqCst) < 100 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(jobs.metrics().unwrap().completed, 0);
-    assert_eq!(jobs.list(JobState::Cancelled, 0, 1_000).unwrap().len(), 100);
+    assert_eq!(jobs.metrics().await.unwrap().completed, 0);
+    assert_eq!(
+        jobs.list(JobState::Cancelled, 0, 1_000)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
 }
 
 #[tokio::test]
@@ -620,7 +630,7 @@ async fn join_timeout_returns_a_timed_out_result_and_unknown_ids_are_errors() {
         })
     );
     assert_eq!(
-        h.get(id).unwrap().state,
+        h.get(id).await.unwrap().state,
         JobState::Queued,
         "the job goes on"
     );
@@ -629,7 +639,7 @@ async fn join_timeout_returns_a_timed_out_result_and_unknown_ids_are_errors() {
         Err(Error::UnknownJob { id: 77 })
     ));
     assert!(matches!(
-        engine.jobs().events(77).read(0, 10),
+        engine.jobs().events(77).read(0, 10).await,
         Err(Error::UnknownJob { id: 77 })
     ));
     let mut s = engine.jobs().events(77).follow(0);
@@ -645,7 +655,7 @@ async fn a_job_submitted_without_a_handler_runs_once_one_is_registered() {
     let (engine, _clock) = open_manual(&path).await;
     let submitter = engine.job::<Add, u32>(JobSpec::new("add")).unwrap();
     let id = submitter.submit(Add { a: 1, b: 2 }).await.unwrap().id;
-    assert_eq!(submitter.get(id).unwrap().state, JobState::Queued);
+    assert_eq!(submitter.get(id).await.unwrap().state, JobState::Queued);
     let _runner = engine
         .register(JobSpec::new("add"), |_: JobCtx, i: Add| async move {
             Ok(i.a + i.b)
@@ -700,12 +710,15 @@ async fn the_same_key_gives_the_same_id_until_the_job_is_pruned() {
     // Past retention the job, its events and its key are gone.
     clock.advance(Duration::from_millis(59_999));
     engine.tick().await.unwrap();
-    assert_eq!(h.get(first.id).unwrap().state, JobState::Completed);
+    assert_eq!(h.get(first.id).await.unwrap().state, JobState::Completed);
     clock.advance(Duration::from_millis(1));
     engine.tick().await.unwrap();
-    assert!(matches!(h.get(first.id), Err(Error::UnknownJob { .. })));
     assert!(matches!(
-        engine.jobs().events(first.id).read(0, 10),
+        h.get(first.id).await,
+        Err(Error::UnknownJob { .. })
+    ));
+    assert!(matches!(
+        engine.jobs().events(first.id).read(0, 10).await,
         Err(Error::UnknownJob { .. })
     ));
     let fresh = h.submit("ann".into()).key("welcome-ann").await.unwrap();
@@ -755,17 +768,17 @@ async fn delayed_jobs_start_exactly_on_time_and_at_wins_over_delay() {
     let at = std::time::UNIX_EPOCH + Duration::from_millis(T0 + 2_000);
     let a = h.submit(1).delay(secs(5)).await.unwrap().id;
     let b = h.submit(2).delay(secs(60)).at(at).await.unwrap().id;
-    assert_eq!(h.get(a).unwrap().run_at_ms, Some(T0 + 5_000));
-    assert_eq!(h.get(b).unwrap().run_at_ms, Some(T0 + 2_000));
+    assert_eq!(h.get(a).await.unwrap().run_at_ms, Some(T0 + 5_000));
+    assert_eq!(h.get(b).await.unwrap().run_at_ms, Some(T0 + 2_000));
     clock.advance(Duration::from_millis(1_999));
     engine.tick().await.unwrap();
-    assert_eq!(h.get(b).unwrap().state, JobState::Queued);
+    assert_eq!(h.get(b).await.unwrap().state, JobState::Queued);
     clock.advance(Duration::from_millis(1));
     engine.tick().await.unwrap();
     assert_eq!(rx.recv().await, Some(2));
     clock.advance(Duration::from_millis(2_999));
     engine.tick().await.unwrap();
-    assert_eq!(h.get(a).unwrap().state, JobState::Queued);
+    assert_eq!(h.get(a).await.unwrap().state, JobState::Queued);
     clock.advance(Duration::from_millis(1));
     engine.tick().await.unwrap();
     assert_eq!(rx.recv().await, Some(1));
@@ -902,7 +915,7 @@ async fn a_panic_is_recorded_as_panic_and_retried() {
         h.join(id, None).await.unwrap(),
         Outcome::Completed("fine".to_string())
     );
-    let events = engine.jobs().events(id).read(0, 100).unwrap();
+    let events = engine.jobs().events(id).read(0, 100).await.unwrap();
     let JobEventKind::RetryScheduled { error, .. } = &events[2].kind else {
         panic!("{events:?}")
     };
@@ -997,6 +1010,7 @@ async fn committed_steps_are_not_run_again_on_retry() {
         .jobs()
         .events(id)
         .read(0, 100)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|e| match e.kind {
@@ -1056,27 +1070,32 @@ async fn failed_jobs_can_be_listed_retried_with_a_fresh_budget_and_deleted() {
     let jobs = engine.jobs();
     let failed: Vec<(u64, u32)> = jobs
         .list(JobState::Failed, 0, 10)
+        .await
         .unwrap()
         .iter()
         .map(|j| (j.id, j.attempts))
         .collect();
     assert_eq!(failed, [(a, 2), (b, 2)]);
     assert_eq!(
-        jobs.list(JobState::Failed, a, 10).unwrap().len(),
+        jobs.list(JobState::Failed, a, 10).await.unwrap().len(),
         1,
         "paging after an id"
     );
     fail.store(false, Ordering::SeqCst);
     jobs.retry(a).await.unwrap();
     assert_eq!(h.join(a, None).await.unwrap(), Outcome::Completed(1));
-    assert_eq!(h.get(a).unwrap().attempts, 1, "a fresh attempt budget");
+    assert_eq!(
+        h.get(a).await.unwrap().attempts,
+        1,
+        "a fresh attempt budget"
+    );
     assert!(matches!(
         jobs.retry(a).await,
         Err(Error::InvalidArgument { .. })
     ));
     jobs.delete(b).await.unwrap();
-    assert!(matches!(jobs.get(b), Err(Error::UnknownJob { .. })));
-    assert!(jobs.list(JobState::Failed, 0, 10).unwrap().is_empty());
+    assert!(matches!(jobs.get(b).await, Err(Error::UnknownJob { .. })));
+    assert!(jobs.list(JobState::Failed, 0, 10).await.unwrap().is_empty());
     let queued = engine
         .job::<u32, u32>(JobSpec::new("idle"))
         .unwrap()
@@ -1088,7 +1107,10 @@ async fn failed_jobs_can_be_listed_retried_with_a_fresh_budget_and_deleted() {
         jobs.delete(queued).await,
         Err(Error::InvalidArgument { .. })
     ));
-    assert_eq!(jobs.list(JobState::Queued, 0, 10).unwrap()[0].id, queued);
+    assert_eq!(
+        jobs.list(JobState::Queued, 0, 10).await.unwrap()[0].id,
+        queued
+    );
 }
 
 #[tokio::test]
@@ -1147,7 +1169,7 @@ async fn bad_submissions_and_definitions_are_typed_errors_that_write_nothing() {
         })
     ));
     assert_eq!(engine.store_stats().commits, before + 1);
-    assert_eq!(engine.jobs().metrics().unwrap().queued_now, 1);
+    assert_eq!(engine.jobs().metrics().await.unwrap().queued_now, 1);
 }
 
 #[tokio::test]
@@ -1185,13 +1207,13 @@ async fn shutdown_hands_unfinished_jobs_back_without_charging_an_attempt() {
     let (engine, _clock) = open_manual(&path).await;
     assert_eq!(engine.epoch(), 2);
     for id in [polite, stubborn] {
-        let info = engine.jobs().get(id).unwrap();
+        let info = engine.jobs().get(id).await.unwrap();
         assert_eq!(
             (info.state, info.attempts, info.crashes),
             (JobState::Queued, 0, 0),
             "job {id}"
         );
-        let events = engine.jobs().events(id).read(0, 10).unwrap();
+        let events = engine.jobs().events(id).read(0, 10).await.unwrap();
         assert_eq!(names(&events), ["submitted", "started", "recovered"]);
     }
     let h = engine
@@ -1287,18 +1309,37 @@ async fn retention_prunes_more_than_one_batch_of_jobs() {
         async move { jobs.cancel(id, "done with it").await.unwrap() }
     }))
     .await;
-    assert_eq!(jobs.list(JobState::Cancelled, 0, 1_000).unwrap().len(), 520);
+    assert_eq!(
+        jobs.list(JobState::Cancelled, 0, 1_000)
+            .await
+            .unwrap()
+            .len(),
+        520
+    );
     clock.advance(Duration::from_millis(59_999));
     engine.tick().await.unwrap();
-    assert_eq!(jobs.list(JobState::Cancelled, 0, 1_000).unwrap().len(), 520);
+    assert_eq!(
+        jobs.list(JobState::Cancelled, 0, 1_000)
+            .await
+            .unwrap()
+            .len(),
+        520
+    );
     clock.advance(Duration::from_millis(1));
     // One pass prunes at most 512 jobs and asks for another at once; two passes clear all.
     engine.tick().await.unwrap();
     engine.tick().await.unwrap();
-    assert!(jobs.list(JobState::Cancelled, 0, 1_000).unwrap().is_empty());
-    assert_eq!(ids.iter().filter(|id| jobs.get(**id).is_ok()).count(), 0);
+    assert!(
+        jobs.list(JobState::Cancelled, 0, 1_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in &ids {
+        assert!(jobs.get(*id).await.is_err());
+    }
     assert!(matches!(
-        jobs.events(ids[519]).read(0, 10),
+        jobs.events(ids[519]).read(0, 10).await,
         Err(Error::UnknownJob { .. })
     ));
 }
@@ -1354,6 +1395,7 @@ async fn submit_many_is_one_commit_all_or_nothing() {
     let before = engine
         .jobs()
         .list(JobState::Completed, 0, 100)
+        .await
         .unwrap()
         .len();
     let err = h
@@ -1374,6 +1416,7 @@ async fn submit_many_is_one_commit_all_or_nothing() {
         engine
             .jobs()
             .list(JobState::Queued, 0, 100)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -1381,6 +1424,7 @@ async fn submit_many_is_one_commit_all_or_nothing() {
         engine
             .jobs()
             .list(JobState::Completed, 0, 100)
+            .await
             .unwrap()
             .len(),
         before
@@ -1422,6 +1466,7 @@ async fn compact_on_open_gives_back_the_space_of_pruned_jobs_and_keeps_the_rest(
             engine
                 .jobs()
                 .list(JobState::Completed, 0, 10)
+                .await
                 .unwrap()
                 .is_empty(),
             "retention pruned every finished job"
@@ -1440,7 +1485,7 @@ async fn compact_on_open_gives_back_the_space_of_pruned_jobs_and_keeps_the_rest(
         after * 4 < before,
         "compaction should give back most of {before} bytes, left {after}"
     );
-    let job = engine.jobs().get(kept).unwrap();
+    let job = engine.jobs().get(kept).await.unwrap();
     assert_eq!(job.state, JobState::Queued);
     engine.shutdown(secs(5)).await.unwrap();
 }
@@ -1482,8 +1527,9 @@ async fn listing_by_state_pages_in_id_order_across_mixed_states() {
     parked.cancel(cancelled, "not needed").await.unwrap();
 
     let jobs = engine.jobs();
-    let page = |state: JobState, after: u64, limit: usize| -> Vec<u64> {
+    let page = async |state: JobState, after: u64, limit: usize| -> Vec<u64> {
         jobs.list(state, after, limit)
+            .await
             .unwrap()
             .iter()
             .map(|j| {
@@ -1493,16 +1539,16 @@ async fn listing_by_state_pages_in_id_order_across_mixed_states() {
             .collect()
     };
     // Completed jobs page through in id order, skipping the other states between them.
-    let first = page(JobState::Completed, 0, 4);
+    let first = page(JobState::Completed, 0, 4).await;
     assert_eq!(first, completed[..4]);
-    let rest = page(JobState::Completed, first[3], 4);
+    let rest = page(JobState::Completed, first[3], 4).await;
     assert_eq!(rest, completed[4..]);
-    assert!(page(JobState::Completed, completed[5], 4).is_empty());
-    assert_eq!(page(JobState::Failed, 0, 100), failed);
-    assert_eq!(page(JobState::Failed, failed[2], 2), failed[3..5]);
-    assert_eq!(page(JobState::Queued, 0, 100), queued);
-    assert_eq!(page(JobState::Cancelled, 0, 100), [cancelled]);
-    assert!(page(JobState::Completed, 0, 0).is_empty());
+    assert!(page(JobState::Completed, completed[5], 4).await.is_empty());
+    assert_eq!(page(JobState::Failed, 0, 100).await, failed);
+    assert_eq!(page(JobState::Failed, failed[2], 2).await, failed[3..5]);
+    assert_eq!(page(JobState::Queued, 0, 100).await, queued);
+    assert_eq!(page(JobState::Cancelled, 0, 100).await, [cancelled]);
+    assert!(page(JobState::Completed, 0, 0).await.is_empty());
 }
 
 /// Rows of job `id` in the events table of the file at `path`.
@@ -1535,7 +1581,7 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
         h.join(short, None).await.unwrap();
         h.join(long, None).await.unwrap();
         let events = engine.jobs().events(long);
-        full = events.read(0, 100).unwrap();
+        full = events.read(0, 100).await.unwrap();
         assert_eq!(
             full.iter().map(|e| e.seq).collect::<Vec<_>>(),
             (0..13).collect::<Vec<u32>>()
@@ -1550,7 +1596,7 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
                 let end = (from as usize + limit).min(full.len());
                 let start = (from as usize).min(end);
                 assert_eq!(
-                    events.read(from, limit).unwrap(),
+                    events.read(from, limit).await.unwrap(),
                     full[start..end],
                     "read({from}, {limit})"
                 );
@@ -1576,11 +1622,15 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
     assert_eq!(event_rows(&path, long), 13);
     let (engine, clock) = open_manual(&path).await;
     engine.register(spec(), handler).unwrap();
-    assert_eq!(engine.jobs().events(long).read(0, 100).unwrap(), full);
-    assert_eq!(engine.jobs().events(long).read(5, 3).unwrap(), full[5..8]);
+    assert_eq!(engine.jobs().events(long).read(0, 100).await.unwrap(), full);
+    assert_eq!(
+        engine.jobs().events(long).read(5, 3).await.unwrap(),
+        full[5..8]
+    );
     let listed: Vec<u64> = engine
         .jobs()
         .list(JobState::Completed, 0, 10)
+        .await
         .unwrap()
         .iter()
         .map(|j| j.id)
@@ -1591,7 +1641,7 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
     engine.tick().await.unwrap();
     for id in [short, long] {
         assert!(matches!(
-            engine.jobs().get(id),
+            engine.jobs().get(id).await,
             Err(Error::UnknownJob { .. })
         ));
     }
@@ -1599,6 +1649,7 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
         engine
             .jobs()
             .list(JobState::Completed, 0, 10)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -1688,13 +1739,13 @@ async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_
             bad.join(failed, None).await.unwrap(),
             Outcome::Failed(_)
         ));
-        let m = engine.jobs().metrics().unwrap();
+        let m = engine.jobs().metrics().await.unwrap();
         assert_eq!(
             (m.completed, m.failed, m.queued_now, m.running_now),
             (25, 1, 0, 0)
         );
         // Its three events (submitted, started, failed) read back in order from the record.
-        let events = engine.jobs().events(failed).read(0, 10).unwrap();
+        let events = engine.jobs().events(failed).read(0, 10).await.unwrap();
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
         assert!(matches!(events[0].kind, JobEventKind::Submitted));
         assert!(matches!(
@@ -1735,7 +1786,7 @@ async fn claims_in_batches_take_each_ready_job_once_in_priority_order() {
             .iter()
             .map(|s| s.id)
             .collect();
-        assert_eq!(engine.jobs().metrics().unwrap().queued_now, 10);
+        assert_eq!(engine.jobs().metrics().await.unwrap().queued_now, 10);
         let (tx, mut rx) = mpsc::unbounded_channel();
         // A job lost from the ready index would never start: fail rather than hang.
         async fn next(rx: &mut mpsc::UnboundedReceiver<u32>) -> u32 {
@@ -1766,7 +1817,7 @@ async fn claims_in_batches_take_each_ready_job_once_in_priority_order() {
         }
         first.sort();
         assert_eq!(first, [0, 3, 6]);
-        let m = engine.jobs().metrics().unwrap();
+        let m = engine.jobs().metrics().await.unwrap();
         assert_eq!((m.queued_now, m.running_now), (7, 3));
         // Then the rest, as slots free up: the last priority-1 job first, then FIFO.
         gate.add_permits(10);
@@ -1784,7 +1835,7 @@ async fn claims_in_batches_take_each_ready_job_once_in_priority_order() {
                 Outcome::Completed(())
             ));
         }
-        let m = engine.jobs().metrics().unwrap();
+        let m = engine.jobs().metrics().await.unwrap();
         assert_eq!((m.completed, m.queued_now, m.running_now), (10, 0, 0));
         engine.shutdown(secs(5)).await.unwrap();
     }

@@ -316,6 +316,7 @@ async fn compare(
     for state in [JobState::Queued, JobState::Cancelled] {
         let listed: Vec<u64> = jobs
             .list(state, 0, 10_000)
+            .await
             .unwrap()
             .into_iter()
             .map(|j| j.id)
@@ -338,7 +339,7 @@ async fn compare(
         );
     }
     for (id, (_, key, state)) in &model.jobs {
-        let info = jobs.get(*id).unwrap();
+        let info = jobs.get(*id).await.unwrap();
         prop_assert_eq!(info.state, *state, "step {}: job {}", step, id);
         prop_assert_eq!(info.key, key.map(|k| format!("j{k}")));
     }

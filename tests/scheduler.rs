@@ -37,7 +37,7 @@ fn report_job(engine: &Engine) -> JobHandle<String, ()> {
 }
 
 /// The keys of every job submitted so far, in submit order.
-fn job_keys(engine: &Engine) -> Vec<String> {
+async fn job_keys(engine: &Engine) -> Vec<String> {
     let jobs = engine.jobs();
     let mut all = Vec::new();
     // Every state: a clock jumped by hours can time out an attempt still finishing.
@@ -49,7 +49,7 @@ fn job_keys(engine: &Engine) -> Vec<String> {
         JobState::TimedOut,
         JobState::Cancelled,
     ] {
-        all.extend(jobs.list(state, 0, 10_000).unwrap());
+        all.extend(jobs.list(state, 0, 10_000).await.unwrap());
     }
     // A job that moved on between two lists shows up in both: one entry per id.
     all.sort_by_key(|j| j.id);
@@ -82,15 +82,15 @@ async fn each_slot_submits_one_job_on_time() {
     assert_eq!(sched.get("hourly").unwrap().unwrap().next_run_ms, Some(h1));
     clock.set(h1 - 1);
     sched.tick().await.unwrap();
-    assert!(job_keys(&engine).is_empty());
+    assert!(job_keys(&engine).await.is_empty());
     clock.set(h1);
     sched.tick().await.unwrap();
-    assert_eq!(job_keys(&engine), slot_keys("hourly", &[h1]));
+    assert_eq!(job_keys(&engine).await, slot_keys("hourly", &[h1]));
     // The background timer alone also dispatches (no tick), and a late pass runs every due slot.
     clock.set(utc(2026, 1, 1, 3, 0) + 5);
     sched.tick().await.unwrap();
     assert_eq!(
-        job_keys(&engine),
+        job_keys(&engine).await,
         slot_keys(
             "hourly",
             &[h1, utc(2026, 1, 1, 2, 0), utc(2026, 1, 1, 3, 0)]
@@ -128,10 +128,10 @@ async fn after_downtime(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u6
     let info = engine.scheduler().get("h").unwrap().unwrap();
     assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 11, 0)));
     // The next on-time slot runs whatever the policy.
-    let before = job_keys(&engine).len();
+    let before = job_keys(&engine).await.len();
     clock.set(utc(2026, 1, 1, 11, 0));
     engine.scheduler().tick().await.unwrap();
-    let keys = job_keys(&engine);
+    let keys = job_keys(&engine).await;
     assert_eq!(keys.len(), before + 1);
     assert_eq!(
         keys.last().unwrap(),
@@ -175,7 +175,7 @@ async fn next_runs(cron: &str, zone: &str, from: u64, n: usize) -> Vec<u64> {
         sched.tick().await.unwrap();
     }
     // Exactly one job per slot.
-    assert_eq!(job_keys(&engine), slot_keys("dst", &out));
+    assert_eq!(job_keys(&engine).await, slot_keys("dst", &out));
     out
 }
 
@@ -287,8 +287,8 @@ async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone(
     let a = sched.trigger_now("t", "backfill-1").await.unwrap();
     let b = sched.trigger_now("t", "backfill-1").await.unwrap();
     assert_eq!((b.id, b.deduplicated), (a.id, true));
-    assert_eq!(job_keys(&engine), ["manual:t:backfill-1"]);
-    assert_eq!(engine.jobs().get(a.id).unwrap().input_json, b"\"in\"");
+    assert_eq!(job_keys(&engine).await, ["manual:t:backfill-1"]);
+    assert_eq!(engine.jobs().get(a.id).await.unwrap().input_json, b"\"in\"");
     assert_eq!(
         sched.get("t").unwrap().unwrap().next_run_ms,
         Some(utc(2026, 1, 1, 1, 0))
@@ -326,7 +326,7 @@ async fn without_a_handler_strict_holds_the_slot_and_non_strict_drops_it() {
     let report = sched.tick().await.unwrap();
     // (The background timer may have settled the non-strict one first; the strict one stays.)
     assert_eq!((report.submitted, report.held), (0, 1));
-    assert!(job_keys(&engine).is_empty());
+    assert!(job_keys(&engine).await.is_empty());
     let strict = sched.get("strict").unwrap().unwrap();
     assert_eq!(strict.next_run_ms, Some(utc(2026, 1, 1, 1, 0)), "still due");
     let loose = sched.get("loose").unwrap().unwrap();
@@ -535,7 +535,7 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
     let m2 = utc(2026, 1, 1, 0, 2);
     clock.set(m2);
     sched.tick().await.unwrap();
-    assert_eq!(job_keys(&engine), slot_keys("good", &[m1, m2]));
+    assert_eq!(job_keys(&engine).await, slot_keys("good", &[m1, m2]));
     assert_eq!(
         sched.metrics().dispatch_failed,
         5,
@@ -554,7 +554,7 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
     clock.set(m3);
     sched.tick().await.unwrap();
     assert_eq!(
-        job_keys(&engine),
+        job_keys(&engine).await,
         [
             slot_keys("good", &[m1, m2]),
             slot_keys("bad", &[m3]),
@@ -614,7 +614,7 @@ async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_rem
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].id.as_str(), dead[0].slot_ms), ("broken", m1));
     assert!(dead[0].error.contains("corrupt"), "{}", dead[0].error);
-    assert_eq!(job_keys(&engine), slot_keys("good", &[m1]));
+    assert_eq!(job_keys(&engine).await, slot_keys("good", &[m1]));
     assert!(matches!(sched.get("broken"), Err(Error::Corrupt { .. })));
     assert!(sched.unregister("broken").await.unwrap());
     assert_eq!(sched.list().unwrap().len(), 1);
@@ -646,7 +646,7 @@ async fn many_held_schedules_do_not_block_a_due_one_behind_them() {
     let h1 = utc(2026, 1, 1, 1, 0);
     clock.set(h1);
     sched.tick().await.unwrap();
-    assert_eq!(job_keys(&engine), slot_keys("runs", &[h1]));
+    assert_eq!(job_keys(&engine).await, slot_keys("runs", &[h1]));
     assert_eq!(
         sched.get("held-299").unwrap().unwrap().next_run_ms,
         Some(h1)
@@ -680,7 +680,7 @@ async fn two_weeks_of_missed_per_second_slots_are_all_counted() {
     engine.scheduler().tick().await.unwrap();
     // Slots t+1 s to t+14 d were missed: 1,209,600 of them; the oldest 100 run.
     let first_100: Vec<u64> = (1..=100).map(|s| t + s * 1_000).collect();
-    assert_eq!(job_keys(&engine), slot_keys("s", &first_100));
+    assert_eq!(job_keys(&engine).await, slot_keys("s", &first_100));
     let info = engine.scheduler().get("s").unwrap().unwrap();
     assert_eq!((info.dispatched, info.dropped), (100, 1_209_500));
     assert_eq!(info.next_run_ms, Some(t + fortnight + 1_000));
@@ -713,7 +713,7 @@ async fn across_a_jump(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u64
     sched.tick().await.unwrap();
     let info = sched.get("m").unwrap().unwrap();
     assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 0, 13)));
-    (job_keys(&engine), info.dropped)
+    (job_keys(&engine).await, info.dropped)
 }
 
 fn minutes(list: &[u32]) -> Vec<u64> {
@@ -752,7 +752,7 @@ async fn slots_that_come_due_while_the_engine_runs_are_never_dropped() {
     clock.advance(Duration::from_secs(600));
     sched.tick().await.unwrap();
     assert_eq!(
-        job_keys(&engine),
+        job_keys(&engine).await,
         slot_keys("m", &minutes(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))
     );
     assert_eq!(sched.get("m").unwrap().unwrap().dropped, 0);

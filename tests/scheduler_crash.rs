@@ -88,7 +88,7 @@ async fn no_slot_is_lost_or_run_twice_across_kills() {
         JobState::Completed,
         JobState::Failed,
     ] {
-        for job in jobs.list(state, 0, 100_000).unwrap() {
+        for job in jobs.list(state, 0, 100_000).await.unwrap() {
             let key = job.key.unwrap();
             let slot: u64 = key.strip_prefix("every-second:").unwrap().parse().unwrap();
             per_slot.entry(slot).or_default().insert(job.id);
@@ -155,7 +155,7 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     // Let the T0 job finish before the clock jumps an hour (past its lease).
     let mut first = Vec::new();
     for state in [JobState::Queued, JobState::Running, JobState::Completed] {
-        first.extend(engine.jobs().list(state, 0, 10).unwrap());
+        first.extend(engine.jobs().list(state, 0, 10).await.unwrap());
     }
     for job in first {
         beat.join(job.id, None).await.unwrap();
@@ -165,17 +165,18 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     sched.tick().await.unwrap();
     // Listed while the handler runs them: a job that moves on between two lists shows up in
     // both, so jobs are keyed by id.
-    let jobs: BTreeMap<u64, Option<String>> = [
+    let mut jobs: BTreeMap<u64, Option<String>> = BTreeMap::new();
+    for state in [
         JobState::Queued,
         JobState::Running,
         JobState::Completed,
         JobState::TimedOut,
         JobState::Failed,
-    ]
-    .into_iter()
-    .flat_map(|state| engine.jobs().list(state, 0, 10).unwrap())
-    .map(|j| (j.id, j.key))
-    .collect();
+    ] {
+        for j in engine.jobs().list(state, 0, 10).await.unwrap() {
+            jobs.insert(j.id, j.key);
+        }
+    }
     let keys: Vec<String> = jobs.into_values().flatten().collect();
     assert_eq!(keys, [format!("hourly:{T0}"), format!("hourly:{h1}")]);
     engine.shutdown(Duration::from_secs(5)).await.unwrap();

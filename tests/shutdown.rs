@@ -85,7 +85,7 @@ fn shutdown_child_entry() {
                 })
                 .expect("register");
             let id = h.submit(()).await.expect("submit").id;
-            while h.get(id).expect("get").state != JobState::Running {
+            while h.get(id).await.expect("get").state != JobState::Running {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let on_signal = engine.shutdown_on_signal(Duration::from_secs(5));
@@ -122,7 +122,7 @@ fn shutdown_child_entry() {
         h.submit_many((0..STUBBORN).map(|i| h.submit(i)))
             .await
             .expect("submit");
-        while engine.jobs().metrics().expect("metrics").running_now < STUBBORN {
+        while engine.jobs().metrics().await.expect("metrics").running_now < STUBBORN {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         println!("all-running");
@@ -142,7 +142,7 @@ fn shutdown_child_entry() {
 async fn check_all_back(path: &std::path::Path) -> bool {
     let engine = Engine::open(path).await.unwrap();
     let jobs = engine.jobs();
-    let queued = jobs.list(JobState::Queued, 0, 10_000).unwrap();
+    let queued = jobs.list(JobState::Queued, 0, 10_000).await.unwrap();
     assert_eq!(queued.len() as u64, STUBBORN);
     let charged = queued.iter().filter(|j| j.crashes == 1).count();
     assert!(
@@ -151,7 +151,7 @@ async fn check_all_back(path: &std::path::Path) -> bool {
     );
     for job in &queued {
         assert_eq!(job.attempts, 0, "job {}: no attempt charged", job.id);
-        let events = jobs.events(job.id).read(0, 10).unwrap();
+        let events = jobs.events(job.id).read(0, 10).await.unwrap();
         let last = events.last().unwrap();
         let JobEventKind::Recovered { reason } = &last.kind else {
             panic!("job {}: last event {:?}", job.id, last.kind)
@@ -209,12 +209,12 @@ async fn sigterm_shuts_down_gracefully_and_hands_the_job_back_uncharged() {
         "the child ended on its own"
     );
     let engine = Engine::open(&path).await.unwrap();
-    let job = engine.jobs().get(id).unwrap();
+    let job = engine.jobs().get(id).await.unwrap();
     assert_eq!(
         (job.state, job.attempts, job.crashes),
         (JobState::Queued, 0, 0)
     );
-    let events = engine.jobs().events(id).read(0, 10).unwrap();
+    let events = engine.jobs().events(id).read(0, 10).await.unwrap();
     let JobEventKind::Recovered { reason } = &events.last().unwrap().kind else {
         panic!("last event {:?}", events.last())
     };

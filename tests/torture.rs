@@ -136,7 +136,7 @@ async fn check(engine: &Engine, path: &Path, orders: &JobHandle<u64, Vec<String>
                 bad.push(format!("acked message {} came back", l[1]));
             }
             ("sub", 3) => {
-                if let Err(e) = engine.jobs().get(l[2].parse().unwrap()) {
+                if let Err(e) = engine.jobs().get(l[2].parse().unwrap()).await {
                     bad.push(format!("acknowledged submit {}: {e}", l[2]));
                 }
             }
@@ -286,7 +286,7 @@ async fn killed_hundreds_of_times_nothing_acknowledged_is_lost_and_nothing_runs_
     // Every job completes; its output is the last token each step body wrote.
     let mut last_token: HashMap<(u64, String), String> = HashMap::new();
     let mut outputs = Vec::new();
-    for id in orders_in_file(&engine) {
+    for id in orders_in_file(&engine).await {
         let out = match tokio::time::timeout(Duration::from_secs(60), orders.join(id, None))
             .await
             .expect("drain")
@@ -328,7 +328,7 @@ async fn killed_hundreds_of_times_nothing_acknowledged_is_lost_and_nothing_runs_
     // two lists shows up twice, never not at all, so jobs are counted by id.
     let mut per_slot: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     for state in [JobState::Queued, JobState::Running, JobState::Completed] {
-        for job in engine.jobs().list(state, 0, usize::MAX).unwrap() {
+        for job in engine.jobs().list(state, 0, usize::MAX).await.unwrap() {
             if let Some(slot) = job.key.as_deref().and_then(|k| k.strip_prefix("tick:")) {
                 per_slot
                     .entry(slot.parse().unwrap())
@@ -364,7 +364,7 @@ async fn killed_hundreds_of_times_nothing_acknowledged_is_lost_and_nothing_runs_
 }
 
 /// Every order job in the file, by id.
-fn orders_in_file(engine: &Engine) -> Vec<u64> {
+async fn orders_in_file(engine: &Engine) -> Vec<u64> {
     let mut ids = Vec::new();
     for state in [
         JobState::Queued,
@@ -374,7 +374,7 @@ fn orders_in_file(engine: &Engine) -> Vec<u64> {
         JobState::TimedOut,
         JobState::Cancelled,
     ] {
-        for job in engine.jobs().list(state, 0, usize::MAX).unwrap() {
+        for job in engine.jobs().list(state, 0, usize::MAX).await.unwrap() {
             if job.name == "order" {
                 ids.push(job.id);
             }

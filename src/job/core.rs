@@ -8,23 +8,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::StopReason;
+use super::backend::JobBackend;
 use super::effects::{DispatchTarget, Effects, Slot, try_slot};
-use super::info::{CancelOutcome, JobState};
-use super::metrics::{JobMetric, JobMetrics, MetricCallback, Reporter};
-use super::ops::{self, cancel::Cancelled};
+use super::info::CancelOutcome;
+use super::metrics::{JobMetric, MetricCallback, Reporter};
+use super::redb::RedbJobs;
 use super::signal::AttemptSignal;
-use super::transition::{QUEUED_GAUGE, RUNNING_GAUGE};
+use super::storage::JobStorage;
+use crate::clock::Clock;
 use crate::error::Result;
 use crate::primitive::{Primitive, Work};
 use crate::store::{SchemaTable, Store, TxCtx};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
 
-/// Jobs handled per kind of timed work in one timer pass.
-pub(crate) const SWEEP_LIMIT: usize = 512;
-
 pub(crate) struct JobCore {
-    pub(crate) store: Arc<Store>,
+    pub(crate) backend: JobBackend,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timer: Timer,
     /// This leadership's epoch, set when the file is opened; every attempt started here
     /// carries it.
@@ -63,8 +63,10 @@ impl JobCore {
         callback: Option<MetricCallback>,
         stop: watch::Receiver<bool>,
     ) -> Arc<Self> {
-        Arc::new(JobCore {
-            store,
+        let clock = store.clock().clone();
+        Arc::new_cyclic(|core| JobCore {
+            backend: JobBackend::Redb(RedbJobs::new(store, core.clone())),
+            clock,
             timer: Timer::new(None),
             epoch: AtomicU64::new(0),
             global: Arc::new(Semaphore::new(max_running.max(1))),
@@ -85,25 +87,14 @@ impl JobCore {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    /// Sends `f` to the writer; what it collects in its [`Effects`] happens after the commit.
-    pub(crate) async fn write<T, F>(self: &Arc<Self>, mut f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnMut(&mut TxCtx<'_>, &mut Effects) -> Result<T> + Send + 'static,
-    {
-        let core = self.clone();
-        self.store
-            .write(move |ctx| {
-                let mut fx = Effects::default();
-                let out = f(ctx, &mut fx)?;
-                let core = core.clone();
-                ctx.after_commit(move || core.effects_done(fx));
-                Ok(out)
-            })
-            .await
+    /// The file's job storage, for the primitives that write jobs in their own ops.
+    pub(crate) fn redb(&self) -> &RedbJobs {
+        match &self.backend {
+            JobBackend::Redb(b) => b,
+        }
     }
 
-    fn effects_done(self: Arc<Self>, fx: Effects) {
+    pub(crate) fn effects_done(self: Arc<Self>, fx: Effects) {
         // Report first: whoever is woken below finds the metrics and logs already out.
         for event in &fx.metrics {
             self.reporter.report(event);
@@ -246,13 +237,6 @@ impl JobCore {
             idle.await;
         }
     }
-
-    pub(crate) fn metrics(&self) -> Result<JobMetrics> {
-        self.store.read(|rtx| {
-            let get = crate::store::meta::read_counters(rtx)?;
-            JobMetrics::read(get, RUNNING_GAUGE, QUEUED_GAUGE)
-        })
-    }
 }
 
 impl Primitive for JobCore {
@@ -266,22 +250,7 @@ impl Primitive for JobCore {
 
     fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, epoch: u64) -> Result<()> {
         self.epoch.store(epoch, Ordering::Relaxed);
-        let mut fx = Effects::default();
-        let (requeued, failed) = ops::recover::recover(ctx, &mut fx)?;
-        if requeued + failed > 0 {
-            tracing::info!(
-                epoch,
-                requeued,
-                crash_looped = failed,
-                "recovered jobs left running by the previous process"
-            );
-        }
-        // Timed work that came due while no process held the file is done at once.
-        if let Some(at) = ops::sweep::sweep(ctx, usize::MAX, &mut fx)? {
-            fx.deadline = Some(fx.deadline.map_or(at, |d| d.min(at)));
-        }
-        ctx.after_commit(move || self.effects_done(fx));
-        Ok(())
+        self.redb().recover(ctx, epoch)
     }
 
     fn timer(&self) -> Option<&Timer> {
@@ -289,10 +258,7 @@ impl Primitive for JobCore {
     }
 
     fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
-        Box::pin(async move {
-            self.write(|ctx, fx| ops::sweep::sweep(ctx, SWEEP_LIMIT, fx))
-                .await
-        })
+        Box::pin(async move { self.backend.sweep().await })
     }
 
     fn drain(self: Arc<Self>, until: tokio::time::Instant) -> Work<()> {
@@ -307,16 +273,7 @@ impl JobCore {
         if let Some(signal) = self.running_signal(id) {
             signal.request_cancel();
         }
-        let reason = reason.to_string();
-        let found = self
-            .write(move |ctx, fx| ops::cancel::cancel(ctx, id, &reason, fx))
-            .await?;
-        Ok(match found {
-            Cancelled::Done => CancelOutcome::Cancelled,
-            Cancelled::AlreadyFinished(code) => {
-                CancelOutcome::AlreadyFinished(JobState::from_finished_code(code))
-            }
-        })
+        self.backend.cancel(id, reason.to_string()).await
     }
 
     /// Shutdown: running handlers get the stop signal and until `until` to finish; those
@@ -338,10 +295,7 @@ impl JobCore {
             signal.abort();
         }
         let attempts: Vec<(u64, u32)> = running.iter().map(|(id, s)| (*id, s.attempt)).collect();
-        let epoch = self.epoch();
-        let released = self
-            .write(move |ctx, fx| ops::recover::release_all(ctx, &attempts, epoch, fx))
-            .await;
+        let released = self.backend.release_all(attempts, self.epoch()).await;
         match released {
             Ok(n) => tracing::info!(handed_back = n, "unfinished jobs handed back at shutdown"),
             Err(e) => tracing::warn!(error = %e, "could not hand jobs back at shutdown"),

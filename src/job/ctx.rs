@@ -10,10 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::core::JobCore;
 use super::error::JobError;
-use super::ops;
 use super::signal::{AttemptSignal, StopReason};
-use super::tables::{JOB_STEPS, JOBS};
-use super::transition;
+use super::storage::{AttemptClaim, JobStorage};
 
 /// The longest step id, in bytes.
 const MAX_STEP_ID: usize = 256;
@@ -131,13 +129,11 @@ impl JobCtx {
     /// Extends the lease (and the attempt timeout, if set) from now, and emits `heartbeat`.
     /// Durable when it returns.
     pub async fn heartbeat(&self) -> Result<(), JobError> {
-        let (id, attempt, epoch) = self.owner();
-        let owned = self
-            .inner
-            .core
-            .write(move |ctx, fx| ops::step::heartbeat(ctx, id, attempt, epoch, fx))
-            .await?;
-        owned.then_some(()).ok_or_else(|| lost(id, "heartbeat"))
+        let claim = self.claim();
+        let owned = self.inner.core.backend.heartbeat(claim).await?;
+        owned
+            .then_some(())
+            .ok_or_else(|| lost(claim.id, "heartbeat"))
     }
 
     /// Stores the latest progress (`percent` from 0 to 100, and a stage name) on the job and
@@ -149,16 +145,16 @@ impl JobCtx {
             ))
             .code("INVALID_ARGUMENT"));
         }
-        let (id, attempt, epoch) = self.owner();
-        let stage = stage.to_string();
+        let claim = self.claim();
         let owned = self
             .inner
             .core
-            .write(move |ctx, fx| {
-                ops::step::record_progress(ctx, id, attempt, epoch, percent, &stage, fx)
-            })
+            .backend
+            .progress(claim, percent, stage.to_string())
             .await?;
-        owned.then_some(()).ok_or_else(|| lost(id, "progress"))
+        owned
+            .then_some(())
+            .ok_or_else(|| lost(claim.id, "progress"))
     }
 
     /// Runs `work` once for this job and remembers its result in the file.
@@ -199,18 +195,14 @@ impl JobCtx {
             ))
             .code("DUPLICATE_STEP"));
         }
-        let (id, attempt, epoch) = self.owner();
+        let claim = self.claim();
+        let id = claim.id;
         // An attempt that lost its job (timed out, cancelled, handed back) must not run the
         // body: the attempt that owns the job now may be running it, or will.
         if self.lost_signal() {
             return Err(lost(id, "step"));
         }
-        let (owned, stored) = self.inner.core.store.read(|rtx| {
-            let job = super::reads::read_job(&rtx.open_table(JOBS)?, id)?;
-            let steps = rtx.open_table(JOB_STEPS)?;
-            let stored = steps.get((id, step_id))?.map(|v| v.value().to_vec());
-            Ok((transition::owns(&job, attempt, epoch), stored))
-        })?;
+        let (owned, stored) = self.inner.core.backend.step_result(claim, step_id).await?;
         if !owned {
             return Err(lost(id, "step"));
         }
@@ -234,13 +226,11 @@ impl JobCtx {
             &format!("result of step {step_id:?}"),
             "STEP_TOO_LARGE",
         )?;
-        let step = step_id.to_string();
         let owned = self
             .inner
             .core
-            .write(move |ctx, fx| {
-                ops::step::record_step(ctx, id, attempt, epoch, &step, &bytes, fx)
-            })
+            .backend
+            .record_step(claim, step_id.to_string(), bytes)
             .await?;
         if !owned {
             return Err(lost(id, "step result"));
@@ -257,7 +247,11 @@ impl JobCtx {
         )
     }
 
-    fn owner(&self) -> (u64, u32, u64) {
-        (self.inner.id, self.inner.attempt, self.inner.core.epoch())
+    fn claim(&self) -> AttemptClaim {
+        AttemptClaim {
+            id: self.inner.id,
+            attempt: self.inner.attempt,
+            epoch: self.inner.core.epoch(),
+        }
     }
 }

@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use super::core::JobCore;
 use super::error::JobFailure;
-use super::record::{EventKindV1, StoredEvent, StoredJob};
-use super::tables::{JOB_EVENTS, JOBS};
-use crate::error::{Error, Result};
+use super::record::EventKindV1;
+use super::storage::JobStorage;
+use crate::error::Result;
 use crate::feed::{self, Feed};
-use crate::store::codec::decode;
 
 /// One entry of a job's event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,8 +152,8 @@ impl JobEvents {
     /// Up to `limit` events from position `from` on (replay).
     ///
     /// Errors: [`Error::UnknownJob`] if the job does not exist (or was pruned).
-    pub fn read(&self, from: u32, limit: usize) -> Result<Vec<JobEvent>> {
-        read_events(&self.core, self.id, from, limit)
+    pub async fn read(&self, from: u32, limit: usize) -> Result<Vec<JobEvent>> {
+        self.core.backend.events(self.id, from, limit).await
     }
 
     /// Every event from position `from` on, then live ones as they are committed, ending
@@ -165,8 +164,9 @@ impl JobEvents {
         let id = self.id;
         let source = feed::Source {
             read: move |from: u64, limit| {
-                let read = read_events(&core, id, u32::try_from(from).unwrap_or(u32::MAX), limit);
-                async move { read }
+                let core = core.clone();
+                let from = u32::try_from(from).unwrap_or(u32::MAX);
+                async move { core.backend.events(id, from, limit).await }
             },
             after: |e: &JobEvent| u64::from(e.seq) + 1,
             last: |e: &JobEvent| e.kind.is_terminal(),
@@ -178,48 +178,3 @@ impl JobEvents {
 
 /// A live feed of a job's events; see [`JobEvents::follow`].
 pub type JobEventStream = Feed<JobEvent>;
-
-pub(crate) fn read_events(
-    core: &JobCore,
-    id: u64,
-    from: u32,
-    limit: usize,
-) -> Result<Vec<JobEvent>> {
-    core.store.read(|rtx| {
-        let Some(bytes) = rtx.open_table(JOBS)?.get(id)? else {
-            return Err(Error::UnknownJob { id });
-        };
-        let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
-        let inline = job.inline_events.len();
-        let mut out: Vec<JobEvent> = job
-            .inline_events
-            .into_iter()
-            .zip(0u32..)
-            .skip(from as usize)
-            .take(limit)
-            .map(|(e, seq)| JobEvent {
-                seq,
-                at_ms: e.at,
-                kind: e.kind.into(),
-            })
-            .collect();
-        if out.len() == limit || job.next_event as usize <= inline {
-            return Ok(out);
-        }
-        let first_row = from.max(u32::try_from(inline).unwrap_or(u32::MAX));
-        let events = rtx.open_table(JOB_EVENTS)?;
-        for entry in events
-            .range((id, first_row)..=(id, u32::MAX))?
-            .take(limit - out.len())
-        {
-            let (k, v) = entry?;
-            let StoredEvent::V1(e) = decode("job_events", v.value())?;
-            out.push(JobEvent {
-                seq: k.value().1,
-                at_ms: e.at,
-                kind: e.kind.into(),
-            });
-        }
-        Ok(out)
-    })
-}

@@ -13,10 +13,9 @@ use super::core::JobCore;
 use super::ctx::JobCtx;
 use super::effects::DispatchTarget;
 use super::error::{self, JobError, JobFailure};
-use super::info::{CancelOutcome, JobInfo, Outcome, Submitted, info, outcome_of};
-use super::ops;
-use super::reads::{load_job, load_job_with_input};
+use super::info::{CancelOutcome, JobInfo, Outcome, Submitted, outcome_of};
 use super::spec::JobSpec;
+use super::storage::JobStorage;
 use super::submit::Submit;
 use super::worker::{self, Definition, HandlerFuture};
 use crate::clock::millis;
@@ -165,19 +164,7 @@ where
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.core
-            .write(move |ctx, fx| {
-                jobs.iter()
-                    .map(|new| {
-                        let done = ops::submit::submit(ctx, new, None, fx)?;
-                        Ok(Submitted {
-                            id: done.id,
-                            deduplicated: done.deduplicated,
-                        })
-                    })
-                    .collect()
-            })
-            .await
+        self.core.backend.submit_many(jobs).await
     }
 
     /// Waits until the job reaches a terminal state and returns how it ended. With a timeout
@@ -188,15 +175,15 @@ where
     /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob) for an id that does not exist (or was pruned);
     /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the stored output does not decode into `O`.
     pub async fn join(&self, id: u64, timeout: Option<Duration>) -> Result<Outcome<O>> {
-        let clock = self.core.store.clock().clone();
+        let clock = self.core.clock.clone();
         let deadline = timeout.map(|t| clock.now_ms().saturating_add(millis(t)));
         let mut stop = self.core.stop.clone();
-        let poisoned = self.core.store.until_poisoned();
+        let poisoned = self.core.backend.until_failed();
         tokio::pin!(poisoned);
         loop {
             let mut changed = self.core.watch(id);
-            let job = load_job(&self.core, id)?;
-            if let Some(outcome) = outcome_of::<O>(id, job)? {
+            let job = self.core.backend.get(id, false).await?;
+            if let Some(outcome) = outcome_of::<O>(job)? {
                 return Ok(outcome);
             }
             let expired = async {
@@ -236,7 +223,7 @@ where
     /// The job as stored.
     ///
     /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob).
-    pub fn get(&self, id: u64) -> Result<JobInfo> {
-        Ok(info(id, load_job_with_input(&self.core, id)?))
+    pub async fn get(&self, id: u64) -> Result<JobInfo> {
+        self.core.backend.get(id, true).await
     }
 }

@@ -207,22 +207,20 @@ pub struct Submitted {
     pub deduplicated: bool,
 }
 
-pub(crate) fn outcome_of<O: DeserializeOwned>(id: u64, job: JobV1) -> Result<Option<Outcome<O>>> {
-    let failure = |job: &JobV1| -> JobFailure {
-        job.last_error
-            .clone()
-            .map(Into::into)
-            .unwrap_or(JobFailure {
-                code: "ERROR".into(),
-                message: String::new(),
-                attempt: job.attempts,
-            })
+pub(crate) fn outcome_of<O: DeserializeOwned>(job: JobInfo) -> Result<Option<Outcome<O>>> {
+    let failure = |job: JobInfo| -> JobFailure {
+        job.last_error.unwrap_or(JobFailure {
+            code: "ERROR".into(),
+            message: String::new(),
+            attempt: job.attempts,
+        })
     };
-    Ok(Some(match &job.state {
-        JobStateV1::Queued { .. } | JobStateV1::Running { .. } => return Ok(None),
-        JobStateV1::Completed { output, .. } => {
+    Ok(Some(match job.state {
+        JobState::Queued | JobState::Running => return Ok(None),
+        JobState::Completed => {
+            let output = job.output_json.as_deref().unwrap_or_default();
             let out = serde_json::from_slice(output).map_err(|e| Error::TypeMismatch {
-                what: format!("the output of job {id} ({})", job.name),
+                what: format!("the output of job {} ({})", job.id, job.name),
                 detail: format!(
                     "it does not decode into {}: {e}",
                     std::any::type_name::<O>()
@@ -230,8 +228,8 @@ pub(crate) fn outcome_of<O: DeserializeOwned>(id: u64, job: JobV1) -> Result<Opt
             })?;
             Outcome::Completed(out)
         }
-        JobStateV1::Failed { .. } => Outcome::Failed(failure(&job)),
-        JobStateV1::TimedOut { .. } => Outcome::TimedOut(failure(&job)),
-        JobStateV1::Cancelled { reason, .. } => Outcome::Cancelled(reason.clone()),
+        JobState::Failed => Outcome::Failed(failure(job)),
+        JobState::TimedOut => Outcome::TimedOut(failure(job)),
+        JobState::Cancelled => Outcome::Cancelled(job.cancel_reason.unwrap_or_default()),
     }))
 }

@@ -5,6 +5,7 @@
 //! `failed`, `cancelled` or `timed_out`. Terminal states never change (a failed job can only
 //! be retried by hand, from the dead-letter view in [`Jobs`]).
 
+mod backend;
 mod backoff;
 pub(crate) mod core;
 mod ctx;
@@ -15,10 +16,11 @@ mod handle;
 mod info;
 mod metrics;
 pub(crate) mod ops;
-mod reads;
 pub(crate) mod record;
+mod redb;
 mod signal;
 mod spec;
+mod storage;
 mod submit;
 pub(crate) mod tables;
 pub(crate) mod transition;

@@ -11,11 +11,10 @@ use serde::de::DeserializeOwned;
 
 use super::backoff::Backoff;
 use super::core::JobCore;
-use super::effects::Handoff;
 use super::info::Submitted;
-use super::ops;
 use super::ops::submit::NewJob;
 use super::spec::{self, JobSpec};
+use super::storage::JobStorage;
 use crate::clock::millis;
 use crate::error::{Error, Result};
 
@@ -124,29 +123,7 @@ where
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let new = self.prepare()?;
-            let core = self.core.clone();
-            let epoch = core.epoch();
-            let done = self
-                .core
-                .write(move |ctx, fx| {
-                    // An idle worker here takes the job in this same commit: no claim round trip.
-                    let slot = core.free_slot(&new.name);
-                    let start_in = slot.is_some().then_some(epoch);
-                    let mut done = ops::submit::submit(ctx, &new, start_in, fx)?;
-                    if let (Some(job), Some(slot)) = (done.started.take(), slot) {
-                        fx.handoffs.push(Handoff {
-                            name: new.name.clone(),
-                            job,
-                            slot,
-                        });
-                    }
-                    Ok((done.id, done.deduplicated))
-                })
-                .await?;
-            Ok(Submitted {
-                id: done.0,
-                deduplicated: done.1,
-            })
+            self.core.backend.submit(new).await
         })
     }
 }
@@ -179,7 +156,7 @@ impl<I: Serialize, O> Submit<'_, I, O> {
         spec::validate_lease(lease, timeout)?;
         let backoff = self.backoff.unwrap_or(spec.backoff);
         backoff.validate()?;
-        let clock = self.core.store.clock();
+        let clock = &self.core.clock;
         let run_at = match (self.at, self.delay) {
             (Some(at), _) => Some(
                 at.duration_since(UNIX_EPOCH)

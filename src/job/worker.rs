@@ -12,10 +12,9 @@ use super::core::JobCore;
 use super::ctx::JobCtx;
 use super::effects::{Claimed, Slot, try_slot};
 use super::error::JobError;
-use super::ops;
-use super::record::FailureV1;
+use super::error::JobFailure;
 use super::signal::{AttemptSignal, StopReason};
-use super::tables::JOB_READY;
+use super::storage::{AttemptClaim, JobStorage};
 use crate::error::Error;
 
 /// What a type-erased handler returns: the JSON-encoded output.
@@ -66,15 +65,7 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
     }
     let notify = core.ready_notify(&def.name);
     // Jobs may be waiting from before this handler was registered; look without a commit.
-    let mut look = core
-        .store
-        .read(|rtx| {
-            let ready = rtx.open_table(JOB_READY)?;
-            let name: &str = &def.name;
-            let mut range = ready.range((name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX))?;
-            Ok(range.next().is_some())
-        })
-        .unwrap_or(true);
+    let mut look = core.backend.has_ready(&def.name).await.unwrap_or(true);
     loop {
         if !look {
             // An idle worker holds no slot, so a submit can hand it a job directly. A wake-up
@@ -96,11 +87,9 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
                 None => break,
             }
         }
-        let name = def.name.to_string();
-        let max = slots.len();
-        let epoch = core.epoch();
         let claimed = core
-            .write(move |ctx, fx| ops::claim::claim(ctx, &name, max, epoch, fx))
+            .backend
+            .claim(&def.name, slots.len(), core.epoch())
             .await;
         let (claimed, more) = match claimed {
             Ok(c) => c,
@@ -111,7 +100,7 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
             Err(e) => {
                 tracing::error!(job = %def.name, error = %e, "claiming jobs failed; retrying in 1 s");
                 drop(slots);
-                let clock = core.store.clock().clone();
+                let clock = core.clock.clone();
                 let retry_at = clock.now_ms().saturating_add(1_000);
                 tokio::select! {
                     _ = clock.sleep_until(retry_at) => {}
@@ -210,42 +199,31 @@ async fn run_attempt(
     };
     // The handler is done: its slot is free for the next attempt while the result commits.
     drop(slot);
-    let epoch = core.epoch();
+    let claim = AttemptClaim {
+        id,
+        attempt,
+        epoch: core.epoch(),
+    };
     let settled = async {
         match result {
             Ok(output) => {
-                let signal = signal.clone();
-                core.write(move |ctx, fx| {
-                    ops::finish::complete(
-                        ctx,
-                        id,
-                        attempt,
-                        epoch,
-                        &output,
-                        signal.cancel_requested(),
-                        fx,
-                    )
-                })
-                .await
+                core.backend
+                    .complete(claim, output, signal.cancel_requested())
+                    .await
             }
             // Stopped by the shutdown's deadline: the shutdown hands the job back, together
             // with every other unfinished one, in one write.
             Err(_) if signal.aborted() => Ok(false),
             Err(_) if signal.reason() == Some(StopReason::Shutdown) => {
-                core.write(move |ctx, fx| ops::recover::release(ctx, id, attempt, epoch, fx))
-                    .await
+                core.backend.release(claim).await
             }
             Err(e) => {
-                let retryable = e.is_retryable();
-                let failure = FailureV1 {
+                let failure = JobFailure {
                     code: e.code_str().to_string(),
                     message: e.message().to_string(),
                     attempt,
                 };
-                core.write(move |ctx, fx| {
-                    ops::finish::fail(ctx, id, epoch, failure.clone(), retryable, fx)
-                })
-                .await
+                core.backend.fail(claim, failure, e.is_retryable()).await
             }
         }
     };

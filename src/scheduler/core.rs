@@ -62,7 +62,7 @@ impl SchedulerCore {
     /// Notes a jump of the wall clock since the last pass (it moved further than the time
     /// that passed) as a window of missed slots, and returns the windows.
     fn missed_windows(&self) -> Vec<(u64, u64)> {
-        let clock = self.jobs.store.clock();
+        let clock = &self.jobs.clock;
         let (wall, elapsed) = clock.now_with_elapsed_ms();
         let mut missed = self.missed.lock().unwrap_or_else(|p| p.into_inner());
         let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,6 +91,7 @@ impl SchedulerCore {
         let core = self.clone();
         let outcome = self
             .jobs
+            .redb()
             .write(move |ctx, fx| {
                 // Looked at in the writer, after the transaction's `now` was read: a jump seen
                 // by an earlier look would otherwise be missing from this pass.
@@ -137,7 +138,7 @@ impl Primitive for SchedulerCore {
     /// missed meanwhile by their misfire policies.
     fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
         ctx.after_commit(move || {
-            let (opened_at, elapsed_at_open) = self.jobs.store.clock().now_with_elapsed_ms();
+            let (opened_at, elapsed_at_open) = self.jobs.clock.now_with_elapsed_ms();
             *self.missed.lock().unwrap_or_else(|p| p.into_inner()) = vec![(0, opened_at)];
             *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = (opened_at, elapsed_at_open);
             self.timer.lower(opened_at);

@@ -52,7 +52,7 @@ impl Scheduler {
         // An expression that never matches (February 30) is a mistake, not a schedule. The
         // day and month fields tell at once; a search for its next slot would take croner
         // long, and better here than in the writer.
-        let now = self.core.jobs.store.clock().now_ms();
+        let now = self.core.jobs.clock.now_ms();
         if !cron.ever_matches(now) || cron.next_after(now).is_none() {
             return Err(crate::Error::invalid(
                 "cron",
@@ -68,6 +68,7 @@ impl Scheduler {
         let registered = self
             .core
             .jobs
+            .redb()
             .write(move |ctx, _| {
                 let existing = schedules::load(ctx, &spec.id)?;
                 let now = ctx.now;
@@ -132,6 +133,7 @@ impl Scheduler {
         let removed = self
             .core
             .jobs
+            .redb()
             .write(move |ctx, _| ops::remove::remove(ctx, &owned))
             .await?;
         if removed {
@@ -147,7 +149,7 @@ impl Scheduler {
     /// schedule id and slot. Such a schedule is stopped (`next_run_ms` is `None`) until it is
     /// registered again.
     pub fn dead_letters(&self) -> Result<Vec<ScheduleDeadLetter>> {
-        self.core.jobs.store.read(failures::list)
+        self.core.jobs.redb().store().read(failures::list)
     }
 
     /// Removes the dead letters of schedule `id`; returns how many there were.
@@ -155,6 +157,7 @@ impl Scheduler {
         let owned = id.to_string();
         self.core
             .jobs
+            .redb()
             .write(move |ctx, _| failures::clear_dead(ctx, &owned))
             .await
     }
@@ -171,7 +174,7 @@ impl Scheduler {
 
     /// The schedule `id`, if registered.
     pub fn get(&self, id: &str) -> Result<Option<ScheduleInfo>> {
-        self.core.jobs.store.read(|rtx| {
+        self.core.jobs.redb().store().read(|rtx| {
             let table = rtx.open_table(SCHEDULES)?;
             let Some(b) = table.get(id)? else {
                 return Ok(None);
@@ -183,7 +186,7 @@ impl Scheduler {
 
     /// Every schedule, by id.
     pub fn list(&self) -> Result<Vec<ScheduleInfo>> {
-        self.core.jobs.store.read(|rtx| {
+        self.core.jobs.redb().store().read(|rtx| {
             let table = rtx.open_table(SCHEDULES)?;
             let mut out = Vec::new();
             for item in table.iter()? {
@@ -206,6 +209,7 @@ impl Scheduler {
         let outcome = self
             .core
             .jobs
+            .redb()
             .write(move |ctx, fx| {
                 let Some(s) = schedules::load(ctx, &owned)? else {
                     return Ok(Err(schedules::unknown(&owned)));

@@ -83,7 +83,7 @@ async fn main() -> jobfile::Result<()> {
         println!(
             "job {} was submitted by an earlier run and is {}; the same key gives the same job",
             submitted.id,
-            invoices.get(submitted.id)?.state
+            invoices.get(submitted.id).await?.state
         );
     } else {
         println!("submitted job {}", submitted.id);
@@ -140,7 +140,7 @@ async fn main() -> jobfile::Result<()> {
         Outcome::Failed(e) | Outcome::TimedOut(e) => println!("did not complete: {e}"),
         Outcome::Cancelled(reason) => println!("cancelled: {reason}"),
     }
-    let m = engine.jobs().metrics()?;
+    let m = engine.jobs().metrics().await?;
     println!(
         "this file so far: {} submitted, {} completed, {} queued now",
         m.submitted, m.completed, m.queued_now

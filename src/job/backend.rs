@@ -1,0 +1,166 @@
+//! The storage backends jobs can use, dispatched by enum: public types stay non-generic.
+
+use std::future::Future;
+
+use super::effects::Claimed;
+use super::error::JobFailure;
+use super::events::JobEvent;
+use super::info::{CancelOutcome, JobInfo, JobState, Submitted};
+use super::metrics::JobMetrics;
+use super::ops::submit::NewJob;
+use super::redb::RedbJobs;
+use super::storage::{AttemptClaim, JobStorage};
+use crate::error::{Error, Result};
+
+/// The storage an engine's jobs use.
+#[derive(Debug)]
+pub(crate) enum JobBackend {
+    /// The embedded file.
+    Redb(RedbJobs),
+}
+
+impl JobBackend {
+    /// Resolves with the cause once the storage can take no more writes, so a wait that only
+    /// a write could end stops waiting.
+    pub(crate) fn until_failed(&self) -> impl Future<Output = Error> + Send + 'static {
+        match self {
+            JobBackend::Redb(b) => b.store().until_poisoned(),
+        }
+    }
+}
+
+impl JobStorage for JobBackend {
+    async fn submit(&self, job: NewJob) -> Result<Submitted> {
+        match self {
+            JobBackend::Redb(b) => b.submit(job).await,
+        }
+    }
+
+    async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
+        match self {
+            JobBackend::Redb(b) => b.submit_many(jobs).await,
+        }
+    }
+
+    async fn has_ready(&self, name: &str) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.has_ready(name).await,
+        }
+    }
+
+    async fn claim(&self, name: &str, max: usize, epoch: u64) -> Result<(Vec<Claimed>, bool)> {
+        match self {
+            JobBackend::Redb(b) => b.claim(name, max, epoch).await,
+        }
+    }
+
+    async fn heartbeat(&self, claim: AttemptClaim) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.heartbeat(claim).await,
+        }
+    }
+
+    async fn progress(&self, claim: AttemptClaim, percent: u8, stage: String) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.progress(claim, percent, stage).await,
+        }
+    }
+
+    async fn step_result(
+        &self,
+        claim: AttemptClaim,
+        step: &str,
+    ) -> Result<(bool, Option<Vec<u8>>)> {
+        match self {
+            JobBackend::Redb(b) => b.step_result(claim, step).await,
+        }
+    }
+
+    async fn record_step(&self, claim: AttemptClaim, step: String, value: Vec<u8>) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.record_step(claim, step, value).await,
+        }
+    }
+
+    async fn complete(
+        &self,
+        claim: AttemptClaim,
+        output: Vec<u8>,
+        cancel_requested: bool,
+    ) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.complete(claim, output, cancel_requested).await,
+        }
+    }
+
+    async fn fail(
+        &self,
+        claim: AttemptClaim,
+        failure: JobFailure,
+        retryable: bool,
+    ) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.fail(claim, failure, retryable).await,
+        }
+    }
+
+    async fn release(&self, claim: AttemptClaim) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.release(claim).await,
+        }
+    }
+
+    async fn release_all(&self, attempts: Vec<(u64, u32)>, epoch: u64) -> Result<usize> {
+        match self {
+            JobBackend::Redb(b) => b.release_all(attempts, epoch).await,
+        }
+    }
+
+    async fn cancel(&self, id: u64, reason: String) -> Result<CancelOutcome> {
+        match self {
+            JobBackend::Redb(b) => b.cancel(id, reason).await,
+        }
+    }
+
+    async fn retry(&self, id: u64) -> Result<()> {
+        match self {
+            JobBackend::Redb(b) => b.retry(id).await,
+        }
+    }
+
+    async fn delete(&self, id: u64) -> Result<()> {
+        match self {
+            JobBackend::Redb(b) => b.delete(id).await,
+        }
+    }
+
+    async fn get(&self, id: u64, with_input: bool) -> Result<JobInfo> {
+        match self {
+            JobBackend::Redb(b) => b.get(id, with_input).await,
+        }
+    }
+
+    async fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>> {
+        match self {
+            JobBackend::Redb(b) => b.list(state, after, limit).await,
+        }
+    }
+
+    async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>> {
+        match self {
+            JobBackend::Redb(b) => b.events(id, from, limit).await,
+        }
+    }
+
+    async fn metrics(&self) -> Result<JobMetrics> {
+        match self {
+            JobBackend::Redb(b) => b.metrics().await,
+        }
+    }
+
+    async fn sweep(&self) -> Result<Option<u64>> {
+        match self {
+            JobBackend::Redb(b) => b.sweep().await,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The job's storage seam: every read and write jobs make, as named operations.
+//!
+//! A storage backend implements [`JobStorage`]; [`JobBackend`](super::backend::JobBackend)
+//! dispatches to the one an engine uses. Ids and instants travel explicitly, and an attempt
+//! proves it still owns its job by its [`AttemptClaim`] (job, attempt number, and the
+//! leadership epoch that started it), so the same fencing works in one process or across many.
+
+use super::effects::Claimed;
+use super::error::JobFailure;
+use super::events::JobEvent;
+use super::info::{CancelOutcome, JobInfo, JobState, Submitted};
+use super::metrics::JobMetrics;
+use super::ops::submit::NewJob;
+use crate::error::Result;
+
+/// An attempt's claim on its job. A write made with a claim that lost its job (timed out,
+/// cancelled, handed back, or started under an earlier leadership) changes nothing and
+/// reports `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttemptClaim {
+    pub(crate) id: u64,
+    pub(crate) attempt: u32,
+    pub(crate) epoch: u64,
+}
+
+/// The named operations and reads of jobs.
+pub(crate) trait JobStorage {
+    /// Stores a job, or finds the retained one with the same key. A backend may start the new
+    /// job at once in a free worker slot of this process.
+    async fn submit(&self, job: NewJob) -> Result<Submitted>;
+    /// Stores many jobs in one transaction: all or none.
+    async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>>;
+    /// Whether a job of `name` is ready to run now (read without a write).
+    async fn has_ready(&self, name: &str) -> Result<bool>;
+    /// Starts attempts of up to `max` ready jobs of `name` under leadership `epoch`; also
+    /// whether more are ready.
+    async fn claim(&self, name: &str, max: usize, epoch: u64) -> Result<(Vec<Claimed>, bool)>;
+    /// Extends the attempt's lease (and timeout) from now.
+    async fn heartbeat(&self, claim: AttemptClaim) -> Result<bool>;
+    /// Stores the attempt's latest progress.
+    async fn progress(&self, claim: AttemptClaim, percent: u8, stage: String) -> Result<bool>;
+    /// Whether the attempt still owns its job, and the memoized result of `step`, if any.
+    async fn step_result(&self, claim: AttemptClaim, step: &str)
+    -> Result<(bool, Option<Vec<u8>>)>;
+    /// Memoizes the result of `step`.
+    async fn record_step(&self, claim: AttemptClaim, step: String, value: Vec<u8>) -> Result<bool>;
+    /// Completes the attempt's job with `output` (cancelled instead if a cancel came first).
+    async fn complete(
+        &self,
+        claim: AttemptClaim,
+        output: Vec<u8>,
+        cancel_requested: bool,
+    ) -> Result<bool>;
+    /// Settles a failed attempt: a retry after the backoff, or the terminal state.
+    async fn fail(&self, claim: AttemptClaim, failure: JobFailure, retryable: bool)
+    -> Result<bool>;
+    /// Hands the attempt's job back to the queue without charging the attempt.
+    async fn release(&self, claim: AttemptClaim) -> Result<bool>;
+    /// Hands back every listed attempt `(job, attempt)` of `epoch` in one write; how many.
+    async fn release_all(&self, attempts: Vec<(u64, u32)>, epoch: u64) -> Result<usize>;
+    /// Cancels job `id`.
+    async fn cancel(&self, id: u64, reason: String) -> Result<CancelOutcome>;
+    /// Queues a failed or timed-out job again with a fresh budget.
+    async fn retry(&self, id: u64) -> Result<()>;
+    /// Deletes a finished job with everything that belongs to it.
+    async fn delete(&self, id: u64) -> Result<()>;
+    /// The job as stored; its input too when `with_input`.
+    async fn get(&self, id: u64, with_input: bool) -> Result<JobInfo>;
+    /// Up to `limit` jobs in `state` with an id above `after`, by id.
+    async fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>>;
+    /// Up to `limit` events of job `id` from position `from` on.
+    async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>>;
+    /// The counters and gauges.
+    async fn metrics(&self) -> Result<JobMetrics>;
+    /// One pass of timed work (delays, leases, timeouts, retention); the next instant with work.
+    async fn sweep(&self) -> Result<Option<u64>>;
+}
