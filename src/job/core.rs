@@ -9,7 +9,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use super::StopReason;
 use super::backend::JobBackend;
-use super::effects::{DispatchTarget, Effects, Slot, try_slot};
+use super::effects::{DispatchTarget, Effects, JobHost, Slot, try_slot};
 use super::info::CancelOutcome;
 use super::metrics::{JobMetric, MetricCallback, Reporter};
 use super::redb::RedbJobs;
@@ -64,7 +64,7 @@ impl JobCore {
         stop: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let clock = store.clock().clone();
-        Arc::new_cyclic(|core| JobCore {
+        Arc::new_cyclic(|core: &std::sync::Weak<JobCore>| JobCore {
             backend: JobBackend::Redb(RedbJobs::new(store, core.clone())),
             clock,
             timer: Timer::new(None),
@@ -94,7 +94,94 @@ impl JobCore {
         }
     }
 
-    pub(crate) fn effects_done(self: Arc<Self>, fx: Effects) {
+    /// What the workers of definition `name` wait on.
+    pub(crate) fn ready_notify(&self, name: &str) -> Arc<Notify> {
+        self.ready.waiter(name)
+    }
+
+    /// A receiver that changes whenever job `id` changes (state, events, progress). The
+    /// job's entry is removed when its last watcher is dropped.
+    pub(crate) fn watch(self: &Arc<Self>, id: u64) -> JobWatch {
+        let rx = lock(&self.watchers)
+            .entry(id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        JobWatch {
+            core: self.clone(),
+            id,
+            rx: Some(rx),
+        }
+    }
+
+    /// Whether a handler for `name` runs in this process.
+    #[cfg_attr(not(feature = "cron"), allow(dead_code))]
+    pub(crate) fn has_handler(&self, name: &str) -> bool {
+        lock(&self.registered).iter().any(|n| n == name)
+    }
+
+    /// Claims `name` for a handler; false if one is registered already.
+    pub(crate) fn register_name(&self, name: &str) -> bool {
+        let mut names = lock(&self.registered);
+        if names.iter().any(|n| n == name) {
+            return false;
+        }
+        names.push(name.to_string());
+        true
+    }
+
+    /// Lets submits of `name` start attempts directly for these workers.
+    pub(crate) fn add_target(&self, name: &str, target: DispatchTarget) {
+        lock(&self.targets).insert(name.to_string(), Arc::new(target));
+    }
+
+    /// Creates the stop signal of a started attempt and counts it as running here.
+    pub(crate) fn attempt_registered(&self, id: u64, attempt: u32) -> Arc<AttemptSignal> {
+        let signal = Arc::new(AttemptSignal::new(attempt));
+        self.active.fetch_add(1, Ordering::SeqCst);
+        lock(&self.running).insert(id, signal.clone());
+        signal
+    }
+
+    pub(crate) fn attempt_ended(&self, id: u64, signal: &Arc<AttemptSignal>) {
+        {
+            let mut running = lock(&self.running);
+            if running.get(&id).is_some_and(|s| Arc::ptr_eq(s, signal)) {
+                running.remove(&id);
+            }
+        }
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// The signal of the attempt of `id` running in this process, if any.
+    pub(crate) fn running_signal(&self, id: u64) -> Option<Arc<AttemptSignal>> {
+        lock(&self.running).get(&id).cloned()
+    }
+
+    pub(crate) fn running_signals(&self) -> Vec<(u64, Arc<AttemptSignal>)> {
+        lock(&self.running)
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect()
+    }
+
+    /// Waits until no attempt runs in this process.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl JobHost for JobCore {
+    fn effects_done(self: Arc<Self>, fx: Effects) {
         // Report first: whoever is woken below finds the metrics and logs already out.
         for event in &fx.metrics {
             self.reporter.report(event);
@@ -143,49 +230,9 @@ impl JobCore {
         }
     }
 
-    /// What the workers of definition `name` wait on.
-    pub(crate) fn ready_notify(&self, name: &str) -> Arc<Notify> {
-        self.ready.waiter(name)
-    }
-
-    /// A receiver that changes whenever job `id` changes (state, events, progress). The
-    /// job's entry is removed when its last watcher is dropped.
-    pub(crate) fn watch(self: &Arc<Self>, id: u64) -> JobWatch {
-        let rx = lock(&self.watchers)
-            .entry(id)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe();
-        JobWatch {
-            core: self.clone(),
-            id,
-            rx: Some(rx),
-        }
-    }
-
-    /// Whether a handler for `name` runs in this process.
-    #[cfg_attr(not(feature = "cron"), allow(dead_code))]
-    pub(crate) fn has_handler(&self, name: &str) -> bool {
-        lock(&self.registered).iter().any(|n| n == name)
-    }
-
-    /// Claims `name` for a handler; false if one is registered already.
-    pub(crate) fn register_name(&self, name: &str) -> bool {
-        let mut names = lock(&self.registered);
-        if names.iter().any(|n| n == name) {
-            return false;
-        }
-        names.push(name.to_string());
-        true
-    }
-
-    /// Lets submits of `name` start attempts directly for these workers.
-    pub(crate) fn add_target(&self, name: &str, target: DispatchTarget) {
-        lock(&self.targets).insert(name.to_string(), Arc::new(target));
-    }
-
     /// A free worker slot for `name`, if a handler runs here, the engine is not stopping, and
     /// a slot is free now.
-    pub(crate) fn free_slot(&self, name: &str) -> Option<Slot> {
+    fn free_slot(&self, name: &str) -> Option<Slot> {
         if *self.stop.borrow() {
             return None;
         }
@@ -193,49 +240,9 @@ impl JobCore {
         try_slot(&self.global, &target.concurrency)
     }
 
-    /// Creates the stop signal of a started attempt and counts it as running here.
-    pub(crate) fn attempt_registered(&self, id: u64, attempt: u32) -> Arc<AttemptSignal> {
-        let signal = Arc::new(AttemptSignal::new(attempt));
-        self.active.fetch_add(1, Ordering::SeqCst);
-        lock(&self.running).insert(id, signal.clone());
-        signal
-    }
-
-    pub(crate) fn attempt_ended(&self, id: u64, signal: &Arc<AttemptSignal>) {
-        {
-            let mut running = lock(&self.running);
-            if running.get(&id).is_some_and(|s| Arc::ptr_eq(s, signal)) {
-                running.remove(&id);
-            }
-        }
-        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    /// The signal of the attempt of `id` running in this process, if any.
-    pub(crate) fn running_signal(&self, id: u64) -> Option<Arc<AttemptSignal>> {
-        lock(&self.running).get(&id).cloned()
-    }
-
-    pub(crate) fn running_signals(&self) -> Vec<(u64, Arc<AttemptSignal>)> {
-        lock(&self.running)
-            .iter()
-            .map(|(id, s)| (*id, s.clone()))
-            .collect()
-    }
-
-    /// Waits until no attempt runs in this process.
-    pub(crate) async fn wait_idle(&self) {
-        loop {
-            let idle = self.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.active.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
+    /// This leadership's epoch (0 until the file is open).
+    fn epoch(&self) -> u64 {
+        JobCore::epoch(self)
     }
 }
 

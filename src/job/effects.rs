@@ -79,3 +79,15 @@ pub(crate) fn count(ctx: &mut TxCtx<'_>, fx: &mut Effects, metric: JobMetric) ->
     fx.metrics.push(metric);
     Ok(())
 }
+
+/// What a storage backend needs of the engine's job state in this process: somewhere to
+/// apply a commit's effects, the worker slot a submit may hand a new attempt to, and the
+/// leadership epoch attempts start under.
+pub(crate) trait JobHost: Send + Sync {
+    /// Applies what a committed write collected.
+    fn effects_done(self: Arc<Self>, fx: Effects);
+    /// A free worker slot for a job of `name`, if a handler runs here and a slot is free now.
+    fn free_slot(&self, name: &str) -> Option<Slot>;
+    /// This leadership's epoch.
+    fn epoch(&self) -> u64;
+}

@@ -30,9 +30,11 @@ mod worker;
 pub use backoff::Backoff;
 pub use ctx::JobCtx;
 pub use error::{JobError, JobFailure};
-pub use events::{JobEvent, JobEventKind, JobEventStream, JobEvents};
+pub use events::{JobEventStream, JobEvents};
 pub use handle::JobHandle;
-pub use info::{CancelOutcome, JobInfo, JobState, Outcome, Progress, Submitted};
+pub use info::{
+    CancelOutcome, JobEvent, JobEventKind, JobInfo, JobState, Outcome, Progress, Submitted,
+};
 pub use metrics::{JobMetric, JobMetrics, MetricCallback};
 #[cfg(feature = "testing")]
 pub(crate) mod testing;

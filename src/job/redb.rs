@@ -7,10 +7,9 @@ use std::sync::{Arc, Weak};
 
 use redb::ReadableTable;
 
-use super::core::JobCore;
-use super::effects::{Claimed, Effects, Handoff};
+use super::effects::{Claimed, Effects, Handoff, JobHost};
 use super::error::JobFailure;
-use super::events::JobEvent;
+use super::info::JobEvent;
 use super::info::{CancelOutcome, JobInfo, JobState, Submitted, info};
 use super::metrics::JobMetrics;
 use super::ops;
@@ -33,12 +32,12 @@ const SWEEP_LIMIT: usize = 512;
 #[derive(Debug)]
 pub(crate) struct RedbJobs {
     store: Arc<Store>,
-    /// The engine's job state, for the effects of a commit. Weak: the core owns this backend.
-    core: Weak<JobCore>,
+    /// The engine's job state, for the effects of a commit. Weak: it owns this backend.
+    core: Weak<dyn JobHost>,
 }
 
 impl RedbJobs {
-    pub(crate) fn new(store: Arc<Store>, core: Weak<JobCore>) -> Self {
+    pub(crate) fn new(store: Arc<Store>, core: Weak<dyn JobHost>) -> Self {
         RedbJobs { store, core }
     }
 

@@ -7,7 +7,7 @@
 
 use super::effects::Claimed;
 use super::error::JobFailure;
-use super::events::JobEvent;
+use super::info::JobEvent;
 use super::info::{CancelOutcome, JobInfo, JobState, Submitted};
 use super::metrics::JobMetrics;
 use super::ops::submit::NewJob;

@@ -1,17 +1,17 @@
-//! [`QueueOptions`]: the limits and defaults of one queue handle.
+//! [`QueueOptions`](crate::QueueOptions): the limits and defaults of one queue handle.
 
 use std::time::Duration;
 
 /// Limits and defaults of one queue. Every number is a default from the spec and can be changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueOptions {
-    /// Lease of [`Queue::receive`] when none is given. Default 30 s.
+    /// Lease of [`Queue::receive`](crate::Queue::receive) when none is given. Default 30 s.
     pub lease: Duration,
     /// Deliveries before a message is dead-lettered as `max_deliveries`. Default 10.
     pub max_deliveries: u32,
     /// Age after which an unacknowledged message is dead-lettered as `expired`. Default 7 days.
     pub max_age: Duration,
-    /// Largest payload accepted by [`Queue::send`], in bytes. Default 128 KiB.
+    /// Largest payload accepted by [`Queue::send`](crate::Queue::send), in bytes. Default 128 KiB.
     pub payload_limit: usize,
     /// How long dead letters are kept before they are purged. Default 7 days.
     pub dead_retention: Duration,
@@ -30,7 +30,7 @@ impl Default for QueueOptions {
 }
 
 impl QueueOptions {
-    /// Sets the default lease of [`Queue::receive`].
+    /// Sets the default lease of [`Queue::receive`](crate::Queue::receive).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self

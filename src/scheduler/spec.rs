@@ -89,7 +89,7 @@ impl ScheduleSpec {
     }
 }
 
-/// What [`Scheduler::register`] did.
+/// What [`Scheduler::register`](crate::Scheduler::register) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registered {
     /// A new schedule.
