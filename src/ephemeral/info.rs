@@ -1,7 +1,9 @@
 //! What a caller sees of a set: entries, snapshots, changes.
 
+use serde::{Deserialize, Serialize};
+
 /// A live entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Its key.
     pub key: String,
@@ -15,7 +17,7 @@ pub struct Entry {
 
 /// Every live entry of a set, sorted by key, and the stream position it reflects: follow the
 /// changes from `position + 1` to stay in sync.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The live entries, sorted by key.
     pub entries: Vec<Entry>,
@@ -24,7 +26,7 @@ pub struct Snapshot {
 }
 
 /// One change of a set's stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// Its position: increasing within the set (positions are shared by all sets of the file,
     /// so they may skip numbers).
@@ -38,8 +40,9 @@ pub struct Change {
 }
 
 /// What happened to an entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChangeKind {
     /// Inserted or replaced.
     Upsert {

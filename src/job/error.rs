@@ -1,5 +1,6 @@
 //! What a handler returns when an attempt fails, and what is kept of a failure.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The error a job handler returns. Retryable by default: the job runs again while it has
@@ -97,16 +98,15 @@ impl From<crate::Error> for JobError {
 /// Codes set by jobfile: `PANIC` (the handler panicked), `TIMEOUT` (no heartbeat within the
 /// lease, or past the attempt timeout), `CRASH_LOOP` (the process died while running it more
 /// often than the crash budget allows), `INPUT_DECODE` (the stored input no longer fits the
-/// handler's input type), `DUPLICATE_STEP`, `STEP_DECODE`, and `JOIN_TIMEOUT` (only in a
-/// [`join`](crate::JobHandle::join) result, never stored). Handlers choose their own codes;
-/// the default is `ERROR`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// handler's input type), `DUPLICATE_STEP`, `STEP_DECODE`, `OUTPUT_TOO_LARGE`,
+/// `STEP_TOO_LARGE`. Handlers choose their own codes; the default is `ERROR`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
     /// The machine-readable code.
     pub code: String,
     /// The message.
     pub message: String,
-    /// The attempt that failed (0 when no attempt ran, as for `JOIN_TIMEOUT`).
+    /// The attempt that failed.
     pub attempt: u32,
 }
 

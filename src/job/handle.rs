@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::core::JobCore;
 use super::ctx::JobCtx;
 use super::effects::DispatchTarget;
-use super::error::{self, JobError, JobFailure};
+use super::error::{self, JobError};
 use super::info::{CancelOutcome, JobInfo, Outcome, Submitted, outcome_of};
 use super::spec::JobSpec;
 use super::storage::JobStorage;
@@ -169,7 +169,7 @@ where
 
     /// Waits until the job reaches a terminal state and returns how it ended. With a timeout
     /// (measured on the engine's clock), a job still unfinished then gives
-    /// [`Outcome::TimedOut`](crate::Outcome::TimedOut) with code `JOIN_TIMEOUT`; the job itself goes on. Without one it
+    /// [`Outcome::JoinTimedOut`](crate::Outcome::JoinTimedOut) with the job's state then; the job itself goes on. Without one it
     /// waits as long as it takes.
     ///
     /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob) for an id that does not exist (or was pruned);
@@ -183,6 +183,7 @@ where
         loop {
             let mut changed = self.core.watch(id);
             let job = self.core.backend.get(id, false).await?;
+            let state = job.state;
             if let Some(outcome) = outcome_of::<O>(job)? {
                 return Ok(outcome);
             }
@@ -194,16 +195,7 @@ where
             };
             tokio::select! {
                 r = changed.changed() => if r.is_err() { return Err(Error::Closed) },
-                _ = expired => {
-                    return Ok(Outcome::TimedOut(JobFailure {
-                        code: "JOIN_TIMEOUT".into(),
-                        message: format!(
-                            "job {id} did not finish within {} ms",
-                            timeout.map(millis).unwrap_or_default()
-                        ),
-                        attempt: 0,
-                    }));
-                }
+                _ = expired => return Ok(Outcome::JoinTimedOut(state)),
                 _ = stop.changed() => return Err(Error::Closed),
                 e = &mut poisoned => return Err(e),
             }

@@ -2,6 +2,7 @@
 //! Built from the stored record; nothing here touches storage.
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::error::JobFailure;
 use super::record::EventKindV1;
@@ -9,8 +10,9 @@ use super::record::{JobStateV1, JobV1};
 use crate::error::{Error, Result};
 
 /// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting to run (maybe delayed, or backing off after a failed attempt).
     Queued,
@@ -87,7 +89,7 @@ pub(crate) fn state_name(state: &JobStateV1) -> &'static str {
 }
 
 /// The latest progress a handler reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// 0 to 100.
     pub percent: u8,
@@ -96,7 +98,7 @@ pub struct Progress {
 }
 
 /// A job as stored, for inspection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobInfo {
     /// The job id.
     pub id: u64,
@@ -177,21 +179,26 @@ pub(crate) fn info(id: u64, job: JobV1) -> JobInfo {
 }
 
 /// How a job ended, as returned by [`JobHandle::join`](crate::JobHandle::join).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "value", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome<O> {
     /// It completed with this output.
     Completed(O),
     /// It failed for good.
     Failed(JobFailure),
-    /// It timed out for good (code `TIMEOUT`), or the join itself timed out before the job
-    /// ended (code `JOIN_TIMEOUT`; the job goes on).
+    /// Its last attempt missed its lease or passed its timeout (code `TIMEOUT`), and it
+    /// failed for good.
     TimedOut(JobFailure),
     /// It was cancelled, with this reason.
     Cancelled(String),
+    /// It has not ended: the join's own timeout passed first. The job goes on, in this state.
+    JoinTimedOut(JobState),
 }
 
 /// What [`JobHandle::cancel`](crate::JobHandle::cancel) found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "state", rename_all = "snake_case")]
 pub enum CancelOutcome {
     /// The job was queued or running and is now cancelled.
     Cancelled,
@@ -200,7 +207,7 @@ pub enum CancelOutcome {
 }
 
 /// The result of a submit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submitted {
     /// The job id.
     pub id: u64,
@@ -236,19 +243,22 @@ pub(crate) fn outcome_of<O: DeserializeOwned>(job: JobInfo) -> Result<Option<Out
 }
 
 /// One entry of a job's event stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobEvent {
     /// Its position in the job's stream, from 0.
     pub seq: u32,
     /// When it happened (ms since the epoch).
     pub at_ms: u64,
-    /// What happened.
+    /// What happened. In JSON its fields sit beside `seq` and `at_ms`, its name under
+    /// `kind`: `{"seq": 1, "at_ms": 5000, "kind": "started", "attempt": 1, "epoch": 1}`.
+    #[serde(flatten)]
     pub kind: JobEventKind,
 }
 
 /// What happened to a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobEventKind {
     /// The job was stored.
     Submitted,

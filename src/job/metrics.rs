@@ -1,5 +1,6 @@
 //! Job counters: a snapshot, and events pushed to an optional callback.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Something that happened to a job, as reported to a metrics callback
@@ -93,7 +94,7 @@ const RECOVERED: &str = "count:jobs_recovered";
 /// Job counters over the life of the file, and the jobs queued and running now. They are
 /// stored in the file and updated in the same commit as the change they count, so a snapshot
 /// always agrees with the jobs it describes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMetrics {
     /// New jobs stored.
     pub submitted: u64,

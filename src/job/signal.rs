@@ -1,5 +1,6 @@
 //! The stop signal of a running attempt: a flag and a future a handler can watch.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -7,8 +8,9 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 /// Why a running attempt was asked to stop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
 pub enum StopReason {
     /// The job was cancelled, with the reason given to `cancel`.
     Cancelled(String),

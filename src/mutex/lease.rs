@@ -1,7 +1,9 @@
 //! [`MutexLease`]: what a holder of a mutex has.
 
+use serde::{Deserialize, Serialize};
+
 /// A held mutex lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MutexLease {
     /// The mutex name.
     pub name: String,

@@ -1,9 +1,10 @@
 //! What a caller sees of a queue's messages: receipts, stored messages, dead letters, counts.
 
 use super::record::{DeadReason, MessageState, MessageV1};
+use serde::{Deserialize, Serialize};
 
 /// The result of a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendReceipt {
     /// The message id.
     pub id: u64,
@@ -12,7 +13,7 @@ pub struct SendReceipt {
 }
 
 /// A message as stored, for inspection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageInfo {
     /// The message id.
     pub id: u64,
@@ -33,8 +34,9 @@ pub struct MessageInfo {
 }
 
 /// Where a message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum MessageStatus {
     /// Waiting in line.
     Ready,
@@ -58,7 +60,7 @@ pub enum MessageStatus {
 }
 
 /// A dead-lettered message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// The message id.
     pub id: u64,
@@ -75,7 +77,7 @@ pub struct DeadLetter {
 }
 
 /// Counts of a queue's messages by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
     /// Ready to deliver now.
     pub ready: u64,

@@ -1,5 +1,6 @@
 //! The scheduler's counters: a snapshot, and a callback told of every event.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Something the scheduler did, as told to a metrics callback
@@ -95,7 +96,7 @@ pub enum SchedulerMetric {
 }
 
 /// Scheduler counters since this engine opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerMetrics {
     /// Leaderships taken (1 once open).
     pub leader_acquired: u64,

@@ -1,9 +1,11 @@
 //! What a caller says and sees of a schedule: its spec, its misfire policy, its stored form.
 
 use super::record::{MisfireV1, ScheduleV1};
+use serde::{Deserialize, Serialize};
 
 /// What to do with slots missed while no process held the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Misfire {
     /// Drop missed slots; the next on-time slot runs (the default). A slot that comes due
     /// while the engine runs is never dropped.
@@ -90,7 +92,8 @@ impl ScheduleSpec {
 }
 
 /// What [`Scheduler::register`](crate::Scheduler::register) did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Registered {
     /// A new schedule.
     Created,
@@ -100,7 +103,7 @@ pub enum Registered {
 }
 
 /// A schedule as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleInfo {
     /// Its id.
     pub id: String,

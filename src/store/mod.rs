@@ -1,6 +1,8 @@
 //! Generic storage: the only code that owns the redb database. It knows how to commit, not what
 //! a job or a message is.
 
+use serde::{Deserialize, Serialize};
+
 pub(crate) mod apart;
 pub(crate) mod codec;
 pub(crate) mod faults;
@@ -45,7 +47,7 @@ pub enum Durability {
 }
 
 /// Writer counters, readable as a snapshot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStats {
     /// Transactions committed.
     pub commits: u64,

@@ -1,7 +1,9 @@
 //! What a caller sees of a topic: its events, publish receipts, group deliveries.
 
+use serde::{Deserialize, Serialize};
+
 /// An event of a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicEvent {
     /// Its sequence number: 1, 2, 3, … within the topic.
     pub seq: u64,
@@ -14,7 +16,8 @@ pub struct TopicEvent {
 }
 
 /// Where a subscription or a new consumer group starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "at", content = "seq", rename_all = "snake_case")]
 pub enum StartAt {
     /// The oldest retained event.
     Beginning,
@@ -25,7 +28,7 @@ pub enum StartAt {
 }
 
 /// The result of a publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     /// The event's sequence number.
     pub seq: u64,
@@ -35,7 +38,7 @@ pub struct Published {
 
 /// An event handed to a group member; commit it when done, or it is delivered again after the
 /// topic's reclaim time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupDelivery {
     /// The event.
     pub event: TopicEvent,

@@ -139,6 +139,7 @@ async fn main() -> jobfile::Result<()> {
         ),
         Outcome::Failed(e) | Outcome::TimedOut(e) => println!("did not complete: {e}"),
         Outcome::Cancelled(reason) => println!("cancelled: {reason}"),
+        other => println!("not ended: {other:?}"),
     }
     let m = engine.jobs().metrics().await?;
     println!(
