@@ -114,6 +114,20 @@ pub enum Error {
         id: u64,
     },
 
+    /// A typed job handle was given the id of a job of another definition: its input and
+    /// output types are not this handle's. Nothing was read into them or changed.
+    #[error(
+        "job {id} is a {found:?} job, not a {expected:?} one; use the handle of its definition, or Engine::jobs()"
+    )]
+    WrongDefinition {
+        /// The job id.
+        id: u64,
+        /// The handle's definition name.
+        expected: String,
+        /// The job's definition name.
+        found: String,
+    },
+
     /// A stored value does not decode into the type the caller asked for (the job's output
     /// type changed since it was stored, for instance).
     #[error("{what} has the wrong type: {detail}")]

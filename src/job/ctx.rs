@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::core::JobCore;
+use super::effects::Claimed;
 use super::error::JobError;
 use super::signal::{AttemptSignal, StopReason};
 use super::storage::{AttemptClaim, JobStorage};
@@ -30,6 +31,7 @@ struct CtxInner {
     id: u64,
     name: Arc<str>,
     attempt: u32,
+    key: Option<String>,
     meta: Vec<(String, String)>,
     signal: Arc<AttemptSignal>,
     steps_seen: Mutex<HashSet<String>>,
@@ -54,22 +56,22 @@ fn lost(id: u64, what: &str) -> JobError {
 }
 
 impl JobCtx {
+    /// The context of the started attempt `job` (its input already taken out).
     pub(crate) fn new(
         core: Arc<JobCore>,
-        id: u64,
         name: Arc<str>,
-        attempt: u32,
-        meta: Vec<(String, String)>,
+        job: Claimed,
         signal: Arc<AttemptSignal>,
         result_limit: usize,
     ) -> Self {
         JobCtx {
             inner: Arc::new(CtxInner {
                 core,
-                id,
+                id: job.id,
                 name,
-                attempt,
-                meta,
+                attempt: job.attempt,
+                key: job.key,
+                meta: job.meta,
                 signal,
                 steps_seen: Mutex::new(HashSet::new()),
                 result_limit,
@@ -90,6 +92,11 @@ impl JobCtx {
     /// This attempt's number, from 1.
     pub fn attempt(&self) -> u32 {
         self.inner.attempt
+    }
+
+    /// The idempotency key the job was submitted with, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.inner.key.as_deref()
     }
 
     /// A `meta` value given at submit.
@@ -168,12 +175,11 @@ impl JobCtx {
     /// [`result_limit`](crate::JobSpec::result_limit) is not stored and fails with
     /// `STEP_TOO_LARGE` (permanent). An attempt that no longer owns its job (timed out,
     /// cancelled) gets `LOST` without `work` running.
-    pub async fn step<T, E, F, Fut>(&self, step_id: &str, work: F) -> Result<T, JobError>
+    pub async fn step<T, F, Fut>(&self, step_id: &str, work: F) -> Result<T, JobError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
-        E: Into<JobError>,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, JobError>>,
     {
         if step_id.is_empty() || step_id.len() > MAX_STEP_ID {
             return Err(JobError::permanent(format!(
@@ -215,7 +221,7 @@ impl JobCtx {
                 .code("STEP_DECODE")
             });
         }
-        let value = work().await.map_err(Into::into)?;
+        let value = work().await?;
         let bytes = serde_json::to_vec(&value).map_err(|e| {
             JobError::permanent(format!("result of step {step_id:?} cannot be stored: {e}"))
                 .code("STEP_ENCODE")

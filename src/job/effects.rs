@@ -17,6 +17,7 @@ pub(crate) struct Claimed {
     pub(crate) id: u64,
     pub(crate) attempt: u32,
     pub(crate) input: Vec<u8>,
+    pub(crate) key: Option<String>,
     pub(crate) meta: Vec<(String, String)>,
 }
 

@@ -66,7 +66,13 @@ impl fmt::Display for JobError {
     }
 }
 
-impl std::error::Error for JobError {}
+/// Not a [`std::error::Error`] itself, so that `?` inside a handler or a step turns any error
+/// into a `JobError` (retryable, code `ERROR`) through the conversion below, as `anyhow` does.
+impl AsRef<str> for JobError {
+    fn as_ref(&self) -> &str {
+        &self.message
+    }
+}
 
 /// `Err` with code `code` (permanent) if `what`, `len` bytes encoded, is over the definition's
 /// result limit ([`JobSpec::result_limit`](crate::JobSpec::result_limit)).
@@ -85,11 +91,27 @@ pub(crate) fn check_result_size(
     .code(code))
 }
 
-/// Engine errors inside a handler (a failed step commit, a closed engine) are retryable
-/// failures with code `ENGINE`, so `?` works on every [`JobCtx`](crate::JobCtx) call.
-impl From<crate::Error> for JobError {
-    fn from(e: crate::Error) -> Self {
-        JobError::retryable(e.to_string()).code("ENGINE")
+/// Any error inside a handler or a step is a retryable failure, so `?` works on an
+/// `io::Error`, a `serde_json::Error` or an application's own error type without `map_err`:
+/// code `ENGINE` for jobfile's own [`Error`](crate::Error) (a failed step commit, a closed
+/// engine), `ERROR` for any other. The message is the error's, with its sources after `: `.
+impl<E> From<E> for JobError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: E) -> Self {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = s.source();
+        }
+        let engine = (&e as &dyn std::any::Any).is::<crate::Error>();
+        JobError::retryable(message).code(if engine { "ENGINE" } else { "ERROR" })
     }
 }
 

@@ -173,6 +173,7 @@ where
     /// waits as long as it takes.
     ///
     /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob) for an id that does not exist (or was pruned);
+    /// [`Error::WrongDefinition`](crate::Error::WrongDefinition) for a job of another definition;
     /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the stored output does not decode into `O`.
     pub async fn join(&self, id: u64, timeout: Option<Duration>) -> Result<Outcome<O>> {
         let clock = self.core.clock.clone();
@@ -182,7 +183,7 @@ where
         tokio::pin!(poisoned);
         loop {
             let mut changed = self.core.watch(id);
-            let job = self.core.backend.get(id, false).await?;
+            let job = self.own(self.core.backend.get(id, false).await?)?;
             let state = job.state;
             if let Some(outcome) = outcome_of::<O>(job)? {
                 return Ok(outcome);
@@ -207,15 +208,33 @@ where
     /// returns afterwards is dropped: cancel wins. A finished job is left as it is, and the
     /// outcome says so.
     ///
-    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob).
+    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob);
+    /// [`Error::WrongDefinition`](crate::Error::WrongDefinition) for a job of another definition
+    /// (nothing is changed).
     pub async fn cancel(&self, id: u64, reason: &str) -> Result<CancelOutcome> {
+        self.own(self.core.backend.get(id, false).await?)?;
         self.core.cancel(id, reason).await
     }
 
     /// The job as stored.
     ///
-    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob).
+    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob);
+    /// [`Error::WrongDefinition`](crate::Error::WrongDefinition) for a job of another definition
+    /// (nothing is changed).
     pub async fn get(&self, id: u64) -> Result<JobInfo> {
-        self.core.backend.get(id, true).await
+        self.own(self.core.backend.get(id, true).await?)
+    }
+
+    /// `job` if it is of this handle's definition; [`Error::WrongDefinition`] otherwise.
+    fn own(&self, job: JobInfo) -> Result<JobInfo> {
+        if job.name == self.spec.name {
+            Ok(job)
+        } else {
+            Err(Error::WrongDefinition {
+                id: job.id,
+                expected: self.spec.name.clone(),
+                found: job.name,
+            })
+        }
     }
 }

@@ -135,13 +135,11 @@ async fn run_attempt(
     signal: Arc<AttemptSignal>,
     slot: Slot,
 ) {
-    let Claimed {
-        id,
-        attempt,
-        input,
-        meta,
-    } = job;
-    let correlation_id = meta
+    let mut job = job;
+    let input = std::mem::take(&mut job.input);
+    let (id, attempt) = (job.id, job.attempt);
+    let correlation_id = job
+        .meta
         .iter()
         .find(|(k, _)| k == "correlation_id")
         .map(|(_, v)| v.clone())
@@ -155,10 +153,8 @@ async fn run_attempt(
     );
     let ctx = JobCtx::new(
         core.clone(),
-        id,
         def.name.clone(),
-        attempt,
-        meta,
+        job,
         signal.clone(),
         def.result_limit,
     );

@@ -65,6 +65,7 @@ pub(crate) fn start_attempt(
         id,
         attempt,
         input,
+        key: job.key,
         meta: job.meta,
     })
 }
