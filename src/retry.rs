@@ -127,6 +127,7 @@ impl<E> RetryPolicy<E> {
 
 /// Why [`retry`] stopped without a success.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryError<E> {
     /// Attempts ran out, or the error was not retryable: the last error, and how many attempts
     /// were made.

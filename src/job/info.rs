@@ -199,6 +199,7 @@ pub enum Outcome<O> {
 /// What [`JobHandle::cancel`](crate::JobHandle::cancel) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CancelOutcome {
     /// The job was queued or running and is now cancelled.
     Cancelled,

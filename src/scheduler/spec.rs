@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// What to do with slots missed while no process held the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Misfire {
     /// Drop missed slots; the next on-time slot runs (the default). A slot that comes due
     /// while the engine runs is never dropped.
@@ -94,6 +95,7 @@ impl ScheduleSpec {
 /// What [`Scheduler::register`](crate::Scheduler::register) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Registered {
     /// A new schedule.
     Created,

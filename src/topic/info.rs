@@ -18,6 +18,7 @@ pub struct TopicEvent {
 /// Where a subscription or a new consumer group starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "at", content = "seq", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StartAt {
     /// The oldest retained event.
     Beginning,
