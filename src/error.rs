@@ -194,16 +194,36 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The disk is full. The write that met it was not committed, nor any write of its
+    /// batch; as after any storage failure, the engine then refuses writes
+    /// ([`Error::Poisoned`]) until the file is reopened, with space freed.
+    #[error(
+        "the disk is full ({source}); nothing of this write was committed, and the engine refuses writes until the file is reopened with space freed"
+    )]
+    StorageFull {
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An operation panicked inside the writer. The batch it was in was replayed without it.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl Error {
-    /// True for failures of the storage layer itself, after which a transaction cannot be trusted
-    /// (as opposed to a rejected argument, which writes nothing).
-    pub(crate) fn is_storage(&self) -> bool {
-        matches!(self, Error::Storage(_))
+    /// The same failure again if it is one of the storage layer itself, after which a
+    /// transaction cannot be trusted (as opposed to a rejected argument, which writes
+    /// nothing); `None` for other errors. Each caller of a failed batch gets its own copy (an
+    /// `io::Error` cannot be cloned).
+    pub(crate) fn storage_again(&self) -> Option<Error> {
+        match self {
+            Error::Storage(s) => Some(Error::Storage(s.clone())),
+            Error::StorageFull { source } => Some(Error::StorageFull {
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            }),
+            _ => None,
+        }
     }
 
     pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
@@ -239,21 +259,79 @@ pub(crate) fn check_ttl(what: &'static str, ttl: std::time::Duration) -> Result<
 /// The result type of jobfile calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A storage error as jobfile reports it: [`Error::StorageFull`] when the file system is out
+/// of space, else [`Error::Storage`] with the storage layer's message.
+fn storage_error(e: &(dyn std::error::Error + 'static), io: Option<&std::io::Error>) -> Error {
+    let io = io.or_else(|| {
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                return Some(io);
+            }
+            cause = c.source();
+        }
+        None
+    });
+    match io {
+        Some(io) if io.kind() == std::io::ErrorKind::StorageFull => Error::StorageFull {
+            source: std::io::Error::new(io.kind(), io.to_string()),
+        },
+        _ => Error::Storage(e.to_string()),
+    }
+}
+
+/// The `io::Error` inside a redb storage error, if that is what it is.
+fn io_of(e: &redb::StorageError) -> Option<&std::io::Error> {
+    match e {
+        redb::StorageError::Io(io) => Some(io),
+        _ => None,
+    }
+}
+
+impl From<redb::StorageError> for Error {
+    fn from(e: redb::StorageError) -> Self {
+        storage_error(&e, io_of(&e))
+    }
+}
+
+impl From<redb::CommitError> for Error {
+    fn from(e: redb::CommitError) -> Self {
+        let io = match &e {
+            redb::CommitError::Storage(s) => io_of(s),
+            _ => None,
+        };
+        storage_error(&e, io)
+    }
+}
+
+impl From<redb::TransactionError> for Error {
+    fn from(e: redb::TransactionError) -> Self {
+        let io = match &e {
+            redb::TransactionError::Storage(s) => io_of(s),
+            _ => None,
+        };
+        storage_error(&e, io)
+    }
+}
+
+impl From<redb::TableError> for Error {
+    fn from(e: redb::TableError) -> Self {
+        let io = match &e {
+            redb::TableError::Storage(s) => io_of(s),
+            _ => None,
+        };
+        storage_error(&e, io)
+    }
+}
+
 macro_rules! storage_from {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
-                Error::Storage(e.to_string())
+                storage_error(&e, None)
             }
         }
     )*};
 }
 
-storage_from!(
-    redb::Error,
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError,
-    redb::DatabaseError
-);
+storage_from!(redb::Error, redb::DatabaseError);

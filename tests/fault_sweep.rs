@@ -57,7 +57,11 @@ fn options(faults: &FaultInjector) -> EngineOptions {
 fn typed(e: &Error) -> bool {
     matches!(
         e,
-        Error::Poisoned { .. } | Error::Storage(_) | Error::Io { .. } | Error::Corrupt { .. }
+        Error::Poisoned { .. }
+            | Error::Storage(_)
+            | Error::StorageFull { .. }
+            | Error::Io { .. }
+            | Error::Corrupt { .. }
     )
 }
 

@@ -82,9 +82,16 @@ async fn full_disk_poisons_without_half_writing() {
     let q = engine.queue("work").unwrap();
     q.send(b"a".to_vec()).await.unwrap();
     faults.disk_full();
-    // A large payload forces the file to grow.
+    // A large payload forces the file to grow: the write that meets the full disk is told so,
+    // in a type it can match; later writes hear that the engine is poisoned.
     let err = q.send(vec![7u8; 100 * 1024]).await.unwrap_err();
-    assert!(is_poisoned(&err), "{err}");
+    match &err {
+        jobfile::Error::StorageFull { source } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull)
+        }
+        other => panic!("expected StorageFull, got {other:?}"),
+    }
+    assert!(is_poisoned(&q.send(b"b".to_vec()).await.unwrap_err()));
     assert!(
         engine.poisoned().unwrap().to_lowercase().contains("space"),
         "{:?}",

@@ -150,7 +150,7 @@ pub(crate) enum Applied {
     /// not commit with it.
     Failed,
     /// The storage layer failed: the transaction cannot be trusted at all.
-    Storage(String),
+    Storage(Error),
 }
 
 /// A type-erased op on its way to the writer.
@@ -178,8 +178,10 @@ where
         let result = (self.f)(ctx);
         let applied = match &result {
             Ok(_) => Applied::Done,
-            Err(e) if e.is_storage() => Applied::Storage(e.to_string()),
-            Err(_) => Applied::Failed,
+            Err(e) => match e.storage_again() {
+                Some(again) => Applied::Storage(again),
+                None => Applied::Failed,
+            },
         };
         self.result = Some(result);
         applied
@@ -454,14 +456,20 @@ impl Writer {
         })
     }
 
+    /// Poisons the store after `e` and answers every op of the batch: with a full disk, that
+    /// (the typed [`Error::StorageFull`]); else that the engine is poisoned.
     fn fail_all(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, e: Error) {
         let cause = e.to_string();
         tracing::error!(error = %cause, "commit failed; the engine is now poisoned");
         self.shared.poison(cause.clone());
         for op in batch.drain(..) {
-            op.finish(Some(Error::Poisoned {
+            let answer = match &e {
+                Error::StorageFull { .. } => e.storage_again(),
+                _ => None,
+            };
+            op.finish(Some(answer.unwrap_or_else(|| Error::Poisoned {
                 cause: cause.clone(),
-            }));
+            })));
         }
     }
 
@@ -530,7 +538,7 @@ impl Writer {
             match catch_unwind(AssertUnwindSafe(|| op.apply(&mut ctx))) {
                 Ok(Applied::Done) => {}
                 Ok(Applied::Failed) => return Err(BatchFailure::OpFailed),
-                Ok(Applied::Storage(e)) => return Err(storage(Error::Storage(e))),
+                Ok(Applied::Storage(e)) => return Err(storage(e)),
                 Err(panic) => return Err(BatchFailure::Panic(panic_message(&panic))),
             }
         }
