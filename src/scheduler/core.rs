@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use redb::ReadableTableMetadata;
+
 use super::cron;
 use super::metrics::{
     Counters, DispatchReport, SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics,
 };
+use super::tables::{SCHEDULE_DUE, SCHEDULE_FAILURES};
 use super::{ops, tables};
 use crate::error::Result;
 use crate::job::core::JobCore;
@@ -88,6 +91,14 @@ impl SchedulerCore {
     pub(super) async fn pass_with_report(
         self: &Arc<Self>,
     ) -> Result<(Option<u64>, DispatchReport)> {
+        // A file without schedules has nothing to dispatch: no write (and no fsync) for it.
+        let none = self.jobs.redb().store().read(|rtx| {
+            Ok(rtx.open_table(SCHEDULE_DUE)?.is_empty()?
+                && rtx.open_table(SCHEDULE_FAILURES)?.is_empty()?)
+        })?;
+        if none {
+            return Ok((None, DispatchReport::default()));
+        }
         let core = self.clone();
         let outcome = self
             .jobs
