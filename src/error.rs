@@ -248,6 +248,20 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest idempotency key (of a job or a queue message), in bytes.
+pub(crate) const MAX_KEY: usize = 1024;
+
+/// Checks an idempotency key, if given, is 1 to [`MAX_KEY`] bytes; `what` names it in the error.
+pub(crate) fn check_key(what: &'static str, key: Option<&str>) -> Result<()> {
+    match key {
+        Some(key) if key.is_empty() || key.len() > MAX_KEY => Err(Error::invalid(
+            what,
+            format!("must be 1 to {MAX_KEY} bytes, got {}", key.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a time-to-live (or lease) is longer than zero.
 pub(crate) fn check_ttl(what: &'static str, ttl: std::time::Duration) -> Result<()> {
     if ttl.is_zero() {

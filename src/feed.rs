@@ -66,27 +66,11 @@ pub(crate) struct Source<T, R> {
     pub(crate) last: fn(&T) -> bool,
 }
 
-/// Starts a feed from `from`: a task reads chunks while there are any, then waits for
-/// `changes` (subscribed before each read, so no commit slips between) or `stop`.
+/// Starts a feed from `from` (an error there is the feed's first and only item): a task
+/// reads chunks while there are any, then waits for `changes` (subscribed before each read,
+/// so no commit slips between) or `stop`.
 pub(crate) fn spawn<T, R, F, C>(
-    from: u64,
-    source: Source<T, R>,
-    changes: C,
-    stop: watch::Receiver<bool>,
-) -> Feed<T>
-where
-    T: Send + 'static,
-    R: FnMut(u64, usize) -> F + Send + 'static,
-    F: Future<Output = Result<Vec<T>>> + Send,
-    C: Changes,
-{
-    spawn_at(async move { Ok(from) }, source, changes, stop)
-}
-
-/// Like [`spawn`], from the position `start` resolves to (read inside the feed's task, so
-/// the caller need not wait for it); an error there is the feed's first and only item.
-pub(crate) fn spawn_at<T, R, F, C, S>(
-    start: S,
+    from: Result<u64>,
     mut source: Source<T, R>,
     mut changes: C,
     mut stop: watch::Receiver<bool>,
@@ -96,11 +80,10 @@ where
     R: FnMut(u64, usize) -> F + Send + 'static,
     F: Future<Output = Result<Vec<T>>> + Send,
     C: Changes,
-    S: Future<Output = Result<u64>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(CHUNK);
     tokio::spawn(async move {
-        let mut from = match start.await {
+        let mut from = match from {
             Ok(from) => from,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;

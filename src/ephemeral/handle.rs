@@ -122,7 +122,7 @@ impl Ephemeral {
             after: |c: &Change| c.position + 1,
             last: |_: &Change| false,
         };
-        feed::spawn(from, source, changes, self.core.stop.clone())
+        feed::spawn(Ok(from), source, changes, self.core.stop.clone())
     }
 }
 

@@ -43,7 +43,7 @@ impl JobEvents {
             last: |e: &JobEvent| e.kind.is_terminal(),
         };
         let changes = self.core.watch(id);
-        feed::spawn(u64::from(from), source, changes, self.core.stop.clone())
+        feed::spawn(Ok(u64::from(from)), source, changes, self.core.stop.clone())
     }
 }
 

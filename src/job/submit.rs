@@ -16,10 +16,7 @@ use super::ops::submit::NewJob;
 use super::spec::{self, JobSpec};
 use super::storage::JobStorage;
 use crate::clock::millis;
-use crate::error::{Error, Result};
-
-/// The longest idempotency key, in bytes.
-const MAX_KEY: usize = 1024;
+use crate::error::{Error, Result, check_key};
 
 /// A submit being built; await it to store the job.
 #[must_use = "a submit does nothing until it is awaited"]
@@ -141,14 +138,7 @@ impl<I: Serialize, O> Submit<'_, I, O> {
                 limit: spec.payload_limit,
             });
         }
-        if let Some(key) = &self.key
-            && (key.is_empty() || key.len() > MAX_KEY)
-        {
-            return Err(Error::invalid(
-                "key",
-                format!("must be 1 to {MAX_KEY} bytes, got {}", key.len()),
-            ));
-        }
+        check_key("key", self.key.as_deref())?;
         let max_attempts = self.max_attempts.unwrap_or(spec.max_attempts);
         spec::validate_attempts(max_attempts)?;
         let lease = self.lease.unwrap_or(spec.lease);

@@ -9,10 +9,7 @@ use super::info::SendReceipt;
 use super::options::QueueOptions;
 use super::storage::{NewMessage, QueueStorage};
 use crate::clock::millis;
-use crate::error::{Error, Result};
-
-/// The longest idempotency key, in bytes.
-const MAX_KEY: usize = 1024;
+use crate::error::{Error, Result, check_key};
 
 /// A send being prepared; `.await` it to store the message.
 #[must_use = "a send does nothing until it is awaited"]
@@ -86,14 +83,7 @@ impl<'q> SendMessage<'q> {
                 limit,
             });
         }
-        if let Some(key) = &self.key
-            && (key.is_empty() || key.len() > MAX_KEY)
-        {
-            return Err(Error::invalid(
-                "idempotency key",
-                format!("must be 1 to {MAX_KEY} bytes, got {}", key.len()),
-            ));
-        }
+        check_key("idempotency key", self.key.as_deref())?;
         let now = self.core.clock.now_ms();
         let available_at = self
             .at_ms

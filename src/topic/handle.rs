@@ -121,7 +121,7 @@ impl Topic {
             after: |e: &TopicEvent| e.seq + 1,
             last: |_: &TopicEvent| false,
         };
-        feed::spawn_at(async move { from }, source, changes, self.core.stop.clone())
+        feed::spawn(from, source, changes, self.core.stop.clone())
     }
 
     /// The consumer group `name` of this topic. A new group starts at `start` (its first
