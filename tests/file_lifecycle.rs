@@ -29,7 +29,8 @@ fn lifecycle_child_entry() {
         match role.as_str() {
             "open" => {
                 println!("opening");
-                Engine::open(&path).await.expect("child open");
+                // Kept alive: a dropped engine closes the file and lets the lock go.
+                let _engine = Engine::open(&path).await.expect("child open");
                 println!("opened");
                 std::future::pending::<()>().await;
             }
