@@ -88,7 +88,7 @@ mod wakeups;
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use engine::{Engine, EngineOptions};
 pub use ephemeral::{
-    Change, ChangeKind, ChangeStream, Entry, Ephemeral, EphemeralOptions, Snapshot,
+    Change, ChangeKind, ChangeStream, Entry, Ephemeral, EphemeralOptions, Snapshot, UpsertEntry,
 };
 pub use error::{Error, Result};
 pub use feed::Feed;
@@ -110,7 +110,8 @@ pub use scheduler::{
 };
 pub use store::{Durability, StoreStats};
 pub use topic::{
-    ConsumerGroup, GroupDelivery, Published, StartAt, Topic, TopicEvent, TopicOptions, TopicStream,
+    ConsumerGroup, GroupDelivery, PublishEvent, Published, StartAt, Topic, TopicEvent,
+    TopicOptions, TopicStream,
 };
 
 #[cfg(feature = "testing")]

@@ -105,7 +105,8 @@ fn real_records_of_every_kind_and_their_mutations() {
             .await
             .unwrap();
         let e = engine.ephemeral("set").unwrap();
-        e.upsert("key", b"value".to_vec(), Duration::from_secs(60))
+        e.upsert("key", b"value".to_vec())
+            .ttl(Duration::from_secs(60))
             .await
             .unwrap();
         e.touch("key", Duration::from_secs(60)).await.unwrap();

@@ -21,11 +21,13 @@ async fn upsert_touch_remove_snapshot_and_the_change_stream() {
     let (engine, clock) = open_manual(&path).await;
     let devices = engine.ephemeral("devices").unwrap();
     let p1 = devices
-        .upsert("b-sensor", b"on".to_vec(), secs(30))
+        .upsert("b-sensor", b"on".to_vec())
+        .ttl(secs(30))
         .await
         .unwrap();
     let p2 = devices
-        .upsert("a-sensor", b"on".to_vec(), secs(10))
+        .upsert("a-sensor", b"on".to_vec())
+        .ttl(secs(10))
         .await
         .unwrap();
     assert!(p2 > p1);
@@ -90,7 +92,8 @@ async fn entries_expire_on_time_while_a_reader_follows_the_stream() {
     let (engine, clock) = open_manual(&path).await;
     let presence = engine.ephemeral("presence").unwrap();
     presence
-        .upsert("ann", b"here".to_vec(), secs(10))
+        .upsert("ann", b"here".to_vec())
+        .ttl(secs(10))
         .await
         .unwrap();
     let snap = presence.snapshot().await.unwrap();
@@ -109,7 +112,8 @@ async fn entries_expire_on_time_while_a_reader_follows_the_stream() {
     assert!(presence.snapshot().await.unwrap().entries.is_empty());
     // The follower keeps going with later changes.
     presence
-        .upsert("bob", b"here".to_vec(), secs(10))
+        .upsert("bob", b"here".to_vec())
+        .ttl(secs(10))
         .await
         .unwrap();
     assert_eq!(
@@ -125,21 +129,18 @@ async fn capacity_and_payload_limits_are_typed_errors_that_write_nothing() {
     let small = engine
         .ephemeral_with(
             "small",
-            EphemeralOptions {
-                capacity: 2,
-                payload_limit: 8,
-            },
+            EphemeralOptions::default().capacity(2).payload_limit(8),
         )
         .unwrap();
-    small.upsert("a", vec![0; 8], secs(10)).await.unwrap();
-    small.upsert("b", vec![0; 8], secs(20)).await.unwrap();
+    small.upsert("a", vec![0; 8]).ttl(secs(10)).await.unwrap();
+    small.upsert("b", vec![0; 8]).ttl(secs(20)).await.unwrap();
     let before = small.read_changes(0, 100).await.unwrap().len();
     assert!(matches!(
-        small.upsert("c", vec![0; 1], secs(10)).await,
+        small.upsert("c", vec![0; 1]).ttl(secs(10)).await,
         Err(Error::CapacityExceeded { capacity: 2, .. })
     ));
     assert!(matches!(
-        small.upsert("a", vec![0; 9], secs(10)).await,
+        small.upsert("a", vec![0; 9]).ttl(secs(10)).await,
         Err(Error::PayloadTooLarge { size: 9, limit: 8 })
     ));
     assert_eq!(
@@ -147,25 +148,29 @@ async fn capacity_and_payload_limits_are_typed_errors_that_write_nothing() {
         before,
         "nothing written"
     );
-    small.upsert("a", vec![1; 8], secs(10)).await.unwrap(); // replacing is fine
+    small.upsert("a", vec![1; 8]).ttl(secs(10)).await.unwrap(); // replacing is fine
     clock.advance(secs(10));
     engine.tick().await.unwrap();
-    small.upsert("c", vec![0; 1], secs(10)).await.unwrap(); // "a" expired: room again
+    small.upsert("c", vec![0; 1]).ttl(secs(10)).await.unwrap(); // "a" expired: room again
     let defaults = engine.ephemeral("d").unwrap();
     assert!(matches!(
-        defaults.upsert("k", vec![0; 4_097], secs(1)).await,
+        defaults.upsert("k", vec![0; 4_097]).ttl(secs(1)).await,
         Err(Error::PayloadTooLarge {
             size: 4_097,
             limit: 4_096
         })
     ));
-    defaults.upsert("k", vec![0; 4_096], secs(1)).await.unwrap();
+    defaults
+        .upsert("k", vec![0; 4_096])
+        .ttl(secs(1))
+        .await
+        .unwrap();
     assert!(matches!(
-        defaults.upsert("", vec![], secs(1)).await,
+        defaults.upsert("", vec![]).ttl(secs(1)).await,
         Err(Error::InvalidArgument { .. })
     ));
     assert!(matches!(
-        defaults.upsert("k", vec![], Duration::ZERO).await,
+        defaults.upsert("k", vec![]).ttl(Duration::ZERO).await,
         Err(Error::InvalidArgument { what: "ttl", .. })
     ));
 }
@@ -179,14 +184,14 @@ async fn default_capacity_is_ten_thousand_entries() {
     for i in 0..10_000 {
         let set = set.clone();
         tasks.push(tokio::spawn(async move {
-            set.upsert(&format!("k{i:05}"), vec![], secs(60)).await
+            set.upsert(&format!("k{i:05}"), vec![]).ttl(secs(60)).await
         }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     assert!(matches!(
-        set.upsert("one-more", vec![], secs(60)).await,
+        set.upsert("one-more", vec![]).ttl(secs(60)).await,
         Err(Error::CapacityExceeded {
             capacity: 10_000,
             ..
@@ -201,7 +206,7 @@ async fn entries_survive_a_restart_until_their_ttl_ends() {
     {
         let (engine, _clock) = open_manual(&path).await;
         let s = engine.ephemeral("s").unwrap();
-        s.upsert("k", b"v".to_vec(), secs(60)).await.unwrap();
+        s.upsert("k", b"v".to_vec()).ttl(secs(60)).await.unwrap();
         engine.shutdown(secs(1)).await.unwrap();
     }
     let reopen = |at: u64| {
@@ -244,9 +249,9 @@ async fn a_reader_behind_pruned_changes_is_told_it_lagged() {
         .await
         .unwrap();
     let s = engine.ephemeral("s").unwrap();
-    let first = s.upsert("a", vec![], secs(3600)).await.unwrap();
+    let first = s.upsert("a", vec![]).ttl(secs(3600)).await.unwrap();
     clock.advance(secs(5));
-    let second = s.upsert("b", vec![], secs(3600)).await.unwrap();
+    let second = s.upsert("b", vec![]).ttl(secs(3600)).await.unwrap();
     clock.advance(Duration::from_millis(5_001));
     engine.tick().await.unwrap();
     match s.read_changes(first, 10).await {

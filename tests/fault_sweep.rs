@@ -223,7 +223,8 @@ async fn check_after_reopen(path: &Path, acked: &Acked, run: &str) {
         let info = jobs
             .get(*id)
             .await
-            .unwrap_or_else(|e| panic!("{run}: acknowledged submit of job {i} was lost: {e}"));
+            .unwrap()
+            .unwrap_or_else(|| panic!("{run}: acknowledged submit of job {i} was lost"));
         assert_eq!(info.key.as_deref(), Some(format!("k{i}").as_str()), "{run}");
     }
     let h = double_job(&engine).unwrap();

@@ -270,7 +270,8 @@ async fn fill(path: &Path) {
         .await
         .unwrap();
     let e = engine.ephemeral("set").unwrap();
-    e.upsert("key", b"value".to_vec(), Duration::from_secs(60))
+    e.upsert("key", b"value".to_vec())
+        .ttl(Duration::from_secs(60))
         .await
         .unwrap();
     e.touch("key", Duration::from_secs(60)).await.unwrap();

@@ -84,9 +84,12 @@ async fn the_context_has_the_key_and_a_handle_refuses_other_definitions_ids() {
         }
     }
     // Nothing was changed by the refused cancel.
-    assert_eq!(other.get(queued).await.unwrap().state, JobState::Queued);
     assert_eq!(
-        engine.jobs().get(with_key).await.unwrap().state,
+        other.get(queued).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    assert_eq!(
+        engine.jobs().get(with_key).await.unwrap().unwrap().state,
         JobState::Completed
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();

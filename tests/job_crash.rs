@@ -163,7 +163,7 @@ async fn killed_over_and_over_every_job_completes_and_no_committed_step_runs_aga
             assert_eq!(ran.iter().filter(|t| *t == committed).count(), 1);
             reruns_before_commit += ran.len() - 1;
         }
-        let info = orders.get(*id).await.unwrap();
+        let info = orders.get(*id).await.unwrap().unwrap();
         assert_eq!(info.state, JobState::Completed);
     }
     let mut recovered = 0;
@@ -198,7 +198,7 @@ async fn a_job_that_keeps_dying_with_its_process_fails_with_crash_loop() {
     }
     // The third recovery is over the budget of 2: recovery fails it at open, at once.
     let engine = Engine::open(&path).await.unwrap();
-    let info = engine.jobs().get(1).await.unwrap();
+    let info = engine.jobs().get(1).await.unwrap().unwrap();
     assert_eq!((info.state, info.crashes), (JobState::Failed, 3));
     let error = info.last_error.unwrap();
     assert_eq!((error.code.as_str(), error.attempt), ("CRASH_LOOP", 1));

@@ -230,7 +230,7 @@ async fn a_cancelled_handler_that_ignores_its_signal_gives_its_slot_back() {
     let stuck = h.submit(0).await.unwrap().id;
     assert_eq!(started_rx.recv().await, Some(0));
     let other = h.submit(1).await.unwrap().id;
-    assert_eq!(h.get(other).await.unwrap().state, JobState::Queued);
+    assert_eq!(h.get(other).await.unwrap().unwrap().state, JobState::Queued);
     h.cancel(stuck, "operator").await.unwrap();
     assert_eq!(
         within(h.join(other, None)).await.unwrap(),
@@ -273,7 +273,7 @@ async fn bytes_per_100_writes(input_len: usize) -> (u64, u64) {
     let progress = faults.bytes_written() - before;
     // The input is still whole where the job's readers look for it.
     assert_eq!(
-        h.get(ctx.id()).await.unwrap().input_json.len(),
+        h.get(ctx.id()).await.unwrap().unwrap().input_json.len(),
         input_len + 2,
         "the stored input is the JSON string"
     );

@@ -339,7 +339,7 @@ async fn compare(
         );
     }
     for (id, (_, key, state)) in &model.jobs {
-        let info = jobs.get(*id).await.unwrap();
+        let info = jobs.get(*id).await.unwrap().unwrap();
         prop_assert_eq!(info.state, *state, "step {}: job {}", step, id);
         prop_assert_eq!(info.key, key.map(|k| format!("j{k}")));
     }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, open_manual, secs, temp_file};
-use jobfile::{Error, MutexLease};
+use jobfile::Error;
 
 #[tokio::test]
 async fn one_holder_at_a_time_and_tokens_grow_with_every_acquisition() {
@@ -15,13 +15,8 @@ async fn one_holder_at_a_time_and_tokens_grow_with_every_acquisition() {
     let m = engine.mutex("report").unwrap();
     let a = m.try_acquire("a", secs(30)).await.unwrap().unwrap();
     assert_eq!(
-        a,
-        MutexLease {
-            name: "report".into(),
-            owner: "a".into(),
-            token: 1,
-            expires_at_ms: T0 + 30_000
-        }
+        (a.name.as_str(), a.owner.as_str(), a.token, a.expires_at_ms),
+        ("report", "a", 1, T0 + 30_000)
     );
     assert_eq!(m.try_acquire("b", secs(30)).await.unwrap(), None);
     assert_eq!(

@@ -214,13 +214,7 @@ async fn max_deliveries_moves_to_dead_letters_with_last_error() {
     assert_eq!(dead[0].deliveries, 3);
     assert_eq!(dead[0].last_error.as_deref(), Some("lease expired"));
     assert_eq!(dead[0].dead_at_ms, T0 + 10_000);
-    assert_eq!(
-        q.stats().await.unwrap(),
-        QueueStats {
-            dead: 1,
-            ..QueueStats::default()
-        }
-    );
+    assert_eq!(stats_of(q.stats().await.unwrap()), (0, 0, 0, 1));
     assert!(q.try_receive(1, secs(30)).await.unwrap().is_empty());
 }
 
@@ -309,13 +303,7 @@ async fn a_message_past_its_max_age_is_dead_lettered_on_time_without_a_receive()
             (delayed, DeadReason::Expired, T0 + 121_000)
         ]
     );
-    assert_eq!(
-        q.stats().await.unwrap(),
-        QueueStats {
-            dead: 2,
-            ..QueueStats::default()
-        }
-    );
+    assert_eq!(stats_of(q.stats().await.unwrap()), (0, 0, 0, 2));
     // A requeued dead letter gets a fresh age, and expires again on time.
     assert!(q.requeue_dead(ready).await.unwrap());
     clock.set(T0 + 181_000);
@@ -567,14 +555,7 @@ async fn receive_batch_takes_in_order_up_to_max() {
     let batch = q.receive_batch(3, secs(30)).await.unwrap();
     let payloads: Vec<u8> = batch.iter().map(|d| d.payload()[0]).collect();
     assert_eq!(payloads, vec![0, 1, 2]);
-    assert_eq!(
-        q.stats().await.unwrap(),
-        QueueStats {
-            ready: 2,
-            leased: 3,
-            ..QueueStats::default()
-        }
-    );
+    assert_eq!(stats_of(q.stats().await.unwrap()), (2, 0, 3, 0));
 }
 
 #[tokio::test]
@@ -645,4 +626,9 @@ async fn extending_a_delivery_costs_the_same_whatever_the_payload_size() {
         big <= small + small / 2,
         "{big} bytes with a 128 KiB payload against {small} with 1 byte"
     );
+}
+
+/// A queue's stats as (ready, delayed, leased, dead).
+fn stats_of(s: jobfile::QueueStats) -> (u64, u64, u64, u64) {
+    (s.ready, s.delayed, s.leased, s.dead)
 }

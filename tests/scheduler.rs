@@ -288,7 +288,10 @@ async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone(
     let b = sched.trigger_now("t", "backfill-1").await.unwrap();
     assert_eq!((b.id, b.deduplicated), (a.id, true));
     assert_eq!(job_keys(&engine).await, ["manual:t:backfill-1"]);
-    assert_eq!(engine.jobs().get(a.id).await.unwrap().input_json, b"\"in\"");
+    assert_eq!(
+        engine.jobs().get(a.id).await.unwrap().unwrap().input_json,
+        b"\"in\""
+    );
     assert_eq!(
         sched.get("t").unwrap().unwrap().next_run_ms,
         Some(utc(2026, 1, 1, 1, 0))

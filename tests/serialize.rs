@@ -93,7 +93,7 @@ async fn job_values_serialize_with_stable_names() {
         serde_json::to_value(double.get(submitted.id).await.unwrap()).unwrap(),
     )
     .unwrap();
-    assert_eq!(back, double.get(submitted.id).await.unwrap());
+    assert_eq!(back, double.get(submitted.id).await.unwrap().unwrap());
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -140,7 +140,8 @@ async fn queue_topic_and_set_values_serialize_with_stable_names() {
     );
 
     let set = engine.ephemeral("devices").unwrap();
-    set.upsert("d1", b"on".to_vec(), Duration::from_secs(10))
+    set.upsert("d1", b"on".to_vec())
+        .ttl(Duration::from_secs(10))
         .await
         .unwrap();
     let snapshot = serde_json::to_value(set.snapshot().await.unwrap()).unwrap();

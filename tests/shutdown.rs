@@ -85,7 +85,7 @@ fn shutdown_child_entry() {
                 })
                 .expect("register");
             let id = h.submit(()).await.expect("submit").id;
-            while h.get(id).await.expect("get").state != JobState::Running {
+            while h.get(id).await.expect("get").expect("job exists").state != JobState::Running {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let on_signal = engine.shutdown_on_signal(Duration::from_secs(5));
@@ -209,7 +209,7 @@ async fn sigterm_shuts_down_gracefully_and_hands_the_job_back_uncharged() {
         "the child ended on its own"
     );
     let engine = Engine::open(&path).await.unwrap();
-    let job = engine.jobs().get(id).await.unwrap();
+    let job = engine.jobs().get(id).await.unwrap().unwrap();
     assert_eq!(
         (job.state, job.attempts, job.crashes),
         (JobState::Queued, 0, 0)

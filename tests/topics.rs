@@ -28,9 +28,9 @@ async fn sequence_numbers_rise_by_one_and_keys_deduplicate() {
         1,
         "per topic"
     );
-    let b = t.publish_with_key("order-2", b"b".to_vec()).await.unwrap();
+    let b = t.publish(b"b".to_vec()).key("order-2").await.unwrap();
     assert_eq!((b.seq, b.deduplicated), (2, false));
-    let again = t.publish_with_key("order-2", b"b!".to_vec()).await.unwrap();
+    let again = t.publish(b"b!".to_vec()).key("order-2").await.unwrap();
     assert_eq!((again.seq, again.deduplicated), (2, true));
     assert_eq!(t.publish(b"c".to_vec()).await.unwrap().seq, 3);
     assert_eq!(payloads(&t.read(1, 10).await.unwrap()), ["a", "b", "c"]);
@@ -108,13 +108,7 @@ async fn an_uncommitted_delivery_is_delivered_again_after_the_reclaim_time() {
     let (_dir, path) = temp_file();
     let (engine, clock) = open_manual(&path).await;
     let t = engine
-        .topic_with(
-            "t",
-            TopicOptions {
-                reclaim: secs(30),
-                ..TopicOptions::default()
-            },
-        )
+        .topic_with("t", TopicOptions::default().reclaim(secs(30)))
         .unwrap();
     t.publish(b"only".to_vec()).await.unwrap();
     let g = t.group("workers");
@@ -142,13 +136,7 @@ async fn retention_prunes_and_a_reader_behind_it_is_told_it_lagged() {
     let (_dir, path) = temp_file();
     let (engine, clock) = open_manual(&path).await;
     let t = engine
-        .topic_with(
-            "t",
-            TopicOptions {
-                retention: secs(60),
-                ..TopicOptions::default()
-            },
-        )
+        .topic_with("t", TopicOptions::default().retention(secs(60)))
         .unwrap();
     let g = t.group("slow");
     assert!(
@@ -200,13 +188,7 @@ async fn a_count_limit_keeps_only_the_newest_events() {
     let (_dir, path) = temp_file();
     let (engine, _clock) = open_manual(&path).await;
     let t = engine
-        .topic_with(
-            "t",
-            TopicOptions {
-                max_events: Some(2),
-                ..TopicOptions::default()
-            },
-        )
+        .topic_with("t", TopicOptions::default().max_events(2))
         .unwrap();
     for i in 1..=5 {
         t.publish(format!("e{i}").into_bytes()).await.unwrap();
@@ -226,14 +208,7 @@ async fn an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged() {
     let (_dir, path) = temp_file();
     let (engine, clock) = open_manual(&path).await;
     let t = engine
-        .topic_with(
-            "t",
-            TopicOptions {
-                max_events: Some(2),
-                reclaim: secs(30),
-                ..TopicOptions::default()
-            },
-        )
+        .topic_with("t", TopicOptions::default().max_events(2).reclaim(secs(30)))
         .unwrap();
     t.publish(b"e1".to_vec()).await.unwrap();
     let g = t.group("billing");
@@ -281,13 +256,7 @@ async fn bad_input_is_a_typed_error_that_writes_nothing() {
     let (_dir, path) = temp_file();
     let (engine, _clock) = open_manual(&path).await;
     let t = engine
-        .topic_with(
-            "t",
-            TopicOptions {
-                payload_limit: 4,
-                ..TopicOptions::default()
-            },
-        )
+        .topic_with("t", TopicOptions::default().payload_limit(4))
         .unwrap();
     assert!(matches!(
         t.publish(vec![0; 5]).await,

@@ -6,9 +6,10 @@ use std::time::Duration;
 use super::core::EphemeralCore;
 use super::info::{Change, Entry, Snapshot};
 use super::options::EphemeralOptions;
-use super::storage::{EphemeralStorage, EphemeralUpsert};
+use super::storage::EphemeralStorage;
+use super::upsert::UpsertEntry;
 use crate::clock::millis;
-use crate::error::{Error, Result, check_name, check_ttl};
+use crate::error::{Result, check_name, check_ttl};
 use crate::feed::{self, Feed};
 
 /// A named ephemeral set. Get one from [`Engine::ephemeral`](crate::Engine::ephemeral); cheap
@@ -20,7 +21,7 @@ use crate::feed::{self, Feed};
 /// use std::time::Duration;
 /// let engine = jobfile::Engine::open(dir.path().join("app.jobfile")).await?;
 /// let devices = engine.ephemeral("devices")?;
-/// devices.upsert("sensor-7", b"online".to_vec(), Duration::from_secs(30)).await?;
+/// devices.upsert("sensor-7", b"online".to_vec()).ttl(Duration::from_secs(30)).await?;
 /// let snap = devices.snapshot().await?;
 /// assert_eq!(snap.entries[0].key, "sensor-7");
 /// let mut changes = devices.follow(snap.position + 1);   // live from here on
@@ -42,6 +43,7 @@ impl Ephemeral {
         options: EphemeralOptions,
     ) -> Result<Self> {
         check_name("ephemeral set name", name)?;
+        check_ttl("ttl", options.ttl)?;
         Ok(Ephemeral {
             name: name.into(),
             options: Arc::new(options),
@@ -49,28 +51,14 @@ impl Ephemeral {
         })
     }
 
-    /// Inserts or replaces `key` with `value` for `ttl`; returns the change's position.
-    /// Durable when it returns.
+    /// Inserts or replaces `key` with `value`; `.await` the returned [`UpsertEntry`] (after
+    /// [`ttl`](UpsertEntry::ttl), to live other than the set's default TTL). Durable when it
+    /// returns; its value is the change's position.
     ///
-    /// Errors: [`Error::PayloadTooLarge`]; [`Error::CapacityExceeded`] for a new key in a full
-    /// set; [`Error::InvalidArgument`] for a bad key or a zero ttl. Nothing is written then.
-    pub async fn upsert(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<u64> {
-        check_name("ephemeral key", key)?;
-        check_ttl("ttl", ttl)?;
-        if value.len() > self.options.payload_limit {
-            return Err(Error::PayloadTooLarge {
-                size: value.len(),
-                limit: self.options.payload_limit,
-            });
-        }
-        let upsert = EphemeralUpsert {
-            set: self.name.to_string(),
-            key: key.to_string(),
-            value,
-            ttl_ms: millis(ttl),
-            capacity: self.options.capacity,
-        };
-        self.core.backend.upsert(upsert).await
+    /// Errors: [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge); [`Error::CapacityExceeded`](crate::Error::CapacityExceeded) for a new key in a full
+    /// set; [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad key or a zero ttl. Nothing is written then.
+    pub fn upsert(&self, key: impl Into<String>, value: Vec<u8>) -> UpsertEntry<'_> {
+        UpsertEntry::new(&self.core, &self.name, &self.options, key.into(), value)
     }
 
     /// Extends a live entry's TTL to `ttl` from now. Returns the change's position, or `None`
@@ -99,7 +87,7 @@ impl Ephemeral {
 
     /// Up to `limit` changes from position `from` on.
     ///
-    /// Errors: [`Error::Lagged`] if changes at or after `from` were pruned.
+    /// Errors: [`Error::Lagged`](crate::Error::Lagged) if changes at or after `from` were pruned.
     pub async fn read_changes(&self, from: u64, limit: usize) -> Result<Vec<Change>> {
         self.core
             .backend

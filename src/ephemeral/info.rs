@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A live entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Entry {
     /// Its key.
     pub key: String,
@@ -18,6 +19,7 @@ pub struct Entry {
 /// Every live entry of a set, sorted by key, and the stream position it reflects: follow the
 /// changes from `position + 1` to stay in sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// The live entries, sorted by key.
     pub entries: Vec<Entry>,
@@ -27,6 +29,7 @@ pub struct Snapshot {
 
 /// One change of a set's stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Change {
     /// Its position: increasing within the set (positions are shared by all sets of the file,
     /// so they may skip numbers).

@@ -17,7 +17,9 @@ mod redb;
 mod rows;
 mod storage;
 pub(crate) mod tables;
+mod upsert;
 
 pub use handle::{ChangeStream, Ephemeral};
 pub use info::{Change, ChangeKind, Entry, Snapshot};
 pub use options::EphemeralOptions;
+pub use upsert::UpsertEntry;

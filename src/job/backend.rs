@@ -134,7 +134,7 @@ impl JobStorage for JobBackend {
         }
     }
 
-    async fn get(&self, id: u64, with_input: bool) -> Result<JobInfo> {
+    async fn get(&self, id: u64, with_input: bool) -> Result<Option<JobInfo>> {
         match self {
             JobBackend::Redb(b) => b.get(id, with_input).await,
         }

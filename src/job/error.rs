@@ -123,6 +123,7 @@ where
 /// handler's input type), `DUPLICATE_STEP`, `STEP_DECODE`, `OUTPUT_TOO_LARGE`,
 /// `STEP_TOO_LARGE`. Handlers choose their own codes; the default is `ERROR`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobFailure {
     /// The machine-readable code.
     pub code: String,

@@ -183,7 +183,7 @@ where
         tokio::pin!(poisoned);
         loop {
             let mut changed = self.core.watch(id);
-            let job = self.own(self.core.backend.get(id, false).await?)?;
+            let job = self.existing(id).await?;
             let state = job.state;
             if let Some(outcome) = outcome_of::<O>(job)? {
                 return Ok(outcome);
@@ -212,17 +212,25 @@ where
     /// [`Error::WrongDefinition`](crate::Error::WrongDefinition) for a job of another definition
     /// (nothing is changed).
     pub async fn cancel(&self, id: u64, reason: &str) -> Result<CancelOutcome> {
-        self.own(self.core.backend.get(id, false).await?)?;
+        self.existing(id).await?;
         self.core.cancel(id, reason).await
     }
 
-    /// The job as stored.
+    /// The job as stored; `None` if it was never submitted or was pruned after its retention.
     ///
-    /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob);
-    /// [`Error::WrongDefinition`](crate::Error::WrongDefinition) for a job of another definition
-    /// (nothing is changed).
-    pub async fn get(&self, id: u64) -> Result<JobInfo> {
-        self.own(self.core.backend.get(id, true).await?)
+    /// Errors: [`Error::WrongDefinition`](crate::Error::WrongDefinition) for a job of another
+    /// definition.
+    pub async fn get(&self, id: u64) -> Result<Option<JobInfo>> {
+        match self.core.backend.get(id, true).await? {
+            Some(job) => self.own(job).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The job without its input, if it exists and is of this handle's definition.
+    async fn existing(&self, id: u64) -> Result<JobInfo> {
+        let job = self.core.backend.get(id, false).await?;
+        self.own(job.ok_or(Error::UnknownJob { id })?)
     }
 
     /// `job` if it is of this handle's definition; [`Error::WrongDefinition`] otherwise.

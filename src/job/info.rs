@@ -90,6 +90,7 @@ pub(crate) fn state_name(state: &JobStateV1) -> &'static str {
 
 /// The latest progress a handler reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// 0 to 100.
     pub percent: u8,
@@ -99,6 +100,7 @@ pub struct Progress {
 
 /// A job as stored, for inspection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobInfo {
     /// The job id.
     pub id: u64,
@@ -209,6 +211,7 @@ pub enum CancelOutcome {
 
 /// The result of a submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Submitted {
     /// The job id.
     pub id: u64,
@@ -245,6 +248,7 @@ pub(crate) fn outcome_of<O: DeserializeOwned>(job: JobInfo) -> Result<Option<Out
 
 /// One entry of a job's event stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobEvent {
     /// Its position in the job's stream, from 0.
     pub seq: u32,

@@ -95,6 +95,7 @@ const RECOVERED: &str = "count:jobs_recovered";
 /// stored in the file and updated in the same commit as the change they count, so a snapshot
 /// always agrees with the jobs it describes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobMetrics {
     /// New jobs stored.
     pub submitted: u64,

@@ -227,16 +227,18 @@ impl JobStorage for RedbJobs {
         self.write(move |ctx, _| ops::admin::delete(ctx, id)).await
     }
 
-    async fn get(&self, id: u64, with_input: bool) -> Result<JobInfo> {
+    async fn get(&self, id: u64, with_input: bool) -> Result<Option<JobInfo>> {
         let job = self.store.read(|rtx| {
-            let job = read_job(&rtx.open_table(JOBS)?, id)?;
+            let Some(job) = find_job(&rtx.open_table(JOBS)?, id)? else {
+                return Ok(None);
+            };
             if with_input {
-                with_input_of(rtx, id, job)
+                with_input_of(rtx, id, job).map(Some)
             } else {
-                Ok(job)
+                Ok(Some(job))
             }
         })?;
-        Ok(info(id, job))
+        Ok(job.map(|job| info(id, job)))
     }
 
     /// Failed, cancelled and timed-out jobs are read from an index. Completed jobs are not
@@ -362,7 +364,13 @@ fn with_input_of(rtx: &redb::ReadTransaction, id: u64, mut job: JobV1) -> Result
 
 /// The job `id` from an open jobs table of a read transaction.
 fn read_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<JobV1> {
-    let bytes = jobs.get(id)?.ok_or(Error::UnknownJob { id })?;
-    let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
-    Ok(job)
+    find_job(jobs, id)?.ok_or(Error::UnknownJob { id })
+}
+
+/// The job `id`, if it exists, from an open jobs table of a read transaction.
+fn find_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<Option<JobV1>> {
+    match jobs.get(id)? {
+        Some(bytes) => Ok(Some(decode::<StoredJob>("jobs", bytes.value())?.into_job())),
+        None => Ok(None),
+    }
 }

@@ -65,7 +65,7 @@ pub(crate) trait JobStorage {
     /// Deletes a finished job with everything that belongs to it.
     async fn delete(&self, id: u64) -> Result<()>;
     /// The job as stored; its input too when `with_input`.
-    async fn get(&self, id: u64, with_input: bool) -> Result<JobInfo>;
+    async fn get(&self, id: u64, with_input: bool) -> Result<Option<JobInfo>>;
     /// Up to `limit` jobs in `state` with an id above `after`, by id.
     async fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>>;
     /// Up to `limit` events of job `id` from position `from` on.

@@ -22,8 +22,8 @@ impl Jobs {
         Jobs { core }
     }
 
-    /// The job as stored. Errors: [`Error::UnknownJob`](crate::Error::UnknownJob).
-    pub async fn get(&self, id: u64) -> Result<JobInfo> {
+    /// The job as stored; `None` if it was never submitted or was pruned after its retention.
+    pub async fn get(&self, id: u64) -> Result<Option<JobInfo>> {
         self.core.backend.get(id, true).await
     }
 

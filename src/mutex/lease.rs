@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A held mutex lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MutexLease {
     /// The mutex name.
     pub name: String,

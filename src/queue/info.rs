@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The result of a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SendReceipt {
     /// The message id.
     pub id: u64,
@@ -14,6 +15,7 @@ pub struct SendReceipt {
 
 /// A message as stored, for inspection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MessageInfo {
     /// The message id.
     pub id: u64,
@@ -61,6 +63,7 @@ pub enum MessageStatus {
 
 /// A dead-lettered message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The message id.
     pub id: u64,
@@ -78,6 +81,7 @@ pub struct DeadLetter {
 
 /// Counts of a queue's messages by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct QueueStats {
     /// Ready to deliver now.
     pub ready: u64,

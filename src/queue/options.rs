@@ -6,15 +6,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueOptions {
     /// Lease of [`Queue::receive`](crate::Queue::receive) when none is given. Default 30 s.
-    pub lease: Duration,
+    pub(crate) lease: Duration,
     /// Deliveries before a message is dead-lettered as `max_deliveries`. Default 10.
-    pub max_deliveries: u32,
+    pub(crate) max_deliveries: u32,
     /// Age after which an unacknowledged message is dead-lettered as `expired`. Default 7 days.
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
     /// Largest payload accepted by [`Queue::send`](crate::Queue::send), in bytes. Default 128 KiB.
-    pub payload_limit: usize,
+    pub(crate) payload_limit: usize,
     /// How long dead letters are kept before they are purged. Default 7 days.
-    pub dead_retention: Duration,
+    pub(crate) dead_retention: Duration,
 }
 
 impl Default for QueueOptions {

@@ -51,6 +51,7 @@ struct DeadLetterV1 {
 
 /// A slot that could not be dispatched, from [`Scheduler::dead_letters`](crate::Scheduler::dead_letters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScheduleDeadLetter {
     /// The schedule id.
     pub id: String,

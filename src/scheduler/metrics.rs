@@ -97,6 +97,7 @@ pub enum SchedulerMetric {
 
 /// Scheduler counters since this engine opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SchedulerMetrics {
     /// Leaderships taken (1 once open).
     pub leader_acquired: u64,
@@ -171,6 +172,7 @@ impl Counters {
 
 /// What a dispatch pass did, for metrics and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DispatchReport {
     /// Jobs submitted for slots.
     pub submitted: u64,

@@ -106,6 +106,7 @@ pub enum Registered {
 
 /// A schedule as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScheduleInfo {
     /// Its id.
     pub id: String,

@@ -48,6 +48,7 @@ pub enum Durability {
 
 /// Writer counters, readable as a snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StoreStats {
     /// Transactions committed.
     pub commits: u64,

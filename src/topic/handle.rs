@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use super::core::TopicCore;
 use super::group::ConsumerGroup;
-use super::info::{Published, StartAt, TopicEvent};
+use super::info::{StartAt, TopicEvent};
 use super::options::TopicOptions;
-use super::storage::{TopicPublish, TopicStorage};
-use crate::clock::millis;
-use crate::error::{Error, Result, check_name, check_ttl};
+use super::publish::PublishEvent;
+use super::storage::TopicStorage;
+use crate::error::{Result, check_name, check_ttl};
 use crate::feed::{self, Feed};
 
 /// A named topic. Get one from [`Engine::topic`](crate::Engine::topic); cheap to clone.
@@ -46,40 +46,19 @@ impl Topic {
         })
     }
 
-    /// Publishes an event; durable when it returns.
+    /// Publishes an event; `.await` the returned [`PublishEvent`] (after
+    /// [`key`](PublishEvent::key), if the event has an idempotency key). Durable when it
+    /// returns.
     ///
-    /// Errors: [`Error::PayloadTooLarge`]; nothing is written then.
-    pub async fn publish(&self, payload: Vec<u8>) -> Result<Published> {
-        self.publish_inner(None, payload).await
-    }
-
-    /// Publishes an event with an idempotency key: while an event with this key is retained,
-    /// publishing again returns its sequence number and stores nothing.
-    pub async fn publish_with_key(&self, key: &str, payload: Vec<u8>) -> Result<Published> {
-        check_name("topic key", key)?;
-        self.publish_inner(Some(key.to_string()), payload).await
-    }
-
-    async fn publish_inner(&self, key: Option<String>, payload: Vec<u8>) -> Result<Published> {
-        if payload.len() > self.options.payload_limit {
-            return Err(Error::PayloadTooLarge {
-                size: payload.len(),
-                limit: self.options.payload_limit,
-            });
-        }
-        let publish = TopicPublish {
-            topic: self.name.to_string(),
-            key,
-            payload,
-            retention_ms: millis(self.options.retention),
-            max_events: self.options.max_events,
-        };
-        self.core.backend.publish(publish).await
+    /// Errors: [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge); [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad key. Nothing is
+    /// written then.
+    pub fn publish(&self, payload: Vec<u8>) -> PublishEvent<'_> {
+        PublishEvent::new(&self.core, &self.name, &self.options, payload)
     }
 
     /// Up to `limit` events from sequence `from` on.
     ///
-    /// Errors: [`Error::Lagged`] if events at or after `from` were pruned.
+    /// Errors: [`Error::Lagged`](crate::Error::Lagged) if events at or after `from` were pruned.
     pub async fn read(&self, from: u64, limit: usize) -> Result<Vec<TopicEvent>> {
         self.core.backend.read(&self.name, from, limit).await
     }
@@ -90,8 +69,8 @@ impl Topic {
     }
 
     /// Every event from `start` on, then live ones as they are published (woken by the
-    /// publish, not by polling). Ends with [`Error::Lagged`] if the reader falls behind
-    /// retention, or [`Error::Closed`] at shutdown.
+    /// publish, not by polling). Ends with [`Error::Lagged`](crate::Error::Lagged) if the reader falls behind
+    /// retention, or [`Error::Closed`](crate::Error::Closed) at shutdown.
     pub async fn subscribe(&self, start: StartAt) -> TopicStream {
         // The start is read now, before this returns: an event published after the call is
         // always in the stream.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// An event of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TopicEvent {
     /// Its sequence number: 1, 2, 3, … within the topic.
     pub seq: u64,
@@ -30,6 +31,7 @@ pub enum StartAt {
 
 /// The result of a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Published {
     /// The event's sequence number.
     pub seq: u64,
@@ -40,6 +42,7 @@ pub struct Published {
 /// An event handed to a group member; commit it when done, or it is delivered again after the
 /// topic's reclaim time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GroupDelivery {
     /// The event.
     pub event: TopicEvent,

@@ -80,10 +80,13 @@ async fn main() -> jobfile::Result<()> {
         .meta("correlation_id", "checkout-7f3a")
         .await?;
     if submitted.deduplicated {
+        let state = match invoices.get(submitted.id).await? {
+            Some(job) => job.state.to_string(),
+            None => "pruned".to_string(),
+        };
         println!(
-            "job {} was submitted by an earlier run and is {}; the same key gives the same job",
+            "job {} was submitted by an earlier run and is {state}; the same key gives the same job",
             submitted.id,
-            invoices.get(submitted.id).await?.state
         );
     } else {
         println!("submitted job {}", submitted.id);
