@@ -1,7 +1,58 @@
 //! Error types. Every fallible call returns [`Error`]; its variants say what went wrong in
 //! terms a caller can act on.
 
+use std::fmt;
 use std::path::PathBuf;
+
+/// What a caller held and lost; the subject of [`Error::NotHolder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Held {
+    /// A delivery of a queue message.
+    Delivery {
+        /// The queue.
+        queue: String,
+        /// The message id.
+        message: u64,
+        /// Which delivery of the message it was (1 for the first).
+        delivery: u32,
+    },
+    /// A lease on a fenced mutex.
+    MutexLease {
+        /// The mutex name.
+        name: String,
+        /// The owner that asked.
+        owner: String,
+        /// The fencing token of the lease.
+        token: u64,
+    },
+    /// A running attempt of a job.
+    Attempt {
+        /// The job id.
+        job: u64,
+        /// The attempt number.
+        attempt: u32,
+    },
+}
+
+impl fmt::Display for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Held::Delivery {
+                queue,
+                message,
+                delivery,
+            } => write!(
+                f,
+                "delivery {delivery} of message {message} in queue {queue:?}"
+            ),
+            Held::MutexLease { name, owner, token } => {
+                write!(f, "lease {token} of mutex {name:?} by {owner:?}")
+            }
+            Held::Attempt { job, attempt } => write!(f, "attempt {attempt} of job {job}"),
+        }
+    }
+}
 
 /// The error type of every fallible jobfile call.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +165,13 @@ pub enum Error {
         id: u64,
     },
 
+    /// No schedule with this id is registered.
+    #[error("no schedule {id:?} is registered")]
+    UnknownSchedule {
+        /// The schedule id that was not found.
+        id: String,
+    },
+
     /// A typed job handle was given the id of a job of another definition: its input and
     /// output types are not this handle's. Nothing was read into them or changed.
     #[error(
@@ -138,16 +196,14 @@ pub enum Error {
         detail: String,
     },
 
-    /// The caller no longer holds the mutex lease it named: it expired (and maybe another
-    /// owner took the mutex), or it was released. Nothing was changed.
-    #[error("{owner:?} no longer holds mutex {name:?} (lease {token}): it expired or was released")]
+    /// The caller no longer holds what it named: a queue delivery whose lease ran out (the
+    /// message may have gone to another receiver), a mutex lease that expired or was released,
+    /// a job attempt that was cancelled, timed out or handed back. Nothing was changed. Every
+    /// primitive reports a lost claim this way.
+    #[error("{held} is no longer held by the caller: it expired, was released or passed on")]
     NotHolder {
-        /// The mutex name.
-        name: String,
-        /// The owner that asked.
-        owner: String,
-        /// The fencing token of the lease it named.
-        token: u64,
+        /// What the caller named.
+        held: Held,
     },
 
     /// The mutex stayed held by another owner for the whole wait.

@@ -52,10 +52,10 @@
 //!
 //! let first = thumbs.receive().await?;                // highest priority first
 //! assert_eq!(first.payload(), b"photo-2.jpg");
-//! assert!(first.ack().await?);
+//! first.ack().await?;
 //!
 //! let second = thumbs.receive().await?;
-//! assert!(second.nack(Duration::from_secs(10)).await?); // try again in 10 s
+//! second.nack(Duration::from_secs(10)).await?; // try again in 10 s
 //! engine.shutdown(Duration::from_secs(5)).await?;
 //! # Ok(()) }
 //! ```
@@ -90,7 +90,7 @@ pub use engine::{Engine, EngineOptions};
 pub use ephemeral::{
     Change, ChangeKind, ChangeStream, Entry, Ephemeral, EphemeralOptions, Snapshot, UpsertEntry,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Held, Result};
 pub use feed::Feed;
 pub use job::{
     Backoff, CancelOutcome, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream, JobEvents,

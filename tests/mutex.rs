@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, open_manual, secs, temp_file};
-use jobfile::Error;
+use jobfile::{Error, Held};
 
 #[tokio::test]
 async fn one_holder_at_a_time_and_tokens_grow_with_every_acquisition() {
@@ -55,7 +55,9 @@ async fn an_expired_lease_can_be_taken_and_the_old_owner_is_told() {
     clock.advance(secs(10));
     // Expired, not yet taken: the old owner can no longer extend it.
     match m.extend(&a, secs(10)).await {
-        Err(Error::NotHolder { name, owner, token }) => {
+        Err(Error::NotHolder {
+            held: Held::MutexLease { name, owner, token },
+        }) => {
             assert_eq!((name.as_str(), owner.as_str(), token), ("m", "a", 1));
         }
         other => panic!("expected NotHolder, got {other:?}"),
@@ -64,7 +66,9 @@ async fn an_expired_lease_can_be_taken_and_the_old_owner_is_told() {
     assert_eq!(b.token, 2);
     assert!(matches!(
         m.release(&a).await,
-        Err(Error::NotHolder { token: 1, .. })
+        Err(Error::NotHolder {
+            held: Held::MutexLease { token: 1, .. }
+        })
     ));
     assert!(matches!(
         m.extend(&a, secs(5)).await,

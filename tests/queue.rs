@@ -12,7 +12,7 @@ async fn receive_payloads(q: &jobfile::Queue, n: usize) -> Vec<Vec<u8>> {
     for _ in 0..n {
         let d = q.receive().await.expect("receive");
         out.push(d.payload().to_vec());
-        assert!(d.ack().await.expect("ack"));
+        d.ack().await.expect("ack");
     }
     out
 }
@@ -110,7 +110,7 @@ async fn nacked_message_goes_behind_those_already_ready() {
         q.send(p.as_bytes().to_vec()).await.unwrap();
     }
     let a = q.receive().await.unwrap();
-    assert!(a.nack(Duration::ZERO).await.unwrap());
+    a.nack(Duration::ZERO).await.unwrap();
     let order: Vec<_> = receive_payloads(&q, 3).await;
     assert_eq!(order, vec![b"b".to_vec(), b"c".to_vec(), b"a".to_vec()]);
 }
@@ -122,7 +122,7 @@ async fn nack_with_delay_waits_and_counts_deliveries() {
     let q = engine.queue("work").unwrap();
     let id = q.send(b"x".to_vec()).await.unwrap().id;
     let d = q.receive().await.unwrap();
-    assert!(d.nack_with_error(secs(60), "busy").await.unwrap());
+    d.nack_with_error(secs(60), "busy").await.unwrap();
     let info = q.get(id).await.unwrap().unwrap();
     assert_eq!(
         info.state,
@@ -138,8 +138,8 @@ async fn nack_with_delay_waits_and_counts_deliveries() {
     let again = q.receive().await.unwrap();
     assert_eq!((again.id(), again.deliveries()), (id, 2));
     // The first delivery no longer owns the message.
-    assert!(!d.ack().await.unwrap());
-    assert!(again.ack().await.unwrap());
+    assert_lost(d.ack().await, "lease lost");
+    again.ack().await.unwrap();
 }
 
 #[tokio::test]
@@ -157,20 +157,20 @@ async fn expired_lease_is_redelivered_with_its_count_and_old_owner_loses() {
 
     clock.advance(Duration::from_millis(1));
     // Past the deadline the ack fails even before the expiry has been processed.
-    assert!(!first.ack().await.unwrap());
+    assert_lost(first.ack().await, "lease lost");
     let second = q.receive_for(secs(30)).await.unwrap();
     assert_eq!((second.id(), second.deliveries()), (id, 2));
     assert_eq!(second.lease_deadline_ms(), T0 + 60_000);
     let info = q.get(id).await.unwrap().unwrap();
     assert_eq!(info.last_error.as_deref(), Some("lease expired"));
-    assert!(!first.nack(Duration::ZERO).await.unwrap());
+    assert_lost(first.nack(Duration::ZERO).await, "lease lost");
     let mut first = first;
-    assert!(
-        !first.extend(secs(30)).await.unwrap(),
-        "a lost lease cannot be extended"
+    assert_lost(
+        first.extend(secs(30)).await,
+        "a lost lease cannot be extended",
     );
-    assert!(!first.dead_letter("late").await.unwrap());
-    assert!(second.ack().await.unwrap());
+    assert_lost(first.dead_letter("late").await, "lease lost");
+    second.ack().await.unwrap();
     assert!(q.get(id).await.unwrap().is_none());
 }
 
@@ -182,12 +182,12 @@ async fn extend_keeps_the_lease() {
     q.send(b"x".to_vec()).await.unwrap();
     let mut d = q.receive_for(secs(30)).await.unwrap();
     clock.advance(secs(20));
-    assert!(d.extend(secs(30)).await.unwrap());
+    d.extend(secs(30)).await.unwrap();
     assert_eq!(d.lease_deadline_ms(), T0 + 50_000);
     clock.advance(secs(20)); // 40 s: past the first deadline, inside the extended one
     engine.tick().await.unwrap();
     assert!(q.try_receive(1, secs(30)).await.unwrap().is_empty());
-    assert!(d.ack().await.unwrap());
+    d.ack().await.unwrap();
 }
 
 #[tokio::test]
@@ -199,9 +199,9 @@ async fn max_deliveries_moves_to_dead_letters_with_last_error() {
         .unwrap();
     let id = q.send(b"x".to_vec()).await.unwrap().id;
     let d1 = q.receive().await.unwrap();
-    assert!(d1.nack_with_error(Duration::ZERO, "boom 1").await.unwrap());
+    d1.nack_with_error(Duration::ZERO, "boom 1").await.unwrap();
     let d2 = q.receive().await.unwrap();
-    assert!(d2.nack_with_error(Duration::ZERO, "boom 2").await.unwrap());
+    d2.nack_with_error(Duration::ZERO, "boom 2").await.unwrap();
     let d3 = q.receive_for(secs(10)).await.unwrap();
     assert_eq!(d3.deliveries(), 3);
     clock.advance(secs(10));
@@ -227,7 +227,7 @@ async fn nack_of_the_last_delivery_dead_letters_at_once() {
         .unwrap();
     let id = q.send(b"x".to_vec()).await.unwrap().id;
     let d = q.receive().await.unwrap();
-    assert!(d.nack_with_error(Duration::ZERO, "bad").await.unwrap());
+    d.nack_with_error(Duration::ZERO, "bad").await.unwrap();
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(
         (dead[0].id, dead[0].reason, dead[0].last_error.as_deref()),
@@ -329,7 +329,7 @@ async fn a_leased_message_past_its_max_age_is_dead_lettered_when_its_delivery_en
     engine.tick().await.unwrap();
     // Still owned by its consumer until the delivery ends.
     assert_eq!(q.stats().await.unwrap().leased, 1);
-    assert!(d.nack(Duration::ZERO).await.unwrap());
+    d.nack(Duration::ZERO).await.unwrap();
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(
         dead.iter().map(|d| (d.id, d.reason)).collect::<Vec<_>>(),
@@ -348,11 +348,8 @@ async fn explicit_dead_letter_requeue_delete_and_purge() {
     }
     for _ in 0..3 {
         let d = q.receive().await.unwrap();
-        assert!(d.dead_letter("poison").await.unwrap());
-        assert!(
-            !d.ack().await.unwrap(),
-            "a dead-lettered delivery is no longer owned"
-        );
+        d.dead_letter("poison").await.unwrap();
+        assert_lost(d.ack().await, "a dead-lettered delivery is no longer owned");
     }
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), ids);
@@ -367,10 +364,10 @@ async fn explicit_dead_letter_requeue_delete_and_purge() {
         (d.id(), d.deliveries(), d.payload()),
         (ids[0], 1, &b"a"[..])
     );
-    assert!(d.ack().await.unwrap());
+    d.ack().await.unwrap();
 
     assert!(q.delete_dead(ids[1]).await.unwrap());
-    assert!(!q.delete_dead(ids[1]).await.unwrap());
+    assert!(!q.delete_dead(ids[1]).await.unwrap(), "already deleted");
     assert_eq!(q.purge_dead().await.unwrap(), 1);
     assert_eq!(q.stats().await.unwrap(), QueueStats::default());
     assert!(q.get(ids[2]).await.unwrap().is_none());
@@ -450,7 +447,7 @@ async fn idempotent_send_returns_the_same_id_while_stored() {
     assert_eq!(d.payload(), b"x");
     assert!(q.send(b"x".to_vec()).key("k1").await.unwrap().deduplicated);
     // Acknowledged: the key is free again.
-    assert!(d.ack().await.unwrap());
+    d.ack().await.unwrap();
     let fresh = q.send(b"x".to_vec()).key("k1").await.unwrap();
     assert!(!fresh.deduplicated);
     assert_ne!(fresh.id, first.id);
@@ -527,7 +524,7 @@ async fn many_receivers_each_get_one_message() {
             let q = q.clone();
             tokio::spawn(async move {
                 let d = q.receive().await.unwrap();
-                assert!(d.ack().await.unwrap());
+                d.ack().await.unwrap();
                 d.id()
             })
         })
@@ -601,7 +598,7 @@ async fn bytes_per_100_extends(len: usize) -> u64 {
     assert_eq!(d.payload().len(), len);
     let before = faults.bytes_written();
     for _ in 0..100 {
-        assert!(d.extend(secs(30)).await.unwrap());
+        d.extend(secs(30)).await.unwrap();
     }
     let written = faults.bytes_written() - before;
     // The payload is whole wherever it is read.
@@ -609,7 +606,7 @@ async fn bytes_per_100_extends(len: usize) -> u64 {
         q.get(d.id()).await.unwrap().unwrap().payload,
         vec![7u8; len]
     );
-    assert!(d.nack(Duration::ZERO).await.unwrap());
+    d.nack(Duration::ZERO).await.unwrap();
     assert_eq!(
         q.receive().await.unwrap().payload(),
         vec![7u8; len].as_slice()
@@ -631,4 +628,14 @@ async fn extending_a_delivery_costs_the_same_whatever_the_payload_size() {
 /// A queue's stats as (ready, delayed, leased, dead).
 fn stats_of(s: jobfile::QueueStats) -> (u64, u64, u64, u64) {
     (s.ready, s.delayed, s.leased, s.dead)
+}
+
+/// Asserts that a settle of a delivery was refused because its lease was lost.
+fn assert_lost(r: jobfile::Result<()>, why: &str) {
+    match r {
+        Err(jobfile::Error::NotHolder {
+            held: jobfile::Held::Delivery { .. },
+        }) => {}
+        other => panic!("{why}: expected NotHolder, got {other:?}"),
+    }
 }

@@ -298,7 +298,7 @@ async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone(
     );
     assert!(matches!(
         sched.trigger_now("nope", "k").await,
-        Err(Error::InvalidArgument { .. })
+        Err(Error::UnknownSchedule { id }) if id == "nope"
     ));
 }
 
@@ -430,7 +430,10 @@ async fn metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignore
         .unwrap();
     sched.trigger_now("m", "k").await.unwrap();
     sched.trigger_now("m", "k").await.unwrap();
-    assert!(sched.trigger_now("gone", "k").await.is_err());
+    assert!(matches!(
+        sched.trigger_now("gone", "k").await,
+        Err(jobfile::Error::UnknownSchedule { id }) if id == "gone"
+    ));
     clock.set(utc(2026, 1, 1, 1, 0));
     sched.tick().await.unwrap();
     assert!(sched.unregister("m").await.unwrap());

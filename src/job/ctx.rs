@@ -13,6 +13,7 @@ use super::effects::Claimed;
 use super::error::JobError;
 use super::signal::{AttemptSignal, StopReason};
 use super::storage::{AttemptClaim, JobStorage};
+use crate::error::{Error, Held};
 
 /// The longest step id, in bytes.
 const MAX_STEP_ID: usize = 256;
@@ -48,11 +49,14 @@ impl std::fmt::Debug for JobCtx {
     }
 }
 
-fn lost(id: u64, what: &str) -> JobError {
-    JobError::permanent(format!(
-        "job {id}: {what} refused; this attempt no longer owns the job (cancelled, timed out or handed back)"
-    ))
-    .code("LOST")
+/// The error of a write refused because `claim` no longer owns its job: code `LOST`.
+fn lost(claim: AttemptClaim) -> JobError {
+    JobError::from(Error::NotHolder {
+        held: Held::Attempt {
+            job: claim.id,
+            attempt: claim.attempt,
+        },
+    })
 }
 
 impl JobCtx {
@@ -138,9 +142,7 @@ impl JobCtx {
     pub async fn heartbeat(&self) -> Result<(), JobError> {
         let claim = self.claim();
         let owned = self.inner.core.backend.heartbeat(claim).await?;
-        owned
-            .then_some(())
-            .ok_or_else(|| lost(claim.id, "heartbeat"))
+        owned.then_some(()).ok_or_else(|| lost(claim))
     }
 
     /// Stores the latest progress (`percent` from 0 to 100, and a stage name) on the job and
@@ -159,9 +161,7 @@ impl JobCtx {
             .backend
             .progress(claim, percent, stage.to_string())
             .await?;
-        owned
-            .then_some(())
-            .ok_or_else(|| lost(claim.id, "progress"))
+        owned.then_some(()).ok_or_else(|| lost(claim))
     }
 
     /// Runs `work` once for this job and remembers its result in the file.
@@ -202,15 +202,14 @@ impl JobCtx {
             .code("DUPLICATE_STEP"));
         }
         let claim = self.claim();
-        let id = claim.id;
         // An attempt that lost its job (timed out, cancelled, handed back) must not run the
         // body: the attempt that owns the job now may be running it, or will.
         if self.lost_signal() {
-            return Err(lost(id, "step"));
+            return Err(lost(claim));
         }
         let (owned, stored) = self.inner.core.backend.step_result(claim, step_id).await?;
         if !owned {
-            return Err(lost(id, "step"));
+            return Err(lost(claim));
         }
         if let Some(bytes) = stored {
             return serde_json::from_slice(&bytes).map_err(|e| {
@@ -239,7 +238,7 @@ impl JobCtx {
             .record_step(claim, step_id.to_string(), bytes)
             .await?;
         if !owned {
-            return Err(lost(id, "step result"));
+            return Err(lost(claim));
         }
         Ok(value)
     }

@@ -110,8 +110,12 @@ where
             }
             source = s.source();
         }
-        let engine = (&e as &dyn std::any::Any).is::<crate::Error>();
-        JobError::retryable(message).code(if engine { "ENGINE" } else { "ERROR" })
+        match (&e as &dyn std::any::Any).downcast_ref::<crate::Error>() {
+            // The attempt lost its job: retrying it cannot help, and what it returns is dropped.
+            Some(crate::Error::NotHolder { .. }) => JobError::permanent(message).code("LOST"),
+            Some(_) => JobError::retryable(message).code("ENGINE"),
+            None => JobError::retryable(message).code("ERROR"),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use super::core::MutexCore;
 use super::lease::MutexLease;
 use super::storage::{Acquired, MutexStorage};
 use crate::clock::millis;
-use crate::error::{Error, Result, check_name, check_ttl};
+use crate::error::{Error, Held, Result, check_name, check_ttl};
 
 /// A named mutex of the file. Get one from [`Engine::mutex`](crate::Engine::mutex); cheap to
 /// clone.
@@ -157,8 +157,10 @@ impl FencedMutex {
 
 fn not_holder(lease: &MutexLease) -> Error {
     Error::NotHolder {
-        name: lease.name.clone(),
-        owner: lease.owner.clone(),
-        token: lease.token,
+        held: Held::MutexLease {
+            name: lease.name.clone(),
+            owner: lease.owner.clone(),
+            token: lease.token,
+        },
     }
 }

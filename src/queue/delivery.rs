@@ -6,11 +6,12 @@ use std::time::Duration;
 use super::core::QueueCore;
 use super::storage::{DeliveryClaim, QueueNack, QueueStorage, Taken};
 use crate::clock::millis;
-use crate::error::Result;
+use crate::error::{Error, Held, Result};
 
 /// A leased message. Settle it with [`ack`](Delivery::ack), [`nack`](Delivery::nack) or
-/// [`dead_letter`](Delivery::dead_letter); each returns whether this delivery still owned the
-/// message (false once its lease ran out, even if no one else has taken it yet).
+/// [`dead_letter`](Delivery::dead_letter). Once its lease has run out (even if no one else
+/// has taken the message yet) each of these, and [`extend`](Delivery::extend), fails with
+/// [`Error::NotHolder`] and changes nothing.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     core: Arc<QueueCore>,
@@ -66,48 +67,72 @@ impl Delivery {
         self.deadline_ms
     }
 
-    /// Acknowledges the message: it is deleted. Returns whether this delivery still owned it.
-    pub async fn ack(&self) -> Result<bool> {
-        self.core.backend.ack(self.claim()).await
+    /// Acknowledges the message: it is deleted.
+    ///
+    /// Errors: [`Error::NotHolder`] if the lease ran out first.
+    pub async fn ack(&self) -> Result<()> {
+        let owned = self.core.backend.ack(self.claim()).await?;
+        self.held(owned)
     }
 
     /// Gives the message back: behind the messages already ready, or after `delay`. When this was
     /// its last allowed delivery it goes to the dead-letter list instead (`max_deliveries`).
-    /// Returns whether this delivery still owned it.
-    pub async fn nack(&self, delay: Duration) -> Result<bool> {
+    ///
+    /// Errors: [`Error::NotHolder`] if the lease ran out first.
+    pub async fn nack(&self, delay: Duration) -> Result<()> {
         self.settle_nack(delay, None).await
     }
 
     /// Like [`nack`](Delivery::nack), recording `error` as the message's last error.
-    pub async fn nack_with_error(&self, delay: Duration, error: impl Into<String>) -> Result<bool> {
+    pub async fn nack_with_error(&self, delay: Duration, error: impl Into<String>) -> Result<()> {
         self.settle_nack(delay, Some(error.into())).await
     }
 
-    async fn settle_nack(&self, delay: Duration, error: Option<String>) -> Result<bool> {
+    async fn settle_nack(&self, delay: Duration, error: Option<String>) -> Result<()> {
         let nack = QueueNack {
             claim: self.claim(),
             delay_ms: millis(delay),
             error,
         };
-        self.core.backend.nack(nack).await
+        let owned = self.core.backend.nack(nack).await?;
+        self.held(owned)
     }
 
-    /// Extends the lease to `lease` from now. Returns whether this delivery still owned it.
-    pub async fn extend(&mut self, lease: Duration) -> Result<bool> {
+    /// Extends the lease to `lease` from now.
+    ///
+    /// Errors: [`Error::NotHolder`] if the lease ran out first.
+    pub async fn extend(&mut self, lease: Duration) -> Result<()> {
         let lease_ms = millis(lease).max(1);
         let deadline = self.core.backend.extend(self.claim(), lease_ms).await?;
         if let Some(d) = deadline {
             self.deadline_ms = d;
         }
-        Ok(deadline.is_some())
+        self.held(deadline.is_some())
     }
 
     /// Moves the message to the dead-letter list at once (reason `nacked`), recording `error`.
-    /// Returns whether this delivery still owned it.
-    pub async fn dead_letter(&self, error: impl Into<String>) -> Result<bool> {
-        self.core
+    ///
+    /// Errors: [`Error::NotHolder`] if the lease ran out first.
+    pub async fn dead_letter(&self, error: impl Into<String>) -> Result<()> {
+        let owned = self
+            .core
             .backend
             .dead_letter(self.claim(), error.into())
-            .await
+            .await?;
+        self.held(owned)
+    }
+
+    /// `Ok` if this delivery still owned its message; [`Error::NotHolder`] if not.
+    fn held(&self, owned: bool) -> Result<()> {
+        if owned {
+            return Ok(());
+        }
+        Err(Error::NotHolder {
+            held: Held::Delivery {
+                queue: self.queue.to_string(),
+                message: self.id,
+                delivery: self.deliveries,
+            },
+        })
     }
 }

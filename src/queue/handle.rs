@@ -26,7 +26,7 @@ const MAX_QUEUE_NAME: usize = 256;
 /// let delivery = emails.receive().await?;
 /// assert_eq!(delivery.id(), sent.id);
 /// assert_eq!(delivery.payload(), b"hello");
-/// assert!(delivery.ack().await?);
+/// delivery.ack().await?;
 /// # engine.shutdown(std::time::Duration::from_secs(1)).await?; Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

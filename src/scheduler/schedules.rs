@@ -32,5 +32,5 @@ pub(crate) fn save(ctx: &TxCtx<'_>, id: &str, s: &ScheduleV1, old_next: Option<u
 }
 
 pub(crate) fn unknown(id: &str) -> Error {
-    Error::invalid("schedule", format!("no schedule {id:?}"))
+    Error::UnknownSchedule { id: id.to_string() }
 }
