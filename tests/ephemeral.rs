@@ -184,7 +184,7 @@ async fn default_capacity_is_ten_thousand_entries() {
     for i in 0..10_000 {
         let set = set.clone();
         tasks.push(tokio::spawn(async move {
-            set.upsert(&format!("k{i:05}"), vec![]).ttl(secs(60)).await
+            set.upsert(format!("k{i:05}"), vec![]).ttl(secs(60)).await
         }));
     }
     for t in tasks {
