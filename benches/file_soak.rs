@@ -89,9 +89,9 @@ fn main() {
             let retained = loop {
                 let n = engine
                     .jobs()
-                    .list(JobState::Completed, 0, usize::MAX)
+                    .list().state(JobState::Completed).oldest_first().limit(usize::MAX)
                     .await
-                    .expect("list")
+                    .expect("list").jobs
                     .len() as u64;
                 if n <= per_minute {
                     break n;

@@ -94,8 +94,8 @@ pub use error::{Error, Held, Result};
 pub use feed::Feed;
 pub use job::{
     Backoff, CancelOutcome, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream, JobEvents,
-    JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobSpec, JobState, Jobs, MetricCallback,
-    Outcome, Progress, StopReason, Submit, Submitted,
+    JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobPage, JobSpec, JobState, Jobs,
+    ListJobs, MetricCallback, Outcome, Progress, StopReason, Submit, Submitted,
 };
 pub use mutex::{FencedMutex, MutexLease};
 pub use queue::{

@@ -184,7 +184,7 @@ fn open_and_use(path: &Path) -> Result<()> {
         let used = async {
             let jobs = engine.jobs();
             for state in [crate::JobState::Queued, crate::JobState::Completed] {
-                jobs.list(state, 0, 10).await?;
+                jobs.list().state(state).oldest_first().limit(10).await?;
             }
             let queue = engine.queue("fuzz")?;
             queue.send(b"x".to_vec()).await?;

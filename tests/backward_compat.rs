@@ -57,7 +57,15 @@ async fn a_format_1_file_opens_is_upgraded_and_its_old_messages_expire_on_time()
         [b"one".to_vec(), b"two".to_vec()]
     );
     // The delayed job is still queued; the completed one was pruned after its retention.
-    let queued = engine.jobs().list(JobState::Queued, 0, 10).await.unwrap();
+    let queued = engine
+        .jobs()
+        .list()
+        .state(JobState::Queued)
+        .oldest_first()
+        .limit(10)
+        .await
+        .unwrap()
+        .jobs;
     assert_eq!(queued.len(), 1);
     assert_eq!(
         (queued[0].name.as_str(), queued[0].input_json.as_slice()),
@@ -66,9 +74,13 @@ async fn a_format_1_file_opens_is_upgraded_and_its_old_messages_expire_on_time()
     assert!(
         engine
             .jobs()
-            .list(JobState::Completed, 0, 10)
+            .list()
+            .state(JobState::Completed)
+            .oldest_first()
+            .limit(10)
             .await
             .unwrap()
+            .jobs
             .is_empty()
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -84,7 +96,15 @@ async fn a_format_2_file_opens_with_its_inputs_stored_apart() {
         .open(&path)
         .await
         .unwrap();
-    let queued = engine.jobs().list(JobState::Queued, 0, 10).await.unwrap();
+    let queued = engine
+        .jobs()
+        .list()
+        .state(JobState::Queued)
+        .oldest_first()
+        .limit(10)
+        .await
+        .unwrap()
+        .jobs;
     let names: Vec<&str> = queued.iter().map(|j| j.name.as_str()).collect();
     assert_eq!(names, ["k", "big"]);
     let big = &queued[1];

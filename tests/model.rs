@@ -320,9 +320,13 @@ async fn compare(
     let jobs = engine.jobs();
     for state in [JobState::Queued, JobState::Cancelled] {
         let listed: Vec<u64> = jobs
-            .list(state, 0, 10_000)
+            .list()
+            .state(state)
+            .oldest_first()
+            .limit(10_000)
             .await
             .unwrap()
+            .jobs
             .into_iter()
             .map(|j| j.id)
             .collect();

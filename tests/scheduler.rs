@@ -49,7 +49,15 @@ async fn job_keys(engine: &Engine) -> Vec<String> {
         JobState::TimedOut,
         JobState::Cancelled,
     ] {
-        all.extend(jobs.list(state, 0, 10_000).await.unwrap());
+        all.extend(
+            jobs.list()
+                .state(state)
+                .oldest_first()
+                .limit(10_000)
+                .await
+                .unwrap()
+                .jobs,
+        );
     }
     // A job that moved on between two lists shows up in both: one entry per id.
     all.sort_by_key(|j| j.id);

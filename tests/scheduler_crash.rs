@@ -88,7 +88,15 @@ async fn no_slot_is_lost_or_run_twice_across_kills() {
         JobState::Completed,
         JobState::Failed,
     ] {
-        for job in jobs.list(state, 0, 100_000).await.unwrap() {
+        for job in jobs
+            .list()
+            .state(state)
+            .oldest_first()
+            .limit(100_000)
+            .await
+            .unwrap()
+            .jobs
+        {
             let key = job.key.unwrap();
             let slot: u64 = key.strip_prefix("every-second:").unwrap().parse().unwrap();
             per_slot.entry(slot).or_default().insert(job.id);
@@ -155,7 +163,17 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     // Let the T0 job finish before the clock jumps an hour (past its lease).
     let mut first = Vec::new();
     for state in [JobState::Queued, JobState::Running, JobState::Completed] {
-        first.extend(engine.jobs().list(state, 0, 10).await.unwrap());
+        first.extend(
+            engine
+                .jobs()
+                .list()
+                .state(state)
+                .oldest_first()
+                .limit(10)
+                .await
+                .unwrap()
+                .jobs,
+        );
     }
     for job in first {
         beat.join(job.id, None).await.unwrap();
@@ -173,7 +191,16 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
         JobState::TimedOut,
         JobState::Failed,
     ] {
-        for j in engine.jobs().list(state, 0, 10).await.unwrap() {
+        for j in engine
+            .jobs()
+            .list()
+            .state(state)
+            .oldest_first()
+            .limit(10)
+            .await
+            .unwrap()
+            .jobs
+        {
             jobs.insert(j.id, j.key);
         }
     }

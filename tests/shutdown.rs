@@ -142,7 +142,14 @@ fn shutdown_child_entry() {
 async fn check_all_back(path: &std::path::Path) -> bool {
     let engine = Engine::open(path).await.unwrap();
     let jobs = engine.jobs();
-    let queued = jobs.list(JobState::Queued, 0, 10_000).await.unwrap();
+    let queued = jobs
+        .list()
+        .state(JobState::Queued)
+        .oldest_first()
+        .limit(10_000)
+        .await
+        .unwrap()
+        .jobs;
     assert_eq!(queued.len() as u64, STUBBORN);
     let charged = queued.iter().filter(|j| j.crashes == 1).count();
     assert!(

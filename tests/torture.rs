@@ -328,7 +328,16 @@ async fn killed_hundreds_of_times_nothing_acknowledged_is_lost_and_nothing_runs_
     // two lists shows up twice, never not at all, so jobs are counted by id.
     let mut per_slot: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     for state in [JobState::Queued, JobState::Running, JobState::Completed] {
-        for job in engine.jobs().list(state, 0, usize::MAX).await.unwrap() {
+        for job in engine
+            .jobs()
+            .list()
+            .state(state)
+            .oldest_first()
+            .limit(usize::MAX)
+            .await
+            .unwrap()
+            .jobs
+        {
             if let Some(slot) = job.key.as_deref().and_then(|k| k.strip_prefix("tick:")) {
                 per_slot
                     .entry(slot.parse().unwrap())
@@ -374,7 +383,16 @@ async fn orders_in_file(engine: &Engine) -> Vec<u64> {
         JobState::TimedOut,
         JobState::Cancelled,
     ] {
-        for job in engine.jobs().list(state, 0, usize::MAX).await.unwrap() {
+        for job in engine
+            .jobs()
+            .list()
+            .state(state)
+            .oldest_first()
+            .limit(usize::MAX)
+            .await
+            .unwrap()
+            .jobs
+        {
             if job.name == "order" {
                 ids.push(job.id);
             }

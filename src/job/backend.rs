@@ -5,11 +5,11 @@ use std::future::Future;
 use super::effects::Claimed;
 use super::error::JobFailure;
 use super::info::JobEvent;
-use super::info::{CancelOutcome, JobInfo, JobState, Submitted};
+use super::info::{CancelOutcome, JobInfo, JobPage, Submitted};
 use super::metrics::JobMetrics;
 use super::ops::submit::NewJob;
 use super::redb::RedbJobs;
-use super::storage::{AttemptClaim, JobStorage};
+use super::storage::{AttemptClaim, JobQuery, JobStorage};
 use crate::error::{Error, Result};
 
 /// The storage an engine's jobs use.
@@ -140,9 +140,9 @@ impl JobStorage for JobBackend {
         }
     }
 
-    async fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>> {
+    async fn list(&self, query: JobQuery) -> Result<JobPage> {
         match self {
-            JobBackend::Redb(b) => b.list(state, after, limit).await,
+            JobBackend::Redb(b) => b.list(query).await,
         }
     }
 

@@ -29,6 +29,18 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// The public state of a stored state.
+    pub(crate) fn of(state: &JobStateV1) -> JobState {
+        match state {
+            JobStateV1::Queued { .. } => JobState::Queued,
+            JobStateV1::Running { .. } => JobState::Running,
+            JobStateV1::Completed { .. } => JobState::Completed,
+            JobStateV1::Failed { .. } => JobState::Failed,
+            JobStateV1::Cancelled { .. } => JobState::Cancelled,
+            JobStateV1::TimedOut { .. } => JobState::TimedOut,
+        }
+    }
+
     /// The state's stable name: `queued`, `running`, `completed`, `failed`, `cancelled`,
     /// `timed_out`.
     pub fn as_str(self) -> &'static str {
@@ -73,19 +85,8 @@ impl std::fmt::Display for JobState {
     }
 }
 
-fn state_of(state: &JobStateV1) -> JobState {
-    match state {
-        JobStateV1::Queued { .. } => JobState::Queued,
-        JobStateV1::Running { .. } => JobState::Running,
-        JobStateV1::Completed { .. } => JobState::Completed,
-        JobStateV1::Failed { .. } => JobState::Failed,
-        JobStateV1::Cancelled { .. } => JobState::Cancelled,
-        JobStateV1::TimedOut { .. } => JobState::TimedOut,
-    }
-}
-
 pub(crate) fn state_name(state: &JobStateV1) -> &'static str {
-    state_of(state).as_str()
+    JobState::of(state).as_str()
 }
 
 /// The latest progress a handler reported.
@@ -96,6 +97,17 @@ pub struct Progress {
     pub percent: u8,
     /// The stage name.
     pub stage: String,
+}
+
+/// One page of [`Jobs::list`](crate::Jobs::list).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JobPage {
+    /// The jobs that matched, newest first (oldest first when asked).
+    pub jobs: Vec<JobInfo>,
+    /// Where the next page starts: pass it to [`ListJobs::after`](crate::ListJobs::after).
+    /// `None` when the walk reached the end.
+    pub next: Option<u64>,
 }
 
 /// A job as stored, for inspection.
@@ -145,7 +157,7 @@ pub struct JobInfo {
 }
 
 pub(crate) fn info(id: u64, job: JobV1) -> JobInfo {
-    let state = state_of(&job.state);
+    let state = JobState::of(&job.state);
     let finished_at_ms = job.state.finished_at();
     let (run_at_ms, lease_deadline_ms, output_json, cancel_reason) = match job.state {
         JobStateV1::Queued { run_at, .. } => (Some(run_at), None, None, None),

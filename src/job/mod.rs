@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod handle;
 mod info;
+mod list;
 mod metrics;
 pub(crate) mod ops;
 pub(crate) mod record;
@@ -33,8 +34,9 @@ pub use error::{JobError, JobFailure};
 pub use events::{JobEventStream, JobEvents};
 pub use handle::JobHandle;
 pub use info::{
-    CancelOutcome, JobEvent, JobEventKind, JobInfo, JobState, Outcome, Progress, Submitted,
+    CancelOutcome, JobEvent, JobEventKind, JobInfo, JobPage, JobState, Outcome, Progress, Submitted,
 };
+pub use list::ListJobs;
 pub use metrics::{JobMetric, JobMetrics, MetricCallback};
 #[cfg(feature = "testing")]
 pub(crate) mod testing;

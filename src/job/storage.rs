@@ -8,7 +8,7 @@
 use super::effects::Claimed;
 use super::error::JobFailure;
 use super::info::JobEvent;
-use super::info::{CancelOutcome, JobInfo, JobState, Submitted};
+use super::info::{CancelOutcome, JobInfo, JobPage, JobState, Submitted};
 use super::metrics::JobMetrics;
 use super::ops::submit::NewJob;
 use crate::error::Result;
@@ -21,6 +21,26 @@ pub(crate) struct AttemptClaim {
     pub(crate) id: u64,
     pub(crate) attempt: u32,
     pub(crate) epoch: u64,
+}
+
+/// Which jobs a page of [`JobStorage::list`] holds, and where it starts. Jobs are walked by
+/// id, so a page never holds a job twice and paging on with `after` never repeats one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JobQuery {
+    /// Only jobs of this definition.
+    pub(crate) name: Option<String>,
+    /// Only jobs in this state.
+    pub(crate) state: Option<JobState>,
+    /// Only jobs with this meta key set to this value.
+    pub(crate) meta: Option<(String, String)>,
+    /// Start after this id, in the page's order.
+    pub(crate) after: Option<u64>,
+    /// Ascending ids instead of descending (newest first).
+    pub(crate) oldest_first: bool,
+    /// The most jobs in the page.
+    pub(crate) limit: usize,
+    /// The most jobs examined for the page (matching or not); `None`: as many as it takes.
+    pub(crate) scan_limit: Option<usize>,
 }
 
 /// The named operations and reads of jobs.
@@ -66,8 +86,8 @@ pub(crate) trait JobStorage {
     async fn delete(&self, id: u64) -> Result<()>;
     /// The job as stored; its input too when `with_input`.
     async fn get(&self, id: u64, with_input: bool) -> Result<Option<JobInfo>>;
-    /// Up to `limit` jobs in `state` with an id above `after`, by id.
-    async fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>>;
+    /// One page of the jobs that match `query`.
+    async fn list(&self, query: JobQuery) -> Result<JobPage>;
     /// Up to `limit` events of job `id` from position `from` on.
     async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>>;
     /// The counters and gauges.

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::core::JobCore;
 use super::events::JobEvents;
-use super::info::{CancelOutcome, JobInfo, JobState};
+use super::info::{CancelOutcome, JobInfo};
+use super::list::ListJobs;
 use super::metrics::JobMetrics;
 use super::storage::JobStorage;
 use crate::error::Result;
@@ -27,14 +28,10 @@ impl Jobs {
         self.core.backend.get(id, true).await
     }
 
-    /// Up to `limit` jobs in `state`, oldest id first, starting after id `after` (0 for the
-    /// start). `list(JobState::Failed, 0, 100)` is the dead-letter view.
-    ///
-    /// Failed, cancelled and timed-out jobs are read from an index. Completed jobs are not
-    /// indexed (it saves a write per job): their page walks the jobs by id from `after`, so
-    /// it also reads the jobs of other states between them.
-    pub async fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>> {
-        self.core.backend.list(state, after, limit).await
+    /// A page of jobs, filtered by definition name, state and meta; newest first. See
+    /// [`ListJobs`].
+    pub fn list(&self) -> ListJobs<'_> {
+        ListJobs::new(&self.core)
     }
 
     /// Queues a failed or timed-out job again with a fresh attempt budget (and crash budget).

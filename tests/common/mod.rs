@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod jobs;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -143,4 +145,23 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// The row count of every table of the file at `path` whose name starts with `prefix`, by
+/// name. The file must not be open in an engine.
+pub fn table_rows(path: &Path, prefix: &str) -> Vec<(String, u64)> {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+    let db = redb::Database::open(path).unwrap();
+    let rtx = db.begin_read().unwrap();
+    let mut rows: Vec<(String, u64)> = rtx
+        .list_tables()
+        .unwrap()
+        .filter(|t| t.name().starts_with(prefix))
+        .map(|t| {
+            let name = t.name().to_string();
+            (name, rtx.open_untyped_table(t).unwrap().len().unwrap())
+        })
+        .collect();
+    rows.sort();
+    rows
 }

@@ -5,25 +5,23 @@
 
 use std::sync::{Arc, Weak};
 
-use redb::ReadableTable;
-
 use super::effects::{Claimed, Effects, Handoff, JobHost};
 use super::error::JobFailure;
 use super::info::JobEvent;
-use super::info::{CancelOutcome, JobInfo, JobState, Submitted, info};
+use super::info::{CancelOutcome, JobInfo, JobPage, JobState, Submitted, info};
 use super::metrics::JobMetrics;
 use super::ops;
 use super::ops::cancel::Cancelled;
 use super::ops::submit::NewJob;
-use super::record::{FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob};
-use super::storage::{AttemptClaim, JobStorage};
-use super::tables::{
-    JOB_DELAYED, JOB_EVENTS, JOB_FINISHED, JOB_INPUTS, JOB_LEASES, JOB_READY, JOB_STEPS, JOBS,
-};
+use super::record::{FailureV1, JobV1, StoredEvent, StoredJob};
+use super::storage::{AttemptClaim, JobQuery, JobStorage};
+use super::tables::{JOB_EVENTS, JOB_INPUTS, JOB_READY, JOB_STEPS, JOBS};
 use super::transition::{QUEUED_GAUGE, RUNNING_GAUGE, owns};
 use crate::error::{Error, Result};
 use crate::store::codec::decode;
 use crate::store::{Store, TxCtx};
+
+mod list;
 
 /// Jobs handled per kind of timed work in one timer pass.
 const SWEEP_LIMIT: usize = 512;
@@ -241,64 +239,10 @@ impl JobStorage for RedbJobs {
         Ok(job.map(|job| info(id, job)))
     }
 
-    /// Failed, cancelled and timed-out jobs are read from an index. Completed jobs are not
-    /// indexed (it saves a write per job): their page walks the jobs by id from `after`, so
-    /// it also reads the jobs of other states between them.
-    async fn list(&self, state: JobState, after: u64, limit: usize) -> Result<Vec<JobInfo>> {
+    async fn list(&self, query: JobQuery) -> Result<JobPage> {
         // One read transaction for the index and the records: a snapshot, so a job removed or
         // moved on by a concurrent write is neither missing nor listed in the wrong state.
-        self.store.read(|rtx| {
-            let mut ids = Vec::new();
-            match state.finished_code() {
-                Some(_) if state == JobState::Completed => {
-                    // Not indexed: walk the jobs by id. Most retained jobs are completed ones,
-                    // so a page costs about `limit` records.
-                    let jobs = rtx.open_table(JOBS)?;
-                    let mut out = Vec::new();
-                    for entry in jobs.range(after.saturating_add(1)..)? {
-                        if out.len() == limit {
-                            break;
-                        }
-                        let (id, bytes) = entry?;
-                        let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
-                        if matches!(job.state, JobStateV1::Completed { .. }) {
-                            let id = id.value();
-                            out.push(info(id, with_input_of(rtx, id, job)?));
-                        }
-                    }
-                    return Ok(out);
-                }
-                Some(code) => {
-                    let finished = rtx.open_table(JOB_FINISHED)?;
-                    for e in finished
-                        .range((code, after.saturating_add(1))..=(code, u64::MAX))?
-                        .take(limit)
-                    {
-                        ids.push(e?.0.value().1);
-                    }
-                }
-                None if state == JobState::Running => {
-                    for e in rtx.open_table(JOB_LEASES)?.iter()? {
-                        ids.push(e?.0.value().1);
-                    }
-                }
-                None => {
-                    for e in rtx.open_table(JOB_READY)?.iter()? {
-                        ids.push(e?.1.value());
-                    }
-                    for e in rtx.open_table(JOB_DELAYED)?.iter()? {
-                        ids.push(e?.0.value().1);
-                    }
-                }
-            }
-            ids.retain(|id| *id > after);
-            ids.sort_unstable();
-            ids.truncate(limit);
-            let jobs = rtx.open_table(JOBS)?;
-            ids.into_iter()
-                .map(|id| Ok(info(id, with_input_of(rtx, id, read_job(&jobs, id)?)?)))
-                .collect()
-        })
+        self.store.read(|rtx| list::page(rtx, &query))
     }
 
     async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>> {
@@ -355,7 +299,7 @@ impl JobStorage for RedbJobs {
 }
 
 /// Puts an input stored apart into `job`.
-fn with_input_of(rtx: &redb::ReadTransaction, id: u64, mut job: JobV1) -> Result<JobV1> {
+pub(super) fn with_input_of(rtx: &redb::ReadTransaction, id: u64, mut job: JobV1) -> Result<JobV1> {
     if job.input_apart {
         job.input = crate::store::apart::read(&rtx.open_table(JOB_INPUTS)?, "job_inputs", id)?;
     }
@@ -368,7 +312,7 @@ fn read_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<JobV1> {
 }
 
 /// The job `id`, if it exists, from an open jobs table of a read transaction.
-fn find_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<Option<JobV1>> {
+pub(super) fn find_job(jobs: &redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<Option<JobV1>> {
     match jobs.get(id)? {
         Some(bytes) => Ok(Some(decode::<StoredJob>("jobs", bytes.value())?.into_job())),
         None => Ok(None),
