@@ -191,7 +191,7 @@ fn open_and_use(path: &Path) -> Result<()> {
             for d in queue.try_receive(10, Duration::from_secs(30)).await? {
                 d.ack().await?;
             }
-            engine.scheduler().list()?;
+            engine.scheduler().list().await?;
             Ok::<_, crate::Error>(())
         }
         .await;

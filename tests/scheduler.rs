@@ -87,7 +87,10 @@ async fn each_slot_submits_one_job_on_time() {
         .unwrap();
     assert_eq!(created, Registered::Created);
     let h1 = utc(2026, 1, 1, 1, 0);
-    assert_eq!(sched.get("hourly").unwrap().unwrap().next_run_ms, Some(h1));
+    assert_eq!(
+        sched.get("hourly").await.unwrap().unwrap().next_run_ms,
+        Some(h1)
+    );
     clock.set(h1 - 1);
     sched.tick().await.unwrap();
     assert!(job_keys(&engine).await.is_empty());
@@ -104,7 +107,7 @@ async fn each_slot_submits_one_job_on_time() {
             &[h1, utc(2026, 1, 1, 2, 0), utc(2026, 1, 1, 3, 0)]
         )
     );
-    let info = sched.get("hourly").unwrap().unwrap();
+    let info = sched.get("hourly").await.unwrap().unwrap();
     assert_eq!((info.dispatched, info.dropped), (3, 0));
     assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 4, 0)));
 }
@@ -133,7 +136,7 @@ async fn after_downtime(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u6
     let (engine, clock) = open_at(&path, utc(2026, 1, 1, 10, 30)).await;
     let _job = report_job(&engine);
     engine.scheduler().tick().await.unwrap();
-    let info = engine.scheduler().get("h").unwrap().unwrap();
+    let info = engine.scheduler().get("h").await.unwrap().unwrap();
     assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 11, 0)));
     // The next on-time slot runs whatever the policy.
     let before = job_keys(&engine).await.len();
@@ -177,7 +180,13 @@ async fn next_runs(cron: &str, zone: &str, from: u64, n: usize) -> Vec<u64> {
         .unwrap();
     let mut out = Vec::new();
     for _ in 0..n {
-        let next = sched.get("dst").unwrap().unwrap().next_run_ms.unwrap();
+        let next = sched
+            .get("dst")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_ms
+            .unwrap();
         out.push(next);
         clock.set(next);
         sched.tick().await.unwrap();
@@ -236,7 +245,7 @@ async fn re_registering_keeps_or_recomputes_the_next_slot() {
         .await
         .unwrap();
     assert_eq!(
-        sched.get("r").unwrap().unwrap().next_run_ms,
+        sched.get("r").await.unwrap().unwrap().next_run_ms,
         Some(utc(2026, 1, 1, 6, 0))
     );
     clock.set(utc(2026, 1, 1, 2, 0));
@@ -249,7 +258,7 @@ async fn re_registering_keeps_or_recomputes_the_next_slot() {
         .await
         .unwrap();
     assert_eq!(same, Registered::Updated);
-    let info = sched.get("r").unwrap().unwrap();
+    let info = sched.get("r").await.unwrap().unwrap();
     assert_eq!(
         (info.next_run_ms, info.misfire),
         (Some(utc(2026, 1, 1, 6, 0)), Misfire::CatchUpAll)
@@ -259,7 +268,7 @@ async fn re_registering_keeps_or_recomputes_the_next_slot() {
         .await
         .unwrap();
     assert_eq!(
-        sched.get("r").unwrap().unwrap().next_run_ms,
+        sched.get("r").await.unwrap().unwrap().next_run_ms,
         Some(utc(2026, 1, 1, 2, 15))
     );
     sched
@@ -272,13 +281,13 @@ async fn re_registering_keeps_or_recomputes_the_next_slot() {
         .unwrap();
     // Kolkata is UTC+5:30: minute 15 local is minute 45 UTC.
     assert_eq!(
-        sched.get("r").unwrap().unwrap().next_run_ms,
+        sched.get("r").await.unwrap().unwrap().next_run_ms,
         Some(utc(2026, 1, 1, 2, 45))
     );
-    assert_eq!(sched.list().unwrap().len(), 1);
+    assert_eq!(sched.list().await.unwrap().len(), 1);
     assert!(sched.unregister("r").await.unwrap());
     assert!(!sched.unregister("r").await.unwrap());
-    assert_eq!(sched.get("r").unwrap(), None);
+    assert_eq!(sched.get("r").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -301,7 +310,7 @@ async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone(
         b"\"in\""
     );
     assert_eq!(
-        sched.get("t").unwrap().unwrap().next_run_ms,
+        sched.get("t").await.unwrap().unwrap().next_run_ms,
         Some(utc(2026, 1, 1, 1, 0))
     );
     assert!(matches!(
@@ -338,9 +347,9 @@ async fn without_a_handler_strict_holds_the_slot_and_non_strict_drops_it() {
     // (The background timer may have settled the non-strict one first; the strict one stays.)
     assert_eq!((report.submitted, report.held), (0, 1));
     assert!(job_keys(&engine).await.is_empty());
-    let strict = sched.get("strict").unwrap().unwrap();
+    let strict = sched.get("strict").await.unwrap().unwrap();
     assert_eq!(strict.next_run_ms, Some(utc(2026, 1, 1, 1, 0)), "still due");
-    let loose = sched.get("loose").unwrap().unwrap();
+    let loose = sched.get("loose").await.unwrap().unwrap();
     assert_eq!(
         (loose.next_run_ms, loose.dropped),
         (Some(utc(2026, 1, 1, 2, 0)), 1)
@@ -400,11 +409,11 @@ async fn bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem() {
         .await
         .unwrap();
     assert_eq!(
-        sched.get("secs").unwrap().unwrap().next_run_ms,
+        sched.get("secs").await.unwrap().unwrap().next_run_ms,
         Some(utc(2026, 1, 1, 0, 30) + 10_000)
     );
     assert_eq!(
-        sched.list().unwrap().len(),
+        sched.list().await.unwrap().len(),
         1,
         "nothing written for the bad ones"
     );
@@ -511,12 +520,12 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
         4,
         "no retry before its time"
     );
-    assert!(sched.dead_letters().unwrap().is_empty());
+    assert!(sched.dead_letters().await.unwrap().is_empty());
     clock.set(at);
     sched.tick().await.unwrap();
     let m = sched.metrics();
     assert_eq!((m.dispatch_failed, m.dead_lettered), (5, 1));
-    let dead = sched.dead_letters().unwrap();
+    let dead = sched.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         (
@@ -545,7 +554,7 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
         .collect();
     assert_eq!(failures, [1, 2, 3, 4, 5]);
     // The schedule stopped; the other one ran its slot on time all along.
-    assert_eq!(sched.get("bad").unwrap().unwrap().next_run_ms, None);
+    assert_eq!(sched.get("bad").await.unwrap().unwrap().next_run_ms, None);
     let m2 = utc(2026, 1, 1, 0, 2);
     clock.set(m2);
     sched.tick().await.unwrap();
@@ -564,7 +573,10 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
         .await
         .unwrap();
     let m3 = utc(2026, 1, 1, 0, 3);
-    assert_eq!(sched.get("bad").unwrap().unwrap().next_run_ms, Some(m3));
+    assert_eq!(
+        sched.get("bad").await.unwrap().unwrap().next_run_ms,
+        Some(m3)
+    );
     clock.set(m3);
     sched.tick().await.unwrap();
     assert_eq!(
@@ -577,9 +589,9 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
         .concat(),
         "one slot's schedules go in id order"
     );
-    assert_eq!(sched.dead_letters().unwrap().len(), 1);
+    assert_eq!(sched.dead_letters().await.unwrap().len(), 1);
     assert_eq!(sched.clear_dead_letters("bad").await.unwrap(), 1);
-    assert!(sched.dead_letters().unwrap().is_empty());
+    assert!(sched.dead_letters().await.unwrap().is_empty());
     assert_eq!(sched.clear_dead_letters("bad").await.unwrap(), 0);
 }
 
@@ -624,14 +636,17 @@ async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_rem
         sched.tick().await.unwrap();
         at += wait;
     }
-    let dead = sched.dead_letters().unwrap();
+    let dead = sched.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].id.as_str(), dead[0].slot_ms), ("broken", m1));
     assert!(dead[0].error.contains("corrupt"), "{}", dead[0].error);
     assert_eq!(job_keys(&engine).await, slot_keys("good", &[m1]));
-    assert!(matches!(sched.get("broken"), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        sched.get("broken").await,
+        Err(Error::Corrupt { .. })
+    ));
     assert!(sched.unregister("broken").await.unwrap());
-    assert_eq!(sched.list().unwrap().len(), 1);
+    assert_eq!(sched.list().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -662,7 +677,7 @@ async fn many_held_schedules_do_not_block_a_due_one_behind_them() {
     sched.tick().await.unwrap();
     assert_eq!(job_keys(&engine).await, slot_keys("runs", &[h1]));
     assert_eq!(
-        sched.get("held-299").unwrap().unwrap().next_run_ms,
+        sched.get("held-299").await.unwrap().unwrap().next_run_ms,
         Some(h1)
     );
 }
@@ -695,7 +710,7 @@ async fn two_weeks_of_missed_per_second_slots_are_all_counted() {
     // Slots t+1 s to t+14 d were missed: 1,209,600 of them; the oldest 100 run.
     let first_100: Vec<u64> = (1..=100).map(|s| t + s * 1_000).collect();
     assert_eq!(job_keys(&engine).await, slot_keys("s", &first_100));
-    let info = engine.scheduler().get("s").unwrap().unwrap();
+    let info = engine.scheduler().get("s").await.unwrap().unwrap();
     assert_eq!((info.dispatched, info.dropped), (100, 1_209_500));
     assert_eq!(info.next_run_ms, Some(t + fortnight + 1_000));
 }
@@ -725,7 +740,7 @@ async fn across_a_jump(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u64
     sched.tick().await.unwrap();
     clock.advance(Duration::from_secs(60));
     sched.tick().await.unwrap();
-    let info = sched.get("m").unwrap().unwrap();
+    let info = sched.get("m").await.unwrap().unwrap();
     assert_eq!(info.next_run_ms, Some(utc(2026, 1, 1, 0, 13)));
     (job_keys(&engine).await, info.dropped)
 }
@@ -769,5 +784,5 @@ async fn slots_that_come_due_while_the_engine_runs_are_never_dropped() {
         job_keys(&engine).await,
         slot_keys("m", &minutes(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))
     );
-    assert_eq!(sched.get("m").unwrap().unwrap().dropped, 0);
+    assert_eq!(sched.get("m").await.unwrap().unwrap().dropped, 0);
 }

@@ -158,7 +158,10 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     assert_eq!(sched.metrics().leader_acquired, 1);
     // The leader held the T0 slot (it had no handler for the job); the new leader runs it,
     // then the next one on time.
-    assert_eq!(sched.get("hourly").unwrap().unwrap().next_run_ms, Some(T0));
+    assert_eq!(
+        sched.get("hourly").await.unwrap().unwrap().next_run_ms,
+        Some(T0)
+    );
     sched.tick().await.unwrap();
     // Let the T0 job finish before the clock jumps an hour (past its lease).
     let mut first = Vec::new();

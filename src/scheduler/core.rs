@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use redb::ReadableTableMetadata;
-
+use super::backend::ScheduleBackend;
 use super::cron;
 use super::metrics::{
     Counters, DispatchReport, SchedulerMetric, SchedulerMetricCallback, SchedulerMetrics,
 };
-use super::tables::{SCHEDULE_DUE, SCHEDULE_FAILURES};
-use super::{ops, tables};
+use super::redb::RedbSchedules;
+use super::storage::{DispatchHost, ScheduleStorage};
+use super::tables;
 use crate::error::Result;
 use crate::job::core::JobCore;
 use crate::primitive::{Primitive, Work};
@@ -31,6 +31,7 @@ const MAX_MISSED_WINDOWS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct SchedulerCore {
     pub(crate) jobs: Arc<JobCore>,
+    pub(super) backend: ScheduleBackend,
     pub(crate) timer: Timer,
     /// Windows (`from..to`) of wall-clock time in which no scheduler ran: before the open,
     /// and each jump seen since (newest last, at most [`MAX_MISSED_WINDOWS`]).
@@ -39,12 +40,13 @@ pub(crate) struct SchedulerCore {
     observed: std::sync::Mutex<(u64, u64)>,
     pub(super) counters: Counters,
     /// Parsed expressions, for the passes (which run on the writer thread, one at a time).
-    pub(super) crons: std::sync::Mutex<cron::CronCache>,
+    crons: std::sync::Mutex<cron::CronCache>,
 }
 
 impl SchedulerCore {
     pub(crate) fn new(jobs: Arc<JobCore>, callback: Option<SchedulerMetricCallback>) -> Self {
         SchedulerCore {
+            backend: ScheduleBackend::Redb(RedbSchedules::new(jobs.clone())),
             jobs,
             timer: Timer::new(None),
             missed: std::sync::Mutex::new(Vec::new()),
@@ -62,6 +64,26 @@ impl SchedulerCore {
         Ok(self.pass_with_report().await?.0)
     }
 
+    pub(super) async fn pass_with_report(
+        self: &Arc<Self>,
+    ) -> Result<(Option<u64>, DispatchReport)> {
+        let host: Arc<dyn DispatchHost> = self.clone();
+        let outcome = self.backend.dispatch(host, DISPATCH_LIMIT).await;
+        match &outcome {
+            Ok((_, report)) => {
+                for event in &report.events {
+                    self.counters.record(event.clone());
+                }
+            }
+            Err(e) => self.counters.record(SchedulerMetric::TickFailed {
+                error: e.to_string(),
+            }),
+        }
+        outcome
+    }
+}
+
+impl DispatchHost for SchedulerCore {
     /// Notes a jump of the wall clock since the last pass (it moved further than the time
     /// that passed) as a window of missed slots, and returns the windows.
     fn missed_windows(&self) -> Vec<(u64, u64)> {
@@ -88,51 +110,12 @@ impl SchedulerCore {
         missed.clone()
     }
 
-    pub(super) async fn pass_with_report(
-        self: &Arc<Self>,
-    ) -> Result<(Option<u64>, DispatchReport)> {
-        // A file without schedules has nothing to dispatch: no write (and no fsync) for it.
-        let none = self.jobs.redb().store().read(|rtx| {
-            Ok(rtx.open_table(SCHEDULE_DUE)?.is_empty()?
-                && rtx.open_table(SCHEDULE_FAILURES)?.is_empty()?)
-        })?;
-        if none {
-            return Ok((None, DispatchReport::default()));
-        }
-        let core = self.clone();
-        let outcome = self
-            .jobs
-            .redb()
-            .write(move |ctx, fx| {
-                // Looked at in the writer, after the transaction's `now` was read: a jump seen
-                // by an earlier look would otherwise be missing from this pass.
-                let missed = core.missed_windows();
-                let mut report = DispatchReport::default();
-                let has_handler = |name: &str| core.jobs.has_handler(name);
-                let mut crons = core.crons.lock().unwrap_or_else(|p| p.into_inner());
-                let next = ops::dispatch::dispatch(
-                    ctx,
-                    &missed,
-                    DISPATCH_LIMIT,
-                    &has_handler,
-                    &mut crons,
-                    fx,
-                    &mut report,
-                )?;
-                Ok((next, report))
-            })
-            .await;
-        match &outcome {
-            Ok((_, report)) => {
-                for event in &report.events {
-                    self.counters.record(event.clone());
-                }
-            }
-            Err(e) => self.counters.record(SchedulerMetric::TickFailed {
-                error: e.to_string(),
-            }),
-        }
-        outcome
+    fn has_handler(&self, name: &str) -> bool {
+        self.jobs.has_handler(name)
+    }
+
+    fn crons(&self) -> std::sync::MutexGuard<'_, cron::CronCache> {
+        self.crons.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -182,19 +182,6 @@ pub(crate) fn list(rtx: &redb::ReadTransaction) -> Result<Vec<ScheduleDeadLetter
     Ok(out)
 }
 
-/// Removes every dead letter of schedule `id`; returns how many there were.
-pub(crate) fn clear_dead(ctx: &TxCtx<'_>, id: &str) -> Result<u64> {
-    let mut table = ctx.tx.open_table(SCHEDULE_DEAD)?;
-    let slots: Vec<u64> = table
-        .range((id, 0)..=(id, u64::MAX))?
-        .map(|e| e.map(|(k, _)| k.value().1))
-        .collect::<Result<_, _>>()?;
-    for slot in &slots {
-        table.remove((id, *slot))?;
-    }
-    Ok(slots.len() as u64)
-}
-
 /// Checks that `bytes` decode as a stored failure and as a dead letter, for the fuzz targets.
 #[cfg(feature = "testing")]
 pub(crate) fn decode_records(bytes: &[u8]) -> [Result<()>; 2] {

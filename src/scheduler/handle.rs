@@ -2,22 +2,17 @@
 
 use std::sync::Arc;
 
-use redb::ReadableTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::core::SchedulerCore;
 use super::cron::CronSchedule;
-use super::failures::{self, ScheduleDeadLetter};
+use super::failures::ScheduleDeadLetter;
 use super::metrics::{DispatchReport, SchedulerMetric, SchedulerMetrics};
-use super::record::{JobTemplateV1, ScheduleV1, StoredSchedule};
-use super::spec::{Registered, ScheduleInfo, ScheduleSpec, info};
-use super::tables::SCHEDULES;
-use super::{ops, schedules};
+use super::spec::{Registered, ScheduleInfo, ScheduleSpec};
+use super::storage::{ScheduleRegister, ScheduleStorage};
 use crate::error::{Result, check_name};
-use crate::job::JobHandle;
-use crate::job::ops::submit;
-use crate::store::codec::decode;
+use crate::job::{JobHandle, Submitted};
 
 /// The cron scheduler of an engine. Get it from [`Engine::scheduler`](crate::Engine::scheduler).
 #[derive(Debug, Clone)]
@@ -62,64 +57,21 @@ impl Scheduler {
                 ),
             ));
         }
-        let template = JobTemplateV1::from_new_job(job.submit(input).prepare()?);
-        let id_for_metrics = spec.id.clone();
-        let core = self.core.clone();
-        let registered = self
-            .core
-            .jobs
-            .redb()
-            .write(move |ctx, _| {
-                let existing = schedules::load(ctx, &spec.id)?;
-                let now = ctx.now;
-                let (next_run, dispatched, dropped, old_next, created) = match &existing {
-                    Some(old)
-                        if old.cron == spec.cron
-                            && old.zone == spec.zone
-                            && old.next_run.is_some() =>
-                    {
-                        (
-                            old.next_run,
-                            old.dispatched,
-                            old.dropped,
-                            old.next_run,
-                            false,
-                        )
-                    }
-                    Some(old) => (
-                        cron.next_after(now.saturating_sub(1)),
-                        old.dispatched,
-                        old.dropped,
-                        old.next_run,
-                        false,
-                    ),
-                    None => (cron.next_after(now.saturating_sub(1)), 0, 0, None, true),
-                };
-                let s = ScheduleV1 {
-                    cron: spec.cron.clone(),
-                    zone: spec.zone.clone(),
-                    job: template.clone(),
-                    misfire: spec.misfire.into(),
-                    max_catch_up: spec.max_catch_up,
-                    strict: spec.strict,
-                    next_run,
-                    dispatched,
-                    dropped,
-                };
-                schedules::save(ctx, &spec.id, &s, old_next)?;
-                failures::clear(ctx, &spec.id)?;
-                if let Some(at) = next_run {
-                    let core = core.clone();
-                    ctx.after_commit(move || core.timer.lower(at));
-                }
-                Ok(if created {
-                    Registered::Created
-                } else {
-                    Registered::Updated
-                })
-            })
-            .await?;
-        let id = id_for_metrics;
+        let register = ScheduleRegister {
+            id: spec.id.clone(),
+            cron_text: spec.cron,
+            zone: spec.zone,
+            cron,
+            job: job.submit(input).prepare()?,
+            misfire: spec.misfire,
+            max_catch_up: spec.max_catch_up,
+            strict: spec.strict,
+        };
+        let (registered, next_run) = self.core.backend.register(register).await?;
+        if let Some(at) = next_run {
+            self.core.timer.lower(at);
+        }
+        let id = spec.id;
         self.core.counters.record(match registered {
             Registered::Created => SchedulerMetric::ScheduleRegistered { id },
             Registered::Updated => SchedulerMetric::ScheduleUpdated { id },
@@ -129,13 +81,7 @@ impl Scheduler {
 
     /// Removes a schedule; returns whether it existed. Jobs it already submitted go on.
     pub async fn unregister(&self, id: &str) -> Result<bool> {
-        let owned = id.to_string();
-        let removed = self
-            .core
-            .jobs
-            .redb()
-            .write(move |ctx, _| ops::remove::remove(ctx, &owned))
-            .await?;
+        let removed = self.core.backend.remove(id).await?;
         if removed {
             self.core
                 .counters
@@ -148,18 +94,13 @@ impl Scheduler {
     /// [`MAX_DISPATCH_FAILURES`](crate::MAX_DISPATCH_FAILURES) failed dispatches in a row, by
     /// schedule id and slot. Such a schedule is stopped (`next_run_ms` is `None`) until it is
     /// registered again.
-    pub fn dead_letters(&self) -> Result<Vec<ScheduleDeadLetter>> {
-        self.core.jobs.redb().store().read(failures::list)
+    pub async fn dead_letters(&self) -> Result<Vec<ScheduleDeadLetter>> {
+        self.core.backend.dead_letters().await
     }
 
     /// Removes the dead letters of schedule `id`; returns how many there were.
     pub async fn clear_dead_letters(&self, id: &str) -> Result<u64> {
-        let owned = id.to_string();
-        self.core
-            .jobs
-            .redb()
-            .write(move |ctx, _| failures::clear_dead(ctx, &owned))
-            .await
+        self.core.backend.clear_dead_letters(id).await
     }
 
     /// Counters since this engine opened.
@@ -173,60 +114,34 @@ impl Scheduler {
     }
 
     /// The schedule `id`, if registered.
-    pub fn get(&self, id: &str) -> Result<Option<ScheduleInfo>> {
-        self.core.jobs.redb().store().read(|rtx| {
-            let table = rtx.open_table(SCHEDULES)?;
-            let Some(b) = table.get(id)? else {
-                return Ok(None);
-            };
-            let StoredSchedule::V1(s) = decode("schedules", b.value())?;
-            Ok(Some(info(id.to_string(), s)))
-        })
+    pub async fn get(&self, id: &str) -> Result<Option<ScheduleInfo>> {
+        self.core.backend.get(id).await
     }
 
     /// Every schedule, by id.
-    pub fn list(&self) -> Result<Vec<ScheduleInfo>> {
-        self.core.jobs.redb().store().read(|rtx| {
-            let table = rtx.open_table(SCHEDULES)?;
-            let mut out = Vec::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                let StoredSchedule::V1(s) = decode("schedules", v.value())?;
-                out.push(info(k.value().to_string(), s));
-            }
-            Ok(out)
-        })
+    pub async fn list(&self) -> Result<Vec<ScheduleInfo>> {
+        self.core.backend.list().await
     }
 
     /// Submits the schedule's job now with its stored input and the key
     /// `manual:{id}:{key}`, leaving the cron position alone. The same key gives the same job.
     ///
-    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an unknown schedule.
-    pub async fn trigger_now(&self, id: &str, key: &str) -> Result<crate::job::Submitted> {
+    /// Errors: [`Error::UnknownSchedule`](crate::Error::UnknownSchedule).
+    pub async fn trigger_now(&self, id: &str, key: &str) -> Result<Submitted> {
         check_name("trigger key", key)?;
-        let schedule = id.to_string();
-        let (owned, key) = (id.to_string(), key.to_string());
-        let outcome = self
-            .core
-            .jobs
-            .redb()
-            .write(move |ctx, fx| {
-                let Some(s) = schedules::load(ctx, &owned)? else {
-                    return Ok(Err(schedules::unknown(&owned)));
-                };
-                let job = s.job.job_with_key(format!("manual:{owned}:{key}"));
-                let out = submit::submit(ctx, &job, None, fx)?;
-                Ok(Ok((out.id, out.deduplicated)))
-            })
-            .await
-            .and_then(|r| r);
-        let id = schedule;
+        let outcome = self.core.backend.trigger(id, key).await;
+        let id = id.to_string();
         match &outcome {
-            Ok((_, false)) => self
+            Ok(Submitted {
+                deduplicated: false,
+                ..
+            }) => self
                 .core
                 .counters
                 .record(SchedulerMetric::TriggerSubmitted { id }),
-            Ok((_, true)) => self
+            Ok(Submitted {
+                deduplicated: true, ..
+            }) => self
                 .core
                 .counters
                 .record(SchedulerMetric::TriggerRejected { id }),
@@ -235,11 +150,7 @@ impl Scheduler {
                 error: e.to_string(),
             }),
         }
-        let (job_id, deduplicated) = outcome?;
-        Ok(crate::job::Submitted {
-            id: job_id,
-            deduplicated,
-        })
+        outcome
     }
 
     /// Runs the dispatch that is due now and waits for it to commit (with a manual clock,

@@ -8,6 +8,8 @@
 pub(crate) mod tables;
 
 #[cfg(feature = "cron")]
+mod backend;
+#[cfg(feature = "cron")]
 mod core;
 #[cfg(feature = "cron")]
 pub(crate) mod cron;
@@ -22,9 +24,13 @@ pub(crate) mod ops;
 #[cfg(feature = "cron")]
 pub(crate) mod record;
 #[cfg(feature = "cron")]
+mod redb;
+#[cfg(feature = "cron")]
 mod schedules;
 #[cfg(feature = "cron")]
 mod spec;
+#[cfg(feature = "cron")]
+mod storage;
 #[cfg(feature = "testing")]
 pub(crate) mod testing;
 

@@ -4,5 +4,8 @@
 //! per transaction), so an op acts only on its transaction; what reaches beyond it (metrics,
 //! the timer) happens after the commit.
 
+pub(crate) mod clear_dead;
 pub(crate) mod dispatch;
+pub(crate) mod register;
 pub(crate) mod remove;
+pub(crate) mod trigger;
