@@ -116,3 +116,8 @@ pub use topic::{
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// The README's API tour, compiled as doctests so that it keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
