@@ -236,6 +236,16 @@ pub enum Error {
         next_available: u64,
     },
 
+    /// The admin API could not listen on its address, or its server failed.
+    #[error("admin API on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The storage layer failed (I/O, a full disk, a damaged file).
     #[error("storage failure: {0}")]
     Storage(String),

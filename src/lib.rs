@@ -117,6 +117,9 @@ pub use topic::{
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "admin")]
+pub mod admin;
+
 /// The README's API tour, compiled as doctests so that it keeps up with the API.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -106,6 +106,14 @@ async fn queue_topic_and_set_values_serialize_with_stable_names() {
         .open(dir.path().join("q.jobfile"))
         .await
         .unwrap();
+    // Dead-letter reasons in JSON, as the README names them.
+    let reasons = [
+        jobfile::DeadReason::MaxDeliveries,
+        jobfile::DeadReason::Expired,
+        jobfile::DeadReason::Nacked,
+    ]
+    .map(|r| serde_json::to_value(r).unwrap());
+    assert_eq!(reasons, [json!("max_deliveries"), json!("expired"), json!("nacked")]);
     let q = engine.queue("mail").unwrap();
     let sent = q
         .send(b"hi".to_vec())

@@ -78,9 +78,11 @@ pub(crate) enum MessageState {
     },
 }
 
-/// Why a message was moved to the dead-letter list.
+/// Why a message was moved to the dead-letter list. In JSON: `max_deliveries`, `expired`,
+/// `nacked` (the stored form is by variant index, so the names do not touch the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum DeadReason {
     /// It was delivered `max_deliveries` times without being acknowledged.
     MaxDeliveries,

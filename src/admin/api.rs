@@ -1,0 +1,274 @@
+//! The routes and their handlers: each reads or operates through the engine's public API.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router, middleware};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::options::AdminOptions;
+use super::{auth, metrics};
+use crate::{
+    CancelOutcome, DeadLetter, Engine, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
+    QueueStats, ScheduleInfo, StoreStats, Submitted,
+};
+
+/// The largest request body an operation takes.
+const MAX_BODY: usize = 16 * 1024;
+
+/// Events returned with one job: its whole history, up to this many.
+const MAX_EVENTS: usize = 10_000;
+
+/// What every handler reaches.
+#[derive(Clone)]
+pub(super) struct Admin {
+    pub(super) engine: Engine,
+    pub(super) options: Arc<AdminOptions>,
+}
+
+pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
+    let options = Arc::new(options);
+    let admin = Admin {
+        engine,
+        options: options.clone(),
+    };
+    Router::new()
+        .route("/api/overview", get(overview))
+        .route("/api/jobs", get(list_jobs))
+        .route("/api/jobs/{id}", get(job).delete(delete_job))
+        .route("/api/jobs/{id}/retry", post(retry_job))
+        .route("/api/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/queues/{name}", get(queue_stats))
+        .route("/api/queues/{name}/dead", get(dead_letters))
+        .route("/api/queues/{name}/dead/purge", post(purge_dead))
+        .route("/api/queues/{name}/dead/{id}", delete(delete_dead))
+        .route("/api/queues/{name}/dead/{id}/requeue", post(requeue_dead))
+        .route("/api/schedules", get(schedules))
+        .route("/api/schedules/{id}/trigger", post(trigger))
+        .route("/metrics", get(metrics::scrape))
+        .layer(middleware::from_fn_with_state(options, auth::guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(admin)
+}
+
+/// `GET /api/overview`.
+#[derive(Debug, Serialize)]
+struct Overview {
+    /// This leadership's epoch.
+    epoch: u64,
+    /// The file's path and size in bytes.
+    path: String,
+    file_size_bytes: u64,
+    /// Job counters (since the file was created) and gauges.
+    jobs: JobMetrics,
+    /// The writer's figures since this engine opened.
+    store: StoreStats,
+    schedules: Vec<ScheduleInfo>,
+}
+
+async fn overview(State(admin): State<Admin>) -> Result<Json<Overview>, ApiError> {
+    let engine = &admin.engine;
+    Ok(Json(Overview {
+        epoch: engine.epoch(),
+        path: engine.path().display().to_string(),
+        file_size_bytes: std::fs::metadata(engine.path()).map_or(0, |m| m.len()),
+        jobs: engine.jobs().metrics().await?,
+        store: engine.store_stats(),
+        schedules: engine.scheduler().list().await?,
+    }))
+}
+
+/// The query of `GET /api/jobs`.
+#[derive(Debug, Deserialize)]
+struct JobsQuery {
+    name: Option<String>,
+    state: Option<JobState>,
+    /// `key:value`.
+    meta: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    /// `oldest` for ascending ids; newest first otherwise.
+    order: Option<String>,
+}
+
+async fn list_jobs(
+    State(admin): State<Admin>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > admin.options.max_page {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {}, got {limit}",
+            admin.options.max_page
+        )));
+    }
+    let jobs = admin.engine.jobs();
+    // A selective filter must not walk a million jobs for one page: each page examines a
+    // bounded number, and `next` says where to go on.
+    let mut list = jobs
+        .list()
+        .limit(limit)
+        .scan_limit(limit.saturating_mul(100));
+    if let Some(name) = q.name {
+        list = list.name(name);
+    }
+    if let Some(state) = q.state {
+        list = list.state(state);
+    }
+    if let Some(meta) = q.meta {
+        let Some((key, value)) = meta.split_once(':') else {
+            return Err(ApiError::bad_request(format!(
+                "meta must be key:value, got {meta:?}"
+            )));
+        };
+        list = list.meta(key, value);
+    }
+    if let Some(after) = q.after {
+        list = list.after(after);
+    }
+    match q.order.as_deref() {
+        None | Some("newest") => {}
+        Some("oldest") => list = list.oldest_first(),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order must be newest or oldest, got {other:?}"
+            )));
+        }
+    }
+    Ok(Json(list.await?))
+}
+
+/// `GET /api/jobs/{id}`.
+#[derive(Debug, Serialize)]
+struct JobDetail {
+    job: JobInfo,
+    events: Vec<JobEvent>,
+}
+
+async fn job(State(admin): State<Admin>, Path(id): Path<u64>) -> Result<Json<JobDetail>, ApiError> {
+    let jobs = admin.engine.jobs();
+    let Some(job) = jobs.get(id).await? else {
+        return Err(ApiError::not_found("UNKNOWN_JOB", format!("no job {id}")));
+    };
+    let events = jobs.events(id).read(0, MAX_EVENTS).await?;
+    Ok(Json(JobDetail { job, events }))
+}
+
+/// The answer of an operation that has nothing else to say.
+#[derive(Debug, Serialize)]
+struct Done {
+    ok: bool,
+}
+
+async fn retry_job(
+    State(admin): State<Admin>,
+    Path(id): Path<u64>,
+) -> Result<Json<Done>, ApiError> {
+    admin.engine.jobs().retry(id).await?;
+    Ok(Json(Done { ok: true }))
+}
+
+async fn delete_job(
+    State(admin): State<Admin>,
+    Path(id): Path<u64>,
+) -> Result<Json<Done>, ApiError> {
+    admin.engine.jobs().delete(id).await?;
+    Ok(Json(Done { ok: true }))
+}
+
+/// The body of `POST /api/jobs/{id}/cancel`.
+#[derive(Debug, Default, Deserialize)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+async fn cancel_job(
+    State(admin): State<Admin>,
+    Path(id): Path<u64>,
+    body: Option<Json<CancelBody>>,
+) -> Result<Json<CancelOutcome>, ApiError> {
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .unwrap_or_else(|| "cancelled by an operator".to_string());
+    Ok(Json(admin.engine.jobs().cancel(id, &reason).await?))
+}
+
+async fn queue_stats(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<QueueStats>, ApiError> {
+    Ok(Json(admin.engine.queue(&name)?.stats().await?))
+}
+
+/// The query of list requests that take only a page size.
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+async fn dead_letters(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, admin.options.max_page);
+    Ok(Json(admin.engine.queue(&name)?.dead_letters(limit).await?))
+}
+
+/// The answer of an operation on one item: whether it was there to act on.
+#[derive(Debug, Serialize)]
+struct Acted {
+    found: bool,
+}
+
+async fn requeue_dead(
+    State(admin): State<Admin>,
+    Path((name, id)): Path<(String, u64)>,
+) -> Result<Json<Acted>, ApiError> {
+    let found = admin.engine.queue(&name)?.requeue_dead(id).await?;
+    Ok(Json(Acted { found }))
+}
+
+async fn delete_dead(
+    State(admin): State<Admin>,
+    Path((name, id)): Path<(String, u64)>,
+) -> Result<Json<Acted>, ApiError> {
+    let found = admin.engine.queue(&name)?.delete_dead(id).await?;
+    Ok(Json(Acted { found }))
+}
+
+/// The answer of a bulk operation: how many items it acted on.
+#[derive(Debug, Serialize)]
+struct Count {
+    count: u64,
+}
+
+async fn purge_dead(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Count>, ApiError> {
+    let count = admin.engine.queue(&name)?.purge_dead().await?;
+    Ok(Json(Count { count }))
+}
+
+async fn schedules(State(admin): State<Admin>) -> Result<Json<Vec<ScheduleInfo>>, ApiError> {
+    Ok(Json(admin.engine.scheduler().list().await?))
+}
+
+/// The body of `POST /api/schedules/{id}/trigger`.
+#[derive(Debug, Deserialize)]
+struct TriggerBody {
+    key: String,
+}
+
+async fn trigger(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+    Json(body): Json<TriggerBody>,
+) -> Result<Json<Submitted>, ApiError> {
+    Ok(Json(
+        admin.engine.scheduler().trigger_now(&id, &body.key).await?,
+    ))
+}

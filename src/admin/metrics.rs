@@ -1,0 +1,71 @@
+//! `GET /metrics`: the engine's counters and gauges in the Prometheus text format, read at
+//! each scrape (nothing is kept between scrapes).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::api::Admin;
+use super::error::ApiError;
+
+/// The content type of the text exposition format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoResponse, ApiError> {
+    let engine = &admin.engine;
+    let jobs = engine.jobs().metrics().await?;
+    let store = engine.store_stats();
+    let mut registry = Registry::with_prefix("jobfile");
+    let counters = [
+        ("jobs_submitted", "Jobs submitted", jobs.submitted),
+        ("jobs_started", "Attempts started", jobs.started),
+        ("jobs_completed", "Jobs completed", jobs.completed),
+        ("jobs_failed", "Jobs failed for good", jobs.failed),
+        ("jobs_retried", "Retries scheduled", jobs.retried),
+        ("jobs_cancelled", "Jobs cancelled", jobs.cancelled),
+        ("jobs_timed_out", "Attempts timed out", jobs.timed_out),
+        (
+            "jobs_recovered",
+            "Attempts recovered after a crash",
+            jobs.recovered,
+        ),
+        (
+            "store_commits",
+            "Transactions committed since the engine opened",
+            store.commits,
+        ),
+        (
+            "store_ops",
+            "Operations applied since the engine opened",
+            store.ops,
+        ),
+    ];
+    for (name, help, value) in counters {
+        registry.register(name, help, ConstCounter::new(value));
+    }
+    let gauges = [
+        ("jobs_queued", "Jobs waiting to run now", jobs.queued_now),
+        ("jobs_running", "Attempts running now", jobs.running_now),
+        ("epoch", "This leadership's epoch", engine.epoch()),
+        (
+            "file_size_bytes",
+            "Size of the data file",
+            std::fs::metadata(engine.path()).map_or(0, |m| m.len()),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        registry.register(
+            name,
+            help,
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
+        );
+    }
+    let mut text = String::new();
+    encode(&mut text, &registry)
+        .map_err(|e| ApiError::from(crate::Error::Internal(format!("metrics encoding: {e}"))))?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
+}

@@ -1,0 +1,43 @@
+//! The admin HTTP API (feature `admin`): what an operator needs to see and steer an engine,
+//! as JSON over HTTP, plus Prometheus metrics at `/metrics`.
+//!
+//! [`router`] returns an [`axum::Router`] an app nests under its own routes;
+//! [`Engine::serve_admin`](crate::Engine::serve_admin) serves it alone. Every request needs
+//! `Authorization: Bearer <token>` unless the options say otherwise; a read-only router
+//! refuses every operation with `403`. Operations go through the engine, with the library's
+//! guarantees. Errors are JSON: `{"error": {"code": "UNKNOWN_JOB", "message": "..."}}`.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /api/overview` | epoch, file size, job counters and gauges, writer figures, schedules |
+//! | `GET /api/jobs?name=&state=&meta=key:value&after=&limit=&order=oldest` | a [`JobPage`](crate::JobPage), newest first |
+//! | `GET /api/jobs/{id}` | `{"job": JobInfo, "events": [JobEvent]}` (its whole history) |
+//! | `POST /api/jobs/{id}/retry` | a failed or timed-out job again, with a fresh budget |
+//! | `POST /api/jobs/{id}/cancel` | cancels it; body `{"reason": "..."}` (optional) |
+//! | `DELETE /api/jobs/{id}` | deletes a finished job |
+//! | `GET /api/queues/{name}` | its [`QueueStats`](crate::QueueStats) |
+//! | `GET /api/queues/{name}/dead?limit=` | its dead letters |
+//! | `POST /api/queues/{name}/dead/{id}/requeue`, `DELETE /api/queues/{name}/dead/{id}`, `POST /api/queues/{name}/dead/purge` | dead-letter operations |
+//! | `GET /api/schedules` | every schedule with its next run |
+//! | `POST /api/schedules/{id}/trigger` | runs it now; body `{"key": "..."}` (once per key) |
+//! | `GET /metrics` | Prometheus text exposition |
+
+mod api;
+mod auth;
+mod error;
+mod metrics;
+mod options;
+mod serve;
+
+pub use options::AdminOptions;
+pub use serve::AdminServer;
+
+use axum::Router;
+
+use crate::Engine;
+
+/// The admin router for `engine`: nest it under the app's routes, or serve it with
+/// [`Engine::serve_admin`](crate::Engine::serve_admin).
+pub fn router(engine: Engine, options: AdminOptions) -> Router {
+    api::routes(engine, options)
+}

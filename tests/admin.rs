@@ -1,0 +1,510 @@
+//! The admin HTTP API, request by request with exact bodies: authentication, the read-only
+//! mode, listings, one job's history, operations, metrics, and the served listener.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{open_manual, secs, temp_file};
+use http_body_util::BodyExt;
+use jobfile::admin::{self, AdminOptions};
+use jobfile::{Engine, Error, JobCtx, JobError, JobSpec, JobState, Outcome, ScheduleSpec};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret-token";
+
+/// Sends one request to the router; the status and the body (JSON if it parses, else text).
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    call(app, "GET", uri, Some(TOKEN), None).await
+}
+
+async fn post(app: &Router, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    call(app, "POST", uri, Some(TOKEN), body).await
+}
+
+fn ids(page: &Value) -> Vec<u64> {
+    page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// An engine with: job 1 `mail` failed (for ann), job 2 `mail` completed (for bob), job 3
+/// `parked` queued with meta order=o-3. Mail fails while `failing` is set.
+async fn engine_with_jobs(path: &std::path::Path) -> (Engine, Arc<AtomicBool>) {
+    let (engine, _clock) = open_manual(path).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let mail = engine
+        .register(
+            JobSpec::new("mail").max_attempts(1),
+            move |_: JobCtx, to: String| {
+                let fail = f.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        Err(JobError::permanent(format!("{to}: mailbox full")).code("FULL"))
+                    } else {
+                        Ok(format!("sent to {to}"))
+                    }
+                }
+            },
+        )
+        .unwrap();
+    let first = mail.submit("ann".to_string()).await.unwrap().id;
+    assert!(matches!(
+        mail.join(first, None).await.unwrap(),
+        Outcome::Failed(_)
+    ));
+    failing.store(false, Ordering::SeqCst);
+    let second = mail.submit("bob".to_string()).await.unwrap().id;
+    assert!(matches!(
+        mail.join(second, None).await.unwrap(),
+        Outcome::Completed(_)
+    ));
+    let parked = engine.job::<u32, ()>(JobSpec::new("parked")).unwrap();
+    parked.submit(3).meta("order", "o-3").await.unwrap();
+    (engine, failing)
+}
+
+#[tokio::test]
+async fn every_request_needs_the_token() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let refused = json!({"error": {
+        "code": "UNAUTHORIZED",
+        "message": "send the admin token as `Authorization: Bearer <token>`"
+    }});
+    for token in [
+        None,
+        Some("wrong"),
+        Some("s3cret-toke"),
+        Some("s3cret-token2"),
+    ] {
+        for (method, uri) in [
+            ("GET", "/api/overview"),
+            ("POST", "/api/jobs/1/retry"),
+            ("GET", "/metrics"),
+        ] {
+            let (status, body) = call(&app, method, uri, token, None).await;
+            assert_eq!(
+                (status, &body),
+                (StatusCode::UNAUTHORIZED, &refused),
+                "{method} {uri} {token:?}"
+            );
+        }
+    }
+    let (status, body) = get(&app, "/api/overview").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["epoch"], 1);
+    // Without auth, explicitly: no token needed.
+    let open = admin::router(engine.clone(), AdminOptions::without_auth());
+    assert_eq!(
+        call(&open, "GET", "/api/overview", None, None).await.0,
+        StatusCode::OK
+    );
+    assert!(format!("{:?}", AdminOptions::with_token(TOKEN)).contains("<redacted>"));
+}
+
+#[tokio::test]
+async fn jobs_are_listed_by_filter_newest_first_and_paged() {
+    let (_dir, path) = temp_file();
+    let (engine, _failing) = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let (status, page) = get(&app, "/api/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((ids(&page), &page["next"]), (vec![3, 2, 1], &Value::Null));
+    assert_eq!(ids(&get(&app, "/api/jobs?name=mail").await.1), [2, 1]);
+    assert_eq!(ids(&get(&app, "/api/jobs?state=failed").await.1), [1]);
+    assert_eq!(
+        ids(&get(&app, "/api/jobs?name=mail&state=completed").await.1),
+        [2]
+    );
+    assert_eq!(ids(&get(&app, "/api/jobs?meta=order:o-3").await.1), [3]);
+    assert_eq!(ids(&get(&app, "/api/jobs?order=oldest").await.1), [1, 2, 3]);
+    let (_, first) = get(&app, "/api/jobs?limit=2").await;
+    assert_eq!((ids(&first), &first["next"]), (vec![3, 2], &json!(2)));
+    let (_, rest) = get(&app, "/api/jobs?limit=2&after=2").await;
+    assert_eq!((ids(&rest), &rest["next"]), (vec![1], &Value::Null));
+    // The listed job carries the documented fields.
+    let failed = &get(&app, "/api/jobs?state=failed").await.1["jobs"][0];
+    assert_eq!(failed["name"], "mail");
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["last_error"]["code"], "FULL");
+    assert_eq!(failed["last_error"]["message"], "ann: mailbox full");
+    for (uri, message) in [
+        ("/api/jobs?limit=0", "limit must be 1 to 1000, got 0"),
+        ("/api/jobs?limit=1001", "limit must be 1 to 1000, got 1001"),
+        (
+            "/api/jobs?meta=order",
+            "meta must be key:value, got \"order\"",
+        ),
+        (
+            "/api/jobs?order=random",
+            "order must be newest or oldest, got \"random\"",
+        ),
+    ] {
+        assert_eq!(
+            get(&app, uri).await,
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"code": "INVALID_ARGUMENT", "message": message}})
+            ),
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        get(&app, "/api/jobs?state=sleeping").await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn one_job_shows_its_record_and_whole_history() {
+    let (_dir, path) = temp_file();
+    let (engine, _failing) = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let (status, body) = get(&app, "/api/jobs/2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["job"]["id"], 2);
+    assert_eq!(body["job"]["state"], "completed");
+    let kinds: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["submitted", "started", "completed"]);
+    assert_eq!(
+        get(&app, "/api/jobs/99").await,
+        (
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "UNKNOWN_JOB", "message": "no job 99"}})
+        )
+    );
+}
+
+#[tokio::test]
+async fn operations_change_exactly_what_they_say() {
+    let (_dir, path) = temp_file();
+    let (engine, _failing) = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let jobs = engine.jobs();
+
+    // Retry the failed job: it runs again (mail no longer fails) and completes.
+    assert_eq!(
+        post(&app, "/api/jobs/1/retry", None).await,
+        (StatusCode::OK, json!({"ok": true}))
+    );
+    let mail = engine.job::<String, String>(JobSpec::new("mail")).unwrap();
+    assert_eq!(
+        mail.join(1, None).await.unwrap(),
+        Outcome::Completed("sent to ann".to_string())
+    );
+    // Retrying a completed job is refused, and changes nothing.
+    let (status, body) = post(&app, "/api/jobs/1/retry", None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("INVALID_ARGUMENT"))
+    );
+    assert_eq!(
+        jobs.get(1).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+
+    // Cancel the queued job with a reason.
+    let (status, body) = post(
+        &app,
+        "/api/jobs/3/cancel",
+        Some(json!({"reason": "order void"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = jobs.get(3).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.cancel_reason.as_deref()),
+        (JobState::Cancelled, Some("order void"))
+    );
+    // Without a body, the reason says who did it.
+    let parked = engine.job::<u32, ()>(JobSpec::new("parked")).unwrap();
+    let fresh = parked.submit(4).await.unwrap().id;
+    assert_eq!(
+        post(&app, &format!("/api/jobs/{fresh}/cancel"), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        jobs.get(fresh)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_reason
+            .as_deref(),
+        Some("cancelled by an operator")
+    );
+
+    // Delete a finished job: gone after.
+    let (status, _) = call(&app, "DELETE", "/api/jobs/2", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jobs.get(2).await.unwrap(), None);
+    assert_eq!(
+        call(&app, "DELETE", "/api/jobs/2", Some(TOKEN), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Dead letters: two messages dead-lettered, one requeued, one deleted, then a purge.
+    let q = engine.queue("emails").unwrap();
+    for p in [b"a", b"b", b"c"] {
+        q.send(p.to_vec()).await.unwrap();
+    }
+    for _ in 0..3 {
+        let d = q.receive().await.unwrap();
+        d.dead_letter("bounced").await.unwrap();
+    }
+    let (status, dead) = get(&app, "/api/queues/emails/dead").await;
+    assert_eq!(status, StatusCode::OK);
+    let dead_ids: Vec<u64> = dead
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(dead_ids.len(), 3);
+    assert_eq!(dead[0]["reason"], "nacked");
+    assert_eq!(
+        post(
+            &app,
+            &format!("/api/queues/emails/dead/{}/requeue", dead_ids[0]),
+            None
+        )
+        .await,
+        (StatusCode::OK, json!({"found": true}))
+    );
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            &format!("/api/queues/emails/dead/{}", dead_ids[1]),
+            Some(TOKEN),
+            None
+        )
+        .await,
+        (StatusCode::OK, json!({"found": true}))
+    );
+    assert_eq!(
+        post(
+            &app,
+            &format!("/api/queues/emails/dead/{}/requeue", dead_ids[1]),
+            None
+        )
+        .await,
+        (StatusCode::OK, json!({"found": false}))
+    );
+    assert_eq!(
+        get(&app, "/api/queues/emails").await,
+        (
+            StatusCode::OK,
+            json!({"ready": 1, "delayed": 0, "leased": 0, "dead": 1})
+        )
+    );
+    assert_eq!(
+        post(&app, "/api/queues/emails/dead/purge", None).await,
+        (StatusCode::OK, json!({"count": 1}))
+    );
+
+    // A schedule triggered now: once per key.
+    let report = engine.job::<u32, ()>(JobSpec::new("report")).unwrap();
+    engine
+        .scheduler()
+        .register(ScheduleSpec::new("nightly", "0 2 * * *"), &report, 7)
+        .await
+        .unwrap();
+    let (status, first) = post(
+        &app,
+        "/api/schedules/nightly/trigger",
+        Some(json!({"key": "k1"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &first["deduplicated"]),
+        (StatusCode::OK, &json!(false))
+    );
+    let (_, again) = post(
+        &app,
+        "/api/schedules/nightly/trigger",
+        Some(json!({"key": "k1"})),
+    )
+    .await;
+    assert_eq!(
+        (&again["id"], &again["deduplicated"]),
+        (&first["id"], &json!(true))
+    );
+    assert_eq!(
+        post(
+            &app,
+            "/api/schedules/gone/trigger",
+            Some(json!({"key": "k1"}))
+        )
+        .await,
+        (
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "UNKNOWN_SCHEDULE", "message": "no schedule \"gone\" is registered"}})
+        )
+    );
+    let (_, schedules) = get(&app, "/api/schedules").await;
+    assert_eq!(schedules[0]["id"], "nightly");
+    assert_eq!(schedules[0]["cron"], "0 2 * * *");
+}
+
+#[tokio::test]
+async fn a_read_only_router_refuses_every_operation() {
+    let (_dir, path) = temp_file();
+    let (engine, _failing) = engine_with_jobs(&path).await;
+    let app = admin::router(
+        engine.clone(),
+        AdminOptions::with_token(TOKEN).read_only(true),
+    );
+    let refused = (
+        StatusCode::FORBIDDEN,
+        json!({"error": {"code": "READ_ONLY", "message": "this admin API is read-only; operations are refused"}}),
+    );
+    assert_eq!(post(&app, "/api/jobs/1/retry", None).await, refused);
+    assert_eq!(post(&app, "/api/jobs/3/cancel", None).await, refused);
+    assert_eq!(
+        call(&app, "DELETE", "/api/jobs/2", Some(TOKEN), None).await,
+        refused
+    );
+    assert_eq!(post(&app, "/api/queues/q/dead/purge", None).await, refused);
+    let jobs = engine.jobs();
+    assert_eq!(jobs.get(1).await.unwrap().unwrap().state, JobState::Failed);
+    assert_eq!(jobs.get(3).await.unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(get(&app, "/api/jobs").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused() {
+    let (_dir, path) = temp_file();
+    let (engine, _failing) = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let huge = json!({"reason": "x".repeat(20_000)});
+    let (status, _) = post(&app, "/api/jobs/3/cancel", Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        engine.jobs().get(3).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_the_engine_figures() {
+    let (_dir, path) = temp_file();
+    let (engine, _failing) = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let (status, body) = get(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    for line in [
+        "# TYPE jobfile_jobs_submitted counter",
+        "jobfile_jobs_submitted_total 3",
+        "jobfile_jobs_started_total 2",
+        "jobfile_jobs_completed_total 1",
+        "jobfile_jobs_failed_total 1",
+        "# TYPE jobfile_jobs_queued gauge",
+        "jobfile_jobs_queued 1",
+        "jobfile_jobs_running 0",
+        "jobfile_epoch 1",
+        "# EOF",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_admin_listens_on_loopback_unless_told_otherwise() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let remote = engine
+        .serve_admin(
+            "0.0.0.0:0".parse().unwrap(),
+            AdminOptions::with_token(TOKEN),
+        )
+        .await;
+    assert!(matches!(
+        remote,
+        Err(Error::InvalidArgument {
+            what: "admin address",
+            ..
+        })
+    ));
+    let server = engine
+        .serve_admin(
+            "127.0.0.1:0".parse().unwrap(),
+            AdminOptions::with_token(TOKEN),
+        )
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    let request = |token: &str| {
+        format!(
+            "GET /api/overview HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for (token, status) in [
+        (TOKEN, "HTTP/1.1 200 OK"),
+        ("nope", "HTTP/1.1 401 Unauthorized"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request(token).as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with(status), "{response}");
+    }
+    server.stop().await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    engine.shutdown(secs(1)).await.unwrap();
+}
