@@ -93,9 +93,9 @@ pub use ephemeral::{
 pub use error::{Error, Held, Result};
 pub use feed::Feed;
 pub use job::{
-    Backoff, CancelOutcome, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream, JobEvents,
-    JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobPage, JobSpec, JobState, Jobs,
-    ListJobs, MetricCallback, Outcome, Progress, StopReason, Submit, Submitted,
+    Backoff, CancelOutcome, JobCounts, JobCtx, JobError, JobEvent, JobEventKind, JobEventStream,
+    JobEvents, JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobPage, JobSpec, JobState,
+    Jobs, ListJobs, MetricCallback, Outcome, Progress, StopReason, Submit, Submitted,
 };
 pub use mutex::{FencedMutex, MutexLease};
 pub use queue::{

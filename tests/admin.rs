@@ -134,6 +134,7 @@ async fn every_request_needs_the_token() {
     let (status, body) = get(&app, "/api/overview").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["epoch"], 1);
+    assert_eq!(body["job_counts"], json!([]));
     // Without auth, explicitly: no token needed.
     let open = admin::router(engine.clone(), AdminOptions::without_auth());
     assert_eq!(
@@ -148,6 +149,14 @@ async fn jobs_are_listed_by_filter_newest_first_and_paged() {
     let (_dir, path) = temp_file();
     let (engine, _failing) = engine_with_jobs(&path).await;
     let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let (_, overview) = get(&app, "/api/overview").await;
+    assert_eq!(
+        overview["job_counts"],
+        json!([
+            {"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0},
+            {"name": "parked", "queued": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0},
+        ])
+    );
     let (status, page) = get(&app, "/api/jobs").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((ids(&page), &page["next"]), (vec![3, 2, 1], &Value::Null));
@@ -453,6 +462,10 @@ async fn metrics_are_prometheus_text_with_the_engine_figures() {
         "jobfile_jobs_queued 1",
         "jobfile_jobs_running 0",
         "jobfile_epoch 1",
+        "# TYPE jobfile_jobs gauge",
+        "jobfile_jobs{name=\"mail\",state=\"failed\"} 1",
+        "jobfile_jobs{name=\"mail\",state=\"completed\"} 1",
+        "jobfile_jobs{name=\"parked\",state=\"queued\"} 1",
         "# EOF",
     ] {
         assert!(

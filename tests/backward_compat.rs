@@ -83,6 +83,16 @@ async fn a_format_1_file_opens_is_upgraded_and_its_old_messages_expire_on_time()
             .jobs
             .is_empty()
     );
+    // The per-definition counts were taken at the open, before the pruning, which the counts
+    // then followed.
+    let counts = engine.jobs().counts().await.unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .map(|c| (c.name.as_str(), c.queued, c.completed))
+            .collect::<Vec<_>>(),
+        [("k", 1, 0)]
+    );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_eq!(format_version(&path), 2, "upgraded at the open");
 }
@@ -107,6 +117,14 @@ async fn a_format_2_file_opens_with_its_inputs_stored_apart() {
         .jobs;
     let names: Vec<&str> = queued.iter().map(|j| j.name.as_str()).collect();
     assert_eq!(names, ["k", "big"]);
+    let counts = engine.jobs().counts().await.unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .map(|c| (c.name.as_str(), c.queued))
+            .collect::<Vec<_>>(),
+        [("big", 1), ("k", 1)]
+    );
     let big = &queued[1];
     assert_eq!(big.input_json.len(), 4_096 + 2);
     assert!(

@@ -514,6 +514,123 @@ async fn paging_never_lists_a_job_twice_while_jobs_change_state_and_arrive() {
     assert!(still.len() < 30 && seen.len() > still.len());
 }
 
+/// The counts as (name, queued, running, completed, failed, cancelled, timed out).
+async fn counts(engine: &jobfile::Engine) -> Vec<(String, u64, u64, u64, u64, u64, u64)> {
+    engine
+        .jobs()
+        .counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            (
+                c.name,
+                c.queued,
+                c.running,
+                c.completed,
+                c.failed,
+                c.cancelled,
+                c.timed_out,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn counts_by_definition_and_state_follow_every_change_and_survive_a_restart() {
+    let (_dir, path) = temp_file();
+    let s = |n: &str| n.to_string();
+    {
+        let (engine, clock) = open_manual(&path).await;
+        let mail = engine
+            .register(
+                JobSpec::new("mail").max_attempts(1).retention(secs(60)),
+                |_: JobCtx, n: u32| async move {
+                    if n == 0 {
+                        Err(JobError::permanent("bounced"))
+                    } else {
+                        Ok(n)
+                    }
+                },
+            )
+            .unwrap();
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let slow = engine
+            .register(
+                JobSpec::new("slow").lease(secs(10)).concurrency(2),
+                move |_: JobCtx, _: u32| {
+                    let mut gate = gate.clone();
+                    async move {
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok(())
+                    }
+                },
+            )
+            .unwrap();
+        let parked = engine.job::<u32, ()>(JobSpec::new("parked")).unwrap();
+        assert_eq!(counts(&engine).await, []);
+        for n in [0, 1, 2] {
+            let id = mail.submit(n).await.unwrap().id;
+            mail.join(id, None).await.unwrap();
+        }
+        let running: Vec<u64> = futures_join_all((0..2).map(|n| {
+            let slow = slow.clone();
+            async move { slow.submit(n).await.unwrap().id }
+        }))
+        .await;
+        for id in &running {
+            wait_for_state(&engine, *id, JobState::Running).await;
+        }
+        let waiting = parked.submit(1).await.unwrap().id;
+        parked.submit(2).delay(secs(30)).await.unwrap();
+        parked.cancel(waiting, "no").await.unwrap();
+        assert_eq!(
+            counts(&engine).await,
+            [
+                (s("mail"), 0, 0, 2, 1, 0, 0),
+                (s("parked"), 1, 0, 0, 0, 1, 0),
+                (s("slow"), 0, 2, 0, 0, 0, 0),
+            ]
+        );
+        // A retry moves the failed job back to the queue (no handler runs it: mail's worker
+        // takes it at once and it fails again, so wait for that).
+        engine.jobs().retry(1).await.unwrap();
+        mail.join(1, None).await.unwrap();
+        assert_eq!(counts(&engine).await[0], (s("mail"), 0, 0, 2, 1, 0, 0));
+        // The lease of the slow jobs runs out: timed out.
+        clock.advance(secs(11));
+        engine.tick().await.unwrap();
+        assert_eq!(counts(&engine).await[2], (s("slow"), 0, 0, 0, 0, 0, 2));
+        // Retention prunes mail's finished jobs: its counts go to zero, and it is not listed.
+        clock.advance(secs(50));
+        engine.tick().await.unwrap();
+        let after = counts(&engine).await;
+        assert!(after.iter().all(|c| c.0 != "mail"), "{after:?}");
+        release.send(true).unwrap();
+        engine.shutdown(secs(5)).await.unwrap();
+    }
+    let (engine, _clock) = open_manual(&path).await;
+    let now = counts(&engine).await;
+    assert_eq!(
+        now,
+        [
+            (s("parked"), 1, 0, 0, 0, 1, 0),
+            (s("slow"), 0, 0, 0, 0, 0, 2),
+        ]
+    );
+}
+
+/// Waits until job `id` is in `state`.
+async fn wait_for_state(engine: &jobfile::Engine, id: u64, state: JobState) {
+    let mut events = engine.jobs().events(id).follow(0);
+    loop {
+        if engine.jobs().get(id).await.unwrap().unwrap().state == state {
+            return;
+        }
+        events.next().await.unwrap().unwrap();
+    }
+}
+
 /// Rows of job `id` in the events table of the file at `path`.
 fn event_rows(path: &std::path::Path, id: u64) -> usize {
     let db = redb::Database::open(path).unwrap();

@@ -347,6 +347,39 @@ async fn compare(
             op
         );
     }
+    // The per-definition counts match the model's jobs, state by state.
+    let counted: u64 = jobs
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.queued + c.running + c.completed + c.failed + c.cancelled + c.timed_out)
+        .sum();
+    prop_assert_eq!(
+        counted,
+        model.jobs.len() as u64,
+        "step {}: counts after {:?}",
+        step,
+        op
+    );
+    let all = jobs.counts().await.unwrap();
+    for (state, counted) in [
+        (JobState::Queued, all.iter().map(|c| c.queued).sum::<u64>()),
+        (
+            JobState::Cancelled,
+            all.iter().map(|c| c.cancelled).sum::<u64>(),
+        ),
+    ] {
+        let expected = model.jobs.values().filter(|(_, _, s)| *s == state).count() as u64;
+        prop_assert_eq!(
+            counted,
+            expected,
+            "step {}: {:?} count after {:?}",
+            step,
+            state,
+            op
+        );
+    }
     for (id, (_, key, state)) in &model.jobs {
         let info = jobs.get(*id).await.unwrap().unwrap();
         prop_assert_eq!(info.state, *state, "step {}: job {}", step, id);

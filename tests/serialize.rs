@@ -113,7 +113,10 @@ async fn queue_topic_and_set_values_serialize_with_stable_names() {
         jobfile::DeadReason::Nacked,
     ]
     .map(|r| serde_json::to_value(r).unwrap());
-    assert_eq!(reasons, [json!("max_deliveries"), json!("expired"), json!("nacked")]);
+    assert_eq!(
+        reasons,
+        [json!("max_deliveries"), json!("expired"), json!("nacked")]
+    );
     let q = engine.queue("mail").unwrap();
     let sent = q
         .send(b"hi".to_vec())

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::options::AdminOptions;
 use super::{auth, metrics};
 use crate::{
-    CancelOutcome, DeadLetter, Engine, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
+    CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
     QueueStats, ScheduleInfo, StoreStats, Submitted,
 };
 
@@ -63,6 +63,8 @@ struct Overview {
     file_size_bytes: u64,
     /// Job counters (since the file was created) and gauges.
     jobs: JobMetrics,
+    /// Jobs in the file by definition and state.
+    job_counts: Vec<JobCounts>,
     /// The writer's figures since this engine opened.
     store: StoreStats,
     schedules: Vec<ScheduleInfo>,
@@ -75,6 +77,7 @@ async fn overview(State(admin): State<Admin>) -> Result<Json<Overview>, ApiError
         path: engine.path().display().to_string(),
         file_size_bytes: std::fs::metadata(engine.path()).map_or(0, |m| m.len()),
         jobs: engine.jobs().metrics().await?,
+        job_counts: engine.jobs().counts().await?,
         store: engine.store_stats(),
         schedules: engine.scheduler().list().await?,
     }))

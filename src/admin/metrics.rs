@@ -6,7 +6,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use super::api::Admin;
@@ -64,6 +65,26 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
             ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
         );
     }
+    let by_state: Family<Vec<(String, String)>, Gauge> = Family::default();
+    for c in engine.jobs().counts().await? {
+        for (state, n) in [
+            ("queued", c.queued),
+            ("running", c.running),
+            ("completed", c.completed),
+            ("failed", c.failed),
+            ("cancelled", c.cancelled),
+            ("timed_out", c.timed_out),
+        ] {
+            let labels = vec![
+                ("name".to_string(), c.name.clone()),
+                ("state".to_string(), state.to_string()),
+            ];
+            by_state
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    registry.register("jobs", "Jobs in the file by definition and state", by_state);
     let mut text = String::new();
     encode(&mut text, &registry)
         .map_err(|e| ApiError::from(crate::Error::Internal(format!("metrics encoding: {e}"))))?;

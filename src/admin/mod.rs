@@ -9,7 +9,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /api/overview` | epoch, file size, job counters and gauges, writer figures, schedules |
+//! | `GET /api/overview` | epoch, file size, job counters and gauges, jobs by definition and state, writer figures, schedules |
 //! | `GET /api/jobs?name=&state=&meta=key:value&after=&limit=&order=oldest` | a [`JobPage`](crate::JobPage), newest first |
 //! | `GET /api/jobs/{id}` | `{"job": JobInfo, "events": [JobEvent]}` (its whole history) |
 //! | `POST /api/jobs/{id}/retry` | a failed or timed-out job again, with a fresh budget |
@@ -20,7 +20,7 @@
 //! | `POST /api/queues/{name}/dead/{id}/requeue`, `DELETE /api/queues/{name}/dead/{id}`, `POST /api/queues/{name}/dead/purge` | dead-letter operations |
 //! | `GET /api/schedules` | every schedule with its next run |
 //! | `POST /api/schedules/{id}/trigger` | runs it now; body `{"key": "..."}` (once per key) |
-//! | `GET /metrics` | Prometheus text exposition |
+//! | `GET /metrics` | Prometheus text exposition: `jobfile_jobs{name,state}` (jobs in the file), the job counters (`jobfile_jobs_completed_total`, ...), `jobfile_jobs_queued`, `jobfile_jobs_running`, `jobfile_store_commits_total`, `jobfile_store_ops_total`, `jobfile_epoch`, `jobfile_file_size_bytes` |
 
 mod api;
 mod auth;

@@ -5,7 +5,7 @@ use std::future::Future;
 use super::effects::Claimed;
 use super::error::JobFailure;
 use super::info::JobEvent;
-use super::info::{CancelOutcome, JobInfo, JobPage, Submitted};
+use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, Submitted};
 use super::metrics::JobMetrics;
 use super::ops::submit::NewJob;
 use super::redb::RedbJobs;
@@ -149,6 +149,12 @@ impl JobStorage for JobBackend {
     async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>> {
         match self {
             JobBackend::Redb(b) => b.events(id, from, limit).await,
+        }
+    }
+
+    async fn counts(&self) -> Result<Vec<JobCounts>> {
+        match self {
+            JobBackend::Redb(b) => b.counts().await,
         }
     }
 

@@ -54,6 +54,20 @@ impl JobState {
         }
     }
 
+    /// The state named `name` (as [`as_str`](JobState::as_str) gives it).
+    pub(crate) fn from_name(name: &str) -> Option<JobState> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Cancelled,
+            JobState::TimedOut,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     /// True for `completed`, `failed`, `cancelled` and `timed_out`.
     pub fn is_terminal(self) -> bool {
         !matches!(self, JobState::Queued | JobState::Running)
@@ -97,6 +111,42 @@ pub struct Progress {
     pub percent: u8,
     /// The stage name.
     pub stage: String,
+}
+
+/// How many jobs of one definition the file holds in each state; see
+/// [`Jobs::counts`](crate::Jobs::counts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JobCounts {
+    /// The definition name.
+    pub name: String,
+    /// Waiting to run (now or later).
+    pub queued: u64,
+    /// Running now.
+    pub running: u64,
+    /// Completed and not yet pruned.
+    pub completed: u64,
+    /// Failed and not yet pruned (the dead-letter view).
+    pub failed: u64,
+    /// Cancelled and not yet pruned.
+    pub cancelled: u64,
+    /// Timed out and not yet pruned.
+    pub timed_out: u64,
+}
+
+impl JobCounts {
+    /// Adds `n` jobs in `state`.
+    pub(crate) fn add(&mut self, state: JobState, n: u64) {
+        let slot = match state {
+            JobState::Queued => &mut self.queued,
+            JobState::Running => &mut self.running,
+            JobState::Completed => &mut self.completed,
+            JobState::Failed => &mut self.failed,
+            JobState::Cancelled => &mut self.cancelled,
+            JobState::TimedOut => &mut self.timed_out,
+        };
+        *slot += n;
+    }
 }
 
 /// One page of [`Jobs::list`](crate::Jobs::list).

@@ -34,7 +34,8 @@ pub use error::{JobError, JobFailure};
 pub use events::{JobEventStream, JobEvents};
 pub use handle::JobHandle;
 pub use info::{
-    CancelOutcome, JobEvent, JobEventKind, JobInfo, JobPage, JobState, Outcome, Progress, Submitted,
+    CancelOutcome, JobCounts, JobEvent, JobEventKind, JobInfo, JobPage, JobState, Outcome,
+    Progress, Submitted,
 };
 pub use list::ListJobs;
 pub use metrics::{JobMetric, JobMetrics, MetricCallback};

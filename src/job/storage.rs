@@ -8,7 +8,7 @@
 use super::effects::Claimed;
 use super::error::JobFailure;
 use super::info::JobEvent;
-use super::info::{CancelOutcome, JobInfo, JobPage, JobState, Submitted};
+use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted};
 use super::metrics::JobMetrics;
 use super::ops::submit::NewJob;
 use crate::error::Result;
@@ -90,6 +90,8 @@ pub(crate) trait JobStorage {
     async fn list(&self, query: JobQuery) -> Result<JobPage>;
     /// Up to `limit` events of job `id` from position `from` on.
     async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>>;
+    /// How many jobs of each definition are in each state, by name.
+    async fn counts(&self) -> Result<Vec<JobCounts>>;
     /// The counters and gauges.
     async fn metrics(&self) -> Result<JobMetrics>;
     /// One pass of timed work (delays, leases, timeouts, retention); the next instant with work.

@@ -5,6 +5,7 @@
 use redb::ReadableTable;
 
 use super::effects::{Effects, count};
+use super::info::JobState;
 use super::metrics::JobMetric;
 use super::record::{
     EventKindV1, EventV1, FailureV1, INLINE_EVENTS, JobStateV1, JobV1, StoredEvent, StoredJob,
@@ -20,6 +21,11 @@ use crate::store::codec::{decode, encode, priority_key};
 
 pub(crate) const QUEUED_GAUGE: &str = "gauge:jobs_queued";
 pub(crate) const RUNNING_GAUGE: &str = "gauge:jobs_running";
+/// Meta keys `jobs_in:{state}:{name}`: how many jobs of each definition are in each state.
+pub(crate) const TALLY_PREFIX: &str = "jobs_in:";
+/// Set once the tallies count every job of the file (files from before them are counted once,
+/// at an open).
+const TALLIED: &str = "flag:jobs_tallied";
 const ID_COUNTER: &str = "next:job";
 const SEQ_COUNTER: &str = "next:job_seq";
 
@@ -85,15 +91,16 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
                     ctx.table(JOB_DELAYED)?.remove((*run_at, id))?;
                 }
             }
-            ctx.adjust(QUEUED_GAUGE, -1)?;
+            tally(ctx, &job.name, JobState::Queued, -1)?;
         }
         running @ JobStateV1::Running { .. } => {
             if let Some(key) = running.lease_key() {
                 ctx.remove_later(JOB_LEASES, (key, id));
             }
-            ctx.adjust(RUNNING_GAUGE, -1)?;
+            tally(ctx, &job.name, JobState::Running, -1)?;
         }
         terminal => {
+            tally(ctx, &job.name, JobState::of(terminal), -1)?;
             if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
                 // A completed job has an entry only if an earlier version wrote it.
                 ctx.table(JOB_FINISHED)?.remove((code, id))?;
@@ -130,7 +137,7 @@ pub(crate) fn enter_queued(
         };
         fx.deadline(run_at);
     }
-    ctx.adjust(QUEUED_GAUGE, 1)
+    tally(ctx, &job.name, JobState::Queued, 1)
 }
 
 /// Starts attempt `attempt` under this leadership's `epoch`.
@@ -153,7 +160,7 @@ pub(crate) fn enter_running(
         ctx.insert_indexed(JOB_LEASES, (key, id))?;
         fx.deadline(key);
     }
-    ctx.adjust(RUNNING_GAUGE, 1)
+    tally(ctx, &job.name, JobState::Running, 1)
 }
 
 /// Moves the job to a terminal state and starts its retention.
@@ -172,8 +179,40 @@ pub(crate) fn enter_terminal(
         ctx.table(JOB_RETENTION)?.insert((purge_at, id), ())?;
         fx.deadline(purge_at);
     }
+    tally(ctx, &job.name, JobState::of(&state), 1)?;
     job.state = state;
     Ok(())
+}
+
+/// Counts `delta` jobs of definition `name` into or out of `state`, and into the engine-wide
+/// gauges of queued and running jobs.
+pub(crate) fn tally(ctx: &mut TxCtx<'_>, name: &str, state: JobState, delta: i64) -> Result<()> {
+    match state {
+        JobState::Queued => ctx.adjust(QUEUED_GAUGE, delta)?,
+        JobState::Running => ctx.adjust(RUNNING_GAUGE, delta)?,
+        _ => {}
+    }
+    ctx.adjust(format!("{TALLY_PREFIX}{}:{name}", state.as_str()), delta)
+}
+
+/// Counts every job of a file whose jobs were never tallied (one written before the tallies):
+/// a walk of all jobs, once, at the open.
+pub(crate) fn tally_once(ctx: &mut TxCtx<'_>) -> Result<()> {
+    if crate::store::meta::read_counter(ctx.tx, TALLIED)? != 0 {
+        return Ok(());
+    }
+    let mut counts: std::collections::HashMap<(JobState, String), u64> = Default::default();
+    for entry in ctx.table(JOBS)?.iter()? {
+        let (_, bytes) = entry?;
+        let job = decode::<StoredJob>("jobs", bytes.value())?.into_job();
+        *counts
+            .entry((JobState::of(&job.state), job.name))
+            .or_default() += 1;
+    }
+    for ((state, name), n) in counts {
+        ctx.set_gauge(format!("{TALLY_PREFIX}{}:{name}", state.as_str()), n)?;
+    }
+    ctx.set_gauge(TALLIED, 1)
 }
 
 /// The running attempt's number, if `job` is running attempt `attempt` of leadership `epoch`.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::core::JobCore;
 use super::events::JobEvents;
-use super::info::{CancelOutcome, JobInfo};
+use super::info::{CancelOutcome, JobCounts, JobInfo};
 use super::list::ListJobs;
 use super::metrics::JobMetrics;
 use super::storage::JobStorage;
@@ -32,6 +32,13 @@ impl Jobs {
     /// [`ListJobs`].
     pub fn list(&self) -> ListJobs<'_> {
         ListJobs::new(&self.core)
+    }
+
+    /// How many jobs of each definition the file holds in each state, by definition name
+    /// (definitions with no jobs left are not listed). Read from gauges kept with the jobs,
+    /// not by counting: as cheap with a million jobs as with ten.
+    pub async fn counts(&self) -> Result<Vec<JobCounts>> {
+        self.core.backend.counts().await
     }
 
     /// Queues a failed or timed-out job again with a fresh attempt budget (and crash budget).

@@ -117,6 +117,23 @@ pub(crate) fn read_counters(
     Ok(move |name: &str| -> Result<u64> { Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0)) })
 }
 
+/// Every counter whose name starts with `prefix`, with the prefix cut off, in name order.
+pub(crate) fn read_prefixed(
+    rtx: &redb::ReadTransaction,
+    prefix: &str,
+) -> Result<Vec<(String, u64)>> {
+    let meta = rtx.open_table(META)?;
+    let mut out = Vec::new();
+    for entry in meta.range(prefix..)? {
+        let (key, value) = entry?;
+        let Some(rest) = key.value().strip_prefix(prefix) else {
+            break;
+        };
+        out.push((rest.to_string(), value.value()));
+    }
+    Ok(out)
+}
+
 /// Reads a counter's last issued value (0 when never used).
 pub(crate) fn read_counter(tx: &WriteTransaction, name: &str) -> Result<u64> {
     let meta = tx.open_table(META)?;

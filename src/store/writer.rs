@@ -8,6 +8,7 @@
 //! failed fsync) poisons the engine: every later write is refused until the file is reopened.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub(crate) struct TxCtx<'a> {
     pub(crate) now: u64,
     /// Tables kept open for the whole batch.
     tables: TableCache<'a>,
-    counters: &'a mut HashMap<&'static str, Counter>,
+    counters: &'a mut HashMap<Cow<'static, str>, Counter>,
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
@@ -75,7 +76,7 @@ impl<'a> TxCtx<'a> {
         if !self.counters.contains_key(name) {
             let value = meta::read_counter(self.tx, name)?;
             self.counters.insert(
-                name,
+                Cow::Borrowed(name),
                 Counter {
                     value,
                     dirty: false,
@@ -94,14 +95,34 @@ impl<'a> TxCtx<'a> {
 
     /// Adds `delta` to a named gauge (a counter that can go down, such as "jobs queued now"),
     /// saturating at zero. Committed with the batch, so it always matches the stored state.
-    pub(crate) fn adjust(&mut self, name: &'static str, delta: i64) -> Result<()> {
+    pub(crate) fn adjust(&mut self, name: impl Into<Cow<'static, str>>, delta: i64) -> Result<()> {
         if delta == 0 {
             return Ok(());
         }
-        if !self.counters.contains_key(name) {
-            let value = meta::read_counter(self.tx, name)?;
+        let counter = self.gauge(name.into())?;
+        counter.value = counter.value.saturating_add_signed(delta);
+        counter.dirty = true;
+        Ok(())
+    }
+
+    /// Sets a named gauge to `value`, committed with the batch.
+    pub(crate) fn set_gauge(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: u64,
+    ) -> Result<()> {
+        let counter = self.gauge(name.into())?;
+        counter.value = value;
+        counter.dirty = true;
+        Ok(())
+    }
+
+    /// The cached gauge `name`, read from the file on first use.
+    fn gauge(&mut self, name: Cow<'static, str>) -> Result<&mut Counter> {
+        if !self.counters.contains_key(name.as_ref()) {
+            let value = meta::read_counter(self.tx, &name)?;
             self.counters.insert(
-                name,
+                name.clone(),
                 Counter {
                     value,
                     dirty: false,
@@ -109,13 +130,9 @@ impl<'a> TxCtx<'a> {
                 },
             );
         }
-        let counter = self
-            .counters
-            .get_mut(name)
-            .ok_or_else(|| Error::Internal("counter vanished".into()))?;
-        counter.value = counter.value.saturating_add_signed(delta);
-        counter.dirty = true;
-        Ok(())
+        self.counters
+            .get_mut(name.as_ref())
+            .ok_or_else(|| Error::Internal("counter vanished".into()))
     }
 
     /// Runs `hook` once the batch is durable (never, if it is not), before any caller of the
@@ -243,7 +260,7 @@ pub(crate) struct Writer {
     /// Ops answered by the last commit, and how long that commit took.
     last_answered: usize,
     last_commit: Duration,
-    counters: HashMap<&'static str, Counter>,
+    counters: HashMap<Cow<'static, str>, Counter>,
     /// The data file as opened, and when the path was last checked to still name it.
     identity: FileIdentity,
     identity_checked: Option<Instant>,

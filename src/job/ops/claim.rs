@@ -26,7 +26,7 @@ pub(crate) fn claim(
             detail: format!("ready entry points at missing job {id}"),
         })?;
         // The ready entry is gone already; only the gauge is left of the queued state.
-        ctx.adjust(crate::job::transition::QUEUED_GAUGE, -1)?;
+        crate::job::transition::tally(ctx, &job.name, crate::job::JobState::Queued, -1)?;
         out.push(start_attempt(ctx, id, job, epoch, fx)?);
     }
     let more = out.len() == max && any_ready(ctx, name)?;

@@ -17,6 +17,7 @@ use crate::store::TxCtx;
 /// budget but not its attempts; a job past its budget fails with `CRASH_LOOP`. Returns how many
 /// were put back and how many failed.
 pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, usize)> {
+    crate::job::transition::tally_once(ctx)?;
     let running: Vec<u64> = ctx
         .table(JOB_LEASES)?
         .iter()?

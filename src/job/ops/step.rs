@@ -85,7 +85,7 @@ pub(crate) fn heartbeat(
             fx.deadline = Some(fx.deadline.map_or(key, |d| d.min(key)));
         }
     }
-    ctx.adjust(crate::job::transition::RUNNING_GAUGE, 1)?;
+    crate::job::transition::tally(ctx, &job.name, crate::job::JobState::Running, 1)?;
     push_event(ctx, id, &mut job, EventKindV1::Heartbeat, fx)?;
     save(ctx, id, &job)?;
     Ok(true)

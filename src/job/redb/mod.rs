@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use super::effects::{Claimed, Effects, Handoff, JobHost};
 use super::error::JobFailure;
 use super::info::JobEvent;
-use super::info::{CancelOutcome, JobInfo, JobPage, JobState, Submitted, info};
+use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted, info};
 use super::metrics::JobMetrics;
 use super::ops;
 use super::ops::cancel::Cancelled;
@@ -16,7 +16,7 @@ use super::ops::submit::NewJob;
 use super::record::{FailureV1, JobV1, StoredEvent, StoredJob};
 use super::storage::{AttemptClaim, JobQuery, JobStorage};
 use super::tables::{JOB_EVENTS, JOB_INPUTS, JOB_READY, JOB_STEPS, JOBS};
-use super::transition::{QUEUED_GAUGE, RUNNING_GAUGE, owns};
+use super::transition::{QUEUED_GAUGE, RUNNING_GAUGE, TALLY_PREFIX, owns};
 use crate::error::{Error, Result};
 use crate::store::codec::decode;
 use crate::store::{Store, TxCtx};
@@ -283,6 +283,31 @@ impl JobStorage for RedbJobs {
             }
             Ok(out)
         })
+    }
+
+    async fn counts(&self) -> Result<Vec<JobCounts>> {
+        let tallies = self
+            .store
+            .read(|rtx| crate::store::meta::read_prefixed(rtx, TALLY_PREFIX))?;
+        let mut by_name: std::collections::BTreeMap<String, JobCounts> = Default::default();
+        for (key, n) in tallies {
+            let Some((state, name)) = key.split_once(':') else {
+                continue;
+            };
+            let Some(state) = JobState::from_name(state) else {
+                continue;
+            };
+            if n > 0 {
+                let counts = by_name
+                    .entry(name.to_string())
+                    .or_insert_with(|| JobCounts {
+                        name: name.to_string(),
+                        ..JobCounts::default()
+                    });
+                counts.add(state, n);
+            }
+        }
+        Ok(by_name.into_values().collect())
     }
 
     async fn metrics(&self) -> Result<JobMetrics> {
