@@ -466,6 +466,12 @@ async fn metrics_are_prometheus_text_with_the_engine_figures() {
         "jobfile_jobs{name=\"mail\",state=\"failed\"} 1",
         "jobfile_jobs{name=\"mail\",state=\"completed\"} 1",
         "jobfile_jobs{name=\"parked\",state=\"queued\"} 1",
+        "# TYPE jobfile_attempt_duration_seconds histogram",
+        "jobfile_attempt_duration_seconds_count{name=\"mail\",outcome=\"completed\"} 1",
+        "jobfile_attempt_duration_seconds_count{name=\"mail\",outcome=\"failed\"} 1",
+        "jobfile_attempt_duration_seconds_sum{name=\"mail\",outcome=\"failed\"} 0.0",
+        "jobfile_attempt_duration_seconds_bucket{le=\"0.005\",name=\"mail\",outcome=\"failed\"} 1",
+        "jobfile_attempt_duration_seconds_bucket{le=\"+Inf\",name=\"mail\",outcome=\"failed\"} 1",
         "# EOF",
     ] {
         assert!(

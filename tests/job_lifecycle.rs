@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::jobs::{Add, names};
+use common::jobs::{Add, names, wait_for};
 use common::{T0, open_manual, secs, table_rows, temp_file};
 use jobfile::{
     Backoff, EngineOptions, Error, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState,
@@ -768,4 +768,69 @@ async fn claims_in_batches_take_each_ready_job_once_in_priority_order() {
             && rows.contains(&("job_leases".to_string(), 0)),
         "{rows:?}"
     );
+}
+
+#[tokio::test]
+async fn attempt_durations_are_bucketed_by_definition_and_outcome() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let (open, gate) = watch::channel(false);
+    let slow = engine
+        .register(JobSpec::new("slow"), move |_: JobCtx, _: ()| {
+            let mut gate = gate.clone();
+            async move {
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    let bad = engine
+        .register(
+            JobSpec::new("bad").max_attempts(2),
+            |_: JobCtx, _: ()| async { Err::<(), _>(JobError::retryable("no")) },
+        )
+        .unwrap();
+    let stuck = engine
+        .register(
+            JobSpec::new("stuck").lease(secs(10)),
+            |_: JobCtx, _: ()| async { std::future::pending::<Result<(), JobError>>().await },
+        )
+        .unwrap();
+    // slow runs 120 ms on the manual clock; bad fails twice at once; stuck misses its lease.
+    let s = slow.submit(()).await.unwrap().id;
+    wait_for(&engine, s, |k| matches!(k, JobEventKind::Started { .. })).await;
+    clock.advance(Duration::from_millis(120));
+    open.send(true).unwrap();
+    slow.join(s, None).await.unwrap();
+    let b = bad.submit(()).await.unwrap().id;
+    bad.join(b, None).await.unwrap();
+    let t = stuck.submit(()).await.unwrap().id;
+    wait_for(&engine, t, |k| matches!(k, JobEventKind::Started { .. })).await;
+    clock.advance(secs(11));
+    engine.tick().await.unwrap();
+    stuck.join(t, None).await.unwrap();
+
+    /// (name, outcome, count, sum in ms, the buckets that hold attempts)
+    type Row = (String, String, u64, u64, Vec<(u64, u64)>);
+    let got: Vec<Row> = engine
+        .jobs()
+        .attempt_durations()
+        .into_iter()
+        .map(|h| {
+            let filled = h.buckets.into_iter().filter(|(_, n)| *n > 0).collect();
+            (h.name, h.outcome, h.count, h.sum_ms, filled)
+        })
+        .collect();
+    let s = |v: &str| v.to_string();
+    assert_eq!(
+        got,
+        [
+            (s("bad"), s("failed"), 2, 0, vec![(5, 2)]),
+            (s("slow"), s("completed"), 1, 120, vec![(250, 1)]),
+            (s("stuck"), s("timed_out"), 1, 11_000, vec![(30_000, 1)]),
+        ]
+    );
+    let all = engine.jobs().attempt_durations();
+    assert_eq!(all[0].buckets.len(), 15);
+    assert_eq!(all[0].buckets.last(), Some(&(u64::MAX, 0)));
 }

@@ -5,10 +5,14 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::AttemptDurations;
 
 use super::api::Admin;
 use super::error::ApiError;
@@ -85,8 +89,62 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
         }
     }
     registry.register("jobs", "Jobs in the file by definition and state", by_state);
+    let durations: Family<Vec<(String, String)>, HistogramSnapshot> = Family::default();
+    for h in engine.jobs().attempt_durations() {
+        let labels = vec![
+            ("name".to_string(), h.name.clone()),
+            ("outcome".to_string(), h.outcome.clone()),
+        ];
+        *durations
+            .get_or_create(&labels)
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+    registry.register_with_unit(
+        "attempt_duration",
+        "How long attempts ran since the engine opened, by definition and outcome",
+        Unit::Seconds,
+        durations,
+    );
     let mut text = String::new();
     encode(&mut text, &registry)
         .map_err(|e| ApiError::from(crate::Error::Internal(format!("metrics encoding: {e}"))))?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
+}
+
+/// One attempt-duration histogram as the engine keeps it, encoded as a Prometheus histogram
+/// in seconds.
+#[derive(Debug, Default)]
+struct HistogramSnapshot(std::sync::Mutex<Option<AttemptDurations>>);
+
+impl TypedMetric for HistogramSnapshot {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for HistogramSnapshot {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(h) = h.as_ref() else {
+            return Ok(());
+        };
+        let seconds = |ms: u64| ms as f64 / 1_000.0;
+        let buckets: Vec<(f64, u64)> = h
+            .buckets
+            .iter()
+            .map(|(bound, n)| {
+                let bound = if *bound == u64::MAX {
+                    f64::MAX
+                } else {
+                    seconds(*bound)
+                };
+                (bound, *n)
+            })
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(seconds(h.sum_ms), h.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }

@@ -359,16 +359,22 @@ fn log_metric(event: &JobMetric) {
             name,
             attempt,
             code,
+            run_ms,
         } => {
-            tracing::info!(job = %name, attempt, code = %code, "job attempt failed; retry scheduled")
+            tracing::info!(job = %name, attempt, code = %code, run_ms, "job attempt failed; retry scheduled")
         }
         JobMetric::Failed {
             name,
             attempt,
             code,
-        } => tracing::warn!(job = %name, attempt, code = %code, "job failed"),
-        JobMetric::TimedOut { name, attempt } => {
-            tracing::warn!(job = %name, attempt, "job timed out")
+            run_ms,
+        } => tracing::warn!(job = %name, attempt, code = %code, run_ms, "job failed"),
+        JobMetric::TimedOut {
+            name,
+            attempt,
+            run_ms,
+        } => {
+            tracing::warn!(job = %name, attempt, run_ms, "job timed out")
         }
         JobMetric::Recovered { name } => {
             tracing::info!(job = %name, "job recovered after its process died")

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+use super::durations::Durations;
+
 /// Something that happened to a job, as reported to a metrics callback
 /// ([`EngineOptions::on_job_metric`](crate::EngineOptions::on_job_metric)).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub enum JobMetric {
         attempt: u32,
         /// Its failure code.
         code: String,
+        /// How long that attempt ran, in ms.
+        run_ms: u64,
     },
     /// A job failed for good.
     Failed {
@@ -46,6 +50,8 @@ pub enum JobMetric {
         attempt: u32,
         /// Its failure code.
         code: String,
+        /// How long that attempt ran, in ms (until its process died, for `CRASH_LOOP`: 0).
+        run_ms: u64,
     },
     /// A job was cancelled.
     Cancelled {
@@ -58,6 +64,8 @@ pub enum JobMetric {
         name: String,
         /// The last attempt.
         attempt: u32,
+        /// How long that attempt ran, in ms.
+        run_ms: u64,
     },
     /// A job left running by a dead process was put back in line.
     Recovered {
@@ -147,6 +155,8 @@ pub type MetricCallback = Arc<dyn Fn(&JobMetric) + Send + Sync>;
 /// Hands metric events to the callback, if there is one.
 pub(crate) struct Reporter {
     callback: Option<MetricCallback>,
+    /// Attempt durations, fed by the same events.
+    pub(crate) durations: Durations,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -157,10 +167,14 @@ impl std::fmt::Debug for Reporter {
 
 impl Reporter {
     pub(crate) fn new(callback: Option<MetricCallback>) -> Self {
-        Reporter { callback }
+        Reporter {
+            callback,
+            durations: Durations::default(),
+        }
     }
 
     pub(crate) fn report(&self, event: &JobMetric) {
+        self.durations.observe(event);
         if let Some(cb) = &self.callback {
             // A panicking callback must not take the engine down with it.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(event)));

@@ -9,6 +9,7 @@ mod backend;
 mod backoff;
 pub(crate) mod core;
 mod ctx;
+mod durations;
 pub(crate) mod effects;
 mod error;
 mod events;
@@ -30,6 +31,7 @@ mod worker;
 
 pub use backoff::Backoff;
 pub use ctx::JobCtx;
+pub use durations::AttemptDurations;
 pub use error::{JobError, JobFailure};
 pub use events::{JobEventStream, JobEvents};
 pub use handle::JobHandle;

@@ -232,6 +232,10 @@ pub(crate) fn settle_failure(
 ) -> Result<()> {
     let attempt = failure.attempt;
     let timed_out = failure.code == "TIMEOUT";
+    let run_ms = match job.state {
+        JobStateV1::Running { started_at, .. } => ctx.now.saturating_sub(started_at),
+        _ => 0,
+    };
     leave_state(ctx, id, job)?;
     job.last_error = Some(failure.clone());
     if retryable && job.attempts < job.max_attempts {
@@ -246,6 +250,7 @@ pub(crate) fn settle_failure(
                 name: job.name.clone(),
                 attempt,
                 code: failure.code.clone(),
+                run_ms,
             },
         )?;
         push_event(
@@ -266,6 +271,7 @@ pub(crate) fn settle_failure(
             JobMetric::TimedOut {
                 name: job.name.clone(),
                 attempt,
+                run_ms,
             },
         )?;
         push_event(ctx, id, job, EventKindV1::TimedOut { error: failure }, fx)?;
@@ -278,6 +284,7 @@ pub(crate) fn settle_failure(
                 name: job.name.clone(),
                 attempt,
                 code: failure.code.clone(),
+                run_ms,
             },
         )?;
         push_event(ctx, id, job, EventKindV1::Failed { error: failure }, fx)?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::core::JobCore;
+use super::durations::AttemptDurations;
 use super::events::JobEvents;
 use super::info::{CancelOutcome, JobCounts, JobInfo};
 use super::list::ListJobs;
@@ -39,6 +40,12 @@ impl Jobs {
     /// not by counting: as cheap with a million jobs as with ten.
     pub async fn counts(&self) -> Result<Vec<JobCounts>> {
         self.core.backend.counts().await
+    }
+
+    /// How long attempts ran since this engine opened, by definition and outcome, as
+    /// fixed-bucket histograms (kept in memory, not in the file).
+    pub fn attempt_durations(&self) -> Vec<AttemptDurations> {
+        self.core.reporter.durations.snapshot()
     }
 
     /// Queues a failed or timed-out job again with a fresh attempt budget (and crash budget).

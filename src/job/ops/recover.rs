@@ -56,6 +56,7 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, u
                     name: job.name.clone(),
                     attempt,
                     code: "CRASH_LOOP".into(),
+                    run_ms: 0,
                 },
             )?;
             failed += 1;
