@@ -527,3 +527,120 @@ async fn serve_admin_listens_on_loopback_unless_told_otherwise() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     engine.shutdown(secs(1)).await.unwrap();
 }
+
+/// Reads Server-Sent Events from `body` until `want` of them arrived or the stream ended:
+/// (event name, data as JSON).
+async fn read_events(body: &mut Body, buffer: &mut String, want: usize) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    name = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if !name.is_empty() {
+                out.push((
+                    name,
+                    serde_json::from_str(&data).unwrap_or(Value::String(data)),
+                ));
+            }
+            if out.len() == want {
+                return out;
+            }
+        }
+        match body.frame().await {
+            Some(frame) => {
+                if let Ok(bytes) = frame.unwrap().into_data() {
+                    buffer.push_str(std::str::from_utf8(&bytes).unwrap());
+                }
+            }
+            None => return out,
+        }
+    }
+}
+
+async fn open_stream(app: &Router, uri: &str) -> (StatusCode, Body) {
+    let request = Request::builder()
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    (response.status(), response.into_body())
+}
+
+#[tokio::test]
+async fn live_job_events_and_the_running_feed_arrive_as_server_sent_events() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let slow = engine
+        .register(JobSpec::new("slow"), move |ctx: JobCtx, _: ()| {
+            let mut gate = gate.clone();
+            async move {
+                ctx.progress(40, "halfway").await?;
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let id = slow.submit(()).await.unwrap().id;
+
+    let (status, mut events) = open_stream(&app, &format!("/api/jobs/{id}/events/live")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut buffer = String::new();
+    let first = read_events(&mut events, &mut buffer, 3).await;
+    let kinds: Vec<(&str, &str)> = first
+        .iter()
+        .map(|(name, e)| (name.as_str(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("job_event", "submitted"),
+            ("job_event", "started"),
+            ("job_event", "progress")
+        ]
+    );
+    assert_eq!(first[2].1["percent"], 40);
+
+    // The running feed shows the job with its progress.
+    let (_, mut running) = open_stream(&app, "/api/running/live").await;
+    let mut running_buffer = String::new();
+    let now = read_events(&mut running, &mut running_buffer, 1).await;
+    assert_eq!(now[0].0, "running");
+    assert_eq!(now[0].1[0]["id"], id);
+    assert_eq!(
+        now[0].1[0]["progress"],
+        json!({"percent": 40, "stage": "halfway"})
+    );
+
+    // The job completes: its stream sends the terminal event and ends.
+    open.send(true).unwrap();
+    let rest = read_events(&mut events, &mut buffer, 10).await;
+    let kinds: Vec<&str> = rest
+        .iter()
+        .map(|(_, e)| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["completed"]);
+    // And the running feed says no job runs any more (it looks once a second).
+    let after = read_events(&mut running, &mut running_buffer, 1).await;
+    assert_eq!(after[0], (s("running"), json!([])));
+    assert_eq!(
+        call(&app, "GET", "/api/jobs/77/events/live", Some(TOKEN), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::options::AdminOptions;
-use super::{auth, metrics};
+use super::{auth, live, metrics};
 use crate::{
     CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
     QueueStats, ScheduleInfo, StoreStats, Submitted,
@@ -38,6 +38,8 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         .route("/api/overview", get(overview))
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(job).delete(delete_job))
+        .route("/api/jobs/{id}/events/live", get(live::job_events))
+        .route("/api/running/live", get(live::running))
         .route("/api/jobs/{id}/retry", post(retry_job))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
         .route("/api/queues/{name}", get(queue_stats))

@@ -12,6 +12,8 @@
 //! | `GET /api/overview` | epoch, file size, job counters and gauges, jobs by definition and state, writer figures, schedules |
 //! | `GET /api/jobs?name=&state=&meta=key:value&after=&limit=&order=oldest` | a [`JobPage`](crate::JobPage), newest first |
 //! | `GET /api/jobs/{id}` | `{"job": JobInfo, "events": [JobEvent]}` (its whole history) |
+//! | `GET /api/jobs/{id}/events/live?from=` | Server-Sent Events: `job_event` per event, from `from` on, ending after the terminal one |
+//! | `GET /api/running/live` | Server-Sent Events: `running`, the running jobs with their progress, at once and on every change |
 //! | `POST /api/jobs/{id}/retry` | a failed or timed-out job again, with a fresh budget |
 //! | `POST /api/jobs/{id}/cancel` | cancels it; body `{"reason": "..."}` (optional) |
 //! | `DELETE /api/jobs/{id}` | deletes a finished job |
@@ -25,6 +27,7 @@
 mod api;
 mod auth;
 mod error;
+mod live;
 mod metrics;
 mod options;
 mod serve;
