@@ -644,3 +644,80 @@ async fn live_job_events_and_the_running_feed_arrive_as_server_sent_events() {
 fn s(v: &str) -> String {
     v.to_string()
 }
+
+#[tokio::test]
+async fn the_dashboard_page_needs_no_token_and_cannot_be_framed() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let response = app
+        .clone()
+        .oneshot(Request::builder().uri("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let html = response.into_body().collect().await.unwrap().to_bytes();
+    let html = String::from_utf8(html.to_vec()).unwrap();
+    assert!(html.contains("<title>jobfile</title>"));
+    // Everything it shows comes through the API, which still wants the token.
+    assert_eq!(
+        call(&app, "GET", "/api/jobs", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_operation_from_another_sites_page_is_refused_even_without_a_token() {
+    let (_dir, path) = temp_file();
+    let (engine, _failing) = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::without_auth());
+    let send = |headers: &[(&str, &str)]| {
+        let mut request = Request::builder()
+            .method("POST")
+            .uri("/api/jobs/1/retry")
+            .header(header::HOST, "127.0.0.1:7311");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let app = app.clone();
+        let request = request.body(Body::empty()).unwrap();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    assert_eq!(
+        send(&[("sec-fetch-site", "cross-site")]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&[("origin", "https://evil.example")]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(send(&[("origin", "null")]).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        engine.jobs().get(1).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    // The dashboard's own requests (same origin) and tools without an Origin go through.
+    assert_eq!(
+        send(&[
+            ("origin", "http://127.0.0.1:7311"),
+            ("sec-fetch-site", "same-origin")
+        ])
+        .await,
+        StatusCode::OK
+    );
+    let mail = engine.job::<String, String>(JobSpec::new("mail")).unwrap();
+    mail.join(1, None).await.unwrap();
+    assert_eq!(
+        send(&[]).await,
+        StatusCode::BAD_REQUEST,
+        "a completed job is not retried"
+    );
+}

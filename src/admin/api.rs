@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::options::AdminOptions;
-use super::{auth, live, metrics};
+use super::{auth, dashboard, live, metrics};
 use crate::{
     CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
     QueueStats, ScheduleInfo, StoreStats, Submitted,
@@ -34,7 +34,7 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         engine,
         options: options.clone(),
     };
-    Router::new()
+    let api = Router::new()
         .route("/api/overview", get(overview))
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(job).delete(delete_job))
@@ -51,7 +51,11 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         .route("/api/schedules/{id}/trigger", post(trigger))
         .route("/metrics", get(metrics::scrape))
         .layer(middleware::from_fn_with_state(options, auth::guard))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    // The page itself holds no data: it asks for the token and reads everything through the API.
+    Router::new()
+        .route("/", get(dashboard::page))
+        .merge(api)
         .with_state(admin)
 }
 

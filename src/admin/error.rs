@@ -51,6 +51,14 @@ impl ApiError {
         )
     }
 
+    pub(super) fn cross_site() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "CROSS_SITE",
+            "an operation from another site's page is refused",
+        )
+    }
+
     pub(super) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
     }

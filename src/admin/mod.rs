@@ -9,6 +9,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
+//! | `GET /` | the web dashboard (no token needed for the page; it asks for one) |
 //! | `GET /api/overview` | epoch, file size, job counters and gauges, jobs by definition and state, writer figures, schedules |
 //! | `GET /api/jobs?name=&state=&meta=key:value&after=&limit=&order=oldest` | a [`JobPage`](crate::JobPage), newest first |
 //! | `GET /api/jobs/{id}` | `{"job": JobInfo, "events": [JobEvent]}` (its whole history) |
@@ -26,6 +27,7 @@
 
 mod api;
 mod auth;
+mod dashboard;
 mod error;
 mod live;
 mod metrics;

@@ -1,0 +1,60 @@
+// Drives the admin dashboard as a person would, in headless Chromium: signs in with the token,
+// watches a running job's progress bar advance on the overview, opens that job's page, then
+// opens a failed job from the failed list, clicks Retry and waits until it has run. Saves a
+// screenshot of the overview and of the job page.
+//
+// Usage: node dashboard.mjs <admin url> <token> <screenshot dir>
+import { chromium } from "playwright-core";
+
+const [url, token, outDir] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on("pageerror", (e) => console.log("page error: " + e.message));
+
+  await page.goto(url + "/");
+  await page.fill("#token", token);
+  await page.click("#login button");
+
+  // The overview's running table shows the job, and its bar advances without a reload.
+  await page.waitForSelector("#running tbody tr[data-id] .bar > i", { timeout: 15000 });
+  const width = () => page.$eval("#running .bar > i", (el) => parseFloat(el.style.width));
+  const first = await width();
+  await page.waitForFunction(
+    (w) => {
+      const el = document.querySelector("#running .bar > i");
+      return el && parseFloat(el.style.width) >= w + 10;
+    },
+    first,
+    { timeout: 15000 },
+  );
+  console.log(`overview progress ${first}% -> ${await width()}%`);
+  const counts = await page.$$eval("tr[data-name] td:first-child", (tds) => tds.map((td) => td.textContent));
+  console.log("definitions: " + counts.join(","));
+  await page.screenshot({ path: `${outDir}/overview.png`, fullPage: true });
+
+  // The running job's page: its progress bar and its timeline, which grows live.
+  await page.click("#running tbody tr[data-id]");
+  await page.waitForSelector("#progress .bar");
+  const before = await page.$$eval("#events li", (lis) => lis.length);
+  await page.waitForFunction((n) => document.querySelectorAll("#events li").length > n, before, { timeout: 15000 });
+  console.log(`timeline ${before} -> ${await page.$$eval("#events li", (lis) => lis.length)} events`);
+  await page.screenshot({ path: `${outDir}/running-job.png`, fullPage: true });
+
+  // A failed job, from the failed list: Retry, and it runs to completion.
+  await page.click('nav a[data-nav="failed"]');
+  await page.waitForSelector("#jobs tbody tr[data-id]");
+  await page.click("#jobs tbody tr[data-id]");
+  await page.waitForSelector("h2 .state.s-failed");
+  await page.click("#retry:not([disabled])");
+  await page.waitForSelector("h2 .state.s-completed", { timeout: 15000 });
+  const kinds = await page.$$eval("#events li .k", (ks) => ks.map((k) => k.textContent));
+  console.log("retried job events: " + kinds.join(","));
+  await page.screenshot({ path: `${outDir}/job.png`, fullPage: true });
+  console.log("OK");
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,139 @@
+//! The dashboard in a real browser: headless Chromium, driven by `tests/browser/dashboard.mjs`
+//! (playwright-core), against a live engine served by `Engine::serve_admin`. It watches a
+//! running job's progress bar advance, opens the job page, and retries a failed job from its
+//! page. Screenshots land in `target/dashboard-screenshots/`.
+//!
+//! Needs Node.js, `npm ci` in `tests/browser/` and Chromium (`/usr/bin/chromium`, or the
+//! `CHROMIUM` variable); `.ci/run` installs them and sets `JOBFILE_BROWSER_TESTS=1`, which
+//! makes a missing piece a failure instead of a skip.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::temp_file;
+use jobfile::admin::AdminOptions;
+use jobfile::{Engine, JobCtx, JobError, JobSpec, Outcome};
+
+const TOKEN: &str = "dashboard-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = browser_dir.join("node_modules/playwright-core").exists()
+        && Path::new(&chromium).exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !ready {
+        assert!(
+            std::env::var_os("JOBFILE_BROWSER_TESTS").is_none(),
+            "JOBFILE_BROWSER_TESTS is set but Node.js, tests/browser/node_modules or {chromium} is missing"
+        );
+        println!("skipped: the browser test needs Node.js, `npm ci` in tests/browser and Chromium");
+        return;
+    }
+
+    let (_dir, path) = temp_file();
+    let engine = Engine::open(&path).await.unwrap();
+    // A render job reports progress every 150 ms and holds until the test ends.
+    let (done, hold) = tokio::sync::watch::channel(false);
+    let render = engine
+        .register(JobSpec::new("render"), move |ctx: JobCtx, frames: u32| {
+            let mut hold = hold.clone();
+            async move {
+                for step in 1..=frames {
+                    let percent = (step * 100 / frames).min(99) as u8;
+                    ctx.progress(percent, &format!("frame {step} of {frames}"))
+                        .await?;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(150)) => {}
+                        _ = hold.wait_for(|d| *d) => return Ok(()),
+                    }
+                }
+                let _ = hold.wait_for(|d| *d).await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    // A mail job fails until the test lets it through.
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let mail = engine
+        .register(
+            JobSpec::new("mail").max_attempts(1),
+            move |_: JobCtx, to: String| {
+                let fail = f.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        Err(JobError::permanent(format!("{to}: mailbox full")).code("FULL"))
+                    } else {
+                        Ok(format!("sent to {to}"))
+                    }
+                }
+            },
+        )
+        .unwrap();
+    let bounced = mail.submit("ann@example.com".into()).await.unwrap().id;
+    assert!(matches!(
+        mail.join(bounced, None).await.unwrap(),
+        Outcome::Failed(_)
+    ));
+    failing.store(false, Ordering::SeqCst);
+    let sent = mail.submit("bob@example.com".into()).await.unwrap().id;
+    mail.join(sent, None).await.unwrap();
+    render
+        .submit(600)
+        .meta("correlation_id", "req-7")
+        .await
+        .unwrap();
+
+    let server = engine
+        .serve_admin(
+            "127.0.0.1:0".parse().unwrap(),
+            AdminOptions::with_token(TOKEN),
+        )
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = browser_dir.join("dashboard.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(&url)
+            .arg(TOKEN)
+            .arg(&shots)
+            .env("CHROMIUM", chromium)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "{stdout}{stderr}"
+    );
+    assert!(stdout.contains("definitions: mail,render"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "retried job events: submitted,started,failed,retry_scheduled,started,completed"
+        ),
+        "{stdout}"
+    );
+    // The retry really ran the job again, to completion.
+    assert!(matches!(
+        mail.join(bounced, None).await.unwrap(),
+        Outcome::Completed(ref s) if s == "sent to ann@example.com"
+    ));
+    done.send(true).unwrap();
+    server.stop().await.unwrap();
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
