@@ -90,9 +90,11 @@ fn real_records_of_every_kind_and_their_mutations() {
             .register(
                 jobfile::JobSpec::new("k"),
                 |ctx: jobfile::JobCtx, n: u32| async move {
-                    // Enough events that the later ones spill from the record into the table.
+                    // Enough events that the later ones spill from the record into the table
+                    // (a heartbeat between progress updates keeps them from being coalesced).
                     for percent in [10, 20, 30, 40, 50, 60, 70, 80] {
                         ctx.progress(percent, "working").await?;
+                        ctx.heartbeat().await?;
                     }
                     Ok(n + 1)
                 },

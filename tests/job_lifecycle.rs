@@ -834,3 +834,86 @@ async fn attempt_durations_are_bucketed_by_definition_and_outcome() {
     assert_eq!(all[0].buckets.len(), 15);
     assert_eq!(all[0].buckets.last(), Some(&(u64::MAX, 0)));
 }
+
+#[tokio::test]
+async fn progress_updates_within_one_second_make_one_event_holding_the_latest() {
+    #[derive(Debug)]
+    enum Cmd {
+        Progress(u8),
+        Heartbeat,
+        Done,
+    }
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Cmd>();
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<()>();
+    let cmds = Arc::new(tokio::sync::Mutex::new(cmd_rx));
+    let h = engine
+        .register(JobSpec::new("report"), move |ctx: JobCtx, _: ()| {
+            let (cmds, ack) = (cmds.clone(), ack_tx.clone());
+            async move {
+                let mut cmds = cmds.lock().await;
+                while let Some(cmd) = cmds.recv().await {
+                    match cmd {
+                        Cmd::Progress(p) => ctx.progress(p, &format!("s{p}")).await?,
+                        Cmd::Heartbeat => ctx.heartbeat().await?,
+                        Cmd::Done => break,
+                    }
+                    ack.send(()).unwrap();
+                }
+                Ok(())
+            }
+        })
+        .unwrap();
+    let id = h.submit(()).await.unwrap().id;
+    // (ms after T0, command); T0 is a whole second.
+    let script = [
+        (0, Cmd::Progress(10)),
+        (400, Cmd::Progress(20)),
+        (999, Cmd::Progress(30)),
+        (1_000, Cmd::Progress(40)),
+        (1_500, Cmd::Heartbeat),
+        (1_600, Cmd::Progress(50)),
+        (1_700, Cmd::Progress(60)),
+        (3_000, Cmd::Progress(70)),
+        (3_200, Cmd::Progress(80)),
+    ];
+    for (at, cmd) in script {
+        clock.set(T0 + at);
+        cmd_tx.send(cmd).unwrap();
+        ack_rx.recv().await.unwrap();
+    }
+    let info = h.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        info.progress.map(|p| (p.percent, p.stage)),
+        Some((80, "s80".to_string()))
+    );
+    cmd_tx.send(Cmd::Done).unwrap();
+    h.join(id, None).await.unwrap();
+    let events = engine.jobs().events(id).read(0, 100).await.unwrap();
+    let got: Vec<(u32, u64, String)> = events
+        .iter()
+        .map(|e| {
+            let what = match &e.kind {
+                JobEventKind::Progress { percent, .. } => format!("progress {percent}"),
+                other => other.name().to_string(),
+            };
+            (e.seq, e.at_ms - T0, what)
+        })
+        .collect();
+    let s = |v: &str| v.to_string();
+    assert_eq!(
+        got,
+        [
+            (0, 0, s("submitted")),
+            (1, 0, s("started")),
+            (2, 999, s("progress 30")),
+            (3, 1_000, s("progress 40")),
+            (4, 1_500, s("heartbeat")),
+            (5, 1_700, s("progress 60")),
+            // Past the events kept in the record: the same in the events table.
+            (6, 3_200, s("progress 80")),
+            (7, 3_200, s("completed")),
+        ]
+    );
+}

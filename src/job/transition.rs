@@ -75,6 +75,57 @@ pub(crate) fn push_event(
     Ok(())
 }
 
+/// Progress events are coalesced per second of the clock: a progress update in the same second
+/// as the job's last event, when that event is a progress event too, replaces it.
+const PROGRESS_WINDOW_MS: u64 = 1_000;
+
+/// Emits a `progress` event, or overwrites the job's last event with it when that is a
+/// progress event of the same second: a handler that reports per item writes at most one
+/// progress event per second, each holding the latest value of its second. (A follower that
+/// already read the overwritten event is not sent it again; the record's progress is always
+/// the latest.)
+pub(crate) fn push_progress(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    kind: EventKindV1,
+    fx: &mut Effects,
+) -> Result<()> {
+    let Some(last) = job.next_event.checked_sub(1) else {
+        return push_event(ctx, id, job, kind, fx);
+    };
+    let inline = (last as usize) < job.inline_events.len();
+    let previous = if inline {
+        Some(job.inline_events[last as usize].clone())
+    } else {
+        match ctx.table(JOB_EVENTS)?.get((id, last))? {
+            Some(bytes) => {
+                let StoredEvent::V1(event) = decode("job_events", bytes.value())?;
+                Some(event)
+            }
+            None => None,
+        }
+    };
+    let same_window = previous.is_some_and(|p| {
+        matches!(p.kind, EventKindV1::Progress { .. })
+            && p.at / PROGRESS_WINDOW_MS == ctx.now / PROGRESS_WINDOW_MS
+    });
+    if !same_window {
+        return push_event(ctx, id, job, kind, fx);
+    }
+    let event = EventV1 { at: ctx.now, kind };
+    if inline {
+        job.inline_events[last as usize] = event;
+    } else {
+        let bytes = encode(&StoredEvent::V1(event));
+        ctx.table(JOB_EVENTS)?
+            .insert((id, last), bytes.as_slice())?;
+    }
+    job.updated_at = ctx.now;
+    fx.touched.push(id);
+    Ok(())
+}
+
 /// Removes the index entries of the job's current state.
 pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
     match &job.state {

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::job::effects::Effects;
 use crate::job::record::{EventKindV1, JobStateV1};
 use crate::job::tables::{JOB_LEASES, JOB_STEPS};
-use crate::job::transition::{leave_state, load_known, owns, push_event, save};
+use crate::job::transition::{leave_state, load_known, owns, push_event, push_progress, save};
 use crate::store::TxCtx;
 
 /// Stores a step's result and emits `step_completed`.
@@ -31,7 +31,8 @@ pub(crate) fn record_step(
     Ok(true)
 }
 
-/// Stores the latest progress and emits `progress`.
+/// Stores the latest progress and emits `progress` (coalesced per second; see
+/// [`push_progress`]).
 pub(crate) fn record_progress(
     ctx: &mut TxCtx<'_>,
     id: u64,
@@ -50,7 +51,7 @@ pub(crate) fn record_progress(
         percent,
         stage: stage.to_string(),
     };
-    push_event(ctx, id, &mut job, kind, fx)?;
+    push_progress(ctx, id, &mut job, kind, fx)?;
     save(ctx, id, &job)?;
     Ok(true)
 }
