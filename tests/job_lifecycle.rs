@@ -111,7 +111,7 @@ async fn happy_path_with_steps_progress_and_events() {
 #[tokio::test]
 async fn a_live_stream_sees_every_event_in_order_and_ends_after_the_terminal_one() {
     let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+    let (engine, clock) = open_manual(&path).await;
     let (go_tx, go_rx) = watch::channel(false);
     let go_rx = Arc::new(go_rx);
     let h = engine
@@ -136,6 +136,9 @@ async fn a_live_stream_sees_every_event_in_order_and_ends_after_the_terminal_one
                 stage: "waiting".into(),
             })
         {
+            // A second later, so that the next progress is an event of its own (progress
+            // within one second is coalesced).
+            clock.advance(secs(1));
             go_tx.send(true).unwrap();
         }
         seen.push(e.kind.name());
