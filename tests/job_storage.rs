@@ -514,6 +514,59 @@ async fn paging_never_lists_a_job_twice_while_jobs_change_state_and_arrive() {
     assert!(still.len() < 30 && seen.len() > still.len());
 }
 
+#[tokio::test]
+async fn a_large_queue_is_listed_by_walking_ids_with_the_same_pages() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let parked = engine.job::<u32, ()>(JobSpec::new("parked")).unwrap();
+    // 10,020 jobs, every tenth of the newest 100 then cancelled: 10,010 queued, more than the
+    // indexes are read whole for.
+    let submitted: Vec<u64> = parked
+        .submit_many((0..10_020).map(|n| parked.submit(n)))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(submitted.len(), 10_020);
+    for id in submitted.iter().rev().take(100).step_by(10) {
+        parked.cancel(*id, "thinned").await.unwrap();
+    }
+    let jobs = engine.jobs();
+    let page = jobs.list().state(JobState::Queued).limit(5).await.unwrap();
+    assert_eq!(
+        ids(page),
+        (vec![10_019, 10_018, 10_017, 10_016, 10_015], Some(10_015))
+    );
+    // 10_010 is cancelled: the walk passes over it.
+    let page = jobs
+        .list()
+        .state(JobState::Queued)
+        .limit(3)
+        .after(10_012)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), (vec![10_011, 10_009, 10_008], Some(10_008)));
+    let page = jobs
+        .list()
+        .state(JobState::Queued)
+        .oldest_first()
+        .limit(2)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), (vec![1, 2], Some(2)));
+    // A bounded walk: the newest 20 ids hold 18 queued jobs.
+    let page = jobs
+        .list()
+        .state(JobState::Queued)
+        .limit(100)
+        .scan_limit(20)
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 18);
+    assert_eq!(page.next, Some(10_001));
+}
+
 /// The counts as (name, queued, running, completed, failed, cancelled, timed out).
 async fn counts(engine: &jobfile::Engine) -> Vec<(String, u64, u64, u64, u64, u64, u64)> {
     engine

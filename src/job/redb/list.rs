@@ -1,11 +1,12 @@
 //! A page of jobs from the file: the walk by id behind [`Jobs::list`](crate::Jobs::list).
 //!
 //! Failed, cancelled and timed-out jobs are walked through their index, queued and running
-//! ones through the ready, delayed and lease indexes. Completed jobs are not indexed (it saves
-//! a write per job), so a page of them, and a page of any state, walks the jobs by id and
-//! also examines the jobs of other states between them: `scan_limit` bounds that work.
+//! ones through the ready, delayed and lease indexes while those hold at most 10,000 jobs.
+//! Completed jobs are not indexed (it saves a write per job), so a page of them, a page of a
+//! large queue, and a page of any state walk the jobs by id and also examine the jobs of
+//! other states between them: `scan_limit` bounds that work.
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::{find_job, with_input_of};
 use crate::error::Result;
@@ -45,9 +46,9 @@ pub(super) fn page(rtx: &ReadTransaction, query: &JobQuery) -> Result<JobPage> {
                 }
             }
         }
-        None if query.state.is_some() => {
-            // Queued or running: their indexes are ordered by time, not id; the sets are what
-            // is waiting or running now, so they are read whole and sorted.
+        None if query.state.is_some() && !large(rtx, query.state)? => {
+            // Queued or running: their indexes are ordered by time, not id; while the sets
+            // are small they are read whole and sorted (a large one is walked by id below).
             let mut ids = Vec::new();
             if query.state == Some(JobState::Running) {
                 for entry in rtx.open_table(JOB_LEASES)?.iter()? {
@@ -89,6 +90,21 @@ pub(super) fn page(rtx: &ReadTransaction, query: &JobQuery) -> Result<JobPage> {
         }
     }
     Ok(walk.finish(None))
+}
+
+/// Queued or running jobs beyond this many are listed by walking all jobs by id (bounded by
+/// `scan_limit`), not by reading their time-ordered indexes whole.
+const COLLECT_LIMIT: u64 = 10_000;
+
+/// Whether the index of queued (ready and delayed) or running jobs is too large to read whole
+/// for one page.
+fn large(rtx: &ReadTransaction, state: Option<JobState>) -> Result<bool> {
+    let n = if state == Some(JobState::Running) {
+        rtx.open_table(JOB_LEASES)?.len()?
+    } else {
+        rtx.open_table(JOB_READY)?.len()? + rtx.open_table(JOB_DELAYED)?.len()?
+    };
+    Ok(n > COLLECT_LIMIT)
 }
 
 /// The ids a page may hold, `low..=high`; `None` if none.
