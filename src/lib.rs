@@ -101,7 +101,7 @@ pub use job::{
 pub use mutex::{FencedMutex, MutexLease};
 pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,
-    SendMessage, SendReceipt,
+    QueueSummary, SendMessage, SendReceipt,
 };
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
 #[cfg(feature = "cron")]

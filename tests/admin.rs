@@ -135,6 +135,7 @@ async fn every_request_needs_the_token() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["epoch"], 1);
     assert_eq!(body["job_counts"], json!([]));
+    assert_eq!(body["queues"], json!([]));
     // Without auth, explicitly: no token needed.
     let open = admin::router(engine.clone(), AdminOptions::without_auth());
     assert_eq!(
@@ -356,6 +357,21 @@ async fn operations_change_exactly_what_they_say() {
             json!({"ready": 1, "delayed": 0, "leased": 0, "dead": 1})
         )
     );
+    assert_eq!(
+        get(&app, "/api/overview").await.1["queues"],
+        json!([{"name": "emails", "ready": 1, "delayed": 0, "leased": 0, "dead": 1}])
+    );
+    let (_, metrics) = get(&app, "/metrics").await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        "jobfile_queue_messages{queue=\"emails\",state=\"ready\"} 1",
+        "jobfile_queue_messages{queue=\"emails\",state=\"dead\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} missing from:\n{metrics}"
+        );
+    }
     assert_eq!(
         post(&app, "/api/queues/emails/dead/purge", None).await,
         (StatusCode::OK, json!({"count": 1}))

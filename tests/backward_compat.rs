@@ -83,6 +83,16 @@ async fn a_format_1_file_opens_is_upgraded_and_its_old_messages_expire_on_time()
             .jobs
             .is_empty()
     );
+    // The queue's tallies were taken at the open, then followed the messages into the
+    // dead-letter list.
+    let queues = engine.queues().await.unwrap();
+    assert_eq!(
+        queues
+            .iter()
+            .map(|q| (q.name.as_str(), q.stats.ready, q.stats.dead))
+            .collect::<Vec<_>>(),
+        [("q", 0, 2)]
+    );
     // The per-definition counts were taken at the open, before the pruning, which the counts
     // then followed.
     let counts = engine.jobs().counts().await.unwrap();

@@ -287,6 +287,19 @@ async fn compare(
         step,
         op
     );
+    // The listing of all queues says the same, from the same tallies.
+    let listed = engine.queues().await.unwrap();
+    let nonzero = stats.ready + stats.leased + stats.delayed + stats.dead > 0;
+    prop_assert_eq!(
+        listed.len(),
+        usize::from(nonzero),
+        "step {}: {:?}",
+        step,
+        listed
+    );
+    if let Some(summary) = listed.first() {
+        prop_assert_eq!(summary.stats, stats);
+    }
     for (id, p, key, deliveries) in &model.ready {
         let m = q.get(*id).await.unwrap();
         prop_assert!(m.is_some(), "step {step}: message {id} missing");

@@ -12,7 +12,7 @@ use super::options::AdminOptions;
 use super::{auth, dashboard, live, metrics};
 use crate::{
     CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
-    QueueStats, ScheduleInfo, StoreStats, Submitted,
+    QueueStats, QueueSummary, ScheduleInfo, StoreStats, Submitted,
 };
 
 /// The largest request body an operation takes.
@@ -71,6 +71,8 @@ struct Overview {
     jobs: JobMetrics,
     /// Jobs in the file by definition and state.
     job_counts: Vec<JobCounts>,
+    /// Every queue holding messages, with its counts (its dead letters included).
+    queues: Vec<QueueSummary>,
     /// The writer's figures since this engine opened.
     store: StoreStats,
     schedules: Vec<ScheduleInfo>,
@@ -84,6 +86,7 @@ async fn overview(State(admin): State<Admin>) -> Result<Json<Overview>, ApiError
         file_size_bytes: std::fs::metadata(engine.path()).map_or(0, |m| m.len()),
         jobs: engine.jobs().metrics().await?,
         job_counts: engine.jobs().counts().await?,
+        queues: engine.queues().await?,
         store: engine.store_stats(),
         schedules: engine.scheduler().list().await?,
     }))

@@ -89,6 +89,28 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
         }
     }
     registry.register("jobs", "Jobs in the file by definition and state", by_state);
+    let queues: Family<Vec<(String, String)>, Gauge> = Family::default();
+    for q in engine.queues().await? {
+        for (state, n) in [
+            ("ready", q.stats.ready),
+            ("delayed", q.stats.delayed),
+            ("leased", q.stats.leased),
+            ("dead", q.stats.dead),
+        ] {
+            let labels = vec![
+                ("queue".to_string(), q.name.clone()),
+                ("state".to_string(), state.to_string()),
+            ];
+            queues
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    registry.register(
+        "queue_messages",
+        "Queue messages by queue and state",
+        queues,
+    );
     let durations: Family<Vec<(String, String)>, HistogramSnapshot> = Family::default();
     for h in engine.jobs().attempt_durations() {
         let labels = vec![

@@ -27,7 +27,7 @@ use crate::mutex::FencedMutex;
 use crate::mutex::core::MutexCore;
 use crate::primitive::Primitive;
 use crate::queue::core::QueueCore;
-use crate::queue::{Queue, QueueOptions};
+use crate::queue::{Queue, QueueOptions, QueueSummary};
 #[cfg(feature = "cron")]
 use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::{Store, StoreConfig, StoreStats};
@@ -162,6 +162,12 @@ impl Engine {
     /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn queue(&self, name: &str) -> Result<Queue> {
         self.queue_with(name, QueueOptions::default())
+    }
+
+    /// Every queue that holds messages, by name, with its counts by state (read from tallies
+    /// kept with the messages: as cheap with a million messages as with ten).
+    pub async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        self.inner.queues.queues().await
     }
 
     /// The queue `name` with `options`. Options are this handle's: limits are applied to the

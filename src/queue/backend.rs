@@ -1,6 +1,6 @@
 //! The storage backends a queue can use, dispatched by enum: public types stay non-generic.
 
-use super::info::{DeadLetter, MessageInfo, QueueStats, SendReceipt};
+use super::info::{DeadLetter, MessageInfo, QueueStats, QueueSummary, SendReceipt};
 use super::redb::RedbQueue;
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::error::Result;
@@ -70,6 +70,12 @@ impl QueueStorage for QueueBackend {
     async fn get(&self, queue: &str, id: u64) -> Result<Option<MessageInfo>> {
         match self {
             QueueBackend::Redb(b) => b.get(queue, id).await,
+        }
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        match self {
+            QueueBackend::Redb(b) => b.queues().await,
         }
     }
 

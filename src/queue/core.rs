@@ -27,6 +27,12 @@ pub(crate) struct QueueCore {
 }
 
 impl QueueCore {
+    /// Every queue that holds messages, with its counts.
+    pub(crate) async fn queues(&self) -> Result<Vec<super::info::QueueSummary>> {
+        use super::storage::QueueStorage;
+        self.backend.queues().await
+    }
+
     /// The queues of the file `store` holds.
     pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
         let receivers = Arc::new(Wakeups::default());

@@ -93,6 +93,30 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
+impl QueueStats {
+    /// Adds `n` messages in the state named `state` (`ready`, `delayed`, `leased`, `dead`).
+    pub(crate) fn add(&mut self, state: &str, n: u64) {
+        match state {
+            "ready" => self.ready += n,
+            "delayed" => self.delayed += n,
+            "leased" => self.leased += n,
+            "dead" => self.dead += n,
+            _ => {}
+        }
+    }
+}
+
+/// A queue and its counts; see [`Engine::queues`](crate::Engine::queues).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct QueueSummary {
+    /// The queue's name.
+    pub name: String,
+    /// Its messages by state.
+    #[serde(flatten)]
+    pub stats: QueueStats,
+}
+
 pub(crate) fn info(id: u64, m: MessageV1) -> MessageInfo {
     let state = match m.state {
         MessageState::Ready { .. } => MessageStatus::Ready,

@@ -21,7 +21,7 @@ pub(crate) mod tables;
 
 pub use delivery::Delivery;
 pub use handle::Queue;
-pub use info::{DeadLetter, MessageInfo, MessageStatus, QueueStats, SendReceipt};
+pub use info::{DeadLetter, MessageInfo, MessageStatus, QueueStats, QueueSummary, SendReceipt};
 pub use options::QueueOptions;
 pub use record::DeadReason;
 pub use send::SendMessage;

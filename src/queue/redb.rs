@@ -4,18 +4,13 @@
 
 use std::sync::Arc;
 
-use redb::{ReadableTable, ReadableTableMetadata};
-
-use super::info::{DeadLetter, MessageInfo, QueueStats, SendReceipt, info};
+use super::info::{DeadLetter, MessageInfo, QueueStats, QueueSummary, SendReceipt, info};
 use super::ops;
 use super::record::{MessageState, MessageV1, StoredMessage};
-use super::rows::Became;
+use super::rows::{Became, TALLY_PREFIX};
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
-use super::tables::{
-    QUEUE_DEAD, QUEUE_DELAYED, QUEUE_LEASES, QUEUE_MESSAGES, QUEUE_PAYLOADS, QUEUE_READY,
-};
+use super::tables::{QUEUE_DEAD, QUEUE_MESSAGES, QUEUE_PAYLOADS};
 use crate::error::Result;
-use crate::index::ready_range;
 use crate::store::codec::decode;
 use crate::store::{Store, TxCtx};
 use crate::timer::Timer;
@@ -215,32 +210,35 @@ impl QueueStorage for RedbQueue {
     }
 
     /// Counting delayed and leased messages reads every delayed and leased message of the file.
+    /// Read from the tallies the state changes keep: as cheap with a million messages as
+    /// with ten.
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
         self.store.read(|rtx| {
+            let counter = crate::store::meta::read_counters(rtx)?;
             let mut stats = QueueStats::default();
-            let ready = rtx.open_table(QUEUE_READY)?;
-            stats.ready = ready.range(ready_range(queue))?.count() as u64;
-            let dead = rtx.open_table(QUEUE_DEAD)?;
-            stats.dead = dead.range((queue, 0u64)..=(queue, u64::MAX))?.count() as u64;
-            let messages = rtx.open_table(QUEUE_MESSAGES)?;
-            let count_in = |table: redb::ReadOnlyTable<(u64, u64), ()>| -> Result<u64> {
-                let mut n = 0;
-                if table.len()? == 0 {
-                    return Ok(0);
-                }
-                for entry in table.iter()? {
-                    let id = entry?.0.value().1;
-                    if let Some(bytes) = messages.get(id)? {
-                        let m = decode::<StoredMessage>("queue_messages", bytes.value())?;
-                        n += u64::from(m.into_message().queue == queue);
-                    }
-                }
-                Ok(n)
-            };
-            stats.delayed = count_in(rtx.open_table(QUEUE_DELAYED)?)?;
-            stats.leased = count_in(rtx.open_table(QUEUE_LEASES)?)?;
+            for state in ["ready", "delayed", "leased", "dead"] {
+                stats.add(state, counter(&format!("{TALLY_PREFIX}{state}:{queue}"))?);
+            }
             Ok(stats)
         })
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        let tallies = self
+            .store
+            .read(|rtx| crate::store::meta::read_prefixed(rtx, TALLY_PREFIX))?;
+        let mut by_name: std::collections::BTreeMap<String, QueueStats> = Default::default();
+        for (key, n) in tallies {
+            if let Some((state, name)) = key.split_once(':')
+                && n > 0
+            {
+                by_name.entry(name.to_string()).or_default().add(state, n);
+            }
+        }
+        Ok(by_name
+            .into_iter()
+            .map(|(name, stats)| QueueSummary { name, stats })
+            .collect())
     }
 
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {

@@ -14,6 +14,49 @@ use crate::store::codec::{decode, encode, priority_key};
 
 pub(crate) const SEQ_COUNTER: &str = "next:queue_seq";
 pub(crate) const ID_COUNTER: &str = "next:queue_message";
+/// Meta keys `queue_in:{state}:{queue}`: how many messages of each queue are in each state.
+pub(crate) const TALLY_PREFIX: &str = "queue_in:";
+/// Set once the tallies count every message of the file (older files are counted once, at an
+/// open).
+const TALLIED: &str = "flag:queue_tallied";
+
+/// The state names of the tallies.
+pub(crate) fn state_name(state: &MessageState) -> &'static str {
+    match state {
+        MessageState::Ready { .. } => "ready",
+        MessageState::Delayed { .. } => "delayed",
+        MessageState::Leased { .. } => "leased",
+        MessageState::Dead { .. } => "dead",
+    }
+}
+
+/// Counts `delta` messages of `queue` into or out of the state named `state`.
+pub(crate) fn tally(
+    ctx: &mut TxCtx<'_>,
+    queue: &str,
+    state: &'static str,
+    delta: i64,
+) -> Result<()> {
+    ctx.adjust(format!("{TALLY_PREFIX}{state}:{queue}"), delta)
+}
+
+/// Counts every message of a file whose messages were never tallied: a walk of all messages,
+/// once, at the open.
+pub(crate) fn tally_once(ctx: &mut TxCtx<'_>) -> Result<()> {
+    if crate::store::meta::read_counter(ctx.tx, TALLIED)? != 0 {
+        return Ok(());
+    }
+    let mut counts: std::collections::HashMap<(&'static str, String), u64> = Default::default();
+    for entry in ctx.tx.open_table(QUEUE_MESSAGES)?.iter()? {
+        let (_, bytes) = entry?;
+        let m = decode::<StoredMessage>("queue_messages", bytes.value())?.into_message();
+        *counts.entry((state_name(&m.state), m.queue)).or_default() += 1;
+    }
+    for ((state, queue), n) in counts {
+        ctx.set_gauge(format!("{TALLY_PREFIX}{state}:{queue}"), n)?;
+    }
+    ctx.set_gauge(TALLIED, 1)
+}
 
 /// Where a message went, for waking after the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +95,8 @@ pub(crate) fn save(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
 }
 
 /// Removes the index entry of the message's current state.
-pub(crate) fn leave_state(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
+pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
+    tally(ctx, &m.queue, state_name(&m.state), -1)?;
     match m.state {
         MessageState::Ready { seq } => {
             ctx.tx.open_table(QUEUE_READY)?.remove((
@@ -86,24 +130,26 @@ pub(crate) fn enter_ready(ctx: &mut TxCtx<'_>, id: u64, m: &mut MessageV1) -> Re
         .open_table(QUEUE_READY)?
         .insert((m.queue.as_str(), priority_key(m.priority), seq), id)?;
     m.state = MessageState::Ready { seq };
+    tally(ctx, &m.queue, "ready", 1)?;
     save(ctx, id, m)?;
     Ok(Became::Ready)
 }
 
 pub(crate) fn enter_delayed(
-    ctx: &TxCtx<'_>,
+    ctx: &mut TxCtx<'_>,
     id: u64,
     m: &mut MessageV1,
     until: u64,
 ) -> Result<Became> {
     ctx.tx.open_table(QUEUE_DELAYED)?.insert((until, id), ())?;
     m.state = MessageState::Delayed { until };
+    tally(ctx, &m.queue, "delayed", 1)?;
     save(ctx, id, m)?;
     Ok(Became::DelayedUntil(until))
 }
 
 pub(crate) fn enter_dead(
-    ctx: &TxCtx<'_>,
+    ctx: &mut TxCtx<'_>,
     id: u64,
     m: &mut MessageV1,
     reason: DeadReason,
@@ -122,13 +168,14 @@ pub(crate) fn enter_dead(
         at,
         purge_at,
     };
+    tally(ctx, &m.queue, "dead", 1)?;
     save(ctx, id, m)?;
     tracing::debug!(queue = %m.queue, id, %reason, "message dead-lettered");
     Ok(Became::Dead)
 }
 
 /// Deletes the message and everything pointing at it.
-pub(crate) fn erase(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
+pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {
     leave_state(ctx, id, m)?;
     ctx.tx.open_table(QUEUE_AGE)?.remove((m.expires_at(), id))?;
     if m.payload_apart {

@@ -5,7 +5,7 @@
 //! delivery proves it still owns its message by the pair (message id, delivery number) it was
 //! handed, so the same check works in one process or across many.
 
-use super::info::{DeadLetter, MessageInfo, QueueStats, SendReceipt};
+use super::info::{DeadLetter, MessageInfo, QueueStats, QueueSummary, SendReceipt};
 use crate::error::Result;
 
 /// A message to store, before it has an id.
@@ -76,6 +76,8 @@ pub(crate) trait QueueStorage {
     async fn get(&self, queue: &str, id: u64) -> Result<Option<MessageInfo>>;
     /// Counts of `queue`'s messages by state.
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
+    /// Every queue that holds messages, by name, with its counts.
+    async fn queues(&self) -> Result<Vec<QueueSummary>>;
     /// Up to `limit` dead letters of `queue`, oldest first.
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>>;
     /// One pass of timed work (expired leases, due delays, age limits, retention); the next

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::queue::record::MessageState;
-use crate::queue::rows::{leave_state, owned, save};
+use crate::queue::rows::{leave_state, owned, save, tally};
 use crate::queue::tables::QUEUE_LEASES;
 use crate::store::TxCtx;
 
@@ -20,6 +20,7 @@ pub(crate) fn extend(
     leave_state(ctx, id, &m)?;
     let deadline = ctx.now.saturating_add(lease_ms);
     m.state = MessageState::Leased { deadline };
+    tally(ctx, queue, "leased", 1)?;
     ctx.tx
         .open_table(QUEUE_LEASES)?
         .insert((deadline, id), ())?;

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::index::{due, next_at};
 use crate::queue::record::{DeadReason, MessageState};
 use crate::queue::rows::{
-    Became, enter_dead, enter_ready, erase, leave_state, load, note_ready, redeliver_or_bury,
+    Became, enter_dead, enter_ready, erase, leave_state, load, note_ready, redeliver_or_bury, tally,
 };
 use crate::queue::tables::{QUEUE_AGE, QUEUE_DEAD_EXPIRY, QUEUE_DELAYED, QUEUE_LEASES};
 use crate::store::TxCtx;
@@ -64,6 +64,8 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
         if !matches!(m.state, MessageState::Delayed { .. }) {
             continue;
         }
+        // The delayed entry is gone already; only the tally is left of the delayed state.
+        tally(ctx, &m.queue, "delayed", -1)?;
         let became = if m.expired(now) {
             enter_dead(ctx, id, &mut m, DeadReason::Expired)?
         } else {

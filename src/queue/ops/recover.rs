@@ -41,6 +41,7 @@ fn index_ages_once(ctx: &mut TxCtx<'_>) -> Result<()> {
 /// At open: every leased message belonged to a process that is gone, so it is redelivered now.
 pub(crate) fn recover(ctx: &mut TxCtx<'_>) -> Result<usize> {
     index_ages_once(ctx)?;
+    crate::queue::rows::tally_once(ctx)?;
     let mut out = Maintained::default();
     let mut total = 0;
     loop {

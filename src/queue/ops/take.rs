@@ -5,7 +5,7 @@ use redb::ReadableTable;
 use crate::error::{Error, Result};
 use crate::index::{has_ready, ready_range};
 use crate::queue::record::{DeadReason, MessageState};
-use crate::queue::rows::{enter_dead, load, payload_of, save};
+use crate::queue::rows::{enter_dead, load, payload_of, save, tally};
 use crate::queue::storage::Taken;
 use crate::queue::tables::{QUEUE_LEASES, QUEUE_READY};
 use crate::store::TxCtx;
@@ -40,6 +40,8 @@ pub(crate) fn take(
                 detail: format!("ready entry points at missing message {id}"),
             });
         };
+        // The ready entry is gone already; only the tally is left of the ready state.
+        tally(ctx, queue, "ready", -1)?;
         if m.expired(ctx.now) {
             enter_dead(ctx, id, &mut m, DeadReason::Expired)?;
             continue;
@@ -47,6 +49,7 @@ pub(crate) fn take(
         let deadline = ctx.now.saturating_add(lease_ms);
         m.deliveries += 1;
         m.state = MessageState::Leased { deadline };
+        tally(ctx, queue, "leased", 1)?;
         ctx.tx
             .open_table(QUEUE_LEASES)?
             .insert((deadline, id), ())?;
