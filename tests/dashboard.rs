@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::temp_file;
 use jobfile::admin::AdminOptions;
-use jobfile::{Engine, JobCtx, JobError, JobSpec, Outcome};
+use jobfile::{Engine, JobCtx, JobError, JobSpec, Outcome, ScheduleSpec};
 
 const TOKEN: &str = "dashboard-token";
 
@@ -85,6 +85,23 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
     failing.store(false, Ordering::SeqCst);
     let sent = mail.submit("bob@example.com".into()).await.unwrap().id;
     mail.join(sent, None).await.unwrap();
+    // A queue with a dead letter, and a schedule, for the overview to show.
+    let emails = engine.queue("emails").unwrap();
+    for p in [b"a", b"b", b"c"] {
+        emails.send(p.to_vec()).await.unwrap();
+    }
+    let first = emails.receive().await.unwrap();
+    first.dead_letter("bounced").await.unwrap();
+    let report = engine.job::<u32, ()>(JobSpec::new("report")).unwrap();
+    engine
+        .scheduler()
+        .register(
+            ScheduleSpec::new("nightly-report", "30 2 * * *").zone("Europe/Berlin"),
+            &report,
+            1,
+        )
+        .await
+        .unwrap();
     render
         .submit(600)
         .meta("correlation_id", "req-7")
@@ -122,6 +139,7 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
         "{stdout}{stderr}"
     );
     assert!(stdout.contains("definitions: mail,render"), "{stdout}");
+    assert!(stdout.contains("queues: emails,2,0,0,1"), "{stdout}");
     assert!(
         stdout.contains(
             "retried job events: submitted,started,failed,retry_scheduled,started,completed"

@@ -34,6 +34,8 @@ try {
   console.log(`overview progress ${first}% -> ${await width()}%`);
   const counts = await page.$$eval("tr[data-name] td:first-child", (tds) => tds.map((td) => td.textContent));
   console.log("definitions: " + counts.join(","));
+  const queues = await page.$$eval("#queues tbody tr td", (tds) => tds.map((td) => td.textContent));
+  console.log("queues: " + queues.join(","));
   await page.screenshot({ path: `${outDir}/overview.png`, fullPage: true });
 
   // The running job's page: its progress bar and its timeline, which grows live.
