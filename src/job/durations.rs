@@ -39,20 +39,24 @@ struct Histogram {
 }
 
 /// The histograms of one engine.
+/// The outcomes a histogram is kept for, in the order of [`Durations`]' arrays.
+const OUTCOMES: [&str; 3] = ["completed", "failed", "timed_out"];
+
 #[derive(Debug, Default)]
 pub(crate) struct Durations {
-    by: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    /// By definition name; one histogram per outcome.
+    by: Mutex<BTreeMap<String, [Histogram; 3]>>,
 }
 
 impl Durations {
     /// Counts the attempt a metric event ends, if it ends one.
     pub(crate) fn observe(&self, event: &JobMetric) {
         let (name, outcome, run_ms) = match event {
-            JobMetric::Completed { name, run_ms, .. } => (name, "completed", *run_ms),
+            JobMetric::Completed { name, run_ms, .. } => (name, 0, *run_ms),
             JobMetric::Retried { name, run_ms, .. } | JobMetric::Failed { name, run_ms, .. } => {
-                (name, "failed", *run_ms)
+                (name, 1, *run_ms)
             }
-            JobMetric::TimedOut { name, run_ms, .. } => (name, "timed_out", *run_ms),
+            JobMetric::TimedOut { name, run_ms, .. } => (name, 2, *run_ms),
             _ => return,
         };
         let bucket = BOUNDS_MS
@@ -60,7 +64,14 @@ impl Durations {
             .position(|bound| run_ms <= *bound)
             .unwrap_or(BOUNDS_MS.len());
         let mut by = self.by.lock().unwrap_or_else(|p| p.into_inner());
-        let h = by.entry((name.clone(), outcome)).or_default();
+        // Looked up by `&str`: a name is allocated once, at its first attempt.
+        if !by.contains_key(name.as_str()) {
+            by.insert(name.clone(), Default::default());
+        }
+        let Some(all) = by.get_mut(name.as_str()) else {
+            return;
+        };
+        let h = &mut all[outcome];
         h.count += 1;
         h.sum_ms = h.sum_ms.saturating_add(run_ms);
         h.buckets[bucket] += 1;
@@ -70,7 +81,9 @@ impl Durations {
     pub(crate) fn snapshot(&self) -> Vec<AttemptDurations> {
         let by = self.by.lock().unwrap_or_else(|p| p.into_inner());
         by.iter()
-            .map(|((name, outcome), h)| AttemptDurations {
+            .flat_map(|(name, all)| OUTCOMES.iter().zip(all).map(move |(o, h)| (name, o, h)))
+            .filter(|(_, _, h)| h.count > 0)
+            .map(|(name, outcome, h)| AttemptDurations {
                 name: name.clone(),
                 outcome: outcome.to_string(),
                 count: h.count,

@@ -243,7 +243,7 @@ pub(crate) fn tally(ctx: &mut TxCtx<'_>, name: &str, state: JobState, delta: i64
         JobState::Running => ctx.adjust(RUNNING_GAUGE, delta)?,
         _ => {}
     }
-    ctx.adjust(format!("{TALLY_PREFIX}{}:{name}", state.as_str()), delta)
+    ctx.adjust_joined(&[TALLY_PREFIX, state.as_str(), ":", name], delta)
 }
 
 /// Counts every job of a file whose jobs were never tallied (one written before the tallies):

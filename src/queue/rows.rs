@@ -37,7 +37,7 @@ pub(crate) fn tally(
     state: &'static str,
     delta: i64,
 ) -> Result<()> {
-    ctx.adjust(format!("{TALLY_PREFIX}{state}:{queue}"), delta)
+    ctx.adjust_joined(&[TALLY_PREFIX, state, ":", queue], delta)
 }
 
 /// Counts every message of a file whose messages were never tallied: a walk of all messages,

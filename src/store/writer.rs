@@ -34,6 +34,8 @@ pub(crate) struct TxCtx<'a> {
     /// Tables kept open for the whole batch.
     tables: TableCache<'a>,
     counters: &'a mut HashMap<Cow<'static, str>, Counter>,
+    /// Where [`TxCtx::adjust_joined`] builds a gauge's name, reused across the batch.
+    key: String,
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
@@ -103,6 +105,25 @@ impl<'a> TxCtx<'a> {
         counter.value = counter.value.saturating_add_signed(delta);
         counter.dirty = true;
         Ok(())
+    }
+
+    /// [`adjust`](TxCtx::adjust) of the gauge named by `parts` joined, without allocating the
+    /// name once the gauge is cached (the tallies of every job and message change use it).
+    pub(crate) fn adjust_joined(&mut self, parts: &[&str], delta: i64) -> Result<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        self.key.clear();
+        for part in parts {
+            self.key.push_str(part);
+        }
+        if let Some(counter) = self.counters.get_mut(self.key.as_str()) {
+            counter.value = counter.value.saturating_add_signed(delta);
+            counter.dirty = true;
+            return Ok(());
+        }
+        let name = Cow::Owned(self.key.clone());
+        self.adjust(name, delta)
     }
 
     /// Sets a named gauge to `value`, committed with the batch.
@@ -503,6 +524,7 @@ impl Writer {
             now: self.clock.now_ms(),
             tables: TableCache::new(&tx),
             counters: &mut self.counters,
+            key: String::new(),
             after_commit: Vec::new(),
         };
         f(&mut ctx)?;
@@ -549,6 +571,7 @@ impl Writer {
             now,
             tables: TableCache::new(&tx),
             counters: &mut self.counters,
+            key: String::new(),
             after_commit: Vec::new(),
         };
         for op in ops.iter_mut() {
