@@ -88,7 +88,8 @@ mod wakeups;
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use engine::{Engine, EngineOptions};
 pub use ephemeral::{
-    Change, ChangeKind, ChangeStream, Entry, Ephemeral, EphemeralOptions, Snapshot, UpsertEntry,
+    Change, ChangeKind, ChangeStream, Entry, Ephemeral, EphemeralOptions, SetSummary, Snapshot,
+    UpsertEntry,
 };
 pub use error::{Error, Held, Result};
 pub use feed::Feed;
@@ -111,8 +112,8 @@ pub use scheduler::{
 };
 pub use store::{Durability, StoreStats};
 pub use topic::{
-    ConsumerGroup, GroupDelivery, PublishEvent, Published, StartAt, Topic, TopicEvent,
-    TopicOptions, TopicStream,
+    ConsumerGroup, GroupDelivery, GroupSummary, PublishEvent, Published, StartAt, Topic,
+    TopicEvent, TopicOptions, TopicStream, TopicSummary,
 };
 
 #[cfg(feature = "testing")]

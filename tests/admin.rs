@@ -737,3 +737,55 @@ async fn an_operation_from_another_sites_page_is_refused_even_without_a_token() 
         "a completed job is not retried"
     );
 }
+
+#[tokio::test]
+async fn topics_sets_and_mutex_holders_are_listed() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let orders = engine.topic("orders").unwrap();
+    for p in [b"1", b"2", b"3"] {
+        orders.publish(p.to_vec()).await.unwrap();
+    }
+    let billing = orders.group_at("billing", jobfile::StartAt::Beginning);
+    let got = billing.receive(2).await.unwrap();
+    billing.commit(got[0].event.seq).await.unwrap();
+    let devices = engine.ephemeral("devices").unwrap();
+    devices.upsert("a", b"on".to_vec()).await.unwrap();
+    devices.upsert("b", b"on".to_vec()).await.unwrap();
+    let old = engine.mutex("old").unwrap();
+    old.try_acquire("x", secs(1)).await.unwrap().unwrap();
+    clock.advance(secs(2));
+    let report = engine.mutex("report").unwrap();
+    report.try_acquire("a", secs(30)).await.unwrap().unwrap();
+
+    assert_eq!(
+        get(&app, "/api/topics").await,
+        (
+            StatusCode::OK,
+            json!([{"name": "orders", "last_seq": 3, "pruned_through": 0, "groups": [
+                {"name": "billing", "committed_through": 1, "delivered_through": 2}
+            ]}])
+        )
+    );
+    assert_eq!(
+        get(&app, "/api/sets").await,
+        (
+            StatusCode::OK,
+            json!([{"name": "devices", "entries": 2, "position": 2}])
+        )
+    );
+    // The expired lease of "old" is not a holder.
+    assert_eq!(
+        get(&app, "/api/mutexes").await,
+        (
+            StatusCode::OK,
+            json!([{"name": "report", "owner": "a", "token": 2, "expires_at_ms": common::T0 + 32_000}])
+        )
+    );
+    let (_, overview) = get(&app, "/api/overview").await;
+    assert_eq!(overview["topics"][0]["name"], "orders");
+    assert_eq!(overview["sets"][0]["entries"], 2);
+    assert_eq!(overview["mutexes"][0]["owner"], "a");
+    assert_eq!(get(&app, "/api/queues").await, (StatusCode::OK, json!([])));
+}

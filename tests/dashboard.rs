@@ -92,6 +92,25 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
     }
     let first = emails.receive().await.unwrap();
     first.dead_letter("bounced").await.unwrap();
+    let orders = engine.topic("orders").unwrap();
+    for p in [b"1", b"2", b"3"] {
+        orders.publish(p.to_vec()).await.unwrap();
+    }
+    let billing = orders.group_at("billing", jobfile::StartAt::Beginning);
+    let got = billing.receive(2).await.unwrap();
+    billing.commit(got[0].event.seq).await.unwrap();
+    engine
+        .ephemeral("devices")
+        .unwrap()
+        .upsert("sensor-7", b"online".to_vec())
+        .await
+        .unwrap();
+    engine
+        .mutex("nightly-report")
+        .unwrap()
+        .try_acquire("worker-a", Duration::from_secs(300))
+        .await
+        .unwrap();
     let report = engine.job::<u32, ()>(JobSpec::new("report")).unwrap();
     engine
         .scheduler()

@@ -12,7 +12,8 @@ use super::options::AdminOptions;
 use super::{auth, dashboard, live, metrics};
 use crate::{
     CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
-    QueueStats, QueueSummary, ScheduleInfo, StoreStats, Submitted,
+    MutexLease, QueueStats, QueueSummary, ScheduleInfo, SetSummary, StoreStats, Submitted,
+    TopicSummary,
 };
 
 /// The largest request body an operation takes.
@@ -48,6 +49,10 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         .route("/api/queues/{name}/dead/{id}", delete(delete_dead))
         .route("/api/queues/{name}/dead/{id}/requeue", post(requeue_dead))
         .route("/api/schedules", get(schedules))
+        .route("/api/queues", get(queues))
+        .route("/api/topics", get(topics))
+        .route("/api/sets", get(sets))
+        .route("/api/mutexes", get(mutexes))
         .route("/api/schedules/{id}/trigger", post(trigger))
         .route("/metrics", get(metrics::scrape))
         .layer(middleware::from_fn_with_state(options, auth::guard))
@@ -73,6 +78,12 @@ struct Overview {
     job_counts: Vec<JobCounts>,
     /// Every queue holding messages, with its counts (its dead letters included).
     queues: Vec<QueueSummary>,
+    /// Every topic with its consumer groups' positions.
+    topics: Vec<TopicSummary>,
+    /// Every ephemeral set with its entry count.
+    sets: Vec<SetSummary>,
+    /// The mutex leases live now.
+    mutexes: Vec<MutexLease>,
     /// The writer's figures since this engine opened.
     store: StoreStats,
     schedules: Vec<ScheduleInfo>,
@@ -87,6 +98,9 @@ async fn overview(State(admin): State<Admin>) -> Result<Json<Overview>, ApiError
         jobs: engine.jobs().metrics().await?,
         job_counts: engine.jobs().counts().await?,
         queues: engine.queues().await?,
+        topics: engine.topics().await?,
+        sets: engine.ephemeral_sets().await?,
+        mutexes: engine.mutex_holders().await?,
         store: engine.store_stats(),
         schedules: engine.scheduler().list().await?,
     }))
@@ -283,4 +297,20 @@ async fn trigger(
     Ok(Json(
         admin.engine.scheduler().trigger_now(&id, &body.key).await?,
     ))
+}
+
+async fn queues(State(admin): State<Admin>) -> Result<Json<Vec<QueueSummary>>, ApiError> {
+    Ok(Json(admin.engine.queues().await?))
+}
+
+async fn topics(State(admin): State<Admin>) -> Result<Json<Vec<TopicSummary>>, ApiError> {
+    Ok(Json(admin.engine.topics().await?))
+}
+
+async fn sets(State(admin): State<Admin>) -> Result<Json<Vec<SetSummary>>, ApiError> {
+    Ok(Json(admin.engine.ephemeral_sets().await?))
+}
+
+async fn mutexes(State(admin): State<Admin>) -> Result<Json<Vec<MutexLease>>, ApiError> {
+    Ok(Json(admin.engine.mutex_holders().await?))
 }

@@ -10,7 +10,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /` | the web dashboard (no token needed for the page; it asks for one) |
-//! | `GET /api/overview` | epoch, file size, job counters and gauges, jobs by definition and state, queues with their counts, writer figures, schedules |
+//! | `GET /api/overview` | epoch, file size, job counters and gauges, jobs by definition and state, queues with their counts, topics, ephemeral sets, mutex holders, writer figures, schedules |
 //! | `GET /api/jobs?name=&state=&meta=key:value&after=&limit=&order=oldest` | a [`JobPage`](crate::JobPage), newest first |
 //! | `GET /api/jobs/{id}` | `{"job": JobInfo, "events": [JobEvent]}` (its whole history) |
 //! | `GET /api/jobs/{id}/events/live?from=` | Server-Sent Events: `job_event` per event, from `from` on, ending after the terminal one |
@@ -22,6 +22,7 @@
 //! | `GET /api/queues/{name}/dead?limit=` | its dead letters |
 //! | `POST /api/queues/{name}/dead/{id}/requeue`, `DELETE /api/queues/{name}/dead/{id}`, `POST /api/queues/{name}/dead/purge` | dead-letter operations |
 //! | `GET /api/schedules` | every schedule with its next run |
+//! | `GET /api/queues`, `/api/topics`, `/api/sets`, `/api/mutexes` | every queue with its counts; every topic with its groups' positions; every ephemeral set with its entries; the live mutex leases |
 //! | `POST /api/schedules/{id}/trigger` | runs it now; body `{"key": "..."}` (once per key) |
 //! | `GET /metrics` | Prometheus text exposition: `jobfile_jobs{name,state}` (jobs in the file), `jobfile_queue_messages{queue,state}`, the job counters (`jobfile_jobs_completed_total`, ...), `jobfile_jobs_queued`, `jobfile_jobs_running`, `jobfile_store_commits_total`, `jobfile_store_ops_total`, `jobfile_epoch`, `jobfile_file_size_bytes` |
 

@@ -18,13 +18,13 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::ephemeral::core::EphemeralCore;
-use crate::ephemeral::{Ephemeral, EphemeralOptions};
+use crate::ephemeral::{Ephemeral, EphemeralOptions, SetSummary};
 use crate::error::{Error, Result};
 use crate::job::core::JobCore;
 use crate::job::{JobCtx, JobError, JobHandle, JobSpec, Jobs};
 use crate::lock::LeaderLock;
-use crate::mutex::FencedMutex;
 use crate::mutex::core::MutexCore;
+use crate::mutex::{FencedMutex, MutexLease};
 use crate::primitive::Primitive;
 use crate::queue::core::QueueCore;
 use crate::queue::{Queue, QueueOptions, QueueSummary};
@@ -32,7 +32,7 @@ use crate::queue::{Queue, QueueOptions, QueueSummary};
 use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::{Store, StoreConfig, StoreStats};
 use crate::topic::core::TopicCore;
-use crate::topic::{Topic, TopicOptions};
+use crate::topic::{Topic, TopicOptions, TopicSummary};
 
 /// An open jobfile: the single owner of the file while it lives.
 ///
@@ -168,6 +168,21 @@ impl Engine {
     /// kept with the messages: as cheap with a million messages as with ten).
     pub async fn queues(&self) -> Result<Vec<QueueSummary>> {
         self.inner.queues.queues().await
+    }
+
+    /// Every topic, by name, with its consumer groups' positions.
+    pub async fn topics(&self) -> Result<Vec<TopicSummary>> {
+        self.inner.topics.topics().await
+    }
+
+    /// Every ephemeral set, by name, with its entry count and change-stream position.
+    pub async fn ephemeral_sets(&self) -> Result<Vec<SetSummary>> {
+        self.inner.ephemeral.sets().await
+    }
+
+    /// Every mutex lease live now, by mutex name.
+    pub async fn mutex_holders(&self) -> Result<Vec<MutexLease>> {
+        self.inner.mutexes.holders().await
     }
 
     /// The queue `name` with `options`. Options are this handle's: limits are applied to the

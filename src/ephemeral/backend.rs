@@ -1,6 +1,6 @@
 //! The storage backends an ephemeral set can use, dispatched by enum.
 
-use super::info::{Change, Entry, Snapshot};
+use super::info::{Change, Entry, SetSummary, Snapshot};
 use super::redb::RedbEphemeral;
 use super::storage::{EphemeralStorage, EphemeralUpsert};
 use crate::error::Result;
@@ -46,6 +46,12 @@ impl EphemeralStorage for EphemeralBackend {
     async fn read_changes(&self, set: &str, from: u64, limit: usize) -> Result<Vec<Change>> {
         match self {
             EphemeralBackend::Redb(b) => b.read_changes(set, from, limit).await,
+        }
+    }
+
+    async fn sets(&self) -> Result<Vec<SetSummary>> {
+        match self {
+            EphemeralBackend::Redb(b) => b.sets().await,
         }
     }
 

@@ -27,6 +27,12 @@ pub(crate) struct EphemeralCore {
 }
 
 impl EphemeralCore {
+    /// Every set with its counts.
+    pub(crate) async fn sets(&self) -> Result<Vec<super::info::SetSummary>> {
+        use super::storage::EphemeralStorage;
+        self.backend.sets().await
+    }
+
     pub(crate) fn new(
         store: Arc<Store>,
         change_retention: Duration,

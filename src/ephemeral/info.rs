@@ -76,3 +76,16 @@ impl ChangeKind {
         }
     }
 }
+
+/// An ephemeral set and how many entries it holds; see
+/// [`Engine::ephemeral_sets`](crate::Engine::ephemeral_sets).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SetSummary {
+    /// The set's name.
+    pub name: String,
+    /// Entries stored (an expired one counts until the timer removes it, within a second).
+    pub entries: u64,
+    /// The last position of its change stream (0: no change yet).
+    pub position: u64,
+}

@@ -20,6 +20,6 @@ pub(crate) mod tables;
 mod upsert;
 
 pub use handle::{ChangeStream, Ephemeral};
-pub use info::{Change, ChangeKind, Entry, Snapshot};
+pub use info::{Change, ChangeKind, Entry, SetSummary, Snapshot};
 pub use options::EphemeralOptions;
 pub use upsert::UpsertEntry;

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTable};
 
-use super::info::{Change, ChangeKind, Entry, Snapshot};
+use super::info::{Change, ChangeKind, Entry, SetSummary, Snapshot};
 use super::ops;
 use super::record::{ChangeKindV1, StoredChange, StoredEntry, StoredSet};
 use super::storage::{EphemeralStorage, EphemeralUpsert};
@@ -162,6 +162,30 @@ impl EphemeralStorage for RedbEphemeral {
     }
 
     /// Expires what is due and prunes old changes.
+    async fn sets(&self) -> Result<Vec<SetSummary>> {
+        self.store.read(|rtx| {
+            let changes = rtx.open_table(EPH_CHANGES)?;
+            let mut out = Vec::new();
+            for entry in rtx.open_table(EPH_SETS)?.iter()? {
+                let (name, bytes) = entry?;
+                let name = name.value();
+                if let StoredSet::V1(set) = decode("ephemeral_sets", bytes.value())? {
+                    let last = changes
+                        .range((name, 0)..=(name, u64::MAX))?
+                        .next_back()
+                        .transpose()?
+                        .map(|(k, _)| k.value().1);
+                    out.push(SetSummary {
+                        name: name.to_string(),
+                        entries: set.entries,
+                        position: last.unwrap_or(set.pruned_through),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
     async fn sweep(&self) -> Result<Option<u64>> {
         let (followers, retention) = (self.followers.clone(), self.change_retention_ms);
         self.store

@@ -1,7 +1,7 @@
 //! The ephemeral set's storage seam: its named operations and reads. Instants travel
 //! explicitly: a read says at what time an entry must still be live.
 
-use super::info::{Change, Entry, Snapshot};
+use super::info::{Change, Entry, SetSummary, Snapshot};
 use crate::error::Result;
 
 /// An insert or replace of one entry.
@@ -31,4 +31,6 @@ pub(crate) trait EphemeralStorage {
     async fn read_changes(&self, set: &str, from: u64, limit: usize) -> Result<Vec<Change>>;
     /// One pass of timed work (expiry, pruning); the next instant with work.
     async fn sweep(&self) -> Result<Option<u64>>;
+    /// Every set that holds entries or changes, by name.
+    async fn sets(&self) -> Result<Vec<SetSummary>>;
 }

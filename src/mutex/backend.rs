@@ -31,6 +31,12 @@ impl MutexStorage for MutexBackend {
         }
     }
 
+    async fn holders(&self, now: u64) -> Result<Vec<MutexLease>> {
+        match self {
+            MutexBackend::Redb(b) => b.holders(now).await,
+        }
+    }
+
     async fn holder(&self, name: &str, now: u64) -> Result<Option<MutexLease>> {
         match self {
             MutexBackend::Redb(b) => b.holder(name, now).await,

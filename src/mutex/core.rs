@@ -25,6 +25,12 @@ pub(crate) struct MutexCore {
 }
 
 impl MutexCore {
+    /// Every lease live now.
+    pub(crate) async fn holders(&self) -> Result<Vec<super::lease::MutexLease>> {
+        use super::storage::MutexStorage;
+        self.backend.holders(self.clock.now_ms()).await
+    }
+
     pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
         let released = Arc::new(Wakeups::default());
         let clock = store.clock().clone();

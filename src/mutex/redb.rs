@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use redb::ReadableTable;
+
 use super::lease::MutexLease;
 use super::ops;
 use super::record::StoredLease;
@@ -54,6 +56,25 @@ impl MutexStorage for RedbMutex {
                 Ok(done)
             })
             .await
+    }
+
+    async fn holders(&self, now: u64) -> Result<Vec<MutexLease>> {
+        self.store.read(|rtx| {
+            let mut out = Vec::new();
+            for entry in rtx.open_table(MUTEXES)?.iter()? {
+                let (name, bytes) = entry?;
+                let StoredLease::V1(l) = decode("mutexes", bytes.value())?;
+                if l.expires_at > now {
+                    out.push(MutexLease {
+                        name: name.value().to_string(),
+                        owner: l.owner,
+                        token: l.token,
+                        expires_at_ms: l.expires_at,
+                    });
+                }
+            }
+            Ok(out)
+        })
     }
 
     async fn holder(&self, name: &str, now: u64) -> Result<Option<MutexLease>> {

@@ -23,4 +23,6 @@ pub(crate) trait MutexStorage {
     async fn release(&self, lease: &MutexLease) -> Result<bool>;
     /// The live lease of `name` at `now`, if any.
     async fn holder(&self, name: &str, now: u64) -> Result<Option<MutexLease>>;
+    /// Every lease live at `now`, by mutex name.
+    async fn holders(&self, now: u64) -> Result<Vec<MutexLease>>;
 }

@@ -1,6 +1,6 @@
 //! The storage backends a topic can use, dispatched by enum.
 
-use super::info::{GroupDelivery, Published, TopicEvent};
+use super::info::{GroupDelivery, Published, TopicEvent, TopicSummary};
 use super::redb::RedbTopic;
 use super::storage::{GroupTake, TopicBounds, TopicPublish, TopicStorage};
 use crate::error::Result;
@@ -52,6 +52,12 @@ impl TopicStorage for TopicBackend {
     async fn seek(&self, topic: &str, group: &str, after: u64) -> Result<()> {
         match self {
             TopicBackend::Redb(b) => b.seek(topic, group, after).await,
+        }
+    }
+
+    async fn topics(&self) -> Result<Vec<TopicSummary>> {
+        match self {
+            TopicBackend::Redb(b) => b.topics().await,
         }
     }
 

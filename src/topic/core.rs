@@ -27,6 +27,12 @@ pub(crate) struct TopicCore {
 }
 
 impl TopicCore {
+    /// Every topic with its groups.
+    pub(crate) async fn topics(&self) -> Result<Vec<super::info::TopicSummary>> {
+        use super::storage::TopicStorage;
+        self.backend.topics().await
+    }
+
     pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
         let followers = Arc::new(Followers::default());
         let clock = store.clock().clone();

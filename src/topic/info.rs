@@ -51,3 +51,29 @@ pub struct GroupDelivery {
     /// When it is delivered again if not committed (ms since the epoch).
     pub reclaim_at_ms: u64,
 }
+
+/// A topic and its consumer groups; see [`Engine::topics`](crate::Engine::topics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TopicSummary {
+    /// The topic's name.
+    pub name: String,
+    /// The last sequence number given out (0: none yet).
+    pub last_seq: u64,
+    /// Every event at or below this sequence was pruned.
+    pub pruned_through: u64,
+    /// Its consumer groups, by name.
+    pub groups: Vec<GroupSummary>,
+}
+
+/// A consumer group's position in its topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GroupSummary {
+    /// The group's name.
+    pub name: String,
+    /// Every event up to this one is committed.
+    pub committed_through: u64,
+    /// Every event up to this one was handed to a member at least once.
+    pub delivered_through: u64,
+}

@@ -17,6 +17,6 @@ pub(crate) mod tables;
 
 pub use group::ConsumerGroup;
 pub use handle::{Topic, TopicStream};
-pub use info::{GroupDelivery, Published, StartAt, TopicEvent};
+pub use info::{GroupDelivery, GroupSummary, Published, StartAt, TopicEvent, TopicSummary};
 pub use options::TopicOptions;
 pub use publish::PublishEvent;

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTable};
 
-use super::info::{GroupDelivery, Published, StartAt, TopicEvent};
+use super::info::{GroupDelivery, GroupSummary, Published, StartAt, TopicEvent, TopicSummary};
 use super::ops;
 use super::ops::take::Take;
 use super::record::{StoredEvent, StoredGroup, StoredTopic, TopicV1};
@@ -162,6 +162,42 @@ impl TopicStorage for RedbTopic {
     }
 
     /// Prunes events past their topic's retention.
+    async fn topics(&self) -> Result<Vec<TopicSummary>> {
+        self.store.read(|rtx| {
+            let groups = rtx.open_table(TOPIC_GROUPS)?;
+            let mut out = Vec::new();
+            for entry in rtx.open_table(TOPICS)?.iter()? {
+                let (name, bytes) = entry?;
+                let name = name.value().to_string();
+                let t = match decode("topics", bytes.value())? {
+                    StoredTopic::Empty => TopicV1::default(),
+                    StoredTopic::V1(t) => t,
+                };
+                let mut summary = TopicSummary {
+                    name: name.clone(),
+                    last_seq: t.last_seq,
+                    pruned_through: t.pruned_through,
+                    groups: Vec::new(),
+                };
+                for g in groups.range((name.as_str(), "")..)? {
+                    let (key, bytes) = g?;
+                    let (topic, group) = key.value();
+                    if topic != name {
+                        break;
+                    }
+                    let StoredGroup::V1(g) = decode("topic_groups", bytes.value())?;
+                    summary.groups.push(GroupSummary {
+                        name: group.to_string(),
+                        committed_through: g.committed_through,
+                        delivered_through: g.delivered_through,
+                    });
+                }
+                out.push(summary);
+            }
+            Ok(out)
+        })
+    }
+
     async fn sweep(&self) -> Result<Option<u64>> {
         self.store
             .write(|ctx| ops::sweep::sweep(ctx, SWEEP_LIMIT))

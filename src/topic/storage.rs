@@ -1,6 +1,6 @@
 //! The topic's storage seam: its named operations and reads.
 
-use super::info::{GroupDelivery, Published, StartAt, TopicEvent};
+use super::info::{GroupDelivery, Published, StartAt, TopicEvent, TopicSummary};
 use crate::error::Result;
 
 /// One event to publish.
@@ -54,6 +54,8 @@ pub(crate) trait TopicStorage {
     async fn committed_through(&self, topic: &str, group: &str) -> Result<u64>;
     /// Moves the group so that its next event is the one after `after`.
     async fn seek(&self, topic: &str, group: &str, after: u64) -> Result<()>;
+    /// Every topic with its groups, by name.
+    async fn topics(&self) -> Result<Vec<TopicSummary>>;
     /// One pass of timed work (retention); the next instant with work.
     async fn sweep(&self) -> Result<Option<u64>>;
 }
