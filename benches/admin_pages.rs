@@ -83,9 +83,7 @@ async fn main() {
     for id in (20_000..21_000).map(|i| i * 3) {
         engine.jobs().cancel(id, "not needed").await.unwrap();
     }
-    let size = std::fs::metadata(engine.path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let size = engine.file_size();
     println!(
         "filled {made} jobs in {:.1} s; file {:.0} MiB",
         started.elapsed().as_secs_f64(),

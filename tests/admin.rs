@@ -3,16 +3,14 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::jobs::mail_bounced_then_sent;
 use common::{open_manual, secs, temp_file};
 use http_body_util::BodyExt;
 use jobfile::admin::{self, AdminOptions};
-use jobfile::{Engine, Error, JobCtx, JobError, JobSpec, JobState, Outcome, ScheduleSpec};
+use jobfile::{Engine, Error, JobCtx, JobSpec, JobState, Outcome, ScheduleSpec};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -67,40 +65,13 @@ fn ids(page: &Value) -> Vec<u64> {
 }
 
 /// An engine with: job 1 `mail` failed (for ann), job 2 `mail` completed (for bob), job 3
-/// `parked` queued with meta order=o-3. Mail fails while `failing` is set.
-async fn engine_with_jobs(path: &std::path::Path) -> (Engine, Arc<AtomicBool>) {
+/// `parked` queued with meta order=o-3. Mail no longer fails.
+async fn engine_with_jobs(path: &std::path::Path) -> Engine {
     let (engine, _clock) = open_manual(path).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let f = failing.clone();
-    let mail = engine
-        .register(
-            JobSpec::new("mail").max_attempts(1),
-            move |_: JobCtx, to: String| {
-                let fail = f.load(Ordering::SeqCst);
-                async move {
-                    if fail {
-                        Err(JobError::permanent(format!("{to}: mailbox full")).code("FULL"))
-                    } else {
-                        Ok(format!("sent to {to}"))
-                    }
-                }
-            },
-        )
-        .unwrap();
-    let first = mail.submit("ann".to_string()).await.unwrap().id;
-    assert!(matches!(
-        mail.join(first, None).await.unwrap(),
-        Outcome::Failed(_)
-    ));
-    failing.store(false, Ordering::SeqCst);
-    let second = mail.submit("bob".to_string()).await.unwrap().id;
-    assert!(matches!(
-        mail.join(second, None).await.unwrap(),
-        Outcome::Completed(_)
-    ));
+    mail_bounced_then_sent(&engine, "ann", "bob").await;
     let parked = engine.job::<u32, ()>(JobSpec::new("parked")).unwrap();
     parked.submit(3).meta("order", "o-3").await.unwrap();
-    (engine, failing)
+    engine
 }
 
 #[tokio::test]
@@ -148,7 +119,7 @@ async fn every_request_needs_the_token() {
 #[tokio::test]
 async fn jobs_are_listed_by_filter_newest_first_and_paged() {
     let (_dir, path) = temp_file();
-    let (engine, _failing) = engine_with_jobs(&path).await;
+    let engine = engine_with_jobs(&path).await;
     let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
     let (_, overview) = get(&app, "/api/overview").await;
     assert_eq!(
@@ -209,7 +180,7 @@ async fn jobs_are_listed_by_filter_newest_first_and_paged() {
 #[tokio::test]
 async fn one_job_shows_its_record_and_whole_history() {
     let (_dir, path) = temp_file();
-    let (engine, _failing) = engine_with_jobs(&path).await;
+    let engine = engine_with_jobs(&path).await;
     let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
     let (status, body) = get(&app, "/api/jobs/2").await;
     assert_eq!(status, StatusCode::OK);
@@ -234,7 +205,7 @@ async fn one_job_shows_its_record_and_whole_history() {
 #[tokio::test]
 async fn operations_change_exactly_what_they_say() {
     let (_dir, path) = temp_file();
-    let (engine, _failing) = engine_with_jobs(&path).await;
+    let engine = engine_with_jobs(&path).await;
     let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
     let jobs = engine.jobs();
 
@@ -424,7 +395,7 @@ async fn operations_change_exactly_what_they_say() {
 #[tokio::test]
 async fn a_read_only_router_refuses_every_operation() {
     let (_dir, path) = temp_file();
-    let (engine, _failing) = engine_with_jobs(&path).await;
+    let engine = engine_with_jobs(&path).await;
     let app = admin::router(
         engine.clone(),
         AdminOptions::with_token(TOKEN).read_only(true),
@@ -449,7 +420,7 @@ async fn a_read_only_router_refuses_every_operation() {
 #[tokio::test]
 async fn an_oversized_body_is_refused() {
     let (_dir, path) = temp_file();
-    let (engine, _failing) = engine_with_jobs(&path).await;
+    let engine = engine_with_jobs(&path).await;
     let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
     let huge = json!({"reason": "x".repeat(20_000)});
     let (status, _) = post(&app, "/api/jobs/3/cancel", Some(huge)).await;
@@ -463,7 +434,7 @@ async fn an_oversized_body_is_refused() {
 #[tokio::test]
 async fn metrics_are_prometheus_text_with_the_engine_figures() {
     let (_dir, path) = temp_file();
-    let (engine, _failing) = engine_with_jobs(&path).await;
+    let engine = engine_with_jobs(&path).await;
     let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
     let (status, body) = get(&app, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
@@ -693,7 +664,7 @@ async fn the_dashboard_page_needs_no_token_and_cannot_be_framed() {
 #[tokio::test]
 async fn an_operation_from_another_sites_page_is_refused_even_without_a_token() {
     let (_dir, path) = temp_file();
-    let (engine, _failing) = engine_with_jobs(&path).await;
+    let engine = engine_with_jobs(&path).await;
     let app = admin::router(engine.clone(), AdminOptions::without_auth());
     let send = |headers: &[(&str, &str)]| {
         let mut request = Request::builder()

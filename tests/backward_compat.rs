@@ -7,8 +7,12 @@
 //! `big` whose 4 KiB input, and a message whose 4 KiB payload, are stored apart from their
 //! records.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use common::jobs::AllIn;
 
 use jobfile::{DeadReason, EngineOptions, JobState, ManualClock};
 
@@ -57,32 +61,13 @@ async fn a_format_1_file_opens_is_upgraded_and_its_old_messages_expire_on_time()
         [b"one".to_vec(), b"two".to_vec()]
     );
     // The delayed job is still queued; the completed one was pruned after its retention.
-    let queued = engine
-        .jobs()
-        .list()
-        .state(JobState::Queued)
-        .oldest_first()
-        .limit(10)
-        .await
-        .unwrap()
-        .jobs;
+    let queued = engine.jobs().all_in(JobState::Queued).await;
     assert_eq!(queued.len(), 1);
     assert_eq!(
         (queued[0].name.as_str(), queued[0].input_json.as_slice()),
         ("k", &b"2"[..])
     );
-    assert!(
-        engine
-            .jobs()
-            .list()
-            .state(JobState::Completed)
-            .oldest_first()
-            .limit(10)
-            .await
-            .unwrap()
-            .jobs
-            .is_empty()
-    );
+    assert!(engine.jobs().all_in(JobState::Completed).await.is_empty());
     // The queue's tallies were taken at the open, then followed the messages into the
     // dead-letter list.
     let queues = engine.queues().await.unwrap();
@@ -116,15 +101,7 @@ async fn a_format_2_file_opens_with_its_inputs_stored_apart() {
         .open(&path)
         .await
         .unwrap();
-    let queued = engine
-        .jobs()
-        .list()
-        .state(JobState::Queued)
-        .oldest_first()
-        .limit(10)
-        .await
-        .unwrap()
-        .jobs;
+    let queued = engine.jobs().all_in(JobState::Queued).await;
     let names: Vec<&str> = queued.iter().map(|j| j.name.as_str()).collect();
     assert_eq!(names, ["k", "big"]);
     let counts = engine.jobs().counts().await.unwrap();

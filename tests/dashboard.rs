@@ -11,13 +11,12 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::jobs::mail_bounced_then_sent;
 use common::temp_file;
 use jobfile::admin::AdminOptions;
-use jobfile::{Engine, JobCtx, JobError, JobSpec, Outcome, ScheduleSpec};
+use jobfile::{Engine, JobCtx, JobSpec, Outcome, ScheduleSpec};
 
 const TOKEN: &str = "dashboard-token";
 
@@ -59,32 +58,9 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
             }
         })
         .unwrap();
-    // A mail job fails until the test lets it through.
-    let failing = Arc::new(AtomicBool::new(true));
-    let f = failing.clone();
-    let mail = engine
-        .register(
-            JobSpec::new("mail").max_attempts(1),
-            move |_: JobCtx, to: String| {
-                let fail = f.load(Ordering::SeqCst);
-                async move {
-                    if fail {
-                        Err(JobError::permanent(format!("{to}: mailbox full")).code("FULL"))
-                    } else {
-                        Ok(format!("sent to {to}"))
-                    }
-                }
-            },
-        )
-        .unwrap();
-    let bounced = mail.submit("ann@example.com".into()).await.unwrap().id;
-    assert!(matches!(
-        mail.join(bounced, None).await.unwrap(),
-        Outcome::Failed(_)
-    ));
-    failing.store(false, Ordering::SeqCst);
-    let sent = mail.submit("bob@example.com".into()).await.unwrap().id;
-    mail.join(sent, None).await.unwrap();
+    // A mail job whose first run failed, and one that was sent.
+    let (mail, bounced, _sent) =
+        mail_bounced_then_sent(&engine, "ann@example.com", "bob@example.com").await;
     // A queue with a dead letter, and a schedule, for the overview to show.
     let emails = engine.queue("emails").unwrap();
     for p in [b"a", b"b", b"c"] {

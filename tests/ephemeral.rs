@@ -276,3 +276,33 @@ async fn a_reader_behind_pruned_changes_is_told_it_lagged() {
     // The snapshot still has both entries: only the change history was pruned.
     assert_eq!(s.snapshot().await.unwrap().entries.len(), 2);
 }
+
+#[tokio::test]
+async fn an_upsert_without_a_ttl_lives_the_sets_default_ttl() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let plain = engine.ephemeral("plain").unwrap();
+    let short = engine
+        .ephemeral_with("short", EphemeralOptions::default().ttl(secs(5)))
+        .unwrap();
+    plain.upsert("a", b"1".to_vec()).await.unwrap();
+    short.upsert("a", b"1".to_vec()).await.unwrap();
+    short
+        .upsert("b", b"1".to_vec())
+        .ttl(secs(90))
+        .await
+        .unwrap();
+    let expiry = |e: Option<jobfile::Entry>| e.map(|e| e.expires_at_ms);
+    assert_eq!(expiry(plain.get("a").await.unwrap()), Some(T0 + 60_000));
+    assert_eq!(expiry(short.get("a").await.unwrap()), Some(T0 + 5_000));
+    assert_eq!(expiry(short.get("b").await.unwrap()), Some(T0 + 90_000));
+    clock.advance(secs(5));
+    engine.tick().await.unwrap();
+    assert_eq!(short.get("a").await.unwrap(), None);
+    assert!(plain.get("a").await.unwrap().is_some());
+    // A zero default is refused when the handle is made.
+    assert!(matches!(
+        engine.ephemeral_with("zero", EphemeralOptions::default().ttl(Duration::ZERO)),
+        Err(Error::InvalidArgument { what: "ttl", .. })
+    ));
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::jobs::{Add, failure, names, wait_for};
+use common::jobs::{Add, AllIn, failure, names, wait_for};
 use common::{T0, open_manual, secs, temp_file};
 use jobfile::{
     Backoff, CancelOutcome, Error, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState,
@@ -449,17 +449,7 @@ async fn cancel_racing_a_completion_always_wins() {
         tokio::task::yield_now().await;
     }
     assert_eq!(jobs.metrics().await.unwrap().completed, 0);
-    assert_eq!(
-        jobs.list()
-            .state(JobState::Cancelled)
-            .oldest_first()
-            .limit(1_000)
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        100
-    );
+    assert_eq!(jobs.all_in(JobState::Cancelled).await.len(), 100);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::jobs::{Add, names, wait_for};
+use common::jobs::{Add, AllIn, names, wait_for};
 use common::{T0, open_manual, secs, table_rows, temp_file};
 use jobfile::{
     Backoff, EngineOptions, Error, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState,
@@ -645,16 +645,7 @@ async fn submit_many_is_one_commit_all_or_nothing() {
         }
     }
     // One bad item: nothing of the batch is written.
-    let before = engine
-        .jobs()
-        .list()
-        .state(JobState::Completed)
-        .oldest_first()
-        .limit(100)
-        .await
-        .unwrap()
-        .jobs
-        .len();
+    let before = engine.jobs().all_in(JobState::Completed).await.len();
     let err = h
         .submit_many([h.submit(4), h.submit(5).key("")])
         .await
@@ -669,29 +660,9 @@ async fn submit_many_is_one_commit_all_or_nothing() {
         matches!(err, Error::InvalidArgument { what: "job", .. }),
         "{err}"
     );
-    assert!(
-        engine
-            .jobs()
-            .list()
-            .state(JobState::Queued)
-            .oldest_first()
-            .limit(100)
-            .await
-            .unwrap()
-            .jobs
-            .is_empty()
-    );
+    assert!(engine.jobs().all_in(JobState::Queued).await.is_empty());
     assert_eq!(
-        engine
-            .jobs()
-            .list()
-            .state(JobState::Completed)
-            .oldest_first()
-            .limit(100)
-            .await
-            .unwrap()
-            .jobs
-            .len(),
+        engine.jobs().all_in(JobState::Completed).await.len(),
         before
     );
     assert!(h.submit_many([]).await.unwrap().is_empty());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::jobs::{futures_join_all, names};
+use common::jobs::{AllIn, futures_join_all, names};
 use common::{open_manual, secs, table_rows, temp_file};
 use jobfile::{
     EngineOptions, Error, JobCtx, JobError, JobEventKind, JobPage, JobSpec, JobState, Outcome,
@@ -40,13 +40,8 @@ async fn failed_jobs_can_be_listed_retried_with_a_fresh_budget_and_deleted() {
     h.join(b, None).await.unwrap();
     let jobs = engine.jobs();
     let failed: Vec<(u64, u32)> = jobs
-        .list()
-        .state(JobState::Failed)
-        .oldest_first()
-        .limit(10)
+        .all_in(JobState::Failed)
         .await
-        .unwrap()
-        .jobs
         .iter()
         .map(|j| (j.id, j.attempts))
         .collect();
@@ -78,16 +73,7 @@ async fn failed_jobs_can_be_listed_retried_with_a_fresh_budget_and_deleted() {
     ));
     jobs.delete(b).await.unwrap();
     assert_eq!(jobs.get(b).await.unwrap(), None);
-    assert!(
-        jobs.list()
-            .state(JobState::Failed)
-            .oldest_first()
-            .limit(10)
-            .await
-            .unwrap()
-            .jobs
-            .is_empty()
-    );
+    assert!(jobs.all_in(JobState::Failed).await.is_empty());
     let queued = engine
         .job::<u32, u32>(JobSpec::new("idle"))
         .unwrap()
@@ -99,17 +85,7 @@ async fn failed_jobs_can_be_listed_retried_with_a_fresh_budget_and_deleted() {
         jobs.delete(queued).await,
         Err(Error::InvalidArgument { .. })
     ));
-    assert_eq!(
-        jobs.list()
-            .state(JobState::Queued)
-            .oldest_first()
-            .limit(10)
-            .await
-            .unwrap()
-            .jobs[0]
-            .id,
-        queued
-    );
+    assert_eq!(jobs.all_in(JobState::Queued).await[0].id, queued);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,44 +107,15 @@ async fn retention_prunes_more_than_one_batch_of_jobs() {
         async move { jobs.cancel(id, "done with it").await.unwrap() }
     }))
     .await;
-    assert_eq!(
-        jobs.list()
-            .state(JobState::Cancelled)
-            .oldest_first()
-            .limit(1_000)
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        520
-    );
+    assert_eq!(jobs.all_in(JobState::Cancelled).await.len(), 520);
     clock.advance(Duration::from_millis(59_999));
     engine.tick().await.unwrap();
-    assert_eq!(
-        jobs.list()
-            .state(JobState::Cancelled)
-            .oldest_first()
-            .limit(1_000)
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        520
-    );
+    assert_eq!(jobs.all_in(JobState::Cancelled).await.len(), 520);
     clock.advance(Duration::from_millis(1));
     // One pass prunes at most 512 jobs and asks for another at once; two passes clear all.
     engine.tick().await.unwrap();
     engine.tick().await.unwrap();
-    assert!(
-        jobs.list()
-            .state(JobState::Cancelled)
-            .oldest_first()
-            .limit(1_000)
-            .await
-            .unwrap()
-            .jobs
-            .is_empty()
-    );
+    assert!(jobs.all_in(JobState::Cancelled).await.is_empty());
     for id in &ids {
         assert_eq!(jobs.get(*id).await.unwrap(), None);
     }
@@ -213,16 +160,7 @@ async fn compact_on_open_gives_back_the_space_of_pruned_jobs_and_keeps_the_rest(
             engine.tick().await.unwrap();
         }
         assert!(
-            engine
-                .jobs()
-                .list()
-                .state(JobState::Completed)
-                .oldest_first()
-                .limit(10)
-                .await
-                .unwrap()
-                .jobs
-                .is_empty(),
+            engine.jobs().all_in(JobState::Completed).await.is_empty(),
             "retention pruned every finished job"
         );
         engine.shutdown(secs(5)).await.unwrap();
@@ -763,13 +701,8 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
     );
     let listed: Vec<u64> = engine
         .jobs()
-        .list()
-        .state(JobState::Completed)
-        .oldest_first()
-        .limit(10)
+        .all_in(JobState::Completed)
         .await
-        .unwrap()
-        .jobs
         .iter()
         .map(|j| j.id)
         .collect();
@@ -780,18 +713,7 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
     for id in [short, long] {
         assert_eq!(engine.jobs().get(id).await.unwrap(), None);
     }
-    assert!(
-        engine
-            .jobs()
-            .list()
-            .state(JobState::Completed)
-            .oldest_first()
-            .limit(10)
-            .await
-            .unwrap()
-            .jobs
-            .is_empty()
-    );
+    assert!(engine.jobs().all_in(JobState::Completed).await.is_empty());
     engine.shutdown(secs(5)).await.unwrap();
     drop(engine);
     assert_eq!(event_rows(&path, short) + event_rows(&path, long), 0);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use jobfile::{
-    Engine, EngineOptions, Error, JobCtx, JobHandle, JobSpec, JobState, ManualClock, Misfire,
-    Registered, ScheduleSpec,
+    Engine, EngineOptions, Error, JobCtx, JobHandle, JobSpec, ManualClock, Misfire, Registered,
+    ScheduleSpec,
 };
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> u64 {
@@ -38,30 +38,16 @@ fn report_job(engine: &Engine) -> JobHandle<String, ()> {
 
 /// The keys of every job submitted so far, in submit order.
 async fn job_keys(engine: &Engine) -> Vec<String> {
-    let jobs = engine.jobs();
-    let mut all = Vec::new();
-    // Every state: a clock jumped by hours can time out an attempt still finishing.
-    for state in [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Completed,
-        JobState::Failed,
-        JobState::TimedOut,
-        JobState::Cancelled,
-    ] {
-        all.extend(
-            jobs.list()
-                .state(state)
-                .oldest_first()
-                .limit(10_000)
-                .await
-                .unwrap()
-                .jobs,
-        );
-    }
-    // A job that moved on between two lists shows up in both: one entry per id.
-    all.sort_by_key(|j| j.id);
-    all.dedup_by_key(|j| j.id);
+    // Every state, in one snapshot: a clock jumped by hours can time out an attempt still
+    // finishing.
+    let all = engine
+        .jobs()
+        .list()
+        .oldest_first()
+        .limit(usize::MAX)
+        .await
+        .unwrap()
+        .jobs;
     all.into_iter().filter_map(|j| j.key).collect()
 }
 

@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::jobs::AllIn;
 use common::{Rng, T0, child_role, open_manual, spawn_child, temp_file, wait_for_line};
 use jobfile::{
     Engine, EngineOptions, JobCtx, JobSpec, JobState, ManualClock, Misfire, ScheduleSpec,
@@ -88,15 +89,7 @@ async fn no_slot_is_lost_or_run_twice_across_kills() {
         JobState::Completed,
         JobState::Failed,
     ] {
-        for job in jobs
-            .list()
-            .state(state)
-            .oldest_first()
-            .limit(100_000)
-            .await
-            .unwrap()
-            .jobs
-        {
+        for job in jobs.all_in(state).await {
             let key = job.key.unwrap();
             let slot: u64 = key.strip_prefix("every-second:").unwrap().parse().unwrap();
             per_slot.entry(slot).or_default().insert(job.id);
@@ -166,17 +159,7 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     // Let the T0 job finish before the clock jumps an hour (past its lease).
     let mut first = Vec::new();
     for state in [JobState::Queued, JobState::Running, JobState::Completed] {
-        first.extend(
-            engine
-                .jobs()
-                .list()
-                .state(state)
-                .oldest_first()
-                .limit(10)
-                .await
-                .unwrap()
-                .jobs,
-        );
+        first.extend(engine.jobs().all_in(state).await);
     }
     for job in first {
         beat.join(job.id, None).await.unwrap();
@@ -194,16 +177,7 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
         JobState::TimedOut,
         JobState::Failed,
     ] {
-        for j in engine
-            .jobs()
-            .list()
-            .state(state)
-            .oldest_first()
-            .limit(10)
-            .await
-            .unwrap()
-            .jobs
-        {
+        for j in engine.jobs().all_in(state).await {
             jobs.insert(j.id, j.key);
         }
     }

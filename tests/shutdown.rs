@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::jobs::AllIn;
 use common::{Rng, child_role, open_manual, secs, spawn_child, temp_file, wait_for_line};
 use jobfile::{Engine, EngineOptions, Error, JobCtx, JobEventKind, JobSpec, JobState};
 
@@ -142,14 +143,7 @@ fn shutdown_child_entry() {
 async fn check_all_back(path: &std::path::Path) -> bool {
     let engine = Engine::open(path).await.unwrap();
     let jobs = engine.jobs();
-    let queued = jobs
-        .list()
-        .state(JobState::Queued)
-        .oldest_first()
-        .limit(10_000)
-        .await
-        .unwrap()
-        .jobs;
+    let queued = jobs.all_in(JobState::Queued).await;
     assert_eq!(queued.len() as u64, STUBBORN);
     let charged = queued.iter().filter(|j| j.crashes == 1).count();
     assert!(

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::jobs::AllIn;
 use common::{Rng, T0, child_role, spawn_child, temp_file, wait_for_line};
 use jobfile::{
     Engine, EngineOptions, JobCtx, JobError, JobHandle, JobSpec, JobState, ManualClock, Misfire,
@@ -328,16 +329,7 @@ async fn killed_hundreds_of_times_nothing_acknowledged_is_lost_and_nothing_runs_
     // two lists shows up twice, never not at all, so jobs are counted by id.
     let mut per_slot: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     for state in [JobState::Queued, JobState::Running, JobState::Completed] {
-        for job in engine
-            .jobs()
-            .list()
-            .state(state)
-            .oldest_first()
-            .limit(usize::MAX)
-            .await
-            .unwrap()
-            .jobs
-        {
+        for job in engine.jobs().all_in(state).await {
             if let Some(slot) = job.key.as_deref().and_then(|k| k.strip_prefix("tick:")) {
                 per_slot
                     .entry(slot.parse().unwrap())
@@ -383,16 +375,7 @@ async fn orders_in_file(engine: &Engine) -> Vec<u64> {
         JobState::TimedOut,
         JobState::Cancelled,
     ] {
-        for job in engine
-            .jobs()
-            .list()
-            .state(state)
-            .oldest_first()
-            .limit(usize::MAX)
-            .await
-            .unwrap()
-            .jobs
-        {
+        for job in engine.jobs().all_in(state).await {
             if job.name == "order" {
                 ids.push(job.id);
             }

@@ -94,7 +94,7 @@ async fn overview(State(admin): State<Admin>) -> Result<Json<Overview>, ApiError
     Ok(Json(Overview {
         epoch: engine.epoch(),
         path: engine.path().display().to_string(),
-        file_size_bytes: std::fs::metadata(engine.path()).map_or(0, |m| m.len()),
+        file_size_bytes: engine.file_size(),
         jobs: engine.jobs().metrics().await?,
         job_counts: engine.jobs().counts().await?,
         queues: engine.queues().await?,

@@ -59,7 +59,7 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
         (
             "file_size_bytes",
             "Size of the data file",
-            std::fs::metadata(engine.path()).map_or(0, |m| m.len()),
+            engine.file_size(),
         ),
     ];
     for (name, help, value) in gauges {

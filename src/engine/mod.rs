@@ -152,6 +152,11 @@ impl Engine {
         &self.inner.path
     }
 
+    /// The data file's size in bytes, as the file system reports it now.
+    pub fn file_size(&self) -> u64 {
+        crate::store::file_len(&self.inner.path)
+    }
+
     /// This leadership's epoch: 1 for the first open of a file, one more for every later one.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch

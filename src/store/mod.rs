@@ -561,7 +561,8 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     }
 }
 
-fn file_len(path: &Path) -> u64 {
+/// The size of the file at `path` in bytes (0 if it cannot be read).
+pub(crate) fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 

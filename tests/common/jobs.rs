@@ -43,3 +43,71 @@ pub async fn futures_join_all<T: Send + 'static>(
     }
     out
 }
+
+/// Every job in one state, oldest first: `engine.jobs().all_in(JobState::Failed).await`.
+pub trait AllIn {
+    /// Every job in `state`, oldest first.
+    fn all_in(
+        &self,
+        state: jobfile::JobState,
+    ) -> impl std::future::Future<Output = Vec<jobfile::JobInfo>> + Send + '_;
+}
+
+impl AllIn for jobfile::Jobs {
+    fn all_in(
+        &self,
+        state: jobfile::JobState,
+    ) -> impl std::future::Future<Output = Vec<jobfile::JobInfo>> + Send + '_ {
+        async move {
+            self.list()
+                .state(state)
+                .oldest_first()
+                .limit(usize::MAX)
+                .await
+                .expect("list")
+                .jobs
+        }
+    }
+}
+
+/// Registers `mail` (one attempt each), which fails with code `FULL` ("{to}: mailbox full")
+/// on its first run and answers "sent to {to}" ever after. Submits `bounced`, which fails,
+/// then `sent`, which completes; returns the handle and the two job ids.
+pub async fn mail_bounced_then_sent(
+    engine: &Engine,
+    bounced: &str,
+    sent: &str,
+) -> (jobfile::JobHandle<String, String>, u64, u64) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let mail = engine
+        .register(
+            jobfile::JobSpec::new("mail").max_attempts(1),
+            move |_: jobfile::JobCtx, to: String| {
+                let fail = f.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        Err(jobfile::JobError::permanent(format!("{to}: mailbox full"))
+                            .code("FULL"))
+                    } else {
+                        Ok(format!("sent to {to}"))
+                    }
+                }
+            },
+        )
+        .unwrap();
+    let first = mail.submit(bounced.to_string()).await.unwrap().id;
+    assert!(matches!(
+        mail.join(first, None).await.unwrap(),
+        jobfile::Outcome::Failed(_)
+    ));
+    failing.store(false, Ordering::SeqCst);
+    let second = mail.submit(sent.to_string()).await.unwrap().id;
+    assert!(matches!(
+        mail.join(second, None).await.unwrap(),
+        jobfile::Outcome::Completed(_)
+    ));
+    (mail, first, second)
+}
