@@ -54,19 +54,14 @@ pub trait AllIn {
 }
 
 impl AllIn for jobfile::Jobs {
-    fn all_in(
-        &self,
-        state: jobfile::JobState,
-    ) -> impl std::future::Future<Output = Vec<jobfile::JobInfo>> + Send + '_ {
-        async move {
-            self.list()
-                .state(state)
-                .oldest_first()
-                .limit(usize::MAX)
-                .await
-                .expect("list")
-                .jobs
-        }
+    async fn all_in(&self, state: jobfile::JobState) -> Vec<jobfile::JobInfo> {
+        self.list()
+            .state(state)
+            .oldest_first()
+            .limit(usize::MAX)
+            .await
+            .expect("list")
+            .jobs
     }
 }
 
