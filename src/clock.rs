@@ -183,3 +183,38 @@ mod tests {
         assert_eq!(millis(started.elapsed()), 40_000);
     }
 }
+
+/// `ms` (Unix milliseconds) as `2026-11-30 11:02:13 UTC`, for messages read by people.
+pub(crate) fn utc_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod utc_text_tests {
+    use super::utc_text;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_text(1_796_036_533_999), "2026-11-30 11:02:13 UTC");
+        assert_eq!(utc_text(4_107_542_399_000), "2100-02-28 23:59:59 UTC");
+    }
+}

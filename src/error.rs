@@ -61,10 +61,12 @@ pub enum Error {
     /// Another process holds the file. Open with
     /// [`EngineOptions::standby`](crate::EngineOptions::standby) to wait for it instead. (This
     /// process holding it is [`Error::AlreadyOpen`].)
-    #[error("{} is held by another process; close it there, or open in standby mode to wait for it", path.display())]
+    #[error("{} is held by {}; close it there, or open in standby mode to wait for it", path.display(), holder.as_ref().map_or_else(|| "another process".to_string(), |h| h.to_string()))]
     Locked {
         /// The jobfile path whose lock is held.
         path: PathBuf,
+        /// Who holds it, as recorded in the lock file (`None` if it could not be read).
+        holder: Option<Box<crate::lock::LockHolder>>,
     },
 
     /// This process already has the file open (another [`Engine`](crate::Engine) holds it).

@@ -33,6 +33,10 @@ impl FileIdentity {
         &self.path
     }
 
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// `Err` with what happened if the path no longer names the open file: it was deleted,
     /// renamed away, or replaced by another file. Two `stat` calls; always `Ok` where the
     /// platform gives no file identity.

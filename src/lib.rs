@@ -99,6 +99,7 @@ pub use job::{
     JobSpec, JobState, Jobs, ListJobs, MetricCallback, Outcome, Progress, StopReason, Submit,
     Submitted,
 };
+pub use lock::LockHolder;
 pub use mutex::{FencedMutex, MutexLease};
 pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,

@@ -2,8 +2,10 @@
 //! holder is gone, which is what lets recovery reclaim their work at once.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::file_identity::FileIdentity;
@@ -25,6 +27,8 @@ pub(crate) struct LeaderLock {
     /// Whether this process created the lock file (it removes it again if the open fails
     /// before the data file exists).
     created: bool,
+    /// What this process says about itself in the lock file.
+    holder: LockHolder,
 }
 
 pub(crate) fn lock_path(db_path: &Path) -> PathBuf {
@@ -77,7 +81,10 @@ impl LeaderLock {
                         return Err(if here {
                             Error::AlreadyOpen { path }
                         } else {
-                            Error::Locked { path }
+                            Error::Locked {
+                                path,
+                                holder: LockHolder::read(&file).map(Box::new),
+                            }
                         });
                     }
                     Err(TryLockError::Error(source)) => return Err(io(source)),
@@ -91,11 +98,19 @@ impl LeaderLock {
                 if let Some(c) = &canonical {
                     held_here().push(c.clone());
                 }
-                return Ok(LeaderLock {
+                let holder = LockHolder {
+                    pid: std::process::id(),
+                    since_ms: wall_clock_ms(),
+                    admin_url: None,
+                };
+                let lock = LeaderLock {
                     identity,
                     created,
                     canonical,
-                });
+                    holder,
+                };
+                lock.write_holder();
+                return Ok(lock);
             }
         }
         Err(Error::FileReplaced {
@@ -117,6 +132,26 @@ impl LeaderLock {
 }
 
 impl LeaderLock {
+    /// Records in the lock file where this process serves the admin API (`None`: no longer).
+    pub(crate) fn advertise_admin(&mut self, url: Option<String>) {
+        self.holder.admin_url = url;
+        self.write_holder();
+    }
+
+    /// Replaces the lock file's contents with [`LockHolder`]'s lines. Best effort and not
+    /// synced: they only inform whoever finds the file held; the lock itself is the OS lock.
+    fn write_holder(&self) {
+        let mut file = self.identity.file();
+        let text = self.holder.to_lines();
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "could not record the lock holder in the lock file");
+        }
+    }
+
     fn forget_here(&self) {
         if let Some(c) = &self.canonical {
             held_here().retain(|p| p != c);
@@ -143,5 +178,129 @@ fn open_lock_file(path: &Path) -> std::io::Result<(File, bool)> {
             Ok((file, false))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Who holds a jobfile's leader lock, as that process recorded it in the lock file; carried
+/// by [`Error::Locked`] so that a second process can say whom to ask instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockHolder {
+    /// The holder's process id.
+    pub pid: u32,
+    /// When it took the lock, in Unix milliseconds by its wall clock.
+    pub since_ms: u64,
+    /// Where it serves the [admin API](crate::admin), if it does
+    /// ([`Engine::serve_admin`](crate::Engine::serve_admin)).
+    pub admin_url: Option<String>,
+}
+
+const HOLDER_HEADER: &str = "jobfile lock holder";
+
+impl LockHolder {
+    fn to_lines(&self) -> String {
+        let mut text = format!(
+            "{HOLDER_HEADER}\npid {}\nsince_ms {}\n",
+            self.pid, self.since_ms
+        );
+        if let Some(url) = &self.admin_url {
+            text.push_str(&format!("admin {url}\n"));
+        }
+        text
+    }
+
+    /// Parses the lines a holder wrote; `None` if they are missing, torn or from elsewhere.
+    fn parse(text: &str) -> Option<LockHolder> {
+        let mut lines = text.lines();
+        if lines.next()? != HOLDER_HEADER {
+            return None;
+        }
+        let (mut pid, mut since_ms, mut admin_url) = (None, None, None);
+        for line in lines {
+            match line.split_once(' ')? {
+                ("pid", v) => pid = v.parse().ok(),
+                ("since_ms", v) => since_ms = v.parse().ok(),
+                ("admin", v) => admin_url = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        Some(LockHolder {
+            pid: pid?,
+            since_ms: since_ms?,
+            admin_url,
+        })
+    }
+
+    fn read(mut file: &File) -> Option<LockHolder> {
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(0)).ok()?;
+        file.take(4096).read_to_string(&mut text).ok()?;
+        LockHolder::parse(&text)
+    }
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "process {} since {}",
+            self.pid,
+            crate::clock::utc_text(self.since_ms)
+        )?;
+        if let Some(url) = &self.admin_url {
+            write!(f, ", admin API at {url}")?;
+        }
+        Ok(())
+    }
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_lines_round_trip_and_torn_lines_are_ignored() {
+        let holder = LockHolder {
+            pid: 4242,
+            since_ms: 1_795_000_000_000,
+            admin_url: Some("http://127.0.0.1:9090".into()),
+        };
+        assert_eq!(LockHolder::parse(&holder.to_lines()), Some(holder.clone()));
+        let plain = LockHolder {
+            admin_url: None,
+            ..holder
+        };
+        assert_eq!(LockHolder::parse(&plain.to_lines()), Some(plain));
+        assert_eq!(LockHolder::parse("jobfile lock holder\npid 12\n"), None);
+        assert_eq!(LockHolder::parse(""), None);
+        assert_eq!(
+            LockHolder::parse("something else\npid 1\nsince_ms 2\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_second_open_learns_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held.jobfile");
+        let mut lock = LeaderLock::try_acquire(&path).unwrap();
+        lock.advertise_admin(Some("http://127.0.0.1:7001".into()));
+        // A second descriptor on the same file conflicts with the first, as another process's
+        // would; the holder lines are read through it.
+        let file = OpenOptions::new()
+            .read(true)
+            .open(lock_path(&path))
+            .unwrap();
+        let holder = LockHolder::read(&file).unwrap();
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(holder.admin_url.as_deref(), Some("http://127.0.0.1:7001"));
+        lock.advertise_admin(None);
+        assert_eq!(LockHolder::read(&file).unwrap().admin_url, None);
     }
 }

@@ -62,7 +62,12 @@ async fn second_open_fails_with_locked_and_standby_takes_over_after_sigkill() {
     assert_eq!(child_epoch, 1);
 
     match Engine::open(&path).await {
-        Err(Error::Locked { path: p }) => assert_eq!(p, path),
+        Err(Error::Locked { path: p, holder }) => {
+            assert_eq!(p, path);
+            let holder = holder.expect("the holder recorded itself in the lock file");
+            assert_eq!(holder.pid, child.id());
+            assert_eq!(holder.admin_url, None);
+        }
         other => panic!("expected Locked, got {other:?}"),
     }
 

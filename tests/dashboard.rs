@@ -13,10 +13,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::jobs::mail_bounced_then_sent;
 use common::temp_file;
 use jobfile::admin::AdminOptions;
-use jobfile::{Engine, JobCtx, JobSpec, Outcome, ScheduleSpec};
+use jobfile::{Engine, JobCtx, JobSpec, Outcome};
 
 const TOKEN: &str = "dashboard-token";
 
@@ -58,45 +57,9 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
             }
         })
         .unwrap();
-    // A mail job whose first run failed, and one that was sent.
-    let (mail, bounced, _sent) =
-        mail_bounced_then_sent(&engine, "ann@example.com", "bob@example.com").await;
-    // A queue with a dead letter, and a schedule, for the overview to show.
-    let emails = engine.queue("emails").unwrap();
-    for p in [b"a", b"b", b"c"] {
-        emails.send(p.to_vec()).await.unwrap();
-    }
-    let first = emails.receive().await.unwrap();
-    first.dead_letter("bounced").await.unwrap();
-    let orders = engine.topic("orders").unwrap();
-    for p in [b"1", b"2", b"3"] {
-        orders.publish(p.to_vec()).await.unwrap();
-    }
-    let billing = orders.group_at("billing", jobfile::StartAt::Beginning);
-    let got = billing.receive(2).await.unwrap();
-    billing.commit(got[0].event.seq).await.unwrap();
-    engine
-        .ephemeral("devices")
-        .unwrap()
-        .upsert("sensor-7", b"online".to_vec())
-        .await
-        .unwrap();
-    engine
-        .mutex("nightly-report")
-        .unwrap()
-        .try_acquire("worker-a", Duration::from_secs(300))
-        .await
-        .unwrap();
-    let report = engine.job::<u32, ()>(JobSpec::new("report")).unwrap();
-    engine
-        .scheduler()
-        .register(
-            ScheduleSpec::new("nightly-report", "30 2 * * *").zone("Europe/Berlin"),
-            &report,
-            1,
-        )
-        .await
-        .unwrap();
+    // Failed and completed mail jobs, a dead letter, a topic, a set, a mutex, a schedule.
+    let common::operator::Populated { mail, bounced, .. } =
+        common::operator::populate(&engine).await;
     render
         .submit(600)
         .meta("correlation_id", "req-7")

@@ -41,11 +41,13 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         .route("/api/jobs/{id}", get(job).delete(delete_job))
         .route("/api/jobs/{id}/events/live", get(live::job_events))
         .route("/api/running/live", get(live::running))
+        .route("/api/jobs/retry-failed", post(retry_failed))
         .route("/api/jobs/{id}/retry", post(retry_job))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
         .route("/api/queues/{name}", get(queue_stats))
         .route("/api/queues/{name}/dead", get(dead_letters))
         .route("/api/queues/{name}/dead/purge", post(purge_dead))
+        .route("/api/queues/{name}/dead/requeue", post(requeue_all_dead))
         .route("/api/queues/{name}/dead/{id}", delete(delete_dead))
         .route("/api/queues/{name}/dead/{id}/requeue", post(requeue_dead))
         .route("/api/schedules", get(schedules))
@@ -196,6 +198,26 @@ async fn retry_job(
     Ok(Json(Done { ok: true }))
 }
 
+/// The query of `POST /api/jobs/retry-failed`.
+#[derive(Debug, Deserialize)]
+struct NameQuery {
+    name: Option<String>,
+}
+
+/// `POST /api/jobs/retry-failed?name=N`: every failed or timed-out job of `N` (of every
+/// definition without `name`) again.
+async fn retry_failed(
+    State(admin): State<Admin>,
+    Query(q): Query<NameQuery>,
+) -> Result<Json<Count>, ApiError> {
+    let count = admin
+        .engine
+        .jobs()
+        .retry_all_failed(q.name.as_deref())
+        .await?;
+    Ok(Json(Count { count }))
+}
+
 async fn delete_job(
     State(admin): State<Admin>,
     Path(id): Path<u64>,
@@ -269,6 +291,14 @@ async fn delete_dead(
 #[derive(Debug, Serialize)]
 struct Count {
     count: u64,
+}
+
+async fn requeue_all_dead(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Count>, ApiError> {
+    let count = admin.engine.queue(&name)?.requeue_all_dead().await?;
+    Ok(Json(Count { count }))
 }
 
 async fn purge_dead(

@@ -16,11 +16,12 @@
 //! | `GET /api/jobs/{id}/events/live?from=` | Server-Sent Events: `job_event` per event, from `from` on, ending after the terminal one |
 //! | `GET /api/running/live` | Server-Sent Events: `running`, the running jobs with their progress, at once and on every change |
 //! | `POST /api/jobs/{id}/retry` | a failed or timed-out job again, with a fresh budget |
+//! | `POST /api/jobs/retry-failed?name=` | every failed or timed-out job of a definition (of all without `name`) again; `{"count": N}` |
 //! | `POST /api/jobs/{id}/cancel` | cancels it; body `{"reason": "..."}` (optional) |
 //! | `DELETE /api/jobs/{id}` | deletes a finished job |
 //! | `GET /api/queues/{name}` | its [`QueueStats`](crate::QueueStats) |
 //! | `GET /api/queues/{name}/dead?limit=` | its dead letters |
-//! | `POST /api/queues/{name}/dead/{id}/requeue`, `DELETE /api/queues/{name}/dead/{id}`, `POST /api/queues/{name}/dead/purge` | dead-letter operations |
+//! | `POST /api/queues/{name}/dead/{id}/requeue`, `DELETE /api/queues/{name}/dead/{id}`, `POST /api/queues/{name}/dead/requeue` (all), `POST /api/queues/{name}/dead/purge` | dead-letter operations; the bulk ones answer `{"count": N}` |
 //! | `GET /api/schedules` | every schedule with its next run |
 //! | `GET /api/queues`, `/api/topics`, `/api/sets`, `/api/mutexes` | every queue with its counts; every topic with its groups' positions; every ephemeral set with its entries; the live mutex leases |
 //! | `POST /api/schedules/{id}/trigger` | runs it now; body `{"key": "..."}` (once per key) |

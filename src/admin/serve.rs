@@ -1,6 +1,7 @@
 //! [`Engine::serve_admin`]: the admin router on its own listener.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -8,11 +9,14 @@ use tokio::task::JoinHandle;
 use super::options::AdminOptions;
 use crate::Engine;
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 /// The admin API being served; see [`Engine::serve_admin`]. Dropping it stops the server.
 #[derive(Debug)]
 pub struct AdminServer {
     addr: SocketAddr,
+    /// Where the address is advertised (the lock file).
+    store: Arc<Store>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -25,9 +29,7 @@ impl AdminServer {
 
     /// Stops accepting, lets requests in flight finish, and waits for the server to end.
     pub async fn stop(mut self) -> Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.withdraw();
         match self.task.take() {
             Some(task) => match task.await {
                 Ok(served) => served.map_err(|source| Error::Listen {
@@ -41,11 +43,19 @@ impl AdminServer {
     }
 }
 
-impl Drop for AdminServer {
-    fn drop(&mut self) {
+impl AdminServer {
+    /// Stops accepting and takes the address out of the lock file; once only.
+    fn withdraw(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+            self.store.advertise_admin(None);
         }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.withdraw();
     }
 }
 
@@ -79,6 +89,8 @@ impl Engine {
             source,
         })?;
         let app = super::router(self.clone(), options);
+        // A second process that finds the file held learns from the lock file where to ask.
+        self.store().advertise_admin(Some(format!("http://{addr}")));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -89,6 +101,7 @@ impl Engine {
         });
         Ok(AdminServer {
             addr,
+            store: self.store().clone(),
             stop: Some(stop),
             task: Some(task),
         })

@@ -157,6 +157,12 @@ impl Engine {
         crate::store::file_len(&self.inner.path)
     }
 
+    /// The open file's store, for the engine's own modules.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
     /// This leadership's epoch: 1 for the first open of a file, one more for every later one.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch

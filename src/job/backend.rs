@@ -7,6 +7,7 @@ use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, Submitted};
 use super::metrics::JobMetrics;
+use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
 use super::redb::RedbJobs;
 use super::storage::{AttemptClaim, JobQuery, JobStorage};
@@ -125,6 +126,17 @@ impl JobStorage for JobBackend {
     async fn retry(&self, id: u64) -> Result<()> {
         match self {
             JobBackend::Redb(b) => b.retry(id).await,
+        }
+    }
+
+    async fn retry_failed_batch(
+        &self,
+        name: Option<String>,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)> {
+        match self {
+            JobBackend::Redb(b) => b.retry_failed_batch(name, cursor, limit).await,
         }
     }
 

@@ -155,13 +155,18 @@ impl JobStateV1 {
         )
     }
 
+    /// Failed jobs' code in the finished index.
+    pub(crate) const FAILED_CODE: u8 = 3;
+    /// Timed-out jobs' code in the finished index.
+    pub(crate) const TIMED_OUT_CODE: u8 = 5;
+
     /// The state code used in the finished index, for terminal states.
     pub(crate) fn finished_code(&self) -> Option<u8> {
         match self {
             JobStateV1::Completed { .. } => Some(2),
-            JobStateV1::Failed { .. } => Some(3),
+            JobStateV1::Failed { .. } => Some(Self::FAILED_CODE),
             JobStateV1::Cancelled { .. } => Some(4),
-            JobStateV1::TimedOut { .. } => Some(5),
+            JobStateV1::TimedOut { .. } => Some(Self::TIMED_OUT_CODE),
             _ => None,
         }
     }

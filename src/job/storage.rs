@@ -10,6 +10,7 @@ use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted};
 use super::metrics::JobMetrics;
+use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
 use crate::error::Result;
 
@@ -82,6 +83,14 @@ pub(crate) trait JobStorage {
     async fn cancel(&self, id: u64, reason: String) -> Result<CancelOutcome>;
     /// Queues a failed or timed-out job again with a fresh budget.
     async fn retry(&self, id: u64) -> Result<()>;
+    /// Retries failed and timed-out jobs of `name` (every name for `None`), looking at up to
+    /// `limit` after `cursor`; how many it retried and where to go on.
+    async fn retry_failed_batch(
+        &self,
+        name: Option<String>,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)>;
     /// Deletes a finished job with everything that belongs to it.
     async fn delete(&self, id: u64) -> Result<()>;
     /// The job as stored; its input too when `with_input`.

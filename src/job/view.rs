@@ -55,6 +55,26 @@ impl Jobs {
         self.core.backend.retry(id).await
     }
 
+    /// Retries every failed and timed-out job of the definition `name` (of every definition
+    /// for `None`), as [`retry`](Self::retry) does one; returns how many. Works through the
+    /// failed jobs in batches of 1,000, one transaction each, so it is safe beside running
+    /// workers; a job that fails meanwhile may be retried too.
+    pub async fn retry_all_failed(&self, name: Option<&str>) -> Result<u64> {
+        let (mut total, mut cursor) = (0u64, None);
+        loop {
+            let (retried, next) = self
+                .core
+                .backend
+                .retry_failed_batch(name.map(str::to_string), cursor, 1_000)
+                .await?;
+            total += retried as u64;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(total),
+            }
+        }
+    }
+
     /// Deletes a finished job with its events, steps and idempotency key.
     ///
     /// Errors: [`Error::UnknownJob`](crate::Error::UnknownJob); [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a queued or running job.

@@ -61,6 +61,12 @@ impl QueueStorage for QueueBackend {
         }
     }
 
+    async fn requeue_dead_batch(&self, queue: &str, limit: usize) -> Result<usize> {
+        match self {
+            QueueBackend::Redb(b) => b.requeue_dead_batch(queue, limit).await,
+        }
+    }
+
     async fn purge_dead(&self, queue: &str, limit: usize) -> Result<usize> {
         match self {
             QueueBackend::Redb(b) => b.purge_dead(queue, limit).await,

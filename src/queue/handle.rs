@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::backend::QueueBackend;
 use super::core::QueueCore;
 use super::delivery::Delivery;
 use super::info::{DeadLetter, MessageInfo, QueueStats};
@@ -35,6 +36,9 @@ pub struct Queue {
     options: Arc<QueueOptions>,
     core: Arc<QueueCore>,
 }
+
+/// How many items one transaction of a bulk operation acts on.
+const BULK_BATCH: usize = 1_000;
 
 impl Queue {
     pub(crate) fn new(core: Arc<QueueCore>, name: &str, options: QueueOptions) -> Result<Self> {
@@ -160,13 +164,32 @@ impl Queue {
         self.core.backend.delete_dead(&self.name, id).await
     }
 
-    /// Deletes every dead letter of this queue; returns how many.
+    /// Puts every dead letter of this queue back in line, as [`requeue_dead`](Self::requeue_dead)
+    /// does one; returns how many. Works in batches of 1,000, one transaction each, so it is
+    /// safe beside running consumers (a message buried meanwhile may be requeued too).
+    pub async fn requeue_all_dead(&self) -> Result<u64> {
+        self.in_batches(|backend, name| backend.requeue_dead_batch(name, BULK_BATCH))
+            .await
+    }
+
+    /// Deletes every dead letter of this queue; returns how many. In batches of 1,000, as
+    /// [`requeue_all_dead`](Self::requeue_all_dead).
     pub async fn purge_dead(&self) -> Result<u64> {
+        self.in_batches(|backend, name| backend.purge_dead(name, BULK_BATCH))
+            .await
+    }
+
+    /// Runs `batch` until it acts on fewer than [`BULK_BATCH`] items; the total.
+    async fn in_batches<'a, F, Fut>(&'a self, batch: F) -> Result<u64>
+    where
+        F: Fn(&'a QueueBackend, &'a str) -> Fut,
+        Fut: std::future::Future<Output = Result<usize>>,
+    {
         let mut total = 0u64;
         loop {
-            let n = self.core.backend.purge_dead(&self.name, 1_000).await?;
+            let n = batch(&self.core.backend, &self.name).await?;
             total += n as u64;
-            if n < 1_000 {
+            if n < BULK_BATCH {
                 return Ok(total);
             }
         }

@@ -183,6 +183,20 @@ impl QueueStorage for RedbQueue {
         .await
     }
 
+    async fn requeue_dead_batch(&self, queue: &str, limit: usize) -> Result<usize> {
+        let queue = queue.to_string();
+        self.write(move |ctx, this| {
+            let (n, earliest) = ops::dead::requeue_dead_batch(ctx, &queue, limit)?;
+            if let Some(expires_at) = earliest {
+                this.after(ctx, &queue, Became::Ready);
+                let timer = this.timer.clone();
+                ctx.after_commit(move || timer.lower(expires_at));
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn delete_dead(&self, queue: &str, id: u64) -> Result<bool> {
         let queue = queue.to_string();
         self.write(move |ctx, _| ops::dead::delete_dead(ctx, &queue, id))

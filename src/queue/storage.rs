@@ -68,6 +68,8 @@ pub(crate) trait QueueStorage {
     async fn dead_letter(&self, claim: DeliveryClaim, error: String) -> Result<bool>;
     /// Puts a dead letter of `queue` back in line with a fresh budget and age.
     async fn requeue_dead(&self, queue: &str, id: u64) -> Result<bool>;
+    /// Requeues up to `limit` dead letters of `queue`, oldest first; how many.
+    async fn requeue_dead_batch(&self, queue: &str, limit: usize) -> Result<usize>;
     /// Deletes a dead letter of `queue`.
     async fn delete_dead(&self, queue: &str, id: u64) -> Result<bool>;
     /// Deletes up to `limit` dead letters of `queue`; how many.

@@ -269,6 +269,14 @@ impl Store {
         Ok((epoch, recovered))
     }
 
+    /// Records in the lock file where this process serves the admin API (`None`: no longer),
+    /// for a second process that finds the file held.
+    pub(crate) fn advertise_admin(&self, url: Option<String>) {
+        if let Some(lock) = self.lock.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            lock.advertise_admin(url);
+        }
+    }
+
     /// The path of the file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -548,6 +556,7 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
             path: path.to_path_buf(),
+            holder: None,
         },
         redb::DatabaseError::UpgradeRequired(v) => Error::NotAJobfile {
             path: path.to_path_buf(),

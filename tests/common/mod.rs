@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod jobs;
+pub mod operator;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted, info};
 use super::metrics::JobMetrics;
 use super::ops;
+use super::ops::admin::RetryCursor;
 use super::ops::cancel::Cancelled;
 use super::ops::submit::NewJob;
 use super::record::{FailureV1, JobV1, StoredEvent, StoredJob};
@@ -219,6 +220,18 @@ impl JobStorage for RedbJobs {
     async fn retry(&self, id: u64) -> Result<()> {
         self.write(move |ctx, fx| ops::admin::retry(ctx, id, fx))
             .await
+    }
+
+    async fn retry_failed_batch(
+        &self,
+        name: Option<String>,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)> {
+        self.write(move |ctx, fx| {
+            ops::admin::retry_failed_batch(ctx, name.as_deref(), cursor, limit, fx)
+        })
+        .await
     }
 
     async fn delete(&self, id: u64) -> Result<()> {
