@@ -133,6 +133,7 @@ impl LeaderLock {
 
 impl LeaderLock {
     /// Records in the lock file where this process serves the admin API (`None`: no longer).
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn advertise_admin(&mut self, url: Option<String>) {
         self.holder.admin_url = url;
         self.write_holder();

@@ -271,6 +271,7 @@ impl Store {
 
     /// Records in the lock file where this process serves the admin API (`None`: no longer),
     /// for a second process that finds the file held.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn advertise_admin(&self, url: Option<String>) {
         if let Some(lock) = self.lock.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             lock.advertise_admin(url);
