@@ -760,3 +760,127 @@ async fn topics_sets_and_mutex_holders_are_listed() {
     assert_eq!(overview["mutexes"][0]["owner"], "a");
     assert_eq!(get(&app, "/api/queues").await, (StatusCode::OK, json!([])));
 }
+
+#[tokio::test]
+async fn progress_in_items_shows_done_of_total_and_an_eta_while_running() {
+    let (_dir, path) = temp_file();
+    let (engine, clock) = open_manual(&path).await;
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel::<Option<(u64, u64)>>();
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+    let cmds = std::sync::Arc::new(tokio::sync::Mutex::new(cmd_rx));
+    let import = engine
+        .register(JobSpec::new("import"), move |ctx: JobCtx, _: ()| {
+            let (cmds, ack) = (cmds.clone(), ack_tx.clone());
+            async move {
+                let mut cmds = cmds.lock().await;
+                while let Some(Some((done, total))) = cmds.recv().await {
+                    let refused = ctx.progress_items(done, total, "rows").await.err();
+                    ack.send(refused.map(|e| e.code_str().to_string())).unwrap();
+                }
+                Ok(())
+            }
+        })
+        .unwrap();
+    let id = import.submit(()).await.unwrap().id;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let uri = format!("/api/jobs/{id}");
+    let t0 = common::T0;
+    // 10,000 of 50,000 at T0, 20,000 at T0 + 2 s: 0.2 ms an item, 30,000 left, so 6 s more.
+    for (at, done) in [(0, 10_000), (2_000, 20_000)] {
+        clock.set(t0 + at);
+        cmd_tx.send(Some((done, 50_000))).unwrap();
+        assert_eq!(ack_rx.recv().await.unwrap(), None);
+    }
+    let (_, body) = get(&app, &uri).await;
+    assert_eq!(
+        body["job"]["progress"],
+        json!({"percent": 40, "stage": "rows", "done": 20_000, "total": 50_000})
+    );
+    assert_eq!(body["eta_ms"], t0 + 8_000);
+    let reports: Vec<Value> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "progress")
+        .cloned()
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            json!({"seq": 2, "at_ms": t0, "kind": "progress", "percent": 20, "stage": "rows", "done": 10_000, "total": 50_000}),
+            json!({"seq": 3, "at_ms": t0 + 2_000, "kind": "progress", "percent": 40, "stage": "rows", "done": 20_000, "total": 50_000}),
+        ]
+    );
+    // Percent is rounded down; a count that makes no sense is refused with a code.
+    clock.set(t0 + 3_000);
+    cmd_tx.send(Some((1_234, 50_000))).unwrap();
+    assert_eq!(ack_rx.recv().await.unwrap(), None);
+    let (_, body) = get(&app, &uri).await;
+    assert_eq!(body["job"]["progress"]["percent"], 2);
+    // Going backwards gives no estimate rather than a wrong one.
+    assert_eq!(body["eta_ms"], Value::Null);
+    for bad in [(5, 0), (6, 5)] {
+        cmd_tx.send(Some(bad)).unwrap();
+        assert_eq!(
+            ack_rx.recv().await.unwrap().as_deref(),
+            Some("INVALID_ARGUMENT")
+        );
+    }
+    cmd_tx.send(None).unwrap();
+    import.join(id, None).await.unwrap();
+    let (_, body) = get(&app, &uri).await;
+    assert_eq!(body["job"]["state"], "completed");
+    assert_eq!(body["eta_ms"], Value::Null);
+}
+
+#[tokio::test]
+async fn bulk_operations_retry_every_failed_job_of_a_name_and_requeue_every_dead_letter() {
+    let (_dir, path) = temp_file();
+    let engine = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    // A failed job of another name is left alone.
+    let other = engine
+        .register(
+            JobSpec::new("other").max_attempts(1),
+            |_: JobCtx, _: ()| async { Err::<(), _>(jobfile::JobError::permanent("no")) },
+        )
+        .unwrap();
+    let other_id = other.submit(()).await.unwrap().id;
+    other.join(other_id, None).await.unwrap();
+    assert_eq!(
+        post(&app, "/api/jobs/retry-failed?name=mail", None).await,
+        (StatusCode::OK, json!({"count": 1}))
+    );
+    // Job 1 (mail) ran again and completed; `other` is still failed.
+    let mail = engine.job::<String, String>(JobSpec::new("mail")).unwrap();
+    assert!(matches!(
+        mail.join(1, None).await.unwrap(),
+        Outcome::Completed(_)
+    ));
+    assert_eq!(
+        engine.jobs().get(other_id).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    assert_eq!(
+        post(&app, "/api/jobs/retry-failed?name=mail", None).await,
+        (StatusCode::OK, json!({"count": 0}))
+    );
+
+    let q = engine.queue("work").unwrap();
+    for i in 0..3u8 {
+        q.send(vec![i]).await.unwrap();
+    }
+    for d in q.try_receive(3, secs(30)).await.unwrap() {
+        d.dead_letter("bad").await.unwrap();
+    }
+    assert_eq!(
+        post(&app, "/api/queues/work/dead/requeue", None).await,
+        (StatusCode::OK, json!({"count": 3}))
+    );
+    let (_, stats) = get(&app, "/api/queues/work").await;
+    assert_eq!(
+        stats,
+        json!({"ready": 3, "delayed": 0, "leased": 0, "dead": 0})
+    );
+    engine.shutdown(secs(5)).await.unwrap();
+}

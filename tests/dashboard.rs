@@ -43,9 +43,8 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
         .register(JobSpec::new("render"), move |ctx: JobCtx, frames: u32| {
             let mut hold = hold.clone();
             async move {
-                for step in 1..=frames {
-                    let percent = (step * 100 / frames).min(99) as u8;
-                    ctx.progress(percent, &format!("frame {step} of {frames}"))
+                for step in 1..frames {
+                    ctx.progress_items(u64::from(step), u64::from(frames), "rendering")
                         .await?;
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(150)) => {}
@@ -98,6 +97,13 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
     );
     assert!(stdout.contains("definitions: mail,render"), "{stdout}");
     assert!(stdout.contains("queues: emails,2,0,0,1"), "{stdout}");
+    assert!(stdout.contains("progress: "), "{stdout}");
+    assert!(stdout.contains(" N of 600 rendering"), "{stdout}");
+    assert!(stdout.contains("eta: done by about ..."), "{stdout}");
+    assert!(
+        stdout.contains("queue page: dead 1 -> 0, ready 3"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "retried job events: submitted,started,failed,retry_scheduled,started,completed"

@@ -93,7 +93,8 @@ async fn happy_path_with_steps_progress_and_events() {
         events[3].kind,
         JobEventKind::Progress {
             percent: 50,
-            stage: "adding".into()
+            stage: "adding".into(),
+            items: None,
         }
     );
     // Replay from an offset.
@@ -134,6 +135,7 @@ async fn a_live_stream_sees_every_event_in_order_and_ends_after_the_terminal_one
             == (JobEventKind::Progress {
                 percent: 10,
                 stage: "waiting".into(),
+                items: None,
             })
         {
             // A second later, so that the next progress is an event of its own (progress

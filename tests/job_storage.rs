@@ -791,3 +791,45 @@ async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_
     );
     assert_eq!(table_rows(&path, "jobs"), [("jobs".to_string(), 26)]);
 }
+
+#[tokio::test]
+async fn progress_in_items_is_kept_in_the_record_and_the_events_across_a_reopen() {
+    let (_dir, path) = temp_file();
+    let id = {
+        let (engine, clock) = open_manual(&path).await;
+        let h = engine
+            .register(JobSpec::new("import"), |ctx: JobCtx, _: ()| async move {
+                ctx.progress(5, "counting").await?;
+                ctx.progress_items(1_234, 50_000, "rows").await?;
+                Ok(())
+            })
+            .unwrap();
+        let id = h.submit(()).await.unwrap().id;
+        h.join(id, None).await.unwrap();
+        drop(clock);
+        engine.shutdown(secs(5)).await.unwrap();
+        id
+    };
+    let (engine, _clock) = open_manual(&path).await;
+    let info = engine.jobs().get(id).await.unwrap().unwrap();
+    let progress = info.progress.unwrap();
+    assert_eq!(
+        (progress.percent, progress.stage.as_str(), progress.items),
+        (2, "rows", Some(jobfile::Items::new(1_234, 50_000)))
+    );
+    // Both reports fell in the same second of the manual clock: one event, the latest.
+    let events = engine.jobs().events(id).read(0, 10).await.unwrap();
+    assert_eq!(
+        names(&events),
+        ["submitted", "started", "progress", "completed"]
+    );
+    assert_eq!(
+        events[2].kind,
+        JobEventKind::Progress {
+            percent: 2,
+            stage: "rows".into(),
+            items: Some(jobfile::Items::new(1_234, 50_000)),
+        }
+    );
+    engine.shutdown(secs(5)).await.unwrap();
+}

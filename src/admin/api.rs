@@ -11,15 +11,15 @@ use super::error::ApiError;
 use super::options::AdminOptions;
 use super::{auth, dashboard, live, metrics};
 use crate::{
-    CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobInfo, JobMetrics, JobPage, JobState,
-    MutexLease, QueueStats, QueueSummary, ScheduleInfo, SetSummary, StoreStats, Submitted,
-    TopicSummary,
+    CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobEventKind, JobInfo, JobMetrics,
+    JobPage, JobState, MutexLease, QueueStats, QueueSummary, ScheduleInfo, SetSummary, StoreStats,
+    Submitted, TopicSummary,
 };
 
 /// The largest request body an operation takes.
 const MAX_BODY: usize = 16 * 1024;
 
-/// Events returned with one job: its whole history, up to this many.
+/// Events returned with one job: its whole history, or the latest this many of a longer one.
 const MAX_EVENTS: usize = 10_000;
 
 /// What every handler reaches.
@@ -173,6 +173,8 @@ async fn list_jobs(
 struct JobDetail {
     job: JobInfo,
     events: Vec<JobEvent>,
+    /// When a running job should end, from its progress history (see [`eta_ms`]).
+    eta_ms: Option<u64>,
 }
 
 async fn job(State(admin): State<Admin>, Path(id): Path<u64>) -> Result<Json<JobDetail>, ApiError> {
@@ -180,8 +182,43 @@ async fn job(State(admin): State<Admin>, Path(id): Path<u64>) -> Result<Json<Job
     let Some(job) = jobs.get(id).await? else {
         return Err(ApiError::not_found("UNKNOWN_JOB", format!("no job {id}")));
     };
-    let events = jobs.events(id).read(0, MAX_EVENTS).await?;
-    Ok(Json(JobDetail { job, events }))
+    let from = job.events.saturating_sub(MAX_EVENTS as u32);
+    let events = jobs.events(id).read(from, MAX_EVENTS).await?;
+    let eta_ms = eta_ms(&job, &events);
+    Ok(Json(JobDetail {
+        job,
+        events,
+        eta_ms,
+    }))
+}
+
+/// When a running job should end: the pace between the first and the latest progress report
+/// of its current attempt, continued to the end (in items when it counts them, in percent
+/// otherwise). `None` unless two reports in the same unit show it moving forward.
+fn eta_ms(job: &JobInfo, events: &[JobEvent]) -> Option<u64> {
+    if job.state != JobState::Running {
+        return None;
+    }
+    let attempt = events
+        .iter()
+        .rposition(|e| matches!(e.kind, JobEventKind::Started { .. }))
+        .unwrap_or(0);
+    // (at, done, total) of each report.
+    let reports: Vec<(u64, u64, u64)> = events[attempt..]
+        .iter()
+        .filter_map(|e| match &e.kind {
+            JobEventKind::Progress { items: Some(i), .. } => Some((e.at_ms, i.done, i.total)),
+            JobEventKind::Progress { percent, .. } => Some((e.at_ms, u64::from(*percent), 100)),
+            _ => None,
+        })
+        .collect();
+    let last = *reports.last()?;
+    let first = *reports.iter().find(|r| r.2 == last.2)?;
+    if last.0 <= first.0 || last.1 <= first.1 || last.1 >= last.2 {
+        return None;
+    }
+    let per_unit = (last.0 - first.0) as f64 / (last.1 - first.1) as f64;
+    Some(last.0 + (per_unit * (last.2 - last.1) as f64).round() as u64)
 }
 
 /// The answer of an operation that has nothing else to say.

@@ -10,7 +10,7 @@ use super::metrics::JobMetrics;
 use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
 use super::redb::RedbJobs;
-use super::storage::{AttemptClaim, JobQuery, JobStorage};
+use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use crate::error::{Error, Result};
 
 /// The storage an engine's jobs use.
@@ -61,9 +61,9 @@ impl JobStorage for JobBackend {
         }
     }
 
-    async fn progress(&self, claim: AttemptClaim, percent: u8, stage: String) -> Result<bool> {
+    async fn progress(&self, claim: AttemptClaim, update: ProgressUpdate) -> Result<bool> {
         match self {
-            JobBackend::Redb(b) => b.progress(claim, percent, stage).await,
+            JobBackend::Redb(b) => b.progress(claim, update).await,
         }
     }
 

@@ -12,7 +12,7 @@ use super::core::JobCore;
 use super::effects::Claimed;
 use super::error::JobError;
 use super::signal::{AttemptSignal, StopReason};
-use super::storage::{AttemptClaim, JobStorage};
+use super::storage::{AttemptClaim, JobStorage, ProgressUpdate};
 use crate::error::{Error, Held};
 
 /// The longest step id, in bytes.
@@ -146,7 +146,8 @@ impl JobCtx {
     }
 
     /// Stores the latest progress (`percent` from 0 to 100, and a stage name) on the job and
-    /// emits a `progress` event. Durable when it returns.
+    /// emits a `progress` event. Durable when it returns. Updates within the same second of
+    /// the clock are kept as one event (the latest), so reporting often writes little.
     pub async fn progress(&self, percent: u8, stage: &str) -> Result<(), JobError> {
         if percent > 100 {
             return Err(JobError::permanent(format!(
@@ -154,13 +155,37 @@ impl JobCtx {
             ))
             .code("INVALID_ARGUMENT"));
         }
+        self.report(ProgressUpdate {
+            percent,
+            stage: stage.to_string(),
+            items: None,
+        })
+        .await
+    }
+
+    /// Progress counted in items: `done` of `total` (1,234 of 50,000), with a stage name. The
+    /// percent is derived (rounded down); operators see the count, and the job view an
+    /// estimate of when it ends. Otherwise as [`progress`](Self::progress).
+    ///
+    /// Fails with code `INVALID_ARGUMENT` if `total` is 0 or `done` exceeds it.
+    pub async fn progress_items(&self, done: u64, total: u64, stage: &str) -> Result<(), JobError> {
+        if total == 0 || done > total {
+            return Err(JobError::permanent(format!(
+                "progress items must be done <= total with total > 0, got {done} of {total}"
+            ))
+            .code("INVALID_ARGUMENT"));
+        }
+        self.report(ProgressUpdate {
+            percent: (u128::from(done) * 100 / u128::from(total)) as u8,
+            stage: stage.to_string(),
+            items: Some((done, total)),
+        })
+        .await
+    }
+
+    async fn report(&self, update: ProgressUpdate) -> Result<(), JobError> {
         let claim = self.claim();
-        let owned = self
-            .inner
-            .core
-            .backend
-            .progress(claim, percent, stage.to_string())
-            .await?;
+        let owned = self.inner.core.backend.progress(claim, update).await?;
         owned.then_some(()).ok_or_else(|| lost(claim))
     }
 

@@ -111,6 +111,28 @@ pub struct Progress {
     pub percent: u8,
     /// The stage name.
     pub stage: String,
+    /// The count behind it, when reported with
+    /// [`JobCtx::progress_items`](crate::JobCtx::progress_items); serialized as `done` and
+    /// `total` beside `percent`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Items>,
+}
+
+/// Progress counted in items: `done` of `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Items {
+    /// Items done.
+    pub done: u64,
+    /// Items in all.
+    pub total: u64,
+}
+
+impl Items {
+    /// `done` of `total`.
+    pub fn new(done: u64, total: u64) -> Self {
+        Items { done, total }
+    }
 }
 
 /// How many jobs of one definition the file holds in each state; see
@@ -229,9 +251,13 @@ pub(crate) fn info(id: u64, job: JobV1) -> JobInfo {
         input_json: job.input,
         output_json,
         last_error: job.last_error.map(Into::into),
-        progress: job
-            .progress
-            .map(|(percent, stage)| Progress { percent, stage }),
+        progress: job.progress.map(|(percent, stage)| Progress {
+            percent,
+            stage,
+            items: job
+                .progress_items
+                .map(|(done, total)| Items { done, total }),
+        }),
         run_at_ms,
         lease_deadline_ms,
         cancel_reason,
@@ -347,6 +373,9 @@ pub enum JobEventKind {
         percent: u8,
         /// The stage name.
         stage: String,
+        /// The count behind it, if reported in items (`done` and `total` in JSON).
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        items: Option<Items>,
     },
     /// The handler sent a heartbeat.
     Heartbeat,
@@ -421,7 +450,21 @@ impl From<EventKindV1> for JobEventKind {
             EventKindV1::Submitted => JobEventKind::Submitted,
             EventKindV1::Started { attempt, epoch } => JobEventKind::Started { attempt, epoch },
             EventKindV1::StepCompleted { step } => JobEventKind::StepCompleted { step },
-            EventKindV1::Progress { percent, stage } => JobEventKind::Progress { percent, stage },
+            EventKindV1::Progress { percent, stage } => JobEventKind::Progress {
+                percent,
+                stage,
+                items: None,
+            },
+            EventKindV1::ProgressItems {
+                percent,
+                stage,
+                done,
+                total,
+            } => JobEventKind::Progress {
+                percent,
+                stage,
+                items: Some(Items { done, total }),
+            },
             EventKindV1::Heartbeat => JobEventKind::Heartbeat,
             EventKindV1::RetryScheduled { next_at, error } => JobEventKind::RetryScheduled {
                 next_at_ms: next_at,

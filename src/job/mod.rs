@@ -36,7 +36,7 @@ pub use error::{JobError, JobFailure};
 pub use events::{JobEventStream, JobEvents};
 pub use handle::JobHandle;
 pub use info::{
-    CancelOutcome, JobCounts, JobEvent, JobEventKind, JobInfo, JobPage, JobState, Outcome,
+    CancelOutcome, Items, JobCounts, JobEvent, JobEventKind, JobInfo, JobPage, JobState, Outcome,
     Progress, Submitted,
 };
 pub use list::ListJobs;

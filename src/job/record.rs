@@ -18,6 +18,9 @@ pub(crate) enum StoredJob {
     /// As `V2`, and the last field says whether the input is stored apart, in the job inputs
     /// table (see [`crate::store::apart`]), leaving the record's input empty.
     V3(JobV1, Vec<EventV1>, bool),
+    /// As `V3`, and the last field is the items form of the latest progress, `(done, total)`
+    /// (see [`JobV1::progress_items`]). Written from format version 3 on.
+    V4(JobV1, Vec<EventV1>, bool, Option<(u64, u64)>),
 }
 
 impl StoredJob {
@@ -35,6 +38,12 @@ impl StoredJob {
                 job.input_apart = input_apart;
                 job
             }
+            StoredJob::V4(mut job, events, input_apart, items) => {
+                job.inline_events = events;
+                job.input_apart = input_apart;
+                job.progress_items = items;
+                job
+            }
         }
     }
 }
@@ -49,12 +58,15 @@ pub(crate) enum StoredJobRef<'a> {
     /// No longer written; kept for its index.
     #[allow(dead_code)]
     V2(&'a JobV1, &'a [EventV1]),
+    /// No longer written; kept for its index.
+    #[allow(dead_code)]
     V3(&'a JobV1, &'a [EventV1], bool),
+    V4(&'a JobV1, &'a [EventV1], bool, Option<(u64, u64)>),
 }
 
 impl<'a> StoredJobRef<'a> {
     pub(crate) fn new(job: &'a JobV1) -> Self {
-        StoredJobRef::V3(job, &job.inline_events, job.input_apart)
+        StoredJobRef::V4(job, &job.inline_events, job.input_apart, job.progress_items)
     }
 }
 
@@ -101,6 +113,10 @@ pub(crate) struct JobV1 {
     /// Not part of the `V1` layout; [`StoredJob::V3`] stores it beside it.
     #[serde(skip)]
     pub(crate) input_apart: bool,
+    /// The latest progress counted in items, `(done, total)`, beside `progress`. Not part of
+    /// the `V1` layout; [`StoredJob::V4`] stores it beside it.
+    #[serde(skip)]
+    pub(crate) progress_items: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,16 +277,42 @@ pub(crate) struct EventV1 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum EventKindV1 {
     Submitted,
-    Started { attempt: u32, epoch: u64 },
-    StepCompleted { step: String },
-    Progress { percent: u8, stage: String },
+    Started {
+        attempt: u32,
+        epoch: u64,
+    },
+    StepCompleted {
+        step: String,
+    },
+    Progress {
+        percent: u8,
+        stage: String,
+    },
     Heartbeat,
-    RetryScheduled { next_at: u64, error: FailureV1 },
-    Recovered { reason: String },
+    RetryScheduled {
+        next_at: u64,
+        error: FailureV1,
+    },
+    Recovered {
+        reason: String,
+    },
     Completed,
-    Failed { error: FailureV1 },
-    TimedOut { error: FailureV1 },
-    Cancelled { reason: String },
+    Failed {
+        error: FailureV1,
+    },
+    TimedOut {
+        error: FailureV1,
+    },
+    Cancelled {
+        reason: String,
+    },
+    /// Progress counted in items (format version 3 on).
+    ProgressItems {
+        percent: u8,
+        stage: String,
+        done: u64,
+        total: u64,
+    },
 }
 
 /// A typical job record after submit → start → complete: a 16-byte JSON input, one meta pair,
@@ -323,5 +365,6 @@ pub(crate) fn sample_job(events: usize) -> JobV1 {
         updated_at: at + 2,
         inline_events,
         input_apart: false,
+        progress_items: None,
     }
 }

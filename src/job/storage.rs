@@ -14,6 +14,14 @@ use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
 use crate::error::Result;
 
+/// A handler's progress report: percent, stage, and `(done, total)` when counted in items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProgressUpdate {
+    pub(crate) percent: u8,
+    pub(crate) stage: String,
+    pub(crate) items: Option<(u64, u64)>,
+}
+
 /// An attempt's claim on its job. A write made with a claim that lost its job (timed out,
 /// cancelled, handed back, or started under an earlier leadership) changes nothing and
 /// reports `false`.
@@ -59,7 +67,7 @@ pub(crate) trait JobStorage {
     /// Extends the attempt's lease (and timeout) from now.
     async fn heartbeat(&self, claim: AttemptClaim) -> Result<bool>;
     /// Stores the attempt's latest progress.
-    async fn progress(&self, claim: AttemptClaim, percent: u8, stage: String) -> Result<bool>;
+    async fn progress(&self, claim: AttemptClaim, update: ProgressUpdate) -> Result<bool>;
     /// Whether the attempt still owns its job, and the memoized result of `step`, if any.
     async fn step_result(&self, claim: AttemptClaim, step: &str)
     -> Result<(bool, Option<Vec<u8>>)>;

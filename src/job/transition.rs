@@ -107,8 +107,10 @@ pub(crate) fn push_progress(
         }
     };
     let same_window = previous.is_some_and(|p| {
-        matches!(p.kind, EventKindV1::Progress { .. })
-            && p.at / PROGRESS_WINDOW_MS == ctx.now / PROGRESS_WINDOW_MS
+        matches!(
+            p.kind,
+            EventKindV1::Progress { .. } | EventKindV1::ProgressItems { .. }
+        ) && p.at / PROGRESS_WINDOW_MS == ctx.now / PROGRESS_WINDOW_MS
     });
     if !same_window {
         return push_event(ctx, id, job, kind, fx);

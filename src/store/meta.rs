@@ -14,9 +14,10 @@ use crate::error::{Error, Result};
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("jobfile_meta");
 
 /// The format version this build writes and the newest it reads. Version 2 added the queue's
-/// age index (and the job input table); a version 1 file is upgraded at its first open by a
-/// build that writes 2, which an older build then refuses as newer instead of misreading.
-pub(crate) const FORMAT_VERSION: u64 = 2;
+/// age index (and the job input table); version 3, progress counted in items (in job records
+/// and events). An older file is upgraded at its first open by a build that writes a newer
+/// version, which an older build then refuses as newer instead of misreading.
+pub(crate) const FORMAT_VERSION: u64 = 3;
 const KEY_FORMAT: &str = "format_version";
 const KEY_EPOCH: &str = "epoch";
 

@@ -41,6 +41,10 @@ try {
   // The running job's page: its progress bar and its timeline, which grows live.
   await page.click("#running tbody tr[data-id]");
   await page.waitForSelector("#progress .bar");
+  // Progress counted in items, and the estimate of when it ends.
+  await page.waitForFunction(() => /done by about/.test(document.querySelector("#eta")?.textContent || ""), null, { timeout: 15000 });
+  console.log("progress: " + (await page.$eval("#progress .muted", (el) => el.textContent)).replace(/[0-9,]+ of/, "N of"));
+  console.log("eta: " + (await page.$eval("#eta", (el) => el.textContent)).replace(/about .*/, "about ..."));
   const before = await page.$$eval("#events li", (lis) => lis.length);
   await page.waitForFunction((n) => document.querySelectorAll("#events li").length > n, before, { timeout: 15000 });
   console.log(`timeline ${before} -> ${await page.$$eval("#events li", (lis) => lis.length)} events`);
@@ -56,6 +60,17 @@ try {
   const kinds = await page.$$eval("#events li .k", (ks) => ks.map((k) => k.textContent));
   console.log("retried job events: " + kinds.join(","));
   await page.screenshot({ path: `${outDir}/job.png`, fullPage: true });
+
+  // A queue's page from the overview: its dead letter, requeued with a click.
+  await page.click('nav a[data-nav="overview"]');
+  await page.click('#queues tr[data-queue="emails"]');
+  await page.waitForSelector("#dead tr[data-msg]");
+  const deadBefore = await page.$$eval("#dead tr[data-msg]", (trs) => trs.length);
+  await page.screenshot({ path: `${outDir}/queue.png`, fullPage: true });
+  await page.click('#dead tr[data-msg] button[data-act="requeue"]');
+  await page.waitForFunction(() => !document.querySelector("#dead tr[data-msg]"), null, { timeout: 15000 });
+  const ready = await page.$eval(".cards .card .v", (el) => el.textContent);
+  console.log(`queue page: dead ${deadBefore} -> 0, ready ${ready}`);
   console.log("OK");
 } finally {
   await browser.close();

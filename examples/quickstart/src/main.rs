@@ -104,7 +104,7 @@ async fn main() -> jobfile::Result<()> {
                     format!("attempt {attempt}, epoch {epoch}")
                 }
                 JobEventKind::StepCompleted { step } => step.clone(),
-                JobEventKind::Progress { percent, stage } => format!("{percent}% {stage}"),
+                JobEventKind::Progress { percent, stage, .. } => format!("{percent}% {stage}"),
                 JobEventKind::RetryScheduled { error, .. } => error.to_string(),
                 JobEventKind::Recovered { reason } => reason.clone(),
                 _ => String::new(),

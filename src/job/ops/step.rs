@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::job::effects::Effects;
 use crate::job::record::{EventKindV1, JobStateV1};
+use crate::job::storage::ProgressUpdate;
 use crate::job::tables::{JOB_LEASES, JOB_STEPS};
 use crate::job::transition::{leave_state, load_known, owns, push_event, push_progress, save};
 use crate::store::TxCtx;
@@ -38,18 +39,24 @@ pub(crate) fn record_progress(
     id: u64,
     attempt: u32,
     epoch: u64,
-    percent: u8,
-    stage: &str,
+    update: &ProgressUpdate,
     fx: &mut Effects,
 ) -> Result<bool> {
     let mut job = load_known(ctx, id)?;
     if !owns(&job, attempt, epoch) {
         return Ok(false);
     }
-    job.progress = Some((percent, stage.to_string()));
-    let kind = EventKindV1::Progress {
-        percent,
-        stage: stage.to_string(),
+    let (percent, stage) = (update.percent, update.stage.clone());
+    job.progress = Some((percent, stage.clone()));
+    job.progress_items = update.items;
+    let kind = match update.items {
+        None => EventKindV1::Progress { percent, stage },
+        Some((done, total)) => EventKindV1::ProgressItems {
+            percent,
+            stage,
+            done,
+            total,
+        },
     };
     push_progress(ctx, id, &mut job, kind, fx)?;
     save(ctx, id, &job)?;

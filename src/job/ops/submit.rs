@@ -93,6 +93,7 @@ pub(crate) fn submit(
         },
         last_error: None,
         progress: None,
+        progress_items: None,
         next_event: 0,
         updated_at: ctx.now,
         inline_events: Vec::new(),

@@ -15,7 +15,7 @@ use super::ops::admin::RetryCursor;
 use super::ops::cancel::Cancelled;
 use super::ops::submit::NewJob;
 use super::record::{FailureV1, JobV1, StoredEvent, StoredJob};
-use super::storage::{AttemptClaim, JobQuery, JobStorage};
+use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use super::tables::{JOB_EVENTS, JOB_INPUTS, JOB_READY, JOB_STEPS, JOBS};
 use super::transition::{QUEUED_GAUGE, RUNNING_GAUGE, TALLY_PREFIX, owns};
 use crate::error::{Error, Result};
@@ -148,9 +148,9 @@ impl JobStorage for RedbJobs {
             .await
     }
 
-    async fn progress(&self, c: AttemptClaim, percent: u8, stage: String) -> Result<bool> {
+    async fn progress(&self, c: AttemptClaim, update: ProgressUpdate) -> Result<bool> {
         self.write(move |ctx, fx| {
-            ops::step::record_progress(ctx, c.id, c.attempt, c.epoch, percent, &stage, fx)
+            ops::step::record_progress(ctx, c.id, c.attempt, c.epoch, &update, fx)
         })
         .await
     }
