@@ -44,7 +44,7 @@ try {
   // Progress counted in items, and the estimate of when it ends.
   await page.waitForFunction(() => /done by about/.test(document.querySelector("#eta")?.textContent || ""), null, { timeout: 15000 });
   console.log("progress: " + (await page.$eval("#progress .muted", (el) => el.textContent)).replace(/[0-9,]+ of/, "N of"));
-  console.log("eta: " + (await page.$eval("#eta", (el) => el.textContent)).replace(/about .*/, "about ..."));
+  console.log("eta: " + (await page.$eval("#eta", (el) => el.textContent)).replace(/^· /, "").replace(/about .*/, "about ..."));
   const before = await page.$$eval("#events li", (lis) => lis.length);
   await page.waitForFunction((n) => document.querySelectorAll("#events li").length > n, before, { timeout: 15000 });
   console.log(`timeline ${before} -> ${await page.$$eval("#events li", (lis) => lis.length)} events`);
