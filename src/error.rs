@@ -252,6 +252,33 @@ pub enum Error {
     #[error("storage failure: {0}")]
     Storage(String),
 
+    /// The PostgreSQL server could not be reached, or refused a statement (feature
+    /// `postgres`). `context` says what jobfile was doing.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL, {context}: {source}")]
+    Postgres {
+        /// What jobfile was doing.
+        context: String,
+        /// The client's error, with the server's message and SQLSTATE when it sent one.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// The PostgreSQL schema was migrated by a newer jobfile (feature `postgres`). Nothing was
+    /// changed; upgrade jobfile on this node.
+    #[cfg(feature = "postgres")]
+    #[error(
+        "schema {schema:?} has version {found}, newer than the {supported} this jobfile knows; upgrade jobfile on this node"
+    )]
+    NewerSchema {
+        /// The schema jobfile's tables are in.
+        schema: String,
+        /// The version recorded in it.
+        found: i32,
+        /// The newest version this build knows.
+        supported: i32,
+    },
+
     /// An I/O error outside the database file itself (the lock file, for instance).
     #[error("I/O error on {}: {source}", path.display())]
     Io {

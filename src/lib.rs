@@ -76,6 +76,8 @@ mod jitter;
 mod job;
 mod lock;
 mod mutex;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod primitive;
 mod queue;
 mod retry;

@@ -1,0 +1,176 @@
+//! The PostgreSQL backend's foundation (feature `postgres`): the connection pool, the schema
+//! and its migrations, the node registry that replaces the file lock, and the notifier that
+//! wakes other nodes.
+//!
+//! Many processes on many machines share one schema. Each is a *node*: a row in `nodes` with
+//! an incarnation id (what [`Engine::epoch`](crate::Engine::epoch) will return), a heartbeat,
+//! and a session advisory lock held on a connection of its own. A node whose lock is free and
+//! whose heartbeat is older than the grace period, or whose heartbeat is older than the lease,
+//! is dead: any live node marks it so, in the transaction that recovers its work. A node that
+//! finds itself marked dead, or cannot heartbeat for a whole lease, fences itself: it stops
+//! claiming and tells its handlers to stop. Every write of a running attempt is fenced on
+//! (job, attempt, node), so a stale node's late writes change nothing.
+//!
+//! Times are milliseconds since the Unix epoch, taken from the database clock (node clocks may
+//! skew); tests pass explicit instants instead.
+
+// The foundation lands before the job and queue backends that use it; until they do, its
+// items are reached only from its tests.
+#![allow(dead_code)]
+
+mod listen;
+mod migrate;
+mod node;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, Result};
+
+#[allow(unused_imports)]
+pub(crate) use listen::{Listener, Wake};
+#[allow(unused_imports)]
+pub(crate) use migrate::{SCHEMA_VERSION, migrate, schema_version};
+#[allow(unused_imports)]
+pub(crate) use node::{Liveness, Node, find_dead};
+
+/// The SQL expression of the database clock, in milliseconds since the Unix epoch.
+pub(crate) const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// How to reach the server and how nodes judge each other.
+#[derive(Debug, Clone)]
+pub(crate) struct PgOptions {
+    /// A `postgres://` URL or a `key=value` connection string.
+    pub(crate) url: String,
+    /// The schema jobfile's tables live in (created if missing).
+    pub(crate) schema: String,
+    /// Connections in the pool.
+    pub(crate) pool_size: usize,
+    /// Liveness: heartbeat period, grace period and lease.
+    pub(crate) liveness: Liveness,
+}
+
+impl PgOptions {
+    pub(crate) fn new(url: impl Into<String>) -> Self {
+        PgOptions {
+            url: url.into(),
+            schema: "jobfile".into(),
+            pool_size: 8,
+            liveness: Liveness::default(),
+        }
+    }
+}
+
+/// A pool of connections to one schema, and the configuration to open dedicated ones (the
+/// node's lock holder, the listener).
+#[derive(Clone)]
+pub(crate) struct Postgres {
+    pub(crate) pool: Pool,
+    config: tokio_postgres::Config,
+    schema: String,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Postgres {
+    /// A pool on `options.schema` (every connection's search path), after checking the
+    /// schema name. Connects lazily; [`migrate`] is the first statement run.
+    pub(crate) fn new(options: &PgOptions) -> Result<Postgres> {
+        check_schema_name(&options.schema)?;
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| pg_error("reading the connection URL", e))?;
+        // Every statement names tables unqualified: the schema is the search path.
+        config.options(format!("-c search_path={}", options.schema));
+        if config.get_application_name().is_none() {
+            config.application_name("jobfile");
+        }
+        config.connect_timeout(Duration::from_secs(10));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .build()
+            .map_err(|e| Error::Internal(format!("building the PostgreSQL pool: {e}")))?;
+        Ok(Postgres {
+            pool,
+            config,
+            schema: options.schema.clone(),
+        })
+    }
+
+    /// The schema jobfile's tables live in.
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg_error("connecting", e),
+            other => Error::Storage(format!("PostgreSQL pool: {other}")),
+        })
+    }
+
+    /// A connection of its own (not pooled), named `application_name`, with the task that
+    /// drives it. The connection ends when the client is dropped.
+    pub(crate) async fn dedicated(
+        &self,
+        application_name: &str,
+    ) -> Result<(
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    )> {
+        let mut config = self.config.clone();
+        config.application_name(application_name);
+        config
+            .connect(NoTls)
+            .await
+            .map_err(|e| pg_error("opening a dedicated connection", e))
+    }
+}
+
+/// Wraps a client error with what jobfile was doing.
+pub(crate) fn pg_error(context: &str, source: tokio_postgres::Error) -> Error {
+    Error::Postgres {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Schema names are used in `search_path` and DDL: lowercase letters, digits and `_`, not
+/// starting with a digit, at most 63 bytes (PostgreSQL's identifier limit).
+fn check_schema_name(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "schema",
+            format!(
+                "{schema:?} is not a schema name jobfile uses: lowercase letters, digits and _, not starting with a digit, at most 63 bytes"
+            ),
+        ))
+    }
+}
