@@ -252,6 +252,15 @@ pub enum Error {
     #[error("storage failure: {0}")]
     Storage(String),
 
+    /// The engine's storage backend does not offer this (yet); the message names it.
+    #[error("{what} is not available on the {backend} backend yet")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+        /// The backend.
+        backend: &'static str,
+    },
+
     /// The PostgreSQL server could not be reached, or refused a statement (feature
     /// `postgres`). `context` says what jobfile was doing.
     #[cfg(feature = "postgres")]

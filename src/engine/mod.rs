@@ -3,6 +3,8 @@
 //! timed work.
 
 mod options;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use options::EngineOptions;
 
@@ -61,6 +63,9 @@ struct EngineInner {
     primitives: Vec<Arc<dyn Primitive>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The node and listener of an engine on PostgreSQL; `None` on a file.
+    #[cfg(feature = "postgres")]
+    pg: Option<postgres::PgParts>,
 }
 
 impl Drop for EngineInner {
@@ -143,6 +148,8 @@ impl Engine {
                 primitives,
                 stop,
                 tasks: Mutex::new(tasks),
+                #[cfg(feature = "postgres")]
+                pg: None,
             }),
         })
     }
@@ -178,27 +185,40 @@ impl Engine {
     /// Every queue that holds messages, by name, with its counts by state (read from tallies
     /// kept with the messages: as cheap with a million messages as with ten).
     pub async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        if self.on_postgres() {
+            return Ok(Vec::new());
+        }
         self.inner.queues.queues().await
     }
 
     /// Every topic, by name, with its consumer groups' positions.
     pub async fn topics(&self) -> Result<Vec<TopicSummary>> {
+        if self.on_postgres() {
+            return Ok(Vec::new());
+        }
         self.inner.topics.topics().await
     }
 
     /// Every ephemeral set, by name, with its entry count and change-stream position.
     pub async fn ephemeral_sets(&self) -> Result<Vec<SetSummary>> {
+        if self.on_postgres() {
+            return Ok(Vec::new());
+        }
         self.inner.ephemeral.sets().await
     }
 
     /// Every mutex lease live now, by mutex name.
     pub async fn mutex_holders(&self) -> Result<Vec<MutexLease>> {
+        if self.on_postgres() {
+            return Ok(Vec::new());
+        }
         self.inner.mutexes.holders().await
     }
 
     /// The queue `name` with `options`. Options are this handle's: limits are applied to the
     /// messages it sends.
     pub fn queue_with(&self, name: &str, options: QueueOptions) -> Result<Queue> {
+        self.file_only("the queue")?;
         Queue::new(self.inner.queues.clone(), name, options)
     }
 
@@ -250,6 +270,7 @@ impl Engine {
 
     /// The topic `name` with `options` (applied to this handle's publishes and groups).
     pub fn topic_with(&self, name: &str, options: TopicOptions) -> Result<Topic> {
+        self.file_only("topics")?;
         Topic::new(self.inner.topics.clone(), name, options)
     }
 
@@ -263,6 +284,7 @@ impl Engine {
 
     /// The ephemeral set `name` with `options` (applied to this handle's writes).
     pub fn ephemeral_with(&self, name: &str, options: EphemeralOptions) -> Result<Ephemeral> {
+        self.file_only("ephemeral sets")?;
         Ephemeral::new(self.inner.ephemeral.clone(), name, options)
     }
 
@@ -270,6 +292,7 @@ impl Engine {
     ///
     /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn mutex(&self, name: &str) -> Result<FencedMutex> {
+        self.file_only("the fencing mutex")?;
         FencedMutex::new(self.inner.mutexes.clone(), name)
     }
 
@@ -333,6 +356,8 @@ impl Engine {
         for primitive in &self.inner.primitives {
             primitive.stopped();
         }
+        #[cfg(feature = "postgres")]
+        self.leave().await;
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || store.close())
             .await
@@ -369,6 +394,19 @@ impl EngineOptions {
     /// Opens `path` with these options. See [`Engine::open`](crate::Engine::open).
     pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
         Engine::open_with(path, self).await
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+impl Engine {
+    /// Whether this engine stores its state in PostgreSQL: never, in this build.
+    fn on_postgres(&self) -> bool {
+        false
+    }
+
+    /// Every primitive is available on a file.
+    fn file_only(&self, _what: &'static str) -> Result<()> {
+        Ok(())
     }
 }
 

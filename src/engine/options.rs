@@ -27,6 +27,16 @@ pub struct EngineOptions {
     pub(super) ephemeral_change_retention: Duration,
     #[cfg(feature = "cron")]
     pub(super) on_scheduler_metric: Option<SchedulerHook>,
+    /// Whether [`clock`](EngineOptions::clock) set the clock (a PostgreSQL engine uses the
+    /// database clock otherwise).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) explicit_clock: bool,
+    #[cfg(feature = "postgres")]
+    pub(super) pg_schema: String,
+    #[cfg(feature = "postgres")]
+    pub(super) pg_pool_size: usize,
+    #[cfg(feature = "postgres")]
+    pub(super) pg_liveness: crate::postgres::Liveness,
 }
 
 /// The scheduler's metrics callback, shown by `Debug` only as present.
@@ -68,6 +78,13 @@ impl Default for EngineOptions {
             ephemeral_change_retention: Duration::from_secs(3600),
             #[cfg(feature = "cron")]
             on_scheduler_metric: None,
+            explicit_clock: false,
+            #[cfg(feature = "postgres")]
+            pg_schema: "jobfile".into(),
+            #[cfg(feature = "postgres")]
+            pg_pool_size: 8,
+            #[cfg(feature = "postgres")]
+            pg_liveness: crate::postgres::Liveness::default(),
         }
     }
 }
@@ -95,6 +112,37 @@ impl EngineOptions {
     /// [`ManualClock`](crate::ManualClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self.explicit_clock = true;
+        self
+    }
+
+    /// PostgreSQL only (feature `postgres`): the schema jobfile's tables live in (default
+    /// `jobfile`; lowercase letters, digits and `_`). Nodes share work when they share it.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_schema(mut self, schema: impl Into<String>) -> Self {
+        self.pg_schema = schema.into();
+        self
+    }
+
+    /// PostgreSQL only: connections in this node's pool (default 8, at least 2).
+    #[cfg(feature = "postgres")]
+    pub fn postgres_pool_size(mut self, connections: usize) -> Self {
+        self.pg_pool_size = connections.max(2);
+        self
+    }
+
+    /// PostgreSQL only: how nodes judge each other. Each node records a heartbeat every
+    /// `heartbeat` (default 1 s); a node whose connection is gone is dead once its last
+    /// heartbeat is `grace` old (default 5 s), and any node whose heartbeat is `lease` old
+    /// (default 30 s) is dead even if its connection lives (a stopped or partitioned process).
+    /// A live node recovers a dead node's running jobs.
+    #[cfg(feature = "postgres")]
+    pub fn node_liveness(mut self, heartbeat: Duration, grace: Duration, lease: Duration) -> Self {
+        self.pg_liveness = crate::postgres::Liveness {
+            heartbeat,
+            grace,
+            lease,
+        };
         self
     }
 

@@ -64,8 +64,21 @@ impl JobCore {
         stop: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let clock = store.clock().clone();
+        Self::with_backend(clock, max_running, callback, stop, |core| {
+            JobBackend::Redb(RedbJobs::new(store, core))
+        })
+    }
+
+    /// The job state of an engine whose storage `backend` builds (given the state, weakly).
+    pub(crate) fn with_backend(
+        clock: Arc<dyn Clock>,
+        max_running: usize,
+        callback: Option<MetricCallback>,
+        stop: watch::Receiver<bool>,
+        backend: impl FnOnce(std::sync::Weak<dyn JobHost>) -> JobBackend,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|core: &std::sync::Weak<JobCore>| JobCore {
-            backend: JobBackend::Redb(RedbJobs::new(store, core.clone())),
+            backend: backend(core.clone()),
             clock,
             timer: Timer::new(None),
             epoch: AtomicU64::new(0),
@@ -82,15 +95,24 @@ impl JobCore {
         })
     }
 
+    /// Sets the epoch attempts start under (a PostgreSQL node's id, known before any work).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
     /// This leadership's epoch (0 until the file is open).
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    /// The file's job storage, for the primitives that write jobs in their own ops.
-    pub(crate) fn redb(&self) -> &RedbJobs {
+    /// The file's job storage, for the primitives that write jobs in their own ops; `None`
+    /// on another backend.
+    pub(crate) fn redb(&self) -> Option<&RedbJobs> {
         match &self.backend {
-            JobBackend::Redb(b) => b,
+            JobBackend::Redb(b) => Some(b),
+            #[cfg(feature = "postgres")]
+            JobBackend::Postgres(_) => None,
         }
     }
 
@@ -164,6 +186,67 @@ impl JobCore {
             .iter()
             .map(|(id, s)| (*id, s.clone()))
             .collect()
+    }
+
+    /// Wakes this process's workers of `name` (another node made jobs of it ready).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn wake_workers(&self, name: &str) {
+        // Every waiting worker, and a permit for one that is about to wait.
+        self.ready.wake_all(name);
+        self.ready.wake(name, 1);
+    }
+
+    /// Wakes every worker of this process, to look for work again.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn wake_all_workers(&self) {
+        let names = lock(&self.registered).clone();
+        for name in names {
+            self.wake_workers(&name);
+        }
+    }
+
+    /// Another node changed these jobs: wake their watchers here, and stop an attempt
+    /// running here whose job is no longer its own (cancelled or timed out elsewhere).
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn changed_elsewhere(&self, ids: &[u64]) {
+        {
+            let watchers = lock(&self.watchers);
+            for id in ids {
+                if let Some(tx) = watchers.get(id) {
+                    tx.send_modify(|v| *v += 1);
+                }
+            }
+        }
+        for &id in ids {
+            let Some(signal) = self.running_signal(id) else {
+                continue;
+            };
+            let Ok(Some(job)) = self.backend.get(id, false).await else {
+                continue;
+            };
+            let still_ours = job.state == super::JobState::Running
+                && job.attempts == signal.attempt
+                && self.running_signal(id).is_some();
+            if still_ours {
+                continue;
+            }
+            let why = match job.state {
+                super::JobState::Cancelled => {
+                    StopReason::Cancelled(job.cancel_reason.unwrap_or_default())
+                }
+                _ => StopReason::TimedOut,
+            };
+            signal.fire(why);
+        }
+    }
+
+    /// This node fenced itself: every handler running here is told to stop (their writes are
+    /// refused already; the node that found this one dead owns the jobs now).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn fenced(&self) {
+        for (_, signal) in self.running_signals() {
+            signal.fire(StopReason::Shutdown);
+        }
     }
 
     /// Waits until no attempt runs in this process.
@@ -257,7 +340,10 @@ impl Primitive for JobCore {
 
     fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, epoch: u64) -> Result<()> {
         self.epoch.store(epoch, Ordering::Relaxed);
-        self.redb().recover(ctx, epoch)
+        match self.redb() {
+            Some(redb) => redb.recover(ctx, epoch),
+            None => Ok(()),
+        }
     }
 
     fn timer(&self) -> Option<&Timer> {

@@ -5,7 +5,7 @@
 //! `failed`, `cancelled` or `timed_out`. Terminal states never change (a failed job can only
 //! be retried by hand, from the dead-letter view in [`Jobs`]).
 
-mod backend;
+pub(crate) mod backend;
 mod backoff;
 pub(crate) mod core;
 mod ctx;
@@ -18,8 +18,10 @@ mod info;
 mod list;
 mod metrics;
 pub(crate) mod ops;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod record;
-mod redb;
+pub(crate) mod redb;
 mod signal;
 mod spec;
 mod storage;

@@ -14,10 +14,6 @@
 //! Times are milliseconds since the Unix epoch, taken from the database clock (node clocks may
 //! skew); tests pass explicit instants instead.
 
-// The foundation lands before the job and queue backends that use it; until they do, its
-// items are reached only from its tests.
-#![allow(dead_code)]
-
 mod listen;
 mod migrate;
 mod node;
@@ -31,11 +27,10 @@ use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
 
-#[allow(unused_imports)]
 pub(crate) use listen::{Listener, Wake};
-#[allow(unused_imports)]
-pub(crate) use migrate::{SCHEMA_VERSION, migrate, schema_version};
-#[allow(unused_imports)]
+pub(crate) use migrate::migrate;
+#[cfg(test)]
+pub(crate) use migrate::{SCHEMA_VERSION, schema_version};
 pub(crate) use node::{Liveness, Node, find_dead};
 
 /// The SQL expression of the database clock, in milliseconds since the Unix epoch.
@@ -55,6 +50,7 @@ pub(crate) struct PgOptions {
 }
 
 impl PgOptions {
+    #[cfg(test)]
     pub(crate) fn new(url: impl Into<String>) -> Self {
         PgOptions {
             url: url.into(),

@@ -17,6 +17,7 @@ use super::tables::{SCHEDULE_DUE, SCHEDULE_FAILURES, SCHEDULES};
 use crate::error::Result;
 use crate::job::Submitted;
 use crate::job::core::JobCore;
+use crate::job::redb::RedbJobs;
 use crate::store::codec::decode;
 
 /// The scheduler's storage in the file.
@@ -30,35 +31,40 @@ impl RedbSchedules {
     pub(crate) fn new(jobs: Arc<JobCore>) -> Self {
         RedbSchedules { jobs }
     }
+
+    /// The file's job storage the schedules share.
+    fn redb(&self) -> Result<&RedbJobs> {
+        self.jobs.redb().ok_or(crate::Error::Unsupported {
+            what: "the cron scheduler",
+            backend: "PostgreSQL",
+        })
+    }
 }
 
 impl ScheduleStorage for RedbSchedules {
     async fn register(&self, register: ScheduleRegister) -> Result<(Registered, Option<u64>)> {
-        self.jobs
-            .redb()
+        self.redb()?
             .write(move |ctx, _| ops::register::register(ctx, &register))
             .await
     }
 
     async fn remove(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
-        self.jobs
-            .redb()
+        self.redb()?
             .write(move |ctx, _| ops::remove::remove(ctx, &id))
             .await
     }
 
     async fn trigger(&self, id: &str, key: &str) -> Result<Submitted> {
         let (owned, key) = (id.to_string(), key.to_string());
-        self.jobs
-            .redb()
+        self.redb()?
             .write(move |ctx, fx| ops::trigger::trigger(ctx, &owned, &key, fx))
             .await?
             .ok_or_else(|| unknown(id))
     }
 
     async fn get(&self, id: &str) -> Result<Option<ScheduleInfo>> {
-        self.jobs.redb().store().read(|rtx| {
+        self.redb()?.store().read(|rtx| {
             let table = rtx.open_table(SCHEDULES)?;
             let Some(b) = table.get(id)? else {
                 return Ok(None);
@@ -69,7 +75,7 @@ impl ScheduleStorage for RedbSchedules {
     }
 
     async fn list(&self) -> Result<Vec<ScheduleInfo>> {
-        self.jobs.redb().store().read(|rtx| {
+        self.redb()?.store().read(|rtx| {
             let table = rtx.open_table(SCHEDULES)?;
             let mut out = Vec::new();
             for item in table.iter()? {
@@ -82,13 +88,12 @@ impl ScheduleStorage for RedbSchedules {
     }
 
     async fn dead_letters(&self) -> Result<Vec<ScheduleDeadLetter>> {
-        self.jobs.redb().store().read(failures::list)
+        self.redb()?.store().read(failures::list)
     }
 
     async fn clear_dead_letters(&self, id: &str) -> Result<u64> {
         let id = id.to_string();
-        self.jobs
-            .redb()
+        self.redb()?
             .write(move |ctx, _| ops::clear_dead::clear_dead(ctx, &id))
             .await
     }
@@ -99,15 +104,14 @@ impl ScheduleStorage for RedbSchedules {
         limit: usize,
     ) -> Result<(Option<u64>, DispatchReport)> {
         // A file without schedules has nothing to dispatch: no write (and no fsync) for it.
-        let none = self.jobs.redb().store().read(|rtx| {
+        let none = self.redb()?.store().read(|rtx| {
             Ok(rtx.open_table(SCHEDULE_DUE)?.is_empty()?
                 && rtx.open_table(SCHEDULE_FAILURES)?.is_empty()?)
         })?;
         if none {
             return Ok((None, DispatchReport::default()));
         }
-        self.jobs
-            .redb()
+        self.redb()?
             .write(move |ctx, fx| {
                 // Looked at in the writer, after the transaction's `now` was read: a jump seen
                 // by an earlier look would otherwise be missing from this pass.

@@ -5,6 +5,7 @@
 
 pub mod jobs;
 pub mod operator;
+pub mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

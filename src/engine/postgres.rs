@@ -1,0 +1,244 @@
+//! An engine on a PostgreSQL schema (feature `postgres`): this process joins the schema as a
+//! node, its jobs live in the schema's tables, and other nodes' changes reach it by
+//! `LISTEN`/`NOTIFY` (with a poll besides). Jobs are available; the other primitives are not
+//! yet, and say so with [`Error::Unsupported`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::{Engine, EngineInner, EngineOptions, run_timer};
+use crate::error::{Error, Result};
+use crate::job::backend::JobBackend;
+use crate::job::core::JobCore;
+use crate::job::postgres::PgJobs;
+use crate::postgres::{Listener, Node, PgOptions, Postgres, Wake, migrate};
+use crate::primitive::Primitive;
+use crate::store::Store;
+
+/// What an engine on PostgreSQL holds beside the primitives.
+pub(super) struct PgParts {
+    /// This process as a node; left at shutdown.
+    pub(super) node: tokio::sync::Mutex<Option<Node>>,
+    /// Wake-ups from other nodes; stops when dropped.
+    _listener: Listener,
+}
+
+impl std::fmt::Debug for PgParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgParts").finish_non_exhaustive()
+    }
+}
+
+/// The name an engine on PostgreSQL goes by in logs and [`Engine::path`]: the server and
+/// database from `url`, without credentials, and the schema.
+fn display_name(url: &str, schema: &str) -> PathBuf {
+    let shown = match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => {
+            let host = config
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_default();
+            let db = config.get_dbname().unwrap_or_default();
+            format!("postgres://{host}/{db}")
+        }
+        Err(_) => "postgres".to_string(),
+    };
+    PathBuf::from(format!("{shown}#{schema}"))
+}
+
+pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine> {
+    let pg_options = PgOptions {
+        url: url.to_string(),
+        schema: options.pg_schema.clone(),
+        pool_size: options.pg_pool_size,
+        liveness: options.pg_liveness,
+    };
+    let pg = Postgres::new(&pg_options)?;
+    let mut client = pg.client().await?;
+    migrate(&mut client, pg.schema()).await?;
+    drop(client);
+    let node = Node::join(&pg, pg_options.liveness).await?;
+    let id = node.id();
+    let path = display_name(url, pg.schema());
+    let clock = options.clock.clone();
+    // Never opened: the primitives not yet on PostgreSQL are refused before they reach it.
+    let store = Arc::new(Store::new(&path, clock.clone()));
+    let (stop, stop_rx) = watch::channel(false);
+    // The database clock, unless the options gave one (tests drive a manual clock).
+    let backend_clock = options.explicit_clock.then(|| clock.clone());
+    let jobs = JobCore::with_backend(
+        clock.clone(),
+        options.max_running_jobs,
+        options.on_job_metric.clone().map(|h| h.0),
+        stop_rx.clone(),
+        |core| {
+            JobBackend::Postgres(Box::new(PgJobs::new(
+                pg.clone(),
+                id,
+                backend_clock,
+                pg_options.liveness,
+                core,
+            )))
+        },
+    );
+    jobs.set_epoch(id as u64);
+    let listener = Listener::start(
+        pg.clone(),
+        vec![
+            crate::job::postgres::READY_CHANNEL.to_string(),
+            crate::job::postgres::JOBS_CHANNEL.to_string(),
+        ],
+    );
+    let primitives: Vec<Arc<dyn Primitive>> = vec![jobs.clone()];
+    // The first pass at once: dead nodes' work and whatever came due meanwhile.
+    jobs.timer.lower(0);
+    let mut tasks = vec![
+        tokio::spawn(run_timer(jobs.clone(), clock.clone(), stop_rx.clone())),
+        tokio::spawn(follow_other_nodes(
+            jobs.clone(),
+            listener.subscribe(),
+            stop_rx.clone(),
+        )),
+    ];
+    // A fenced node stops claiming at once and tells its handlers to stop; its work belongs
+    // to the node that found it dead.
+    let mut fenced = node.fenced();
+    let stop_on_fence = stop.clone();
+    let fenced_jobs = jobs.clone();
+    tasks.push(tokio::spawn(async move {
+        if fenced.wait_for(Option::is_some).await.is_ok() {
+            let _ = stop_on_fence.send(true);
+            fenced_jobs.fenced();
+        }
+    }));
+    tracing::info!(path = %path.display(), node = id, "jobfile connected");
+    let queues = Arc::new(crate::queue::core::QueueCore::new(
+        store.clone(),
+        stop_rx.clone(),
+    ));
+    let mutexes = Arc::new(crate::mutex::core::MutexCore::new(
+        store.clone(),
+        stop_rx.clone(),
+    ));
+    let ephemeral = Arc::new(crate::ephemeral::core::EphemeralCore::new(
+        store.clone(),
+        options.ephemeral_change_retention,
+        stop_rx.clone(),
+    ));
+    let topics = Arc::new(crate::topic::core::TopicCore::new(
+        store.clone(),
+        stop_rx.clone(),
+    ));
+    #[cfg(feature = "cron")]
+    let scheduler = Arc::new(crate::scheduler::SchedulerCore::new(
+        jobs.clone(),
+        options.on_scheduler_metric.clone().map(|h| h.0),
+    ));
+    Ok(Engine {
+        inner: Arc::new(EngineInner {
+            path,
+            epoch: id as u64,
+            store,
+            queues,
+            jobs,
+            mutexes,
+            ephemeral,
+            topics,
+            #[cfg(feature = "cron")]
+            scheduler,
+            primitives,
+            stop,
+            tasks: Mutex::new(tasks),
+            pg: Some(PgParts {
+                node: tokio::sync::Mutex::new(Some(node)),
+                _listener: listener,
+            }),
+        }),
+    })
+}
+
+/// Applies other nodes' notifications here: ready jobs wake this node's workers, changed jobs
+/// wake their watchers (a join waiting here) and stop an attempt running here that lost its
+/// job (cancelled or timed out elsewhere). After a reconnect, every worker looks again.
+async fn follow_other_nodes(
+    jobs: Arc<JobCore>,
+    mut wakes: tokio::sync::broadcast::Receiver<Wake>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let wake = tokio::select! {
+            wake = wakes.recv() => wake,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match wake {
+            Ok(Wake::Notified { channel, payload })
+                if channel == crate::job::postgres::READY_CHANNEL =>
+            {
+                for name in payload.lines() {
+                    jobs.wake_workers(name);
+                }
+            }
+            Ok(Wake::Notified { payload, .. }) => {
+                let ids: Vec<u64> = payload.lines().filter_map(|l| l.parse().ok()).collect();
+                jobs.changed_elsewhere(&ids).await;
+            }
+            Ok(Wake::Rescan) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                jobs.wake_all_workers();
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+impl Engine {
+    /// Connects to a PostgreSQL database with default options and joins its `jobfile` schema
+    /// as a node (feature `postgres`): creates or migrates the schema, registers this process
+    /// with a heartbeat and a liveness lock, and starts following the other nodes. Jobs are
+    /// shared by every node on the schema; see the README's "Growing past one machine".
+    ///
+    /// Errors: [`Error::Postgres`] if the server cannot be reached or refuses;
+    /// [`Error::NewerSchema`] if a newer jobfile migrated the schema.
+    pub async fn connect(url: &str) -> Result<Engine> {
+        EngineOptions::default().connect(url).await
+    }
+
+    /// Whether this engine stores its state in PostgreSQL.
+    pub(super) fn on_postgres(&self) -> bool {
+        self.inner.pg.is_some()
+    }
+
+    /// Refuses a primitive that is not yet on PostgreSQL.
+    pub(super) fn file_only(&self, what: &'static str) -> Result<()> {
+        if self.on_postgres() {
+            return Err(Error::Unsupported {
+                what,
+                backend: "PostgreSQL",
+            });
+        }
+        Ok(())
+    }
+
+    /// Leaves the node registry (after the work is handed back).
+    pub(super) async fn leave(&self) {
+        if let Some(pg) = &self.inner.pg
+            && let Some(node) = pg.node.lock().await.take()
+        {
+            node.leave().await;
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Connects to PostgreSQL at `url` with these options; see [`Engine::connect`]. The
+    /// engine's clock is the database's unless [`clock`](Self::clock) set one (for tests).
+    pub async fn connect(self, url: &str) -> Result<Engine> {
+        connect(url, self).await
+    }
+}

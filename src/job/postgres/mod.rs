@@ -1,0 +1,1005 @@
+//! Jobs on PostgreSQL: the same operations as the file backend, shared by many nodes. Each
+//! write is one transaction ([`JobTx`]) that locks the job rows it changes; claims take ready
+//! rows with `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other's claims; every write
+//! of a running attempt is fenced on (job, attempt, node).
+
+mod rows;
+
+use std::sync::{Arc, Weak};
+
+#[allow(unused_imports)]
+pub(crate) use rows::{JOBS_CHANNEL, READY_CHANNEL};
+use rows::{JobTx, READY, RUNNING, codes_of};
+
+use super::effects::{Claimed, JobHost};
+use super::error::JobFailure;
+use super::info::{
+    CancelOutcome, JobCounts, JobEvent, JobInfo, JobPage, JobState, Submitted, info,
+};
+use super::metrics::{JobMetric, JobMetrics};
+use super::ops::admin::RetryCursor;
+use super::ops::submit::NewJob;
+use super::record::{EventKindV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob};
+use super::signal::StopReason;
+use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
+use super::transition::owns;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::postgres::{Liveness, Postgres, find_dead, pg_error};
+use crate::store::codec::decode;
+
+/// Jobs handled per kind of timed work in one pass.
+const SWEEP_LIMIT: i64 = 512;
+
+/// How often the timer pass runs at the latest, to see work other nodes made due (and dead
+/// nodes), whatever the notifications say.
+const POLL_MS: u64 = 1_000;
+
+/// Jobs' storage in a PostgreSQL schema.
+pub(crate) struct PgJobs {
+    pg: Postgres,
+    /// This node's id: the epoch its attempts start under.
+    node: i64,
+    /// The engine's clock when it was given one (tests); the database clock otherwise.
+    clock: Option<Arc<dyn Clock>>,
+    liveness: Liveness,
+    core: Weak<dyn JobHost>,
+}
+
+impl std::fmt::Debug for PgJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgJobs")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgJobs {
+    pub(crate) fn new(
+        pg: Postgres,
+        node: i64,
+        clock: Option<Arc<dyn Clock>>,
+        liveness: Liveness,
+        core: Weak<dyn JobHost>,
+    ) -> Self {
+        PgJobs {
+            pg,
+            node,
+            clock,
+            liveness,
+            core,
+        }
+    }
+
+    fn now(&self) -> Option<u64> {
+        self.clock.as_ref().map(|c| c.now_ms())
+    }
+
+    /// Runs one write: `f` gets the transaction; its effects are applied here after commit.
+    async fn write<T>(&self, f: impl AsyncFnOnce(&mut JobTx<'_>) -> Result<T>) -> Result<T> {
+        let mut client = self.pg.client().await?;
+        let mut tx = JobTx::begin(&mut client, self.now(), self.node).await?;
+        let out = f(&mut tx).await?;
+        let fx = tx.commit().await?;
+        if let Some(core) = self.core.upgrade() {
+            core.effects_done(fx);
+        }
+        Ok(out)
+    }
+}
+
+/// Queues `job`: ready at once when `run_at` has come, else delayed until then. Returns
+/// whether it became ready (it goes to the back of its line when saved).
+fn enter_queued(tx: &mut JobTx<'_>, job: &mut JobV1, run_at: u64) -> bool {
+    let ready = run_at <= tx.now;
+    job.state = JobStateV1::Queued {
+        ready_seq: ready.then_some(0),
+        run_at,
+    };
+    if !ready {
+        tx.fx.deadline(run_at);
+    }
+    ready
+}
+
+/// Moves `job` to a terminal state; its retention starts.
+fn enter_terminal(tx: &mut JobTx<'_>, job: &mut JobV1, state: JobStateV1) {
+    if let Some(at) = state.finished_at() {
+        tx.fx.deadline(at.saturating_add(job.retention_ms));
+    }
+    job.state = state;
+}
+
+/// Starts the next attempt of a queued job under this node.
+async fn start_attempt(tx: &mut JobTx<'_>, id: u64, mut job: JobV1) -> Result<Claimed> {
+    job.attempts += 1;
+    let attempt = job.attempts;
+    let now = tx.now;
+    job.state = JobStateV1::Running {
+        attempt,
+        epoch: tx.node as u64,
+        started_at: now,
+        lease_deadline: now.saturating_add(job.lease_ms),
+        timeout_deadline: job.timeout_ms.map(|t| now.saturating_add(t)),
+    };
+    if let Some(key) = job.state.lease_key() {
+        tx.fx.deadline(key);
+    }
+    let epoch = tx.node as u64;
+    tx.push_event(id, &mut job, EventKindV1::Started { attempt, epoch })
+        .await?;
+    tx.save(id, &job, false).await?;
+    tx.count(JobMetric::Started {
+        name: job.name.clone(),
+        attempt,
+    });
+    tx.fx.started.push((id, attempt));
+    Ok(Claimed {
+        id,
+        attempt,
+        input: job.input,
+        key: job.key,
+        meta: job.meta,
+    })
+}
+
+/// Settles a failed attempt as the file backend does: a retry after the backoff while
+/// attempts remain and the failure is retryable, else `timed_out` or `failed`.
+async fn settle_failure(
+    tx: &mut JobTx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    failure: FailureV1,
+    retryable: bool,
+) -> Result<()> {
+    let attempt = failure.attempt;
+    let timed_out = failure.code == "TIMEOUT";
+    let run_ms = match job.state {
+        JobStateV1::Running { started_at, .. } => tx.now.saturating_sub(started_at),
+        _ => 0,
+    };
+    job.last_error = Some(failure.clone());
+    let name = job.name.clone();
+    if retryable && job.attempts < job.max_attempts {
+        let backoff: super::backoff::Backoff = job.backoff.into();
+        let seed = id.rotate_left(17) ^ u64::from(attempt);
+        let next_at = tx.now.saturating_add(backoff.delay_ms(attempt, seed));
+        let ready = enter_queued(tx, job, next_at);
+        tx.count(JobMetric::Retried {
+            name,
+            attempt,
+            code: failure.code.clone(),
+            run_ms,
+        });
+        let kind = EventKindV1::RetryScheduled {
+            next_at,
+            error: failure,
+        };
+        tx.push_event(id, job, kind).await?;
+        return tx.save(id, job, ready).await;
+    }
+    let now = tx.now;
+    if timed_out {
+        enter_terminal(tx, job, JobStateV1::TimedOut { at: now });
+        tx.count(JobMetric::TimedOut {
+            name,
+            attempt,
+            run_ms,
+        });
+        tx.push_event(id, job, EventKindV1::TimedOut { error: failure })
+            .await?;
+    } else {
+        enter_terminal(tx, job, JobStateV1::Failed { at: now });
+        tx.count(JobMetric::Failed {
+            name,
+            attempt,
+            code: failure.code.clone(),
+            run_ms,
+        });
+        tx.push_event(id, job, EventKindV1::Failed { error: failure })
+            .await?;
+    }
+    tx.save(id, job, false).await
+}
+
+/// Puts the jobs the `dead` nodes left running back in line (charging their crash budget,
+/// not their attempts), or fails those past their budget with `CRASH_LOOP`; in `tx`, the
+/// transaction that marked the nodes dead. Returns how many were put back and failed.
+async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)> {
+    let rows = tx
+        .tx
+        .query(
+            "SELECT id, record FROM jobs WHERE state = $1 AND node = ANY($2) ORDER BY id FOR UPDATE",
+            &[&RUNNING, &dead],
+        )
+        .await
+        .map_err(|e| pg_error("loading a dead node's jobs", e))?;
+    let (mut requeued, mut failed) = (0, 0);
+    for row in rows {
+        let id = row.get::<_, i64>(0) as u64;
+        let mut job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
+        let JobStateV1::Running { attempt, epoch, .. } = job.state else {
+            continue;
+        };
+        job.crashes += 1;
+        if job.crashes > job.crash_budget {
+            let error = FailureV1 {
+                code: "CRASH_LOOP".into(),
+                message: format!(
+                    "the process running this job died {} times, more than its crash budget of {}",
+                    job.crashes, job.crash_budget
+                ),
+                attempt,
+            };
+            job.last_error = Some(error.clone());
+            let now = tx.now;
+            enter_terminal(tx, &mut job, JobStateV1::Failed { at: now });
+            tx.push_event(id, &mut job, EventKindV1::Failed { error })
+                .await?;
+            tx.count(JobMetric::Failed {
+                name: job.name.clone(),
+                attempt,
+                code: "CRASH_LOOP".into(),
+                run_ms: 0,
+            });
+            tx.save(id, &job, false).await?;
+            failed += 1;
+        } else {
+            job.attempts = job.attempts.saturating_sub(1);
+            let now = tx.now;
+            let ready = enter_queued(tx, &mut job, now);
+            let reason = format!(
+                "the process running attempt {attempt} (node {epoch}) died; crash {} of {} allowed",
+                job.crashes, job.crash_budget
+            );
+            tx.push_event(id, &mut job, EventKindV1::Recovered { reason })
+                .await?;
+            tx.count(JobMetric::Recovered {
+                name: job.name.clone(),
+            });
+            tx.save(id, &job, ready).await?;
+            requeued += 1;
+        }
+    }
+    Ok((requeued, failed))
+}
+
+/// Hands an unfinished attempt back, charging neither an attempt nor the crash budget.
+async fn release_one(tx: &mut JobTx<'_>, id: u64, attempt: u32, epoch: u64) -> Result<bool> {
+    let Some(mut job) = tx.load(id).await? else {
+        return Ok(false);
+    };
+    if !owns(&job, attempt, epoch) {
+        return Ok(false);
+    }
+    job.attempts = job.attempts.saturating_sub(1);
+    let now = tx.now;
+    let ready = enter_queued(tx, &mut job, now);
+    let reason = format!("attempt {attempt} was handed back unfinished at shutdown");
+    tx.push_event(id, &mut job, EventKindV1::Recovered { reason })
+        .await?;
+    tx.save(id, &job, ready).await?;
+    Ok(true)
+}
+
+/// Stores a new job (or finds the retained one with the same key); in `tx`.
+async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submitted> {
+    let now = tx.now;
+    let mut job = JobV1 {
+        name: new.name.clone(),
+        input: new.input.clone(),
+        priority: new.priority,
+        key: new.key.clone(),
+        meta: new.meta.clone(),
+        max_attempts: new.max_attempts,
+        backoff: new.backoff,
+        lease_ms: new.lease_ms,
+        timeout_ms: new.timeout_ms,
+        retention_ms: new.retention_ms,
+        crash_budget: new.crash_budget,
+        created_at: now,
+        attempts: 0,
+        crashes: 0,
+        state: JobStateV1::Queued {
+            ready_seq: None,
+            run_at: now,
+        },
+        last_error: None,
+        progress: None,
+        progress_items: None,
+        next_event: 0,
+        updated_at: now,
+        inline_events: Vec::new(),
+        input_apart: false,
+    };
+    let meta = serde_json::to_value(&new.meta).map_err(|e| Error::Internal(e.to_string()))?;
+    loop {
+        // A retained job with the key answers at once (and spends no id); the unique index
+        // below still decides between submits racing with the same new key.
+        if new.key.is_some() {
+            let existing = tx
+                .tx
+                .query_opt(
+                    "SELECT id FROM jobs WHERE name = $1 AND key = $2",
+                    &[&new.name, &new.key],
+                )
+                .await
+                .map_err(|e| pg_error("finding a job by key", e))?;
+            if let Some(row) = existing {
+                return Ok(Submitted {
+                    id: row.get::<_, i64>(0) as u64,
+                    deduplicated: true,
+                });
+            }
+        }
+        // The unique index on (name, key) decides between racing submits of one key.
+        let inserted = tx
+            .tx
+            .query_opt(
+                "INSERT INTO jobs (name, key, priority, meta, record, state, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 0, $6)
+                 ON CONFLICT (name, key) WHERE key IS NOT NULL DO NOTHING
+                 RETURNING id",
+                &[
+                    &new.name,
+                    &new.key,
+                    &new.priority,
+                    &meta,
+                    &crate::job::record::encode_job(&job),
+                    &(now as i64),
+                ],
+            )
+            .await
+            .map_err(|e| pg_error("storing a job", e))?;
+        if let Some(row) = inserted {
+            let id = row.get::<_, i64>(0) as u64;
+            tx.push_event(id, &mut job, EventKindV1::Submitted).await?;
+            tx.count(JobMetric::Submitted {
+                name: new.name.clone(),
+            });
+            let ready = enter_queued(tx, &mut job, new.run_at.unwrap_or(now));
+            tx.save(id, &job, ready).await?;
+            return Ok(Submitted {
+                id,
+                deduplicated: false,
+            });
+        }
+        let existing = tx
+            .tx
+            .query_opt(
+                "SELECT id FROM jobs WHERE name = $1 AND key = $2",
+                &[&new.name, &new.key],
+            )
+            .await
+            .map_err(|e| pg_error("finding a job by key", e))?;
+        if let Some(row) = existing {
+            return Ok(Submitted {
+                id: row.get::<_, i64>(0) as u64,
+                deduplicated: true,
+            });
+        }
+        // The job holding the key was purged in between: try again.
+    }
+}
+
+impl JobStorage for PgJobs {
+    async fn submit(&self, new: NewJob) -> Result<Submitted> {
+        self.write(async |tx| submit_one(tx, &new).await).await
+    }
+
+    async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
+        self.write(async |tx| {
+            let mut out = Vec::with_capacity(jobs.len());
+            for new in &jobs {
+                out.push(submit_one(tx, new).await?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn has_ready(&self, name: &str) -> Result<bool> {
+        let client = self.pg.client().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = $1 AND name = $2)",
+                &[&READY, &name],
+            )
+            .await
+            .map_err(|e| pg_error("looking for ready jobs", e))?;
+        Ok(row.get(0))
+    }
+
+    async fn claim(&self, name: &str, max: usize, epoch: u64) -> Result<(Vec<Claimed>, bool)> {
+        let name = name.to_string();
+        self.write(async |tx| {
+            if epoch != tx.node as u64 {
+                return Ok((Vec::new(), false));
+            }
+            // Rows another node is claiming are skipped, not waited for.
+            let rows = tx
+                .tx
+                .query(
+                    "SELECT id, record FROM jobs WHERE state = $1 AND name = $2
+                     ORDER BY priority DESC, ready_seq LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    &[&READY, &name, &(max as i64)],
+                )
+                .await
+                .map_err(|e| pg_error("claiming jobs", e))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id = row.get::<_, i64>(0) as u64;
+                let job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
+                out.push(start_attempt(tx, id, job).await?);
+            }
+            let more = out.len() == max
+                && tx
+                    .tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = $1 AND name = $2)",
+                        &[&READY, &name],
+                    )
+                    .await
+                    .map_err(|e| pg_error("looking for ready jobs", e))?
+                    .get::<_, bool>(0);
+            Ok((out, more))
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, c: AttemptClaim) -> Result<bool> {
+        self.write(async |tx| {
+            let mut job = tx.load_known(c.id).await?;
+            if !owns(&job, c.attempt, c.epoch) {
+                return Ok(false);
+            }
+            let now = tx.now;
+            if let JobStateV1::Running {
+                lease_deadline,
+                timeout_deadline,
+                ..
+            } = &mut job.state
+            {
+                *lease_deadline = now.saturating_add(job.lease_ms);
+                *timeout_deadline = job.timeout_ms.map(|t| now.saturating_add(t));
+            }
+            tx.push_event(c.id, &mut job, EventKindV1::Heartbeat)
+                .await?;
+            tx.save(c.id, &job, false).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn progress(&self, c: AttemptClaim, update: ProgressUpdate) -> Result<bool> {
+        self.write(async |tx| {
+            let mut job = tx.load_known(c.id).await?;
+            if !owns(&job, c.attempt, c.epoch) {
+                return Ok(false);
+            }
+            let (percent, stage) = (update.percent, update.stage.clone());
+            job.progress = Some((percent, stage.clone()));
+            job.progress_items = update.items;
+            let kind = match update.items {
+                None => EventKindV1::Progress { percent, stage },
+                Some((done, total)) => EventKindV1::ProgressItems {
+                    percent,
+                    stage,
+                    done,
+                    total,
+                },
+            };
+            tx.push_progress(c.id, &mut job, kind).await?;
+            tx.save(c.id, &job, false).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn step_result(&self, c: AttemptClaim, step: &str) -> Result<(bool, Option<Vec<u8>>)> {
+        let client = self.pg.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT j.record, s.value FROM jobs j
+                 LEFT JOIN job_steps s ON s.job_id = j.id AND s.step = $2
+                 WHERE j.id = $1",
+                &[&(c.id as i64), &step],
+            )
+            .await
+            .map_err(|e| pg_error("reading a step", e))?
+            .ok_or(Error::UnknownJob { id: c.id })?;
+        let job = decode::<StoredJob>("jobs", row.get(0))?.into_job();
+        Ok((owns(&job, c.attempt, c.epoch), row.get(1)))
+    }
+
+    async fn record_step(&self, c: AttemptClaim, step: String, value: Vec<u8>) -> Result<bool> {
+        self.write(async |tx| {
+            let mut job = tx.load_known(c.id).await?;
+            if !owns(&job, c.attempt, c.epoch) {
+                return Ok(false);
+            }
+            tx.tx
+                .execute(
+                    "INSERT INTO job_steps (job_id, step, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (job_id, step) DO UPDATE SET value = EXCLUDED.value",
+                    &[&(c.id as i64), &step, &value],
+                )
+                .await
+                .map_err(|e| pg_error("storing a step", e))?;
+            tx.push_event(
+                c.id,
+                &mut job,
+                EventKindV1::StepCompleted { step: step.clone() },
+            )
+            .await?;
+            tx.save(c.id, &job, false).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        c: AttemptClaim,
+        output: Vec<u8>,
+        cancel_requested: bool,
+    ) -> Result<bool> {
+        self.write(async |tx| {
+            let mut job = tx.load_known(c.id).await?;
+            if cancel_requested || !owns(&job, c.attempt, c.epoch) {
+                return Ok(false);
+            }
+            let started_at = match job.state {
+                JobStateV1::Running { started_at, .. } => started_at,
+                _ => tx.now,
+            };
+            let now = tx.now;
+            enter_terminal(
+                tx,
+                &mut job,
+                JobStateV1::Completed {
+                    output: output.clone(),
+                    at: now,
+                },
+            );
+            tx.push_event(c.id, &mut job, EventKindV1::Completed)
+                .await?;
+            tx.save(c.id, &job, false).await?;
+            tx.count(JobMetric::Completed {
+                name: job.name.clone(),
+                attempt: c.attempt,
+                run_ms: now.saturating_sub(started_at),
+            });
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn fail(&self, c: AttemptClaim, failure: JobFailure, retryable: bool) -> Result<bool> {
+        let failure = FailureV1 {
+            code: failure.code,
+            message: failure.message,
+            attempt: c.attempt,
+        };
+        self.write(async |tx| {
+            let mut job = tx.load_known(c.id).await?;
+            if !owns(&job, c.attempt, c.epoch) {
+                return Ok(false);
+            }
+            settle_failure(tx, c.id, &mut job, failure.clone(), retryable).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release(&self, c: AttemptClaim) -> Result<bool> {
+        self.write(async |tx| release_one(tx, c.id, c.attempt, c.epoch).await)
+            .await
+    }
+
+    async fn release_all(&self, attempts: Vec<(u64, u32)>, epoch: u64) -> Result<usize> {
+        self.write(async |tx| {
+            let mut released = 0;
+            for &(id, attempt) in &attempts {
+                if release_one(tx, id, attempt, epoch).await? {
+                    released += 1;
+                }
+            }
+            Ok(released)
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: u64, reason: String) -> Result<CancelOutcome> {
+        self.write(async |tx| {
+            let mut job = tx.load_known(id).await?;
+            if job.state.finished_code().is_some() {
+                return Ok(CancelOutcome::AlreadyFinished(JobState::of(&job.state)));
+            }
+            if let JobStateV1::Running { attempt, .. } = job.state {
+                tx.fx
+                    .signals
+                    .push((id, attempt, StopReason::Cancelled(reason.clone())));
+            }
+            let now = tx.now;
+            let state = JobStateV1::Cancelled {
+                reason: reason.clone(),
+                at: now,
+            };
+            enter_terminal(tx, &mut job, state);
+            tx.push_event(
+                id,
+                &mut job,
+                EventKindV1::Cancelled {
+                    reason: reason.clone(),
+                },
+            )
+            .await?;
+            tx.save(id, &job, false).await?;
+            tx.count(JobMetric::Cancelled {
+                name: job.name.clone(),
+            });
+            Ok(CancelOutcome::Cancelled)
+        })
+        .await
+    }
+
+    async fn retry(&self, id: u64) -> Result<()> {
+        self.write(async |tx| retry_one(tx, id).await).await
+    }
+
+    async fn retry_failed_batch(
+        &self,
+        name: Option<String>,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)> {
+        self.write(async |tx| {
+            let after = cursor.map_or(0, |(_, id)| id as i64);
+            let rows = tx
+                .tx
+                .query(
+                    "SELECT id FROM jobs WHERE state IN ($1, $2) AND id > $3
+                       AND ($4::text IS NULL OR name = $4)
+                     ORDER BY id LIMIT $5",
+                    &[
+                        &rows::FAILED,
+                        &rows::TIMED_OUT,
+                        &after,
+                        &name,
+                        &(limit as i64),
+                    ],
+                )
+                .await
+                .map_err(|e| pg_error("finding failed jobs", e))?;
+            let ids: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+            for &id in &ids {
+                retry_one(tx, id).await?;
+            }
+            let next = (ids.len() == limit).then(|| (0, *ids.last().unwrap_or(&0)));
+            Ok((ids.len(), next))
+        })
+        .await
+    }
+
+    async fn delete(&self, id: u64) -> Result<()> {
+        self.write(async |tx| {
+            let job = tx.load_known(id).await?;
+            if job.state.finished_code().is_none() {
+                return Err(Error::invalid(
+                    "job",
+                    format!(
+                        "job {id} is {}; cancel it before deleting it",
+                        crate::job::info::state_name(&job.state)
+                    ),
+                ));
+            }
+            erase(tx, &[id as i64]).await
+        })
+        .await
+    }
+
+    async fn get(&self, id: u64, _with_input: bool) -> Result<Option<JobInfo>> {
+        let client = self.pg.client().await?;
+        let row = client
+            .query_opt("SELECT record FROM jobs WHERE id = $1", &[&(id as i64)])
+            .await
+            .map_err(|e| pg_error("reading a job", e))?;
+        row.map(|r| Ok(info(id, decode::<StoredJob>("jobs", r.get(0))?.into_job())))
+            .transpose()
+    }
+
+    async fn list(&self, query: JobQuery) -> Result<JobPage> {
+        let client = self.pg.client().await?;
+        let codes: Option<Vec<i16>> = query.state.map(|s| codes_of(s).to_vec());
+        let meta = query
+            .meta
+            .as_ref()
+            .map(|(k, v)| serde_json::json!([[k, v]]));
+        let order = if query.oldest_first { "ASC" } else { "DESC" };
+        let cmp = if query.oldest_first { ">" } else { "<" };
+        let after = query.after.map(|a| a as i64);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT id, record FROM jobs
+                     WHERE ($1::smallint[] IS NULL OR state = ANY($1))
+                       AND ($2::text IS NULL OR name = $2)
+                       AND ($3::jsonb IS NULL OR meta @> $3)
+                       AND ($4::bigint IS NULL OR id {cmp} $4)
+                     ORDER BY id {order} LIMIT $5"
+                ),
+                &[
+                    &codes,
+                    &query.name,
+                    &meta,
+                    &after,
+                    &((query.limit + 1) as i64),
+                ],
+            )
+            .await
+            .map_err(|e| pg_error("listing jobs", e))?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(query.limit) {
+            let id = row.get::<_, i64>(0) as u64;
+            let mut job = info(id, decode::<StoredJob>("jobs", row.get(1))?.into_job());
+            job.input_json = Vec::new();
+            jobs.push(job);
+        }
+        let next = (rows.len() > query.limit)
+            .then(|| jobs.last().map(|j| j.id))
+            .flatten();
+        Ok(JobPage { jobs, next })
+    }
+
+    async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>> {
+        let client = self.pg.client().await?;
+        let exists = client
+            .query_opt("SELECT 1 FROM jobs WHERE id = $1", &[&(id as i64)])
+            .await
+            .map_err(|e| pg_error("reading a job", e))?;
+        if exists.is_none() {
+            return Err(Error::UnknownJob { id });
+        }
+        let rows = client
+            .query(
+                "SELECT seq, event FROM job_events WHERE job_id = $1 AND seq >= $2
+                 ORDER BY seq LIMIT $3",
+                &[&(id as i64), &(from as i32), &(limit as i64)],
+            )
+            .await
+            .map_err(|e| pg_error("reading job events", e))?;
+        rows.iter()
+            .map(|r| {
+                let StoredEvent::V1(e) = decode("job_events", r.get(1))?;
+                Ok(JobEvent {
+                    seq: r.get::<_, i32>(0) as u32,
+                    at_ms: e.at,
+                    kind: e.kind.into(),
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<Vec<JobCounts>> {
+        let client = self.pg.client().await?;
+        let rows = client
+            .query(
+                "SELECT name, state, count(*) FROM jobs GROUP BY name, state ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error("counting jobs", e))?;
+        let mut by_name: std::collections::BTreeMap<String, JobCounts> = Default::default();
+        for row in rows {
+            let name: String = row.get(0);
+            let state = state_of_code(row.get(1));
+            let n = row.get::<_, i64>(2) as u64;
+            by_name
+                .entry(name.clone())
+                .or_insert_with(|| JobCounts {
+                    name,
+                    ..JobCounts::default()
+                })
+                .add(state, n);
+        }
+        Ok(by_name.into_values().collect())
+    }
+
+    async fn metrics(&self) -> Result<JobMetrics> {
+        let client = self.pg.client().await?;
+        let rows = client
+            .query(
+                "SELECT counter, sum(value)::bigint FROM job_counters GROUP BY counter
+                 UNION ALL SELECT 'gauge:running', count(*) FROM jobs WHERE state = 2
+                 UNION ALL SELECT 'gauge:queued', count(*) FROM jobs WHERE state IN (0, 1)",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error("reading job counters", e))?;
+        let values: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        JobMetrics::read(
+            |name| {
+                Ok(values
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, v)| *v as u64))
+            },
+            "gauge:running",
+            "gauge:queued",
+        )
+    }
+
+    async fn sweep(&self) -> Result<Option<u64>> {
+        let liveness = self.liveness;
+        let node = self.node;
+        let next = self
+            .write(async |tx| {
+                // Dead nodes first: their attempts go back in line in the transaction that
+                // marks them dead, so no two nodes recover the same work.
+                let dead = find_dead(&tx.tx, node, Some(tx.now as i64), liveness).await?;
+                if !dead.is_empty() {
+                    let (requeued, failed) = recover_dead(tx, &dead).await?;
+                    tracing::warn!(nodes = ?dead, requeued, crash_looped = failed, "recovered jobs of dead nodes");
+                }
+                let now = tx.now as i64;
+                // Delayed jobs come due.
+                let due = tx
+                    .tx
+                    .query(
+                        "SELECT id, record FROM jobs WHERE state = 0 AND due_at <= $1
+                         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        &[&now, &SWEEP_LIMIT],
+                    )
+                    .await
+                    .map_err(|e| pg_error("finding jobs coming due", e))?;
+                for row in due {
+                    let id = row.get::<_, i64>(0) as u64;
+                    let mut job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
+                    let now = tx.now;
+                    let ready = enter_queued(tx, &mut job, now);
+                    tx.save(id, &job, ready).await?;
+                }
+                // Attempts past their lease or timeout.
+                let expired = tx
+                    .tx
+                    .query(
+                        "SELECT id, record FROM jobs WHERE state = 2 AND due_at <= $1
+                         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        &[&now, &SWEEP_LIMIT],
+                    )
+                    .await
+                    .map_err(|e| pg_error("finding expired attempts", e))?;
+                for row in expired {
+                    let id = row.get::<_, i64>(0) as u64;
+                    let mut job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
+                    let JobStateV1::Running {
+                        attempt,
+                        lease_deadline,
+                        ..
+                    } = job.state
+                    else {
+                        continue;
+                    };
+                    let message = if lease_deadline <= tx.now {
+                        format!(
+                            "attempt {attempt} neither finished nor sent a heartbeat within its lease of {} ms",
+                            job.lease_ms
+                        )
+                    } else {
+                        format!(
+                            "attempt {attempt} ran past its timeout of {} ms",
+                            job.timeout_ms.unwrap_or_default()
+                        )
+                    };
+                    tx.fx.signals.push((id, attempt, StopReason::TimedOut));
+                    let failure = FailureV1 {
+                        code: "TIMEOUT".into(),
+                        message,
+                        attempt,
+                    };
+                    settle_failure(tx, id, &mut job, failure, true).await?;
+                }
+                // Finished jobs past their retention.
+                let purged: Vec<i64> = tx
+                    .tx
+                    .query(
+                        "SELECT id FROM jobs WHERE state >= 3 AND due_at <= $1
+                         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        &[&now, &SWEEP_LIMIT],
+                    )
+                    .await
+                    .map_err(|e| pg_error("finding jobs past retention", e))?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                erase(tx, &purged).await?;
+                let next: Option<i64> = tx
+                    .tx
+                    .query_one("SELECT min(due_at) FROM jobs WHERE due_at IS NOT NULL", &[])
+                    .await
+                    .map_err(|e| pg_error("finding the next due job", e))?
+                    .get(0);
+                Ok(next.map(|n| n.max(0) as u64))
+            })
+            .await?;
+        // Look again soon whatever the tables say: other nodes add work and die.
+        let poll_at = self.now_or_system().saturating_add(POLL_MS);
+        Ok(Some(next.map_or(poll_at, |n| n.min(poll_at))))
+    }
+}
+
+impl PgJobs {
+    fn now_or_system(&self) -> u64 {
+        self.now()
+            .unwrap_or_else(|| crate::clock::SystemClock.now_ms())
+    }
+}
+
+/// Queues a failed or timed-out job again, with its attempts and crash budget reset.
+async fn retry_one(tx: &mut JobTx<'_>, id: u64) -> Result<()> {
+    let mut job = tx.load_known(id).await?;
+    if !matches!(
+        job.state,
+        JobStateV1::Failed { .. } | JobStateV1::TimedOut { .. }
+    ) {
+        return Err(Error::invalid(
+            "job",
+            format!(
+                "job {id} is {}; only failed or timed-out jobs can be retried",
+                crate::job::info::state_name(&job.state)
+            ),
+        ));
+    }
+    job.attempts = 0;
+    job.crashes = 0;
+    let now = tx.now;
+    let ready = enter_queued(tx, &mut job, now);
+    let error = job.last_error.clone().unwrap_or(FailureV1 {
+        code: "RETRY".into(),
+        message: "retried by hand".into(),
+        attempt: 0,
+    });
+    tx.push_event(
+        id,
+        &mut job,
+        EventKindV1::RetryScheduled {
+            next_at: now,
+            error,
+        },
+    )
+    .await?;
+    tx.save(id, &job, ready).await
+}
+
+/// Deletes jobs with their events and steps (their keys go with their rows).
+async fn erase(tx: &mut JobTx<'_>, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tx.tx
+        .execute("DELETE FROM job_events WHERE job_id = ANY($1)", &[&ids])
+        .await
+        .map_err(|e| pg_error("deleting job events", e))?;
+    tx.tx
+        .execute("DELETE FROM job_steps WHERE job_id = ANY($1)", &[&ids])
+        .await
+        .map_err(|e| pg_error("deleting job steps", e))?;
+    tx.tx
+        .execute("DELETE FROM jobs WHERE id = ANY($1)", &[&ids])
+        .await
+        .map_err(|e| pg_error("deleting jobs", e))?;
+    tx.fx.touched.extend(ids.iter().map(|&id| id as u64));
+    Ok(())
+}
+
+fn state_of_code(code: i16) -> JobState {
+    match code {
+        rows::DELAYED | READY => JobState::Queued,
+        RUNNING => JobState::Running,
+        rows::COMPLETED => JobState::Completed,
+        rows::FAILED => JobState::Failed,
+        rows::CANCELLED => JobState::Cancelled,
+        _ => JobState::TimedOut,
+    }
+}
