@@ -1,0 +1,440 @@
+//! Several nodes on one PostgreSQL schema, as real processes: exactly-once claiming across
+//! nodes, a SIGKILLed node's attempts recovered by a survivor without re-running committed
+//! steps, a SIGSTOPped node's late writes refused, and a cancel crossing nodes. Each test uses
+//! a schema of its own; skipped unless `JOBFILE_TEST_PG` is set.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pg::PgSchema;
+use common::{KillOnDrop, spawn_child, wait_for_line};
+use jobfile::{Engine, EngineOptions, JobCtx, JobError, JobSpec, JobState};
+
+/// How nodes judge each other in these tests: quick, so recovery is quick.
+fn liveness(options: EngineOptions) -> EngineOptions {
+    options.node_liveness(
+        Duration::from_millis(200),
+        Duration::from_secs(1),
+        Duration::from_secs(4),
+    )
+}
+
+/// A plain client on the test's schema, for the side tables handlers write.
+async fn side_client(schema: &str) -> tokio_postgres::Client {
+    let url = std::env::var("JOBFILE_TEST_PG").expect("JOBFILE_TEST_PG");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path = {schema};
+             CREATE TABLE IF NOT EXISTS side (job_id bigint NOT NULL, node bigint NOT NULL);
+             CREATE TABLE IF NOT EXISTS go (flag int);"
+        ))
+        .await
+        .expect("side tables");
+    client
+}
+
+/// The body of every child node (ignored in a normal run; the tests below start it).
+#[test]
+#[ignore = "child process entry point, started by the tests in this file"]
+fn child_node() {
+    let Some((role, schema)) = common::child_role() else {
+        return;
+    };
+    let schema = schema.display().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async move {
+        let url = std::env::var("JOBFILE_TEST_PG").expect("JOBFILE_TEST_PG");
+        let engine = liveness(EngineOptions::new().postgres_schema(&schema))
+            .connect(&url)
+            .await
+            .expect("child connect");
+        let node = engine.epoch() as i64;
+        let side = std::sync::Arc::new(side_client(&schema).await);
+        match role.as_str() {
+            // Records each job it runs in `side`, once per attempt.
+            "count" => {
+                let side = side.clone();
+                engine
+                    .register(
+                        JobSpec::new("work").concurrency(16),
+                        move |ctx: JobCtx, _: u64| {
+                            let side = side.clone();
+                            async move {
+                                side.execute(
+                                    "INSERT INTO side (job_id, node) VALUES ($1, $2)",
+                                    &[&(ctx.id() as i64), &node],
+                                )
+                                .await
+                                .map_err(|e| JobError::retryable(e.to_string()))?;
+                                Ok(())
+                            }
+                        },
+                    )
+                    .expect("register");
+            }
+            // Records each job in a memoized step, then waits for the `go` flag.
+            "hold" => {
+                let side = side.clone();
+                engine
+                    .register(
+                        JobSpec::new("held").concurrency(64).max_attempts(1),
+                        move |ctx: JobCtx, _: u64| {
+                            let side = side.clone();
+                            async move {
+                                let id = ctx.id() as i64;
+                                let s = side.clone();
+                                ctx.step("mark", || async move {
+                                    s.execute(
+                                        "INSERT INTO side (job_id, node) VALUES ($1, $2)",
+                                        &[&id, &node],
+                                    )
+                                    .await
+                                    .map_err(|e| JobError::retryable(e.to_string()))?;
+                                    Ok::<_, JobError>(())
+                                })
+                                .await?;
+                                loop {
+                                    let go = side
+                                        .query_opt("SELECT 1 FROM go", &[])
+                                        .await
+                                        .map_err(|e| JobError::retryable(e.to_string()))?;
+                                    if go.is_some() {
+                                        break;
+                                    }
+                                    // The write a stale node makes: refused once it lost the job.
+                                    if let Err(e) = ctx.heartbeat().await {
+                                        println!("lost {} {}", ctx.id(), e.code_str());
+                                        return Err(e);
+                                    }
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                                Ok(())
+                            }
+                        },
+                    )
+                    .expect("register");
+            }
+            // Waits to be cancelled, then says so.
+            "await-cancel" => {
+                engine
+                    .register(
+                        JobSpec::new("cancellable"),
+                        move |ctx: JobCtx, _: u64| async move {
+                            println!("started {}", ctx.id());
+                            let why = ctx.cancelled().await;
+                            println!("stopped {} {why:?}", ctx.id());
+                            Ok(())
+                        },
+                    )
+                    .expect("register");
+            }
+            other => panic!("unknown role {other}"),
+        }
+        println!("joined as node {node}");
+        std::future::pending::<()>().await;
+    });
+}
+
+/// Starts a child node in `role` on `schema`; returns it and its node id.
+fn node(
+    role: &str,
+    schema: &str,
+) -> (
+    KillOnDrop,
+    std::io::BufReader<std::process::ChildStdout>,
+    i64,
+) {
+    let (child, mut out) = spawn_child("child_node", role, std::path::Path::new(schema));
+    let id = wait_for_line(&mut out, "joined as node ")
+        .parse()
+        .expect("node id");
+    (child, out, id)
+}
+
+async fn count(side: &tokio_postgres::Client, sql: &str) -> i64 {
+    side.query_one(sql, &[]).await.expect("count").get(0)
+}
+
+/// Waits up to `secs` for `sql` (a count) to reach `want`.
+async fn until_count(side: &tokio_postgres::Client, sql: &str, want: i64, secs: u64) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n = count(side, sql).await;
+        if n >= want || tokio::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_claim_every_job_exactly_once() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let jobs: u64 = std::env::var("JOBFILE_PG_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3_000);
+    let engine = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let side = side_client(&schema.schema).await;
+    let work = engine.job::<u64, ()>(JobSpec::new("work")).unwrap();
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(500) {
+        work.submit_many(chunk.iter().map(|&n| work.submit(n)))
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let nodes: Vec<_> = (0..3).map(|_| node("count", &schema.schema)).collect();
+    let done = until_count(&side, "SELECT count(*) FROM side", jobs as i64, 120).await;
+    let elapsed = started.elapsed();
+    assert_eq!(done, jobs as i64, "every job ran");
+    // Give a stray second run the time to show up, then check there is none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&side, "SELECT count(*) FROM side").await, jobs as i64);
+    assert_eq!(
+        count(&side, "SELECT count(DISTINCT job_id) FROM side").await,
+        jobs as i64
+    );
+    let per_node = side
+        .query(
+            "SELECT node, count(*) FROM side GROUP BY node ORDER BY node",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i64> = nodes.iter().map(|n| n.2).collect();
+    println!(
+        "{jobs} jobs on 3 nodes in {:.2} s ({:.0} jobs/s): {:?}",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64(),
+        per_node
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+            .collect::<Vec<_>>()
+    );
+    for row in &per_node {
+        assert!(
+            ids.contains(&row.get::<_, i64>(0)),
+            "only the three nodes ran jobs"
+        );
+    }
+    let m = engine.jobs().metrics().await.unwrap();
+    assert_eq!(
+        (m.completed, m.started, m.queued_now, m.running_now),
+        (jobs, jobs, 0, 0)
+    );
+    drop(nodes);
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_attempts_are_recovered_by_a_survivor_without_rerunning_steps() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let engine = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let side = side_client(&schema.schema).await;
+    let held = engine
+        .job::<u64, ()>(JobSpec::new("held").max_attempts(1))
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        // Acknowledged here: each must survive whatever happens to the nodes.
+        ids.push(held.submit(n).await.unwrap().id);
+    }
+    let (mut a, _a_out, a_id) = node("hold", &schema.schema);
+    // Every job's step committed on A, and A still runs them all.
+    assert_eq!(
+        until_count(&side, "SELECT count(*) FROM side", 20, 30).await,
+        20
+    );
+    let (_b, _b_out, b_id) = node("hold", &schema.schema);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+    // B (or this node, which runs no handler) finds A dead within its grace period and puts
+    // its jobs back in line; B runs them, its steps answered from the file of record.
+    let recovered = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = engine
+                .jobs()
+                .list()
+                .state(JobState::Running)
+                .limit(100)
+                .await
+                .unwrap();
+            let on_b = page
+                .jobs
+                .iter()
+                .filter(|j| j.attempts == 1 && j.crashes == 1)
+                .count();
+            if on_b == 20 || tokio::time::Instant::now() > deadline {
+                break on_b;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(recovered, 20, "every job of the killed node runs again");
+    println!(
+        "recovered 20 attempts {} ms after the kill",
+        killed_at.elapsed().as_millis()
+    );
+    side.execute("INSERT INTO go VALUES (1)", &[])
+        .await
+        .unwrap();
+    for &id in &ids {
+        let outcome = held.join(id, Some(Duration::from_secs(20))).await.unwrap();
+        assert_eq!(outcome, jobfile::Outcome::Completed(()), "job {id}");
+        let events = engine.jobs().events(id).read(0, 100).await.unwrap();
+        // (The handler heartbeats while it waits: as many as the timing allows.)
+        let kinds: Vec<&str> = common::jobs::names(&events)
+            .into_iter()
+            .filter(|k| *k != "heartbeat")
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "submitted",
+                "started",
+                "step_completed",
+                "recovered",
+                "started",
+                "completed"
+            ],
+            "job {id}"
+        );
+        let epochs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e.kind {
+                jobfile::JobEventKind::Started { epoch, .. } => Some(epoch),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(epochs, [a_id as u64, b_id as u64], "job {id}");
+    }
+    // The committed step ran once per job, on A: B got its stored result.
+    assert_eq!(count(&side, "SELECT count(*) FROM side").await, 20);
+    assert_eq!(
+        count(
+            &side,
+            &format!("SELECT count(*) FROM side WHERE node = {a_id}")
+        )
+        .await,
+        20
+    );
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_past_its_lease_loses_its_job_and_its_late_writes_are_refused() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let engine = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let side = side_client(&schema.schema).await;
+    let held = engine
+        .job::<u64, ()>(JobSpec::new("held").max_attempts(1))
+        .unwrap();
+    let id = held.submit(1).await.unwrap().id;
+    let (a, mut a_out, a_id) = node("hold", &schema.schema);
+    assert_eq!(
+        until_count(&side, "SELECT count(*) FROM side", 1, 30).await,
+        1
+    );
+    let pid = a.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Past A's lease (4 s), this node finds it dead although its connection lives, and puts
+    // the job back in line (crash 1 of 3).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let info = loop {
+        let info = engine.jobs().get(id).await.unwrap().unwrap();
+        if info.crashes == 1 || tokio::time::Instant::now() > deadline {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((info.state, info.crashes), (JobState::Queued, 1));
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A wakes: its next heartbeat for the job is refused (the attempt is no longer its own).
+    let lost = tokio::task::spawn_blocking(move || wait_for_line(&mut a_out, "lost "));
+    let lost = tokio::time::timeout(Duration::from_secs(15), lost)
+        .await
+        .expect("A noticed")
+        .unwrap();
+    assert_eq!(lost, format!("{id} LOST"));
+    // Nothing A did after waking changed the job.
+    let after = engine.jobs().get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.state, after.crashes, after.attempts),
+        (JobState::Queued, 1, 0)
+    );
+    let events = engine.jobs().events(id).read(0, 100).await.unwrap();
+    assert_eq!(common::jobs::names(&events).last(), Some(&"recovered"));
+    assert!(events.iter().any(|e| matches!(&e.kind, jobfile::JobEventKind::Recovered { reason } if reason.contains(&format!("node {a_id}")))));
+    drop(a);
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_one_node_stops_the_handler_on_another() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let engine: Engine = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let cancellable = engine.job::<u64, ()>(JobSpec::new("cancellable")).unwrap();
+    let (_b, mut b_out, _b_id) = node("await-cancel", &schema.schema);
+    let id = cancellable.submit(1).await.unwrap().id;
+    let mut out = tokio::task::spawn_blocking(move || {
+        let started = wait_for_line(&mut b_out, "started ");
+        (started, b_out)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, id.to_string());
+    assert_eq!(
+        engine.jobs().cancel(id, "not needed").await.unwrap(),
+        jobfile::CancelOutcome::Cancelled
+    );
+    let stopped = tokio::task::spawn_blocking(move || wait_for_line(&mut out.1, "stopped "));
+    let stopped = tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("B was told")
+        .unwrap();
+    assert_eq!(stopped, format!("{id} Cancelled(\"not needed\")"));
+    assert_eq!(
+        cancellable.join(id, None).await.unwrap(),
+        jobfile::Outcome::Cancelled("not needed".into())
+    );
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
