@@ -53,6 +53,20 @@ impl<K: Eq + Hash> Wakeups<K> {
         }
     }
 
+    /// The keys waited on so far.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn keys(&self) -> Vec<K>
+    where
+        K: Clone,
+    {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Wakes every waiter of `key` now (no permit is kept).
     pub(crate) fn wake_all<Q>(&self, key: &Q)
     where

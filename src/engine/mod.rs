@@ -185,9 +185,6 @@ impl Engine {
     /// Every queue that holds messages, by name, with its counts by state (read from tallies
     /// kept with the messages: as cheap with a million messages as with ten).
     pub async fn queues(&self) -> Result<Vec<QueueSummary>> {
-        if self.on_postgres() {
-            return Ok(Vec::new());
-        }
         self.inner.queues.queues().await
     }
 
@@ -218,7 +215,6 @@ impl Engine {
     /// The queue `name` with `options`. Options are this handle's: limits are applied to the
     /// messages it sends.
     pub fn queue_with(&self, name: &str, options: QueueOptions) -> Result<Queue> {
-        self.file_only("the queue")?;
         Queue::new(self.inner.queues.clone(), name, options)
     }
 

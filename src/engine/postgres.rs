@@ -1,7 +1,7 @@
 //! An engine on a PostgreSQL schema (feature `postgres`): this process joins the schema as a
 //! node, its jobs live in the schema's tables, and other nodes' changes reach it by
-//! `LISTEN`/`NOTIFY` (with a poll besides). Jobs are available; the other primitives are not
-//! yet, and say so with [`Error::Unsupported`].
+//! `LISTEN`/`NOTIFY` (with a poll besides). Jobs and the queue are available; the other
+//! primitives are not yet, and say so with [`Error::Unsupported`].
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -94,15 +94,25 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         vec![
             crate::job::postgres::READY_CHANNEL.to_string(),
             crate::job::postgres::JOBS_CHANNEL.to_string(),
+            crate::queue::postgres::QUEUE_CHANNEL.to_string(),
         ],
     );
-    let primitives: Vec<Arc<dyn Primitive>> = vec![jobs.clone()];
+    let queues = Arc::new(crate::queue::core::QueueCore::postgres(
+        pg.clone(),
+        id,
+        clock.clone(),
+        options.explicit_clock,
+        stop_rx.clone(),
+    ));
+    let primitives: Vec<Arc<dyn Primitive>> = vec![queues.clone(), jobs.clone()];
     // The first pass at once: dead nodes' work and whatever came due meanwhile.
     jobs.timer.lower(0);
     let mut tasks = vec![
         tokio::spawn(run_timer(jobs.clone(), clock.clone(), stop_rx.clone())),
+        tokio::spawn(run_timer(queues.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(follow_other_nodes(
             jobs.clone(),
+            queues.clone(),
             listener.subscribe(),
             stop_rx.clone(),
         )),
@@ -119,10 +129,6 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         }
     }));
     tracing::info!(path = %path.display(), node = id, "jobfile connected");
-    let queues = Arc::new(crate::queue::core::QueueCore::new(
-        store.clone(),
-        stop_rx.clone(),
-    ));
     let mutexes = Arc::new(crate::mutex::core::MutexCore::new(
         store.clone(),
         stop_rx.clone(),
@@ -169,6 +175,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
 /// job (cancelled or timed out elsewhere). After a reconnect, every worker looks again.
 async fn follow_other_nodes(
     jobs: Arc<JobCore>,
+    queues: Arc<crate::queue::core::QueueCore>,
     mut wakes: tokio::sync::broadcast::Receiver<Wake>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -185,12 +192,20 @@ async fn follow_other_nodes(
                     jobs.wake_workers(name);
                 }
             }
+            Ok(Wake::Notified { channel, payload })
+                if channel == crate::queue::postgres::QUEUE_CHANNEL =>
+            {
+                for queue in payload.lines() {
+                    queues.wake_receivers(queue);
+                }
+            }
             Ok(Wake::Notified { payload, .. }) => {
                 let ids: Vec<u64> = payload.lines().filter_map(|l| l.parse().ok()).collect();
                 jobs.changed_elsewhere(&ids).await;
             }
             Ok(Wake::Rescan) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 jobs.wake_all_workers();
+                queues.wake_all_receivers();
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

@@ -7,7 +7,7 @@ use super::pg_error;
 use crate::error::{Error, Result};
 
 /// The newest schema version this build knows; a schema at a higher one is refused.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 /// Each migration: its version and its statements. Never edit one that has shipped; add the
 /// next.
@@ -72,6 +72,33 @@ const MIGRATIONS: &[(i32, &str)] = &[
          );
          ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
          ALTER TABLE job_events SET (autovacuum_vacuum_scale_factor = 0.05);",
+    ),
+    (
+        3,
+        // The queue: the record as in the file, and its columns. `state`: 0 delayed, 1 ready,
+        // 2 leased, 3 dead. `due_at`: when a delayed message is due, a lease ends, a dead
+        // letter is purged. `expires_at`: when a ready or delayed message passes its maximum
+        // age. `node`: the node holding a lease.
+        "CREATE SEQUENCE queue_ready_seq;
+         CREATE TABLE queue_messages (
+             id bigserial PRIMARY KEY,
+             queue text NOT NULL,
+             key text,
+             priority integer NOT NULL,
+             record bytea NOT NULL,
+             state smallint NOT NULL,
+             ready_seq bigint,
+             due_at bigint,
+             expires_at bigint,
+             node bigint
+         );
+         CREATE UNIQUE INDEX queue_messages_key ON queue_messages (queue, key) WHERE key IS NOT NULL;
+         CREATE INDEX queue_messages_ready ON queue_messages (queue, priority DESC, ready_seq) WHERE state = 1;
+         CREATE INDEX queue_messages_due ON queue_messages (due_at) WHERE due_at IS NOT NULL;
+         CREATE INDEX queue_messages_age ON queue_messages (expires_at) WHERE expires_at IS NOT NULL;
+         CREATE INDEX queue_messages_dead ON queue_messages (queue, id) WHERE state = 3;
+         CREATE INDEX queue_messages_node ON queue_messages (node) WHERE state = 2;
+         ALTER TABLE queue_messages SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);",
     ),
 ];
 

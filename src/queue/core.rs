@@ -33,6 +33,45 @@ impl QueueCore {
         self.backend.queues().await
     }
 
+    /// The queues of a PostgreSQL schema, as node `node`.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(
+        pg: crate::postgres::Postgres,
+        node: i64,
+        clock: Arc<dyn Clock>,
+        explicit_clock: bool,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let receivers = Arc::new(Wakeups::default());
+        let backend_clock = explicit_clock.then(|| clock.clone());
+        QueueCore {
+            backend: QueueBackend::Postgres(Box::new(super::postgres::PgQueue::new(
+                pg,
+                node,
+                backend_clock,
+                receivers.clone(),
+            ))),
+            receivers,
+            clock,
+            stop,
+        }
+    }
+
+    /// Wakes this process's receivers of `queue` (another node made messages ready).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn wake_receivers(&self, queue: &str) {
+        self.receivers.wake_all(queue);
+        self.receivers.wake(queue, 1);
+    }
+
+    /// Wakes every receiver of this process, to look again.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn wake_all_receivers(&self) {
+        for queue in self.receivers.keys() {
+            self.wake_receivers(&queue);
+        }
+    }
+
     /// The queues of the file `store` holds.
     pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
         let receivers = Arc::new(Wakeups::default());
@@ -58,12 +97,16 @@ impl Primitive for QueueCore {
     fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, epoch: u64) -> Result<()> {
         match &self.backend {
             QueueBackend::Redb(b) => b.recover(ctx, epoch),
+            #[cfg(feature = "postgres")]
+            QueueBackend::Postgres(_) => Ok(()),
         }
     }
 
     fn timer(&self) -> Option<&Timer> {
         match &self.backend {
             QueueBackend::Redb(b) => Some(&b.timer),
+            #[cfg(feature = "postgres")]
+            QueueBackend::Postgres(b) => Some(&b.timer),
         }
     }
 

@@ -1,0 +1,698 @@
+//! The queue on PostgreSQL: one `queue_messages` row per message holding the same record as
+//! the file, with the columns its indexes need. Receives take ready rows with `FOR UPDATE SKIP
+//! LOCKED`; a delivery proves it still owns its message by (message, delivery number) as in
+//! the file; messages leased by a node found dead are redelivered by the next pass.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Transaction;
+
+use super::info::{DeadLetter, MessageInfo, QueueStats, QueueSummary, SendReceipt, info};
+use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMessageRef};
+use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::postgres::{DB_NOW_MS, Postgres, pg_error};
+use crate::store::codec::{decode, encode};
+use crate::timer::Timer;
+use crate::wakeups::Wakeups;
+
+/// The channel that says which queues gained ready messages (names, one per line).
+pub(crate) const QUEUE_CHANNEL: &str = "jobfile_queue";
+
+/// Messages handled per kind of timed work in one pass.
+const PASS_LIMIT: i64 = 1_000;
+
+/// How often the pass runs at the latest, to see work other nodes made due.
+const POLL_MS: u64 = 1_000;
+
+/// State codes of the `state` column.
+const DELAYED: i16 = 0;
+const READY: i16 = 1;
+const LEASED: i16 = 2;
+const DEAD: i16 = 3;
+
+/// The queue's storage in a PostgreSQL schema.
+pub(crate) struct PgQueue {
+    pg: Postgres,
+    node: i64,
+    /// The engine's clock when it was given one (tests); the database clock otherwise.
+    clock: Option<Arc<dyn Clock>>,
+    receivers: Arc<Wakeups<String>>,
+    pub(crate) timer: Arc<Timer>,
+}
+
+impl std::fmt::Debug for PgQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgQueue")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One write transaction on messages, and what to do after its commit.
+struct QTx<'a> {
+    tx: Transaction<'a>,
+    now: u64,
+    node: i64,
+    /// Queues that gained ready messages.
+    ready: Vec<String>,
+    /// The earliest new deadline for the timer.
+    deadline: Option<u64>,
+}
+
+impl<'a> QTx<'a> {
+    async fn begin(
+        client: &'a mut deadpool_postgres::Object,
+        now: Option<u64>,
+        node: i64,
+    ) -> Result<QTx<'a>> {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("beginning a queue write", e))?;
+        let now = match now {
+            Some(now) => now,
+            None => tx
+                .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+                .await
+                .map_err(|e| pg_error("reading the database clock", e))?
+                .get::<_, i64>(0) as u64,
+        };
+        Ok(QTx {
+            tx,
+            now,
+            node,
+            ready: Vec::new(),
+            deadline: None,
+        })
+    }
+
+    fn lower(&mut self, at: u64) {
+        self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
+    }
+
+    async fn load(&self, id: u64) -> Result<Option<MessageV1>> {
+        let row = self
+            .tx
+            .query_opt(
+                "SELECT record FROM queue_messages WHERE id = $1 FOR UPDATE",
+                &[&(id as i64)],
+            )
+            .await
+            .map_err(|e| pg_error("loading a message", e))?;
+        row.map(|r| {
+            decode::<StoredMessage>("queue_messages", r.get(0)).map(StoredMessage::into_message)
+        })
+        .transpose()
+    }
+
+    /// The message if `delivery` still owns its lease now.
+    async fn owned(&self, claim: &DeliveryClaim) -> Result<Option<MessageV1>> {
+        let Some(m) = self.load(claim.id).await? else {
+            return Ok(None);
+        };
+        let live = matches!(m.state, MessageState::Leased { deadline } if deadline > self.now);
+        Ok((live && m.deliveries == claim.delivery && m.queue == claim.queue).then_some(m))
+    }
+
+    /// Writes the record and its derived columns; `ready_again`: it joins the back of its line.
+    async fn save(&mut self, id: u64, m: &MessageV1, ready_again: bool) -> Result<()> {
+        let (state, due_at, expires_at, node) = match m.state {
+            MessageState::Ready { .. } => (READY, None, Some(m.expires_at() as i64), None),
+            MessageState::Delayed { until } => (
+                DELAYED,
+                Some(until as i64),
+                Some(m.expires_at() as i64),
+                None,
+            ),
+            MessageState::Leased { deadline } => {
+                (LEASED, Some(deadline as i64), None, Some(self.node))
+            }
+            MessageState::Dead { purge_at, .. } => (DEAD, Some(purge_at as i64), None, None),
+        };
+        if ready_again {
+            self.ready.push(m.queue.clone());
+        }
+        if let Some(at) = due_at.into_iter().chain(expires_at).min() {
+            self.lower(at as u64);
+        }
+        self.tx
+            .execute(
+                "UPDATE queue_messages SET record = $2, state = $3, due_at = $4, expires_at = $5,
+                        node = $6,
+                        ready_seq = CASE WHEN $7 THEN nextval('queue_ready_seq') ELSE ready_seq END
+                 WHERE id = $1",
+                &[
+                    &(id as i64),
+                    &encode(&StoredMessageRef::new(m)),
+                    &state,
+                    &due_at,
+                    &expires_at,
+                    &node,
+                    &ready_again,
+                ],
+            )
+            .await
+            .map_err(|e| pg_error("saving a message", e))?;
+        Ok(())
+    }
+
+    async fn enter_ready(&mut self, id: u64, m: &mut MessageV1) -> Result<()> {
+        m.state = MessageState::Ready { seq: 0 };
+        self.save(id, m, true).await
+    }
+
+    async fn enter_dead(&mut self, id: u64, m: &mut MessageV1, reason: DeadReason) -> Result<()> {
+        let at = self.now;
+        m.state = MessageState::Dead {
+            reason,
+            at,
+            purge_at: at.saturating_add(m.dead_retention_ms),
+        };
+        self.save(id, m, false).await
+    }
+
+    /// Back in line after a delivery ended without an ack (after `delay_until` if given), or
+    /// to the dead-letter list when out of deliveries or too old.
+    async fn redeliver_or_bury(
+        &mut self,
+        id: u64,
+        m: &mut MessageV1,
+        delay_until: Option<u64>,
+    ) -> Result<()> {
+        if m.expired(self.now) {
+            self.enter_dead(id, m, DeadReason::Expired).await
+        } else if m.deliveries >= m.max_deliveries {
+            self.enter_dead(id, m, DeadReason::MaxDeliveries).await
+        } else {
+            match delay_until {
+                Some(until) if until > self.now => {
+                    m.state = MessageState::Delayed { until };
+                    self.save(id, m, false).await
+                }
+                _ => self.enter_ready(id, m).await,
+            }
+        }
+    }
+
+    async fn delete(&self, ids: &[i64]) -> Result<u64> {
+        self.tx
+            .execute("DELETE FROM queue_messages WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(|e| pg_error("deleting messages", e))
+    }
+
+    /// Rows of `sql` (selecting `id, record`), decoded.
+    async fn messages(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<(u64, MessageV1)>> {
+        let rows = self
+            .tx
+            .query(sql, params)
+            .await
+            .map_err(|e| pg_error("reading messages", e))?;
+        rows.iter()
+            .map(|r| {
+                let m = decode::<StoredMessage>("queue_messages", r.get(1))?.into_message();
+                Ok((r.get::<_, i64>(0) as u64, m))
+            })
+            .collect()
+    }
+}
+
+impl PgQueue {
+    pub(crate) fn new(
+        pg: Postgres,
+        node: i64,
+        clock: Option<Arc<dyn Clock>>,
+        receivers: Arc<Wakeups<String>>,
+    ) -> Self {
+        PgQueue {
+            pg,
+            node,
+            clock,
+            receivers,
+            timer: Arc::new(Timer::new(Some(0))),
+        }
+    }
+
+    /// Runs one write; after the commit, wakes receivers and lowers the timer.
+    async fn write<T>(&self, f: impl AsyncFnOnce(&mut QTx<'_>) -> Result<T>) -> Result<T> {
+        let mut client = self.pg.client().await?;
+        let mut tx = QTx::begin(
+            &mut client,
+            self.clock.as_ref().map(|c| c.now_ms()),
+            self.node,
+        )
+        .await?;
+        let out = f(&mut tx).await?;
+        let QTx {
+            tx,
+            mut ready,
+            deadline,
+            ..
+        } = tx;
+        ready.sort();
+        ready.dedup();
+        if !ready.is_empty() {
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&QUEUE_CHANNEL, &ready.join("\n")],
+            )
+            .await
+            .map_err(|e| pg_error("notifying ready messages", e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| pg_error("committing a queue write", e))?;
+        for queue in &ready {
+            self.receivers.wake(queue.as_str(), 1);
+        }
+        if let Some(at) = deadline {
+            self.timer.lower(at);
+        }
+        Ok(out)
+    }
+
+    fn now_or_system(&self) -> u64 {
+        self.clock
+            .as_ref()
+            .map_or_else(|| crate::clock::SystemClock.now_ms(), |c| c.now_ms())
+    }
+}
+
+impl QueueStorage for PgQueue {
+    async fn send(&self, new: NewMessage) -> Result<SendReceipt> {
+        self.write(async |tx| {
+            loop {
+                if new.key.is_some() {
+                    let existing = tx
+                        .tx
+                        .query_opt(
+                            "SELECT id FROM queue_messages WHERE queue = $1 AND key = $2",
+                            &[&new.queue, &new.key],
+                        )
+                        .await
+                        .map_err(|e| pg_error("finding a message by key", e))?;
+                    if let Some(row) = existing {
+                        return Ok(SendReceipt {
+                            id: row.get::<_, i64>(0) as u64,
+                            deduplicated: true,
+                        });
+                    }
+                }
+                let mut m = MessageV1 {
+                    queue: new.queue.clone(),
+                    payload: new.payload.clone(),
+                    priority: new.priority,
+                    key: new.key.clone(),
+                    enqueued_at: tx.now,
+                    max_age_ms: new.max_age_ms,
+                    max_deliveries: new.max_deliveries,
+                    dead_retention_ms: new.dead_retention_ms,
+                    deliveries: 0,
+                    state: MessageState::Ready { seq: 0 },
+                    last_error: None,
+                    payload_apart: false,
+                };
+                let inserted = tx
+                    .tx
+                    .query_opt(
+                        "INSERT INTO queue_messages (queue, key, priority, record, state)
+                         VALUES ($1, $2, $3, $4, 1)
+                         ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING RETURNING id",
+                        &[
+                            &new.queue,
+                            &new.key,
+                            &new.priority,
+                            &encode(&StoredMessageRef::new(&m)),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| pg_error("storing a message", e))?;
+                let Some(row) = inserted else {
+                    continue; // a racing send took the key: answer with its message
+                };
+                let id = row.get::<_, i64>(0) as u64;
+                match new.available_at {
+                    Some(at) if at > tx.now => {
+                        m.state = MessageState::Delayed { until: at };
+                        tx.save(id, &m, false).await?;
+                    }
+                    _ => tx.enter_ready(id, &mut m).await?,
+                }
+                return Ok(SendReceipt {
+                    id,
+                    deduplicated: false,
+                });
+            }
+        })
+        .await
+    }
+
+    async fn take(&self, queue: &str, max: usize, lease_ms: u64) -> Result<Vec<Taken>> {
+        let queue = queue.to_string();
+        let (taken, more) = self
+            .write(async |tx| {
+                let mut out = Vec::new();
+                while out.len() < max {
+                    let want = (max - out.len()) as i64;
+                    let rows = tx
+                        .messages(
+                            "SELECT id, record FROM queue_messages WHERE state = 1 AND queue = $1
+                             ORDER BY priority DESC, ready_seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+                            &[&queue, &want],
+                        )
+                        .await?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for (id, mut m) in rows {
+                        if m.expired(tx.now) {
+                            tx.enter_dead(id, &mut m, DeadReason::Expired).await?;
+                            continue;
+                        }
+                        let deadline = tx.now.saturating_add(lease_ms);
+                        m.deliveries += 1;
+                        m.state = MessageState::Leased { deadline };
+                        tx.save(id, &m, false).await?;
+                        out.push(Taken {
+                            id,
+                            deliveries: m.deliveries,
+                            payload: m.payload,
+                            deadline,
+                        });
+                    }
+                }
+                let more = tx
+                    .tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE state = 1 AND queue = $1)",
+                        &[&queue],
+                    )
+                    .await
+                    .map_err(|e| pg_error("looking for ready messages", e))?
+                    .get::<_, bool>(0);
+                Ok((out, more))
+            })
+            .await?;
+        if more && !taken.is_empty() {
+            // Pass the wake-up on: another receiver may be waiting for the rest.
+            self.receivers.wake(queue.as_str(), 1);
+        }
+        Ok(taken)
+    }
+
+    async fn ack(&self, claim: DeliveryClaim) -> Result<bool> {
+        self.write(async |tx| {
+            if tx.owned(&claim).await?.is_none() {
+                return Ok(false);
+            }
+            tx.delete(&[claim.id as i64]).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn nack(&self, nack: QueueNack) -> Result<bool> {
+        self.write(async |tx| {
+            let Some(mut m) = tx.owned(&nack.claim).await? else {
+                return Ok(false);
+            };
+            if let Some(e) = &nack.error {
+                m.last_error = Some(e.clone());
+            }
+            let until = tx.now.saturating_add(nack.delay_ms);
+            tx.redeliver_or_bury(nack.claim.id, &mut m, Some(until))
+                .await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn extend(&self, claim: DeliveryClaim, lease_ms: u64) -> Result<Option<u64>> {
+        self.write(async |tx| {
+            let Some(mut m) = tx.owned(&claim).await? else {
+                return Ok(None);
+            };
+            let deadline = tx.now.saturating_add(lease_ms);
+            m.state = MessageState::Leased { deadline };
+            tx.save(claim.id, &m, false).await?;
+            Ok(Some(deadline))
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, claim: DeliveryClaim, error: String) -> Result<bool> {
+        self.write(async |tx| {
+            let Some(mut m) = tx.owned(&claim).await? else {
+                return Ok(false);
+            };
+            m.last_error = Some(error.clone());
+            tx.enter_dead(claim.id, &mut m, DeadReason::Nacked).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn requeue_dead(&self, queue: &str, id: u64) -> Result<bool> {
+        self.write(async |tx| requeue_one(tx, queue, id).await)
+            .await
+    }
+
+    async fn requeue_dead_batch(&self, queue: &str, limit: usize) -> Result<usize> {
+        self.write(async |tx| {
+            let ids: Vec<i64> = tx
+                .tx
+                .query(
+                    "SELECT id FROM queue_messages WHERE state = 3 AND queue = $1 ORDER BY id LIMIT $2",
+                    &[&queue, &(limit as i64)],
+                )
+                .await
+                .map_err(|e| pg_error("finding dead letters", e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for &id in &ids {
+                requeue_one(tx, queue, id as u64).await?;
+            }
+            Ok(ids.len())
+        })
+        .await
+    }
+
+    async fn delete_dead(&self, queue: &str, id: u64) -> Result<bool> {
+        self.write(async |tx| {
+            let n = tx
+                .tx
+                .execute(
+                    "DELETE FROM queue_messages WHERE id = $1 AND queue = $2 AND state = 3",
+                    &[&(id as i64), &queue],
+                )
+                .await
+                .map_err(|e| pg_error("deleting a dead letter", e))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn purge_dead(&self, queue: &str, limit: usize) -> Result<usize> {
+        self.write(async |tx| {
+            let n = tx
+                .tx
+                .execute(
+                    "DELETE FROM queue_messages WHERE id IN (
+                         SELECT id FROM queue_messages WHERE state = 3 AND queue = $1
+                         ORDER BY id LIMIT $2 FOR UPDATE)",
+                    &[&queue, &(limit as i64)],
+                )
+                .await
+                .map_err(|e| pg_error("purging dead letters", e))?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
+    async fn get(&self, queue: &str, id: u64) -> Result<Option<MessageInfo>> {
+        let client = self.pg.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT record FROM queue_messages WHERE id = $1 AND queue = $2",
+                &[&(id as i64), &queue],
+            )
+            .await
+            .map_err(|e| pg_error("reading a message", e))?;
+        row.map(|r| {
+            let m = decode::<StoredMessage>("queue_messages", r.get(0))?.into_message();
+            Ok(info(id, m))
+        })
+        .transpose()
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats> {
+        let client = self.pg.client().await?;
+        let rows = client
+            .query(
+                "SELECT state, count(*) FROM queue_messages WHERE queue = $1 GROUP BY state",
+                &[&queue],
+            )
+            .await
+            .map_err(|e| pg_error("counting messages", e))?;
+        let mut stats = QueueStats::default();
+        for row in rows {
+            stats.add(state_name(row.get(0)), row.get::<_, i64>(1) as u64);
+        }
+        Ok(stats)
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        let client = self.pg.client().await?;
+        let rows = client
+            .query(
+                "SELECT queue, state, count(*) FROM queue_messages GROUP BY queue, state ORDER BY queue",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error("counting messages", e))?;
+        let mut by_name: std::collections::BTreeMap<String, QueueStats> = Default::default();
+        for row in rows {
+            by_name
+                .entry(row.get(0))
+                .or_default()
+                .add(state_name(row.get(1)), row.get::<_, i64>(2) as u64);
+        }
+        Ok(by_name
+            .into_iter()
+            .map(|(name, stats)| QueueSummary { name, stats })
+            .collect())
+    }
+
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        let client = self.pg.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, record FROM queue_messages WHERE state = 3 AND queue = $1 ORDER BY id LIMIT $2",
+                &[&queue, &(limit as i64)],
+            )
+            .await
+            .map_err(|e| pg_error("reading dead letters", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id = row.get::<_, i64>(0) as u64;
+            let m = decode::<StoredMessage>("queue_messages", row.get(1))?.into_message();
+            if let MessageState::Dead { reason, at, .. } = m.state {
+                out.push(DeadLetter {
+                    id,
+                    payload: m.payload,
+                    reason,
+                    last_error: m.last_error,
+                    deliveries: m.deliveries,
+                    dead_at_ms: at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn maintain(&self) -> Result<Option<u64>> {
+        let next = self
+            .write(async |tx| {
+                let now = tx.now as i64;
+                // Leases of nodes found dead end at once; others when they run out.
+                let ended = tx
+                    .messages(
+                        "SELECT id, record FROM queue_messages
+                         WHERE state = 2 AND (due_at <= $1 OR node IN (SELECT id FROM nodes WHERE state = 'dead'))
+                         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        &[&now, &PASS_LIMIT],
+                    )
+                    .await?;
+                for (id, mut m) in ended {
+                    let MessageState::Leased { deadline } = m.state else { continue };
+                    m.last_error = Some(if deadline <= tx.now {
+                        "lease expired".to_string()
+                    } else {
+                        "the node holding the lease died".to_string()
+                    });
+                    tx.redeliver_or_bury(id, &mut m, None).await?;
+                }
+                let due = tx
+                    .messages(
+                        "SELECT id, record FROM queue_messages WHERE state = 0 AND due_at <= $1
+                         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        &[&now, &PASS_LIMIT],
+                    )
+                    .await?;
+                for (id, mut m) in due {
+                    if m.expired(tx.now) {
+                        tx.enter_dead(id, &mut m, DeadReason::Expired).await?;
+                    } else {
+                        tx.enter_ready(id, &mut m).await?;
+                    }
+                }
+                // Ready and delayed messages past their maximum age go to the dead-letter
+                // list on time, whether or not anyone receives.
+                let aged = tx
+                    .messages(
+                        "SELECT id, record FROM queue_messages WHERE state IN (0, 1) AND expires_at <= $1
+                         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        &[&now, &PASS_LIMIT],
+                    )
+                    .await?;
+                for (id, mut m) in aged {
+                    tx.enter_dead(id, &mut m, DeadReason::Expired).await?;
+                }
+                tx.tx
+                    .execute(
+                        "DELETE FROM queue_messages WHERE id IN (
+                             SELECT id FROM queue_messages WHERE state = 3 AND due_at <= $1
+                             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                        &[&now, &PASS_LIMIT],
+                    )
+                    .await
+                    .map_err(|e| pg_error("purging dead letters past retention", e))?;
+                let next: Option<i64> = tx
+                    .tx
+                    .query_one(
+                        "SELECT least(
+                             (SELECT min(due_at) FROM queue_messages WHERE state IN (0, 2, 3)),
+                             (SELECT min(expires_at) FROM queue_messages WHERE state IN (0, 1)))",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| pg_error("finding the next due message", e))?
+                    .get(0);
+                Ok(next.map(|n| n.max(0) as u64))
+            })
+            .await?;
+        let poll_at = self.now_or_system().saturating_add(POLL_MS);
+        Ok(Some(next.map_or(poll_at, |n| n.min(poll_at))))
+    }
+}
+
+/// Gives a dead letter of `queue` a fresh start: back in line, no deliveries counted, a fresh
+/// age. False if there is no such dead letter.
+async fn requeue_one(tx: &mut QTx<'_>, queue: &str, id: u64) -> Result<bool> {
+    let Some(mut m) = tx.load(id).await? else {
+        return Ok(false);
+    };
+    if m.queue != queue || !matches!(m.state, MessageState::Dead { .. }) {
+        return Ok(false);
+    }
+    m.deliveries = 0;
+    m.enqueued_at = tx.now;
+    tx.enter_ready(id, &mut m).await?;
+    Ok(true)
+}
+
+fn state_name(code: i16) -> &'static str {
+    match code {
+        DELAYED => "delayed",
+        READY => "ready",
+        LEASED => "leased",
+        _ => "dead",
+    }
+}
