@@ -884,3 +884,67 @@ async fn bulk_operations_retry_every_failed_job_of_a_name_and_requeue_every_dead
     );
     engine.shutdown(secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_alike_over_postgres() {
+    let Some(schema) = common::pg::PgSchema::new() else {
+        return;
+    };
+    let engine = schema.connect().await;
+    let (mail, bounced, sent) = mail_bounced_then_sent(&engine, "ann", "bob").await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let (status, overview) = get(&app, "/api/overview").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        overview["path"],
+        format!("postgres://127.0.0.1/test#{}", schema.schema)
+    );
+    assert_eq!(overview["epoch"], engine.epoch());
+    assert_eq!(
+        overview["job_counts"],
+        json!([{"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0}])
+    );
+    let (_, page) = get(&app, "/api/jobs?state=failed").await;
+    assert_eq!(ids(&page), [bounced]);
+    let (_, page) = get(&app, "/api/jobs").await;
+    assert_eq!(ids(&page), [sent, bounced]);
+    assert_eq!(
+        post(&app, &format!("/api/jobs/{bounced}/retry"), None).await,
+        (StatusCode::OK, json!({"ok": true}))
+    );
+    assert!(matches!(
+        mail.join(bounced, None).await.unwrap(),
+        Outcome::Completed(ref s) if s == "sent to ann"
+    ));
+    let (_, detail) = get(&app, &format!("/api/jobs/{bounced}")).await;
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "submitted",
+            "started",
+            "failed",
+            "retry_scheduled",
+            "started",
+            "completed"
+        ]
+    );
+    // What is not on PostgreSQL yet says so.
+    let (status, body) = post(
+        &app,
+        "/api/schedules/nightly/trigger",
+        Some(json!({"key": "k"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(
+        body,
+        json!({"error": {"code": "UNSUPPORTED", "message": "the cron scheduler is not available on the PostgreSQL backend yet"}})
+    );
+    engine.shutdown(secs(5)).await.unwrap();
+}

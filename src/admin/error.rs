@@ -80,6 +80,7 @@ impl From<Error> for ApiError {
             Error::Closed => (StatusCode::SERVICE_UNAVAILABLE, "CLOSED"),
             Error::Poisoned { .. } => (StatusCode::SERVICE_UNAVAILABLE, "POISONED"),
             Error::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "STORAGE_FULL"),
+            Error::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "UNSUPPORTED"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "ENGINE"),
         };
         ApiError::new(status, code, e.to_string())

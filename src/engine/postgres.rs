@@ -122,8 +122,13 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
     let mut fenced = node.fenced();
     let stop_on_fence = stop.clone();
     let fenced_jobs = jobs.clone();
+    let mut stopping = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
-        if fenced.wait_for(Option::is_some).await.is_ok() {
+        let was_fenced = tokio::select! {
+            fenced = fenced.wait_for(Option::is_some) => fenced.is_ok(),
+            _ = stopping.wait_for(|s| *s) => false,
+        };
+        if was_fenced {
             let _ = stop_on_fence.send(true);
             fenced_jobs.fenced();
         }

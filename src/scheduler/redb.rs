@@ -64,7 +64,11 @@ impl ScheduleStorage for RedbSchedules {
     }
 
     async fn get(&self, id: &str) -> Result<Option<ScheduleInfo>> {
-        self.redb()?.store().read(|rtx| {
+        // A backend without schedules holds none.
+        let Some(redb) = self.jobs.redb() else {
+            return Ok(None);
+        };
+        redb.store().read(|rtx| {
             let table = rtx.open_table(SCHEDULES)?;
             let Some(b) = table.get(id)? else {
                 return Ok(None);
@@ -75,7 +79,10 @@ impl ScheduleStorage for RedbSchedules {
     }
 
     async fn list(&self) -> Result<Vec<ScheduleInfo>> {
-        self.redb()?.store().read(|rtx| {
+        let Some(redb) = self.jobs.redb() else {
+            return Ok(Vec::new());
+        };
+        redb.store().read(|rtx| {
             let table = rtx.open_table(SCHEDULES)?;
             let mut out = Vec::new();
             for item in table.iter()? {
@@ -88,7 +95,10 @@ impl ScheduleStorage for RedbSchedules {
     }
 
     async fn dead_letters(&self) -> Result<Vec<ScheduleDeadLetter>> {
-        self.redb()?.store().read(failures::list)
+        match self.jobs.redb() {
+            Some(redb) => redb.store().read(failures::list),
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn clear_dead_letters(&self, id: &str) -> Result<u64> {
