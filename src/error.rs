@@ -330,6 +330,23 @@ impl Error {
         }
     }
 
+    /// Whether the same call may succeed if made again shortly: a database connection that
+    /// dropped or a server that restarts. The file's errors are not.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            Error::Postgres { source, .. } => {
+                source.is_closed()
+                    || source.as_db_error().is_none()
+                    || source.code().is_some_and(|c| {
+                        let c = c.code();
+                        c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+                    })
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
         Error::InvalidArgument {
             what,

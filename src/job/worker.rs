@@ -200,11 +200,11 @@ async fn run_attempt(
         attempt,
         epoch: core.epoch(),
     };
-    let settled = async {
-        match result {
+    let settle = || async {
+        match &result {
             Ok(output) => {
                 core.backend
-                    .complete(claim, output, signal.cancel_requested())
+                    .complete(claim, output.clone(), signal.cancel_requested())
                     .await
             }
             // Stopped by the shutdown's deadline: the shutdown hands the job back, together
@@ -220,6 +220,24 @@ async fn run_attempt(
                     attempt,
                 };
                 core.backend.fail(claim, failure, e.is_retryable()).await
+            }
+        }
+    };
+    // A server that restarts or a connection that drops fails a write for a moment: try
+    // again (the claim makes a repeat harmless) for about 10 s before leaving the job to its
+    // lease.
+    let settled = async {
+        let mut pause = std::time::Duration::from_millis(50);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match settle().await {
+                Err(e) if e.is_transient() && waited < std::time::Duration::from_secs(10) => {
+                    tracing::debug!(job = %def.name, id, attempt, error = %e, "recording the end of an attempt failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
+                settled => return settled,
             }
         }
     };

@@ -57,15 +57,7 @@ impl Node {
     /// Registers a new node and takes its liveness lock on a connection of its own, then
     /// heartbeats every `liveness.heartbeat` until [`leave`](Self::leave) or until fenced.
     pub(crate) async fn join(pg: &Postgres, liveness: Liveness) -> Result<Node> {
-        let (client, connection) = pg.dedicated("jobfile-node").await?;
-        let (lost_tx, lost) = oneshot::channel::<String>();
-        tokio::spawn(async move {
-            let why = match connection.await {
-                Ok(()) => "its liveness connection closed".to_string(),
-                Err(e) => format!("its liveness connection failed: {e}"),
-            };
-            let _ = lost_tx.send(why);
-        });
+        let (client, lost) = liveness_connection(pg).await?;
         let host = std::env::var("HOSTNAME").unwrap_or_default();
         let id: i64 = client
             .query_one(
@@ -84,7 +76,15 @@ impl Node {
             .map_err(|e| pg_error("taking this node's liveness lock", e))?;
         let (fenced_tx, fenced) = watch::channel(None);
         let (leave_tx, leave) = oneshot::channel();
-        let task = tokio::spawn(heartbeat(client, id, liveness, lost, leave, fenced_tx));
+        let task = tokio::spawn(heartbeat(
+            pg.clone(),
+            client,
+            lost,
+            id,
+            liveness,
+            leave,
+            fenced_tx,
+        ));
         tracing::info!(node = id, "joined as a node");
         Ok(Node {
             id,
@@ -124,12 +124,79 @@ impl Drop for Node {
     }
 }
 
-/// The node's heartbeat, on its liveness connection, until it leaves or is fenced.
-async fn heartbeat(
-    client: Client,
+/// A connection of its own for the liveness lock, and what says when it ends.
+async fn liveness_connection(pg: &Postgres) -> Result<(Client, oneshot::Receiver<String>)> {
+    let (client, connection) = pg.dedicated("jobfile-node").await?;
+    let (lost_tx, lost) = oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let why = match connection.await {
+            Ok(()) => "its liveness connection closed".to_string(),
+            Err(e) => format!("its liveness connection failed: {e}"),
+        };
+        let _ = lost_tx.send(why);
+    });
+    Ok((client, lost))
+}
+
+/// After the liveness connection dropped (a server restart, a network blip): a new one that
+/// holds the lock again, if this node is still live; `Err(why)` once it must fence itself (it
+/// was found dead meanwhile, or no connection came back within a lease).
+async fn rejoin(
+    pg: &Postgres,
     id: i64,
     liveness: Liveness,
+    lost_at: tokio::time::Instant,
+) -> std::result::Result<(Client, oneshot::Receiver<String>), String> {
+    let beat =
+        format!("UPDATE nodes SET heartbeat_at = {DB_NOW_MS} WHERE id = $1 AND state = 'live'");
+    let relock = format!("SELECT pg_try_advisory_lock({NODE_LOCK})");
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if lost_at.elapsed() >= liveness.lease {
+            return Err("its liveness connection stayed lost for a whole lease".into());
+        }
+        let attempt = async {
+            let (client, lost) = liveness_connection(pg).await.map_err(|e| e.to_string())?;
+            match client.execute(&beat, &[&id]).await {
+                Ok(1) => {}
+                Ok(_) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
+            // Taken only for the instant another node tries it while judging this one.
+            let locked: bool = client
+                .query_one(&relock, &[&id])
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            if locked {
+                Ok(Some((client, lost)))
+            } else {
+                Err("its liveness lock is briefly held by a node judging it".into())
+            }
+        };
+        match attempt.await {
+            Ok(Some(back)) => {
+                tracing::warn!(node = id, "liveness connection re-established");
+                return Ok(back);
+            }
+            Ok(None) => return Err("another node found it dead and took over its work".into()),
+            Err(e) => {
+                tracing::debug!(node = id, error = %e, "reconnecting the liveness connection")
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(liveness.heartbeat.max(Duration::from_millis(100)));
+    }
+}
+
+/// The node's heartbeat, on its liveness connection, until it leaves or is fenced. A dropped
+/// connection is re-established while the node is still live.
+async fn heartbeat(
+    pg: Postgres,
+    mut client: Client,
     mut lost: oneshot::Receiver<String>,
+    id: i64,
+    liveness: Liveness,
     mut leave: oneshot::Receiver<()>,
     fenced: watch::Sender<Option<String>>,
 ) {
@@ -144,8 +211,20 @@ async fn heartbeat(
         tokio::select! {
             _ = tokio::time::sleep(liveness.heartbeat) => {}
             why = &mut lost => {
-                fence(why.unwrap_or_else(|_| "its liveness connection ended".into()));
-                return;
+                let why = why.unwrap_or_else(|_| "its liveness connection ended".into());
+                tracing::warn!(node = id, why = %why, "liveness connection lost; reconnecting");
+                match rejoin(&pg, id, liveness, last_beat).await {
+                    Ok((new_client, new_lost)) => {
+                        client = new_client;
+                        lost = new_lost;
+                        last_beat = tokio::time::Instant::now();
+                        continue;
+                    }
+                    Err(why) => {
+                        fence(why);
+                        return;
+                    }
+                }
             }
             _ = &mut leave => {
                 let left = format!(
