@@ -948,3 +948,111 @@ async fn the_admin_api_answers_alike_over_postgres() {
     );
     engine.shutdown(secs(5)).await.unwrap();
 }
+
+/// Checks `value` against the named component schema of the description: every required
+/// field is there, and no field is missing from the description.
+fn conforms(spec: &Value, schema: &str, value: &Value) {
+    let s = &spec["components"]["schemas"][schema];
+    let (required, properties) = if let Some(all) = s["allOf"].as_array() {
+        let mut req = Vec::new();
+        let mut props = serde_json::Map::new();
+        for part in all {
+            let part = match part["$ref"].as_str() {
+                Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+                None => part,
+            };
+            req.extend(part["required"].as_array().cloned().unwrap_or_default());
+            props.extend(part["properties"].as_object().cloned().unwrap_or_default());
+        }
+        (req, props)
+    } else {
+        (
+            s["required"].as_array().cloned().unwrap_or_default(),
+            s["properties"].as_object().cloned().unwrap_or_default(),
+        )
+    };
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{schema}: not an object: {value}"));
+    for field in &required {
+        assert!(
+            object.contains_key(field.as_str().unwrap()),
+            "{schema}: {field} missing in {value}"
+        );
+    }
+    for key in object.keys() {
+        assert!(
+            properties.contains_key(key),
+            "{schema}: {key} is not described"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_description_matches_the_routes_and_the_answers() {
+    let (_dir, path) = temp_file();
+    let engine = engine_with_jobs(&path).await;
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let (status, spec) = call(&app, "GET", "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(spec["openapi"], "3.1.0");
+    // Every route the router has, with its methods, is described, and nothing else is.
+    let source = include_str!("../src/admin/api.rs");
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for line in source
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(".route(\""))
+    {
+        let path = line.split('"').nth(1).unwrap().to_string();
+        let rest = &line[line.find(',').unwrap()..];
+        for method in ["get", "post", "delete"] {
+            if rest.contains(&format!(" {method}(")) || rest.contains(&format!(".{method}(")) {
+                routes.push((path.clone(), method.to_string()));
+            }
+        }
+    }
+    routes.sort();
+    let mut described: Vec<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (path.clone(), m.clone()))
+        })
+        .collect();
+    described.sort();
+    assert_eq!(described, routes);
+    // The answers carry exactly the described fields.
+    let (_, overview) = get(&app, "/api/overview").await;
+    conforms(&spec, "Overview", &overview);
+    for counts in overview["job_counts"].as_array().unwrap() {
+        conforms(&spec, "JobCounts", counts);
+    }
+    let (_, page) = get(&app, "/api/jobs").await;
+    conforms(&spec, "JobPage", &page);
+    for job in page["jobs"].as_array().unwrap() {
+        conforms(&spec, "JobInfo", job);
+    }
+    let (_, detail) = get(&app, "/api/jobs/1").await;
+    conforms(&spec, "JobDetail", &detail);
+    conforms(&spec, "JobInfo", &detail["job"]);
+    conforms(&spec, "Failure", &detail["job"]["last_error"]);
+    for event in detail["events"].as_array().unwrap() {
+        conforms(&spec, "JobEvent", event);
+    }
+    let (_, missing) = get(&app, "/api/jobs/99").await;
+    conforms(&spec, "Error", &missing);
+    let q = engine.queue("work").unwrap();
+    q.send(b"x".to_vec()).await.unwrap();
+    q.receive().await.unwrap().dead_letter("bad").await.unwrap();
+    let (_, queues) = get(&app, "/api/queues").await;
+    conforms(&spec, "QueueSummary", &queues[0]);
+    let (_, dead) = get(&app, "/api/queues/work/dead").await;
+    conforms(&spec, "DeadLetter", &dead[0]);
+    let (_, cancelled) = post(&app, "/api/jobs/3/cancel", None).await;
+    conforms(&spec, "CancelOutcome", &cancelled);
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::options::AdminOptions;
-use super::{auth, dashboard, live, metrics};
+use super::{auth, dashboard, live, metrics, openapi};
 use crate::{
     CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobEventKind, JobInfo, JobMetrics,
     JobPage, JobState, MutexLease, QueueStats, QueueSummary, ScheduleInfo, SetSummary, StoreStats,
@@ -59,9 +59,11 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         .route("/metrics", get(metrics::scrape))
         .layer(middleware::from_fn_with_state(options, auth::guard))
         .layer(DefaultBodyLimit::max(MAX_BODY));
-    // The page itself holds no data: it asks for the token and reads everything through the API.
+    // The page and the description hold no data: the page asks for the token and reads
+    // everything through the API.
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/api/openapi.json", get(openapi::description))
         .merge(api)
         .with_state(admin)
 }

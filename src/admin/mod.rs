@@ -10,6 +10,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /` | the web dashboard (no token needed for the page; it asks for one) |
+//! | `GET /api/openapi.json` | this API's OpenAPI 3.1 description (no token needed) |
 //! | `GET /api/overview` | epoch, file size, job counters and gauges, jobs by definition and state, queues with their counts, topics, ephemeral sets, mutex holders, writer figures, schedules |
 //! | `GET /api/jobs?name=&state=&meta=key:value&after=&limit=&order=oldest` | a [`JobPage`](crate::JobPage), newest first |
 //! | `GET /api/jobs/{id}` | `{"job": JobInfo, "events": [JobEvent]}` (its whole history) |
@@ -33,6 +34,7 @@ mod dashboard;
 mod error;
 mod live;
 mod metrics;
+mod openapi;
 mod options;
 mod serve;
 
