@@ -135,7 +135,7 @@ pub fn event_line(e: &Value) -> String {
     };
     format!(
         "{:>4}  {}  {kind:<15} {detail}",
-        e["seq"],
+        num(&e["seq"]),
         utc_opt(&e["at_ms"])
     )
     .trim_end()
