@@ -11,14 +11,22 @@ use common::pg::PgSchema;
 use common::{KillOnDrop, spawn_child, wait_for_line};
 use jobfile::{Engine, EngineOptions, JobCtx, JobError, JobSpec, JobState};
 
-/// How nodes judge each other in these tests: quick, so recovery is quick.
+/// How nodes judge each other in these tests: quick, so recovery is quick. Small pools: every
+/// node of every test shares the server's connection budget.
 fn liveness(options: EngineOptions) -> EngineOptions {
-    options.node_liveness(
-        Duration::from_millis(200),
-        Duration::from_secs(1),
-        Duration::from_secs(4),
-    )
+    options
+        .node_liveness(
+            Duration::from_millis(200),
+            Duration::from_secs(1),
+            Duration::from_secs(4),
+        )
+        .postgres_pool_size(4)
 }
+
+/// The tests of this file run one at a time: each starts several node processes, and together
+/// they would crowd the machine's two cores and the server's connections, and so the timings
+/// they check.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A plain client on the test's schema, for the side tables handlers write.
 async fn side_client(schema: &str) -> tokio_postgres::Client {
@@ -177,6 +185,7 @@ async fn three_nodes_claim_every_job_exactly_once() {
     let Some(schema) = PgSchema::new() else {
         return;
     };
+    let _one = ONE_AT_A_TIME.lock().await;
     let jobs: u64 = std::env::var("JOBFILE_PG_JOBS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -243,6 +252,7 @@ async fn a_killed_nodes_attempts_are_recovered_by_a_survivor_without_rerunning_s
     let Some(schema) = PgSchema::new() else {
         return;
     };
+    let _one = ONE_AT_A_TIME.lock().await;
     let engine = liveness(schema.options())
         .connect(&schema.url)
         .await
@@ -345,6 +355,7 @@ async fn a_stopped_node_past_its_lease_loses_its_job_and_its_late_writes_are_ref
     let Some(schema) = PgSchema::new() else {
         return;
     };
+    let _one = ONE_AT_A_TIME.lock().await;
     let engine = liveness(schema.options())
         .connect(&schema.url)
         .await
@@ -410,6 +421,7 @@ async fn a_cancel_on_one_node_stops_the_handler_on_another() {
     let Some(schema) = PgSchema::new() else {
         return;
     };
+    let _one = ONE_AT_A_TIME.lock().await;
     let engine: Engine = liveness(schema.options())
         .connect(&schema.url)
         .await

@@ -34,7 +34,9 @@ impl PgSchema {
 
     /// Options on this schema, nodes judged by the default liveness.
     pub fn options(&self) -> EngineOptions {
-        EngineOptions::new().postgres_schema(&self.schema)
+        EngineOptions::new()
+            .postgres_schema(&self.schema)
+            .postgres_pool_size(4)
     }
 
     /// An engine on this schema driven by a manual clock starting at [`T0`].

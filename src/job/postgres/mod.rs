@@ -209,7 +209,10 @@ async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)
     let rows = tx
         .tx
         .query(
-            "SELECT id, record FROM jobs WHERE state = $1 AND node = ANY($2) ORDER BY id FOR UPDATE",
+            "SELECT id, record FROM jobs
+             WHERE state = $1
+               AND (node = ANY($2) OR node IN (SELECT id FROM nodes WHERE state = 'dead'))
+             ORDER BY id FOR UPDATE SKIP LOCKED",
             &[&RUNNING, &dead],
         )
         .await
@@ -414,6 +417,20 @@ impl JobStorage for PgJobs {
         let name = name.to_string();
         self.write(async |tx| {
             if epoch != tx.node as u64 {
+                return Ok((Vec::new(), false));
+            }
+            // A node found dead claims nothing more (its fence follows at its next
+            // heartbeat). The share lock keeps it from being found dead mid-claim: the node
+            // that judges it skips a locked row and looks again at its next pass.
+            let live = tx
+                .tx
+                .query_opt(
+                    "SELECT 1 FROM nodes WHERE id = $1 AND state = 'live' FOR SHARE",
+                    &[&tx.node],
+                )
+                .await
+                .map_err(|e| pg_error("checking this node is live", e))?;
+            if live.is_none() {
                 return Ok((Vec::new(), false));
             }
             // Rows another node is claiming are skipped, not waited for.
@@ -837,9 +854,10 @@ impl JobStorage for PgJobs {
             .write(async |tx| {
                 // Dead nodes first: their attempts go back in line in the transaction that
                 // marks them dead, so no two nodes recover the same work.
+                // (Also any attempt a node started after it was found dead, before it noticed.)
                 let dead = find_dead(&tx.tx, node, Some(tx.now as i64), liveness).await?;
-                if !dead.is_empty() {
-                    let (requeued, failed) = recover_dead(tx, &dead).await?;
+                let (requeued, failed) = recover_dead(tx, &dead).await?;
+                if requeued + failed > 0 {
                     tracing::warn!(nodes = ?dead, requeued, crash_looped = failed, "recovered jobs of dead nodes");
                 }
                 let now = tx.now as i64;
