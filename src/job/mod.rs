@@ -22,6 +22,7 @@ pub(crate) mod ops;
 pub(crate) mod postgres;
 pub(crate) mod record;
 pub(crate) mod redb;
+mod rules;
 mod signal;
 mod spec;
 mod storage;

@@ -40,6 +40,8 @@ pub(crate) struct PgQueue {
     clock: Option<Arc<dyn Clock>>,
     receivers: Arc<Wakeups<String>>,
     pub(crate) timer: Arc<Timer>,
+    /// One timed pass at a time in this process (see the job backend's).
+    passes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for PgQueue {
@@ -236,6 +238,7 @@ impl PgQueue {
             clock,
             receivers,
             timer: Arc::new(Timer::new(Some(0))),
+            passes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -598,6 +601,7 @@ impl QueueStorage for PgQueue {
     }
 
     async fn maintain(&self) -> Result<Option<u64>> {
+        let _one = self.passes.lock().await;
         let next = self
             .write(async |tx| {
                 let now = tx.now as i64;

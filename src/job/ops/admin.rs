@@ -3,7 +3,7 @@
 
 use redb::ReadableTable;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::job::effects::Effects;
 use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
 use crate::job::tables::JOB_FINISHED;
@@ -13,18 +13,7 @@ use crate::store::TxCtx;
 /// Queues a failed or timed-out job again, with its attempts and crash budget reset.
 pub(crate) fn retry(ctx: &mut TxCtx<'_>, id: u64, fx: &mut Effects) -> Result<()> {
     let mut job = load_known(ctx, id)?;
-    if !matches!(
-        job.state,
-        JobStateV1::Failed { .. } | JobStateV1::TimedOut { .. }
-    ) {
-        return Err(Error::invalid(
-            "job",
-            format!(
-                "job {id} is {}; only failed or timed-out jobs can be retried",
-                crate::job::info::state_name(&job.state)
-            ),
-        ));
-    }
+    job.check_retryable(id)?;
     leave_state(ctx, id, &job)?;
     job.attempts = 0;
     job.crashes = 0;
@@ -96,14 +85,6 @@ pub(crate) fn retry_failed_batch(
 /// Deletes a finished job with its events, steps and key.
 pub(crate) fn delete(ctx: &mut TxCtx<'_>, id: u64) -> Result<()> {
     let job = load_known(ctx, id)?;
-    if job.state.finished_code().is_none() {
-        return Err(Error::invalid(
-            "job",
-            format!(
-                "job {id} is {}; cancel it before deleting it",
-                crate::job::info::state_name(&job.state)
-            ),
-        ));
-    }
+    job.check_deletable(id)?;
     erase(ctx, id, &job)
 }

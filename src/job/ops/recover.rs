@@ -6,7 +6,7 @@ use redb::ReadableTable;
 use crate::error::{Error, Result};
 use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
-use crate::job::record::{EventKindV1, FailureV1, JobStateV1};
+use crate::job::record::{EventKindV1, JobStateV1};
 use crate::job::tables::JOB_LEASES;
 use crate::job::transition::{
     enter_queued, enter_terminal, leave_state, load, owns, push_event, save,
@@ -38,14 +38,7 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, u
         leave_state(ctx, id, &job)?;
         job.crashes += 1;
         if job.crashes > job.crash_budget {
-            let error = FailureV1 {
-                code: "CRASH_LOOP".into(),
-                message: format!(
-                    "the process running this job died {} times, more than its crash budget of {}",
-                    job.crashes, job.crash_budget
-                ),
-                attempt,
-            };
+            let error = job.crash_loop(attempt);
             job.last_error = Some(error.clone());
             enter_terminal(ctx, id, &mut job, JobStateV1::Failed { at: ctx.now }, fx)?;
             push_event(ctx, id, &mut job, EventKindV1::Failed { error }, fx)?;
@@ -63,10 +56,7 @@ pub(crate) fn recover(ctx: &mut TxCtx<'_>, fx: &mut Effects) -> Result<(usize, u
         } else {
             job.attempts = job.attempts.saturating_sub(1);
             enter_queued(ctx, id, &mut job, ctx.now, fx)?;
-            let reason = format!(
-                "the process running attempt {attempt} (epoch {epoch}) died; crash {} of {} allowed",
-                job.crashes, job.crash_budget
-            );
+            let reason = job.recovered_reason(attempt, &format!("epoch {epoch}"));
             push_event(ctx, id, &mut job, EventKindV1::Recovered { reason }, fx)?;
             crate::job::effects::count(
                 ctx,

@@ -46,18 +46,7 @@ pub(crate) fn record_progress(
     if !owns(&job, attempt, epoch) {
         return Ok(false);
     }
-    let (percent, stage) = (update.percent, update.stage.clone());
-    job.progress = Some((percent, stage.clone()));
-    job.progress_items = update.items;
-    let kind = match update.items {
-        None => EventKindV1::Progress { percent, stage },
-        Some((done, total)) => EventKindV1::ProgressItems {
-            percent,
-            stage,
-            done,
-            total,
-        },
-    };
+    let kind = update.apply(&mut job);
     push_progress(ctx, id, &mut job, kind, fx)?;
     save(ctx, id, &job)?;
     Ok(true)

@@ -68,37 +68,12 @@ pub(crate) fn submit(
     if input_apart {
         ctx.table(JOB_INPUTS)?.insert(id, new.input.as_slice())?;
     }
-    let mut job = JobV1 {
-        name: new.name.clone(),
-        input: if input_apart {
-            Vec::new()
-        } else {
-            new.input.clone()
-        },
-        priority: new.priority,
-        key: new.key.clone(),
-        meta: new.meta.clone(),
-        max_attempts: new.max_attempts,
-        backoff: new.backoff,
-        lease_ms: new.lease_ms,
-        timeout_ms: new.timeout_ms,
-        retention_ms: new.retention_ms,
-        crash_budget: new.crash_budget,
-        created_at: ctx.now,
-        attempts: 0,
-        crashes: 0,
-        state: JobStateV1::Queued {
-            ready_seq: None,
-            run_at: 0,
-        },
-        last_error: None,
-        progress: None,
-        progress_items: None,
-        next_event: 0,
-        updated_at: ctx.now,
-        inline_events: Vec::new(),
-        input_apart,
+    let input = if input_apart {
+        Vec::new()
+    } else {
+        new.input.clone()
     };
+    let mut job = JobV1::submitted(new, input, input_apart, ctx.now);
     push_event(ctx, id, &mut job, EventKindV1::Submitted, fx)?;
     crate::job::effects::count(
         ctx,

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::index::{due, next_at};
 use crate::job::effects::Effects;
-use crate::job::record::{FailureV1, JobStateV1};
+use crate::job::record::JobStateV1;
 use crate::job::signal::StopReason;
 use crate::job::tables::{JOB_DELAYED, JOB_LEASES, JOB_RETENTION};
 use crate::job::transition::{enter_queued, erase, leave_state, load, save, settle_failure};
@@ -39,23 +39,8 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
                 detail: format!("job {id} has a lease but is not running"),
             });
         };
-        let message = if lease_deadline <= now {
-            format!(
-                "attempt {attempt} neither finished nor sent a heartbeat within its lease of {} ms",
-                job.lease_ms
-            )
-        } else {
-            format!(
-                "attempt {attempt} ran past its timeout of {} ms",
-                job.timeout_ms.unwrap_or_default()
-            )
-        };
         fx.signals.push((id, attempt, StopReason::TimedOut));
-        let failure = FailureV1 {
-            code: "TIMEOUT".into(),
-            message,
-            attempt,
-        };
+        let failure = job.expired(attempt, lease_deadline, now);
         settle_failure(ctx, id, &mut job, failure, true, fx)?;
     }
     let past_retention = ids(due(ctx.table(JOB_RETENTION)?, now, limit)?);

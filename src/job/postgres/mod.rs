@@ -44,6 +44,9 @@ pub(crate) struct PgJobs {
     clock: Option<Arc<dyn Clock>>,
     liveness: Liveness,
     core: Weak<dyn JobHost>,
+    /// One timed pass at a time in this process: a pass that `Engine::tick` asks for waits
+    /// for the timer's, so it sees what that one did (rows a pass holds, another skips).
+    passes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for PgJobs {
@@ -68,6 +71,7 @@ impl PgJobs {
             clock,
             liveness,
             core,
+            passes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -226,14 +230,7 @@ async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)
         };
         job.crashes += 1;
         if job.crashes > job.crash_budget {
-            let error = FailureV1 {
-                code: "CRASH_LOOP".into(),
-                message: format!(
-                    "the process running this job died {} times, more than its crash budget of {}",
-                    job.crashes, job.crash_budget
-                ),
-                attempt,
-            };
+            let error = job.crash_loop(attempt);
             job.last_error = Some(error.clone());
             let now = tx.now;
             enter_terminal(tx, &mut job, JobStateV1::Failed { at: now });
@@ -251,10 +248,7 @@ async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)
             job.attempts = job.attempts.saturating_sub(1);
             let now = tx.now;
             let ready = enter_queued(tx, &mut job, now);
-            let reason = format!(
-                "the process running attempt {attempt} (node {epoch}) died; crash {} of {} allowed",
-                job.crashes, job.crash_budget
-            );
+            let reason = job.recovered_reason(attempt, &format!("node {epoch}"));
             tx.push_event(id, &mut job, EventKindV1::Recovered { reason })
                 .await?;
             tx.count(JobMetric::Recovered {
@@ -288,33 +282,7 @@ async fn release_one(tx: &mut JobTx<'_>, id: u64, attempt: u32, epoch: u64) -> R
 /// Stores a new job (or finds the retained one with the same key); in `tx`.
 async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submitted> {
     let now = tx.now;
-    let mut job = JobV1 {
-        name: new.name.clone(),
-        input: new.input.clone(),
-        priority: new.priority,
-        key: new.key.clone(),
-        meta: new.meta.clone(),
-        max_attempts: new.max_attempts,
-        backoff: new.backoff,
-        lease_ms: new.lease_ms,
-        timeout_ms: new.timeout_ms,
-        retention_ms: new.retention_ms,
-        crash_budget: new.crash_budget,
-        created_at: now,
-        attempts: 0,
-        crashes: 0,
-        state: JobStateV1::Queued {
-            ready_seq: None,
-            run_at: now,
-        },
-        last_error: None,
-        progress: None,
-        progress_items: None,
-        next_event: 0,
-        updated_at: now,
-        inline_events: Vec::new(),
-        input_apart: false,
-    };
+    let mut job = JobV1::submitted(new, new.input.clone(), false, now);
     let meta = serde_json::to_value(&new.meta).map_err(|e| Error::Internal(e.to_string()))?;
     loop {
         // A retained job with the key answers at once (and spends no id); the unique index
@@ -494,18 +462,7 @@ impl JobStorage for PgJobs {
             if !owns(&job, c.attempt, c.epoch) {
                 return Ok(false);
             }
-            let (percent, stage) = (update.percent, update.stage.clone());
-            job.progress = Some((percent, stage.clone()));
-            job.progress_items = update.items;
-            let kind = match update.items {
-                None => EventKindV1::Progress { percent, stage },
-                Some((done, total)) => EventKindV1::ProgressItems {
-                    percent,
-                    stage,
-                    done,
-                    total,
-                },
-            };
+            let kind = update.apply(&mut job);
             tx.push_progress(c.id, &mut job, kind).await?;
             tx.save(c.id, &job, false).await?;
             Ok(true)
@@ -702,15 +659,7 @@ impl JobStorage for PgJobs {
     async fn delete(&self, id: u64) -> Result<()> {
         self.write(async |tx| {
             let job = tx.load_known(id).await?;
-            if job.state.finished_code().is_none() {
-                return Err(Error::invalid(
-                    "job",
-                    format!(
-                        "job {id} is {}; cancel it before deleting it",
-                        crate::job::info::state_name(&job.state)
-                    ),
-                ));
-            }
+            job.check_deletable(id)?;
             erase(tx, &[id as i64]).await
         })
         .await
@@ -848,6 +797,7 @@ impl JobStorage for PgJobs {
     }
 
     async fn sweep(&self) -> Result<Option<u64>> {
+        let _one = self.passes.lock().await;
         let liveness = self.liveness;
         let node = self.node;
         let next = self
@@ -899,23 +849,8 @@ impl JobStorage for PgJobs {
                     else {
                         continue;
                     };
-                    let message = if lease_deadline <= tx.now {
-                        format!(
-                            "attempt {attempt} neither finished nor sent a heartbeat within its lease of {} ms",
-                            job.lease_ms
-                        )
-                    } else {
-                        format!(
-                            "attempt {attempt} ran past its timeout of {} ms",
-                            job.timeout_ms.unwrap_or_default()
-                        )
-                    };
                     tx.fx.signals.push((id, attempt, StopReason::TimedOut));
-                    let failure = FailureV1 {
-                        code: "TIMEOUT".into(),
-                        message,
-                        attempt,
-                    };
+                    let failure = job.expired(attempt, lease_deadline, tx.now);
                     settle_failure(tx, id, &mut job, failure, true).await?;
                 }
                 // Finished jobs past their retention.
@@ -957,18 +892,7 @@ impl PgJobs {
 /// Queues a failed or timed-out job again, with its attempts and crash budget reset.
 async fn retry_one(tx: &mut JobTx<'_>, id: u64) -> Result<()> {
     let mut job = tx.load_known(id).await?;
-    if !matches!(
-        job.state,
-        JobStateV1::Failed { .. } | JobStateV1::TimedOut { .. }
-    ) {
-        return Err(Error::invalid(
-            "job",
-            format!(
-                "job {id} is {}; only failed or timed-out jobs can be retried",
-                crate::job::info::state_name(&job.state)
-            ),
-        ));
-    }
+    job.check_retryable(id)?;
     job.attempts = 0;
     job.crashes = 0;
     let now = tx.now;

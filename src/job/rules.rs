@@ -1,0 +1,133 @@
+//! What every job backend decides the same way about a record, whatever stores it: the record
+//! a submit makes, which jobs may be retried or deleted, the failures and reasons recorded when
+//! an attempt's process dies or its time runs out, and what a progress report changes.
+
+use super::ops::submit::NewJob;
+use super::record::{EventKindV1, FailureV1, JobStateV1, JobV1};
+use super::storage::ProgressUpdate;
+use crate::error::{Error, Result};
+
+impl JobV1 {
+    /// The record of `new`, stored at `now`, before its first event and its queued state.
+    pub(crate) fn submitted(new: &NewJob, input: Vec<u8>, input_apart: bool, now: u64) -> JobV1 {
+        JobV1 {
+            name: new.name.clone(),
+            input,
+            priority: new.priority,
+            key: new.key.clone(),
+            meta: new.meta.clone(),
+            max_attempts: new.max_attempts,
+            backoff: new.backoff,
+            lease_ms: new.lease_ms,
+            timeout_ms: new.timeout_ms,
+            retention_ms: new.retention_ms,
+            crash_budget: new.crash_budget,
+            created_at: now,
+            attempts: 0,
+            crashes: 0,
+            state: JobStateV1::Queued {
+                ready_seq: None,
+                run_at: 0,
+            },
+            last_error: None,
+            progress: None,
+            progress_items: None,
+            next_event: 0,
+            updated_at: now,
+            inline_events: Vec::new(),
+            input_apart,
+        }
+    }
+
+    /// Only a failed or timed-out job may be retried.
+    pub(crate) fn check_retryable(&self, id: u64) -> Result<()> {
+        if matches!(
+            self.state,
+            JobStateV1::Failed { .. } | JobStateV1::TimedOut { .. }
+        ) {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "job",
+            format!(
+                "job {id} is {}; only failed or timed-out jobs can be retried",
+                super::info::state_name(&self.state)
+            ),
+        ))
+    }
+
+    /// Only a finished job may be deleted.
+    pub(crate) fn check_deletable(&self, id: u64) -> Result<()> {
+        if self.state.finished_code().is_some() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "job",
+            format!(
+                "job {id} is {}; cancel it before deleting it",
+                super::info::state_name(&self.state)
+            ),
+        ))
+    }
+
+    /// The failure of a job whose process died more often than its crash budget allows
+    /// (`crashes` already counts this death).
+    pub(crate) fn crash_loop(&self, attempt: u32) -> FailureV1 {
+        FailureV1 {
+            code: "CRASH_LOOP".into(),
+            message: format!(
+                "the process running this job died {} times, more than its crash budget of {}",
+                self.crashes, self.crash_budget
+            ),
+            attempt,
+        }
+    }
+
+    /// Why a job whose process died is back in line; `runner` names what ran it
+    /// (`epoch 3`, `node 7`).
+    pub(crate) fn recovered_reason(&self, attempt: u32, runner: &str) -> String {
+        format!(
+            "the process running attempt {attempt} ({runner}) died; crash {} of {} allowed",
+            self.crashes, self.crash_budget
+        )
+    }
+
+    /// The failure of an attempt found past its lease (at `lease_deadline`) or its timeout
+    /// at `now`.
+    pub(crate) fn expired(&self, attempt: u32, lease_deadline: u64, now: u64) -> FailureV1 {
+        let message = if lease_deadline <= now {
+            format!(
+                "attempt {attempt} neither finished nor sent a heartbeat within its lease of {} ms",
+                self.lease_ms
+            )
+        } else {
+            format!(
+                "attempt {attempt} ran past its timeout of {} ms",
+                self.timeout_ms.unwrap_or_default()
+            )
+        };
+        FailureV1 {
+            code: "TIMEOUT".into(),
+            message,
+            attempt,
+        }
+    }
+}
+
+impl ProgressUpdate {
+    /// Stores this report as the job's latest progress; the event that records it.
+    pub(crate) fn apply(&self, job: &mut JobV1) -> EventKindV1 {
+        let (percent, stage) = (self.percent, self.stage.clone());
+        job.progress = Some((percent, stage.clone()));
+        job.progress_items = self.items;
+        match self.items {
+            None => EventKindV1::Progress { percent, stage },
+            Some((done, total)) => EventKindV1::ProgressItems {
+                percent,
+                stage,
+                done,
+                total,
+            },
+        }
+    }
+}
