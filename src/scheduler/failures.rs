@@ -108,18 +108,7 @@ pub(crate) fn record(
 ) -> Result<Option<u64>> {
     let count = before.map_or(0, |f| f.count).saturating_add(1);
     let message = error.to_string();
-    tracing::warn!(schedule = id, slot_ms = slot, failures = count, error = %message, "schedule dispatch failed");
-    report.failed += 1;
-    report.events.push(SchedulerMetric::DispatchFailed {
-        id: id.to_string(),
-        slot_ms: slot,
-        failures: count,
-        error: message.clone(),
-    });
-    if count < MAX_DISPATCH_FAILURES {
-        let retry_at = ctx
-            .now
-            .saturating_add(FIRST_RETRY_MS << (count - 1).min(20));
+    if let Some(retry_at) = failed(report, id, slot, count, &message, ctx.now) {
         let bytes = encode(&StoredFailure::V1(FailureV1 {
             slot,
             count,
@@ -150,6 +139,39 @@ pub(crate) fn record(
             ctx.tx.open_table(SCHEDULE_DUE)?.remove((slot, id))?;
         }
     }
+    dead_lettered(report, id, slot, count, message);
+    Ok(None)
+}
+
+/// Reports the `count`th failure in a row of `id`'s `slot`; when to try again, or `None` when
+/// the slot is to be dead-lettered (the backend then stores it, and stops the schedule).
+pub(crate) fn failed(
+    report: &mut DispatchReport,
+    id: &str,
+    slot: u64,
+    count: u32,
+    message: &str,
+    now: u64,
+) -> Option<u64> {
+    tracing::warn!(schedule = id, slot_ms = slot, failures = count, error = %message, "schedule dispatch failed");
+    report.failed += 1;
+    report.events.push(SchedulerMetric::DispatchFailed {
+        id: id.to_string(),
+        slot_ms: slot,
+        failures: count,
+        error: message.to_string(),
+    });
+    (count < MAX_DISPATCH_FAILURES).then(|| now.saturating_add(FIRST_RETRY_MS << (count - 1).min(20)))
+}
+
+/// Reports that `id`'s `slot` was dead-lettered after `count` failures.
+pub(crate) fn dead_lettered(
+    report: &mut DispatchReport,
+    id: &str,
+    slot: u64,
+    count: u32,
+    message: String,
+) {
     tracing::error!(
         schedule = id,
         slot_ms = slot,
@@ -160,7 +182,6 @@ pub(crate) fn record(
         slot_ms: slot,
         error: message,
     });
-    Ok(None)
 }
 
 /// The dead-letter list, by schedule id and slot.

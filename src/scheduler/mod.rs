@@ -22,6 +22,8 @@ mod metrics;
 #[cfg(feature = "cron")]
 pub(crate) mod ops;
 #[cfg(feature = "cron")]
+pub(crate) mod rules;
+#[cfg(feature = "cron")]
 pub(crate) mod record;
 #[cfg(feature = "cron")]
 mod redb;

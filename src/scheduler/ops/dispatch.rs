@@ -10,13 +10,11 @@ use crate::job::ops::submit;
 use crate::scheduler::cron::CronCache;
 use crate::scheduler::failures;
 use crate::scheduler::metrics::{DispatchReport, SchedulerMetric};
-use crate::scheduler::record::{MisfireV1, ScheduleV1};
+use crate::scheduler::rules;
+use crate::scheduler::record::ScheduleV1;
 use crate::scheduler::schedules::{load, save};
 use crate::scheduler::tables::SCHEDULE_DUE;
 use crate::store::TxCtx;
-
-/// On-time slots submitted at most per schedule and pass; the rest stay due for the next pass.
-const MAX_ON_TIME: usize = 10_000;
 
 /// Due-index entries read per pass, as a multiple of the schedules handled: room to pass over
 /// schedules that are held or waiting to retry.
@@ -104,50 +102,19 @@ pub(crate) fn dispatch(
                 continue;
             }
             // Non-strict: advance past every due slot without running it.
-            let dropped = cron.count_between(slot, now.saturating_add(1));
-            let next = cron.next_after(now);
-            advance(ctx, &id, &mut s, next, dropped, report)?;
+            let passed = rules::pass_over(cron, slot, now);
+            advance(ctx, &id, &mut s, passed.next, passed.dropped, report)?;
             continue;
         }
         // The slots due now. Those inside a misfire window came due while no scheduler ran
         // (the file was closed, the process was suspended, the wall clock stepped): the
         // policy decides which of them run. The others are on time and always run.
-        let mut run = Vec::new();
-        let mut dropped = 0;
-        let mut catch_up_left = u64::from(s.max_catch_up);
-        let mut next = Some(slot);
-        while let Some(n) = next.filter(|n| *n <= now) {
-            let Some(&(_, window_end)) = missed.iter().find(|(from, to)| *from <= n && n < *to)
-            else {
-                run.push(n);
-                next = cron.next_after(n);
-                if run.len() >= MAX_ON_TIME {
-                    // The rest stays due for the next pass, which comes at once.
-                    lower(now);
-                    break;
-                }
-                continue;
-            };
-            let end = window_end.min(now.saturating_add(1));
-            let missed_here = cron.count_between(n, end);
-            let mut ran_here = Vec::new();
-            match s.misfire {
-                MisfireV1::Skip => {}
-                MisfireV1::CatchUpOne => ran_here.extend(cron.prev_before(end)),
-                MisfireV1::CatchUpAll => {
-                    let mut at = Some(n);
-                    while let Some(m) = at.filter(|m| *m < end && catch_up_left > 0) {
-                        ran_here.push(m);
-                        catch_up_left -= 1;
-                        at = cron.next_after(m);
-                    }
-                }
-            }
-            dropped += missed_here.saturating_sub(ran_here.len() as u64);
-            run.extend(ran_here);
-            next = cron.next_after(end - 1);
+        let planned = rules::plan(&s, cron, slot, now, missed);
+        if planned.more {
+            // The rest stays due for the next pass, which comes at once.
+            lower(now);
         }
-        for slot in run {
+        for slot in planned.run {
             let job = s.job.job_with_key(format!("{id}:{slot}"));
             let outcome = submit::submit(ctx, &job, None, fx)?;
             if !outcome.deduplicated {
@@ -159,7 +126,7 @@ pub(crate) fn dispatch(
                 });
             }
         }
-        advance(ctx, &id, &mut s, next, dropped, report)?;
+        advance(ctx, &id, &mut s, planned.next, planned.dropped, report)?;
     }
     let first = ctx
         .tx

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::scheduler::failures;
-use crate::scheduler::record::{JobTemplateV1, ScheduleV1};
+use crate::scheduler::rules;
 use crate::scheduler::schedules::{load, save};
 use crate::scheduler::spec::Registered;
 use crate::scheduler::storage::ScheduleRegister;
@@ -12,37 +12,8 @@ use crate::store::TxCtx;
 /// Stores the schedule; whether it was created or updated, and its next slot.
 pub(crate) fn register(ctx: &TxCtx<'_>, r: &ScheduleRegister) -> Result<(Registered, Option<u64>)> {
     let existing = load(ctx, &r.id)?;
-    let now = ctx.now;
-    let fresh = || r.cron.next_after(now.saturating_sub(1));
-    let (next_run, dispatched, dropped, old_next, registered) = match &existing {
-        Some(old) if old.cron == r.cron_text && old.zone == r.zone && old.next_run.is_some() => (
-            old.next_run,
-            old.dispatched,
-            old.dropped,
-            old.next_run,
-            Registered::Updated,
-        ),
-        Some(old) => (
-            fresh(),
-            old.dispatched,
-            old.dropped,
-            old.next_run,
-            Registered::Updated,
-        ),
-        None => (fresh(), 0, 0, None, Registered::Created),
-    };
-    let s = ScheduleV1 {
-        cron: r.cron_text.clone(),
-        zone: r.zone.clone(),
-        job: JobTemplateV1::from_new_job(r.job.clone()),
-        misfire: r.misfire.into(),
-        max_catch_up: r.max_catch_up,
-        strict: r.strict,
-        next_run,
-        dispatched,
-        dropped,
-    };
-    save(ctx, &r.id, &s, old_next)?;
+    let (s, registered) = rules::registered(existing.as_ref(), r, ctx.now);
+    save(ctx, &r.id, &s, existing.and_then(|old| old.next_run))?;
     failures::clear(ctx, &r.id)?;
-    Ok((registered, next_run))
+    Ok((registered, s.next_run))
 }
