@@ -76,6 +76,13 @@ pub fn rewrite_schedule_expression(
     crate::scheduler::testing::rewrite_expression(path.as_ref(), id, cron, zone)
 }
 
+/// A stored schedule record (a `record` of the PostgreSQL `schedules` table) with its
+/// expression and zone replaced, unchecked: what a build with other cron or time-zone rules
+/// can leave behind. For testing how the scheduler handles schedules it cannot read.
+pub fn rewrite_schedule_record(record: &[u8], cron: &str, zone: &str) -> crate::Result<Vec<u8>> {
+    crate::scheduler::testing::rewrite_expression_in(record, cron, zone)
+}
+
 /// Rewrites job `id` in the file at `path`, which no engine may hold, the way the first file
 /// format stored it: every event a row of the events table, and a completed job listed in the
 /// finished index. Returns whether the job existed. For testing that files written by earlier

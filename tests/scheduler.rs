@@ -1,11 +1,14 @@
 //! The cron scheduler on a manual clock: on-time slots, every misfire policy across a downtime,
 //! daylight saving in Europe/Berlin and America/New_York with exact UTC instants,
-//! re-registration, manual triggers, strictness and bad input.
+//! re-registration, manual triggers, strictness and bad input. Each test runs on a file and on
+//! a PostgreSQL schema (`in_both_places!`), with the same assertions where the backends agree.
 
-use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
 use chrono::{TimeZone, Utc};
+use common::pg::Place;
 use jobfile::{
     Engine, EngineOptions, Error, JobCtx, JobHandle, JobSpec, ManualClock, Misfire, Registered,
     ScheduleSpec,
@@ -15,16 +18,6 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> u64 {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
         .unwrap()
         .timestamp_millis() as u64
-}
-
-async fn open_at(path: &Path, at: u64) -> (Engine, ManualClock) {
-    let clock = ManualClock::new(at);
-    let engine = EngineOptions::new()
-        .clock(clock.clone())
-        .open(path)
-        .await
-        .unwrap();
-    (engine, clock)
 }
 
 fn report_job(engine: &Engine) -> JobHandle<String, ()> {
@@ -55,12 +48,9 @@ fn slot_keys(id: &str, slots: &[u64]) -> Vec<String> {
     slots.iter().map(|s| format!("{id}:{s}")).collect()
 }
 
-#[tokio::test]
-async fn each_slot_submits_one_job_on_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.jobfile");
+async fn each_slot_submits_one_job_on_time(place: Place) {
     let start = utc(2026, 1, 1, 0, 0) + 1_000;
-    let (engine, clock) = open_at(&path, start).await;
+    let (engine, clock) = place.open_at(start).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     let created = sched
@@ -100,11 +90,14 @@ async fn each_slot_submits_one_job_on_time() {
 
 /// Registers an hourly schedule at 00:00:01, closes, and reopens 10.5 hours later: slots 01:00
 /// to 10:00 were missed.
-async fn after_downtime(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u64, Option<u64>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.jobfile");
+async fn after_downtime(
+    place: &Place,
+    misfire: Misfire,
+    max_catch_up: u32,
+) -> (Vec<String>, u64, Option<u64>) {
+    let place = place.fresh();
     {
-        let (engine, _clock) = open_at(&path, utc(2026, 1, 1, 0, 0) + 1_000).await;
+        let (engine, _clock) = place.open_at(utc(2026, 1, 1, 0, 0) + 1_000).await;
         let job = report_job(&engine);
         engine
             .scheduler()
@@ -119,7 +112,7 @@ async fn after_downtime(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u6
             .unwrap();
         engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
-    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 10, 30)).await;
+    let (engine, clock) = place.open_at(utc(2026, 1, 1, 10, 30)).await;
     let _job = report_job(&engine);
     engine.scheduler().tick().await.unwrap();
     let info = engine.scheduler().get("h").await.unwrap().unwrap();
@@ -137,27 +130,25 @@ async fn after_downtime(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u6
     (keys[..before].to_vec(), info.dropped, info.next_run_ms)
 }
 
-#[tokio::test]
-async fn misfire_policies_after_a_downtime_of_ten_slots() {
+async fn misfire_policies_after_a_downtime_of_ten_slots(place: Place) {
     let hour = |h| utc(2026, 1, 1, h, 0);
-    let (skip, dropped, _) = after_downtime(Misfire::Skip, 100).await;
+    let (skip, dropped, _) = after_downtime(&place, Misfire::Skip, 100).await;
     assert_eq!((skip, dropped), (vec![], 10));
-    let (one, dropped, _) = after_downtime(Misfire::CatchUpOne, 100).await;
+    let (one, dropped, _) = after_downtime(&place, Misfire::CatchUpOne, 100).await;
     assert_eq!((one, dropped), (slot_keys("h", &[hour(10)]), 9));
-    let (all, dropped, _) = after_downtime(Misfire::CatchUpAll, 100).await;
+    let (all, dropped, _) = after_downtime(&place, Misfire::CatchUpAll, 100).await;
     let every: Vec<u64> = (1..=10).map(hour).collect();
     assert_eq!((all, dropped), (slot_keys("h", &every), 0));
-    let (bounded, dropped, _) = after_downtime(Misfire::CatchUpAll, 4).await;
+    let (bounded, dropped, _) = after_downtime(&place, Misfire::CatchUpAll, 4).await;
     assert_eq!(
         (bounded, dropped),
         (slot_keys("h", &[hour(1), hour(2), hour(3), hour(4)]), 6)
     );
 }
 
-async fn next_runs(cron: &str, zone: &str, from: u64, n: usize) -> Vec<u64> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dst.jobfile");
-    let (engine, clock) = open_at(&path, from).await;
+async fn next_runs(place: &Place, cron: &str, zone: &str, from: u64, n: usize) -> Vec<u64> {
+    let place = place.fresh();
+    let (engine, clock) = place.open_at(from).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     sched
@@ -182,10 +173,9 @@ async fn next_runs(cron: &str, zone: &str, from: u64, n: usize) -> Vec<u64> {
     out
 }
 
-#[tokio::test]
-async fn daylight_saving_in_berlin_skipped_time_runs_once_at_the_end_of_the_gap() {
+async fn daylight_saving_in_berlin_skipped_time_runs_once_at_the_end_of_the_gap(place: Place) {
     // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that day.
-    let runs = next_runs("30 2 * * *", "Europe/Berlin", utc(2026, 3, 27, 12, 0), 3).await;
+    let runs = next_runs(&place, "30 2 * * *", "Europe/Berlin", utc(2026, 3, 27, 12, 0), 3).await;
     assert_eq!(
         runs,
         [
@@ -196,21 +186,18 @@ async fn daylight_saving_in_berlin_skipped_time_runs_once_at_the_end_of_the_gap(
     );
 }
 
-#[tokio::test]
-async fn daylight_saving_in_berlin_repeated_time_runs_once() {
+async fn daylight_saving_in_berlin_repeated_time_runs_once(place: Place) {
     // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
-    let runs = next_runs("30 2 * * *", "Europe/Berlin", utc(2026, 10, 24, 12, 0), 2).await;
+    let runs = next_runs(&place, "30 2 * * *", "Europe/Berlin", utc(2026, 10, 24, 12, 0), 2).await;
     assert_eq!(runs, [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]);
 }
 
-#[tokio::test]
-async fn daylight_saving_in_new_york_both_transitions() {
+async fn daylight_saving_in_new_york_both_transitions(place: Place) {
     // 2026-03-08: 02:00 EST jumps to 03:00 EDT.
-    let spring = next_runs("30 2 * * *", "America/New_York", utc(2026, 3, 7, 12, 0), 2).await;
+    let spring = next_runs(&place, "30 2 * * *", "America/New_York", utc(2026, 3, 7, 12, 0), 2).await;
     assert_eq!(spring, [utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]);
     // 2026-11-01: 02:00 EDT falls back to 01:00 EST; 01:30 happens twice.
-    let fall = next_runs(
-        "30 1 * * *",
+    let fall = next_runs(&place, "30 1 * * *",
         "America/New_York",
         utc(2026, 10, 31, 12, 0),
         2,
@@ -219,11 +206,8 @@ async fn daylight_saving_in_new_york_both_transitions() {
     assert_eq!(fall, [utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]);
 }
 
-#[tokio::test]
-async fn re_registering_keeps_or_recomputes_the_next_slot() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("r.jobfile");
-    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+async fn re_registering_keeps_or_recomputes_the_next_slot(place: Place) {
+    let (engine, clock) = place.open_at(utc(2026, 1, 1, 0, 30)).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     sched
@@ -276,11 +260,8 @@ async fn re_registering_keeps_or_recomputes_the_next_slot() {
     assert_eq!(sched.get("r").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.jobfile");
-    let (engine, _clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone(place: Place) {
+    let (engine, _clock) = place.open_at(utc(2026, 1, 1, 0, 30)).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     sched
@@ -305,11 +286,8 @@ async fn trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone(
     ));
 }
 
-#[tokio::test]
-async fn without_a_handler_strict_holds_the_slot_and_non_strict_drops_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("n.jobfile");
-    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+async fn without_a_handler_strict_holds_the_slot_and_non_strict_drops_it(place: Place) {
+    let (engine, clock) = place.open_at(utc(2026, 1, 1, 0, 30)).await;
     let nobody = engine.job::<String, ()>(JobSpec::new("unhandled")).unwrap();
     let sched = engine.scheduler();
     sched
@@ -330,23 +308,31 @@ async fn without_a_handler_strict_holds_the_slot_and_non_strict_drops_it() {
         .unwrap();
     clock.set(utc(2026, 1, 1, 1, 0));
     let report = sched.tick().await.unwrap();
-    // (The background timer may have settled the non-strict one first; the strict one stays.)
-    assert_eq!((report.submitted, report.held), (0, 1));
     assert!(job_keys(&engine).await.is_empty());
     let strict = sched.get("strict").await.unwrap().unwrap();
     assert_eq!(strict.next_run_ms, Some(utc(2026, 1, 1, 1, 0)), "still due");
     let loose = sched.get("loose").await.unwrap().unwrap();
-    assert_eq!(
-        (loose.next_run_ms, loose.dropped),
-        (Some(utc(2026, 1, 1, 2, 0)), 1)
-    );
+    if place.is_postgres() {
+        // Another node may have the handler: a node without it leaves every schedule of the
+        // job to one that has it, strict or not.
+        assert_eq!((report.submitted, report.held), (0, 2));
+        assert_eq!(
+            (loose.next_run_ms, loose.dropped),
+            (Some(utc(2026, 1, 1, 1, 0)), 0)
+        );
+    } else {
+        // (The background timer may have settled the non-strict one first; the strict one
+        // stays.)
+        assert_eq!((report.submitted, report.held), (0, 1));
+        assert_eq!(
+            (loose.next_run_ms, loose.dropped),
+            (Some(utc(2026, 1, 1, 2, 0)), 1)
+        );
+    }
 }
 
-#[tokio::test]
-async fn bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("b.jobfile");
-    let (engine, _clock) = open_at(&path, utc(2026, 1, 1, 0, 30) + 1_000).await;
+async fn bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem(place: Place) {
+    let (engine, _clock) = place.open_at(utc(2026, 1, 1, 0, 30) + 1_000).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     // The last two parse but never match: February 30 and 31.
@@ -405,22 +391,17 @@ async fn bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem() {
     );
 }
 
-#[tokio::test]
-async fn metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("metrics.jobfile");
+async fn metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignored(place: Place) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
     let clock = ManualClock::new(utc(2026, 1, 1, 0, 30));
-    let engine = EngineOptions::new()
+    let options = EngineOptions::new()
         .clock(clock.clone())
         .on_scheduler_metric(move |m| {
             s.lock().unwrap().push(format!("{m:?}"));
             panic!("a broken metrics sink");
-        })
-        .open(&path)
-        .await
-        .unwrap();
+        });
+    let engine = place.open(options).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     sched
@@ -458,13 +439,10 @@ async fn metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignore
     );
 }
 
-#[tokio::test]
-async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_others_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dead.jobfile");
+async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_others_go_on(place: Place) {
     let start = utc(2026, 1, 1, 0, 0) + 500;
     {
-        let (engine, _clock) = open_at(&path, start).await;
+        let (engine, _clock) = place.open_at(start).await;
         let job = report_job(&engine);
         let sched = engine.scheduler();
         for id in ["bad", "good"] {
@@ -476,19 +454,36 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
         engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
     // A build with other time-zone rules left a zone this one does not know.
-    assert!(
-        jobfile::testing::rewrite_schedule_expression(&path, "bad", "* * * * *", "Mars/Olympus")
-            .unwrap()
-    );
+    match &place {
+        Place::File { path, .. } => assert!(
+            jobfile::testing::rewrite_schedule_expression(path, "bad", "* * * * *", "Mars/Olympus")
+                .unwrap()
+        ),
+        Place::Postgres(schema) => {
+            let client = schema.client().await;
+            let row = client
+                .query_one("SELECT record FROM schedules WHERE id = 'bad'", &[])
+                .await
+                .unwrap();
+            let record = jobfile::testing::rewrite_schedule_record(
+                row.get(0),
+                "* * * * *",
+                "Mars/Olympus",
+            )
+            .unwrap();
+            client
+                .execute("UPDATE schedules SET record = $1 WHERE id = 'bad'", &[&record])
+                .await
+                .unwrap();
+        }
+    }
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
     let clock = ManualClock::new(start);
-    let engine = EngineOptions::new()
+    let options = EngineOptions::new()
         .clock(clock.clone())
-        .on_scheduler_metric(move |m| s.lock().unwrap().push(m.clone()))
-        .open(&path)
-        .await
-        .unwrap();
+        .on_scheduler_metric(move |m| s.lock().unwrap().push(m.clone()));
+    let engine = place.open(options).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     let m1 = utc(2026, 1, 1, 0, 1);
@@ -581,14 +576,11 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
     assert_eq!(sched.clear_dead_letters("bad").await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("corrupt.jobfile");
+async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_removed(place: Place) {
     let start = utc(2026, 1, 1, 0, 0) + 500;
     let m1 = utc(2026, 1, 1, 0, 1);
     {
-        let (engine, _clock) = open_at(&path, start).await;
+        let (engine, _clock) = place.open_at(start).await;
         let job = report_job(&engine);
         engine
             .scheduler()
@@ -597,9 +589,16 @@ async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_rem
             .unwrap();
         engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
-    {
-        // Damage: a schedule record of garbage, due at m1.
-        let db = redb::Database::open(&path).unwrap();
+    // Damage: a schedule record of garbage, due at m1.
+    if let Place::Postgres(schema) = &place {
+        schema
+            .execute(
+                "INSERT INTO schedules (id, record, next_run) VALUES ('broken', '\\xffffff', $1)",
+                &[&(m1 as i64)],
+            )
+            .await;
+    } else {
+        let db = redb::Database::open(place.path()).unwrap();
         let tx = db.begin_write().unwrap();
         tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("schedules"))
             .unwrap()
@@ -613,7 +612,7 @@ async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_rem
         .unwrap();
         tx.commit().unwrap();
     }
-    let (engine, clock) = open_at(&path, start).await;
+    let (engine, clock) = place.open_at(start).await;
     report_job(&engine);
     let sched = engine.scheduler();
     let mut at = m1;
@@ -635,11 +634,8 @@ async fn a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_rem
     assert_eq!(sched.list().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn many_held_schedules_do_not_block_a_due_one_behind_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("held.jobfile");
-    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 30)).await;
+async fn many_held_schedules_do_not_block_a_due_one_behind_them(place: Place) {
+    let (engine, clock) = place.open_at(utc(2026, 1, 1, 0, 30)).await;
     let nobody = engine.job::<String, ()>(JobSpec::new("unhandled")).unwrap();
     let job = report_job(&engine);
     let sched = engine.scheduler();
@@ -668,13 +664,10 @@ async fn many_held_schedules_do_not_block_a_due_one_behind_them() {
     );
 }
 
-#[tokio::test]
-async fn two_weeks_of_missed_per_second_slots_are_all_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weeks.jobfile");
+async fn two_weeks_of_missed_per_second_slots_are_all_counted(place: Place) {
     let t = utc(2026, 1, 1, 0, 0);
     {
-        let (engine, _clock) = open_at(&path, t + 500).await;
+        let (engine, _clock) = place.open_at(t + 500).await;
         let job = report_job(&engine);
         engine
             .scheduler()
@@ -690,7 +683,7 @@ async fn two_weeks_of_missed_per_second_slots_are_all_counted() {
         engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
     let fortnight = 14 * 86_400_000;
-    let (engine, _clock) = open_at(&path, t + fortnight + 500).await;
+    let (engine, _clock) = place.open_at(t + fortnight + 500).await;
     let _job = report_job(&engine);
     engine.scheduler().tick().await.unwrap();
     // Slots t+1 s to t+14 d were missed: 1,209,600 of them; the oldest 100 run.
@@ -704,10 +697,9 @@ async fn two_weeks_of_missed_per_second_slots_are_all_counted() {
 /// A per-minute schedule, running: a minute passes, then the wall clock jumps 10 minutes (a
 /// laptop waking, an NTP step), then a minute passes again. Returns the keys and the dropped
 /// count.
-async fn across_a_jump(misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jump.jobfile");
-    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 0) + 1_000).await;
+async fn across_a_jump(place: &Place, misfire: Misfire, max_catch_up: u32) -> (Vec<String>, u64) {
+    let place = place.fresh();
+    let (engine, clock) = place.open_at(utc(2026, 1, 1, 0, 0) + 1_000).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     sched
@@ -735,28 +727,24 @@ fn minutes(list: &[u32]) -> Vec<u64> {
     list.iter().map(|m| utc(2026, 1, 1, 0, *m)).collect()
 }
 
-#[tokio::test]
-async fn slots_inside_a_wall_clock_jump_follow_the_misfire_policy() {
+async fn slots_inside_a_wall_clock_jump_follow_the_misfire_policy(place: Place) {
     // 00:02 to 00:10 came due inside the jump from 00:01 to 00:11; 00:11 and 00:12 are on time.
     assert_eq!(
-        across_a_jump(Misfire::Skip, 100).await,
+        across_a_jump(&place, Misfire::Skip, 100).await,
         (slot_keys("m", &minutes(&[1, 11, 12])), 9)
     );
     assert_eq!(
-        across_a_jump(Misfire::CatchUpOne, 100).await,
+        across_a_jump(&place, Misfire::CatchUpOne, 100).await,
         (slot_keys("m", &minutes(&[1, 10, 11, 12])), 8)
     );
     assert_eq!(
-        across_a_jump(Misfire::CatchUpAll, 3).await,
+        across_a_jump(&place, Misfire::CatchUpAll, 3).await,
         (slot_keys("m", &minutes(&[1, 2, 3, 4, 11, 12])), 6)
     );
 }
 
-#[tokio::test]
-async fn slots_that_come_due_while_the_engine_runs_are_never_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("run.jobfile");
-    let (engine, clock) = open_at(&path, utc(2026, 1, 1, 0, 0) + 1_000).await;
+async fn slots_that_come_due_while_the_engine_runs_are_never_dropped(place: Place) {
+    let (engine, clock) = place.open_at(utc(2026, 1, 1, 0, 0) + 1_000).await;
     let job = report_job(&engine);
     let sched = engine.scheduler();
     sched
@@ -772,3 +760,22 @@ async fn slots_that_come_due_while_the_engine_runs_are_never_dropped() {
     );
     assert_eq!(sched.get("m").await.unwrap().unwrap().dropped, 0);
 }
+
+in_both_places!(
+    each_slot_submits_one_job_on_time,
+    misfire_policies_after_a_downtime_of_ten_slots,
+    daylight_saving_in_berlin_skipped_time_runs_once_at_the_end_of_the_gap,
+    daylight_saving_in_berlin_repeated_time_runs_once,
+    daylight_saving_in_new_york_both_transitions,
+    re_registering_keeps_or_recomputes_the_next_slot,
+    trigger_now_twice_with_one_key_gives_one_job_and_leaves_the_cron_alone,
+    without_a_handler_strict_holds_the_slot_and_non_strict_drops_it,
+    bad_cron_expressions_and_zones_are_typed_errors_naming_the_problem,
+    metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignored,
+    a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_others_go_on,
+    a_schedule_whose_record_does_not_decode_is_dead_lettered_and_can_be_removed,
+    many_held_schedules_do_not_block_a_due_one_behind_them,
+    two_weeks_of_missed_per_second_slots_are_all_counted,
+    slots_inside_a_wall_clock_jump_follow_the_misfire_policy,
+    slots_that_come_due_while_the_engine_runs_are_never_dropped,
+);

@@ -104,7 +104,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         options.explicit_clock,
         stop_rx.clone(),
     ));
-    let primitives: Vec<Arc<dyn Primitive>> = vec![queues.clone(), jobs.clone()];
+    let mut primitives: Vec<Arc<dyn Primitive>> = vec![queues.clone(), jobs.clone()];
     // The first pass at once: dead nodes' work and whatever came due meanwhile.
     jobs.timer.lower(0);
     let mut tasks = vec![
@@ -152,6 +152,16 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         jobs.clone(),
         options.on_scheduler_metric.clone().map(|h| h.0),
     ));
+    #[cfg(feature = "cron")]
+    {
+        scheduler.started();
+        primitives.push(scheduler.clone());
+        tasks.push(tokio::spawn(run_timer(
+            scheduler.clone(),
+            clock.clone(),
+            stop_rx.clone(),
+        )));
+    }
     Ok(Engine {
         inner: Arc::new(EngineInner {
             path,

@@ -116,6 +116,16 @@ impl JobCore {
         }
     }
 
+    /// The PostgreSQL job storage, for the primitives that write jobs in their own
+    /// transactions; `None` on another backend.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(&self) -> Option<&super::postgres::PgJobs> {
+        match &self.backend {
+            JobBackend::Postgres(b) => Some(b),
+            JobBackend::Redb(_) => None,
+        }
+    }
+
     /// What the workers of definition `name` wait on.
     pub(crate) fn ready_notify(&self, name: &str) -> Arc<Notify> {
         self.ready.waiter(name)

@@ -7,7 +7,7 @@ use super::pg_error;
 use crate::error::{Error, Result};
 
 /// The newest schema version this build knows; a schema at a higher one is refused.
-pub(crate) const SCHEMA_VERSION: i32 = 3;
+pub(crate) const SCHEMA_VERSION: i32 = 4;
 
 /// Each migration: its version and its statements. Never edit one that has shipped; add the
 /// next.
@@ -99,6 +99,39 @@ const MIGRATIONS: &[(i32, &str)] = &[
          CREATE INDEX queue_messages_dead ON queue_messages (queue, id) WHERE state = 3;
          CREATE INDEX queue_messages_node ON queue_messages (node) WHERE state = 2;
          ALTER TABLE queue_messages SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);",
+    ),
+    (
+        4,
+        // The scheduler: the record as in the file and its next slot; failures in a row and
+        // dead letters. The mutex: the live lease of each name, and fencing tokens from a
+        // sequence taken after the row lock (so a later acquisition gets a larger token).
+        "CREATE TABLE schedules (
+             id text PRIMARY KEY,
+             record bytea NOT NULL,
+             next_run bigint
+         );
+         CREATE INDEX schedules_due ON schedules (next_run, id) WHERE next_run IS NOT NULL;
+         CREATE TABLE schedule_failures (
+             id text PRIMARY KEY,
+             slot bigint NOT NULL,
+             count integer NOT NULL,
+             retry_at bigint NOT NULL
+         );
+         CREATE TABLE schedule_dead (
+             id text NOT NULL,
+             slot bigint NOT NULL,
+             failures integer NOT NULL,
+             error text NOT NULL,
+             at bigint NOT NULL,
+             PRIMARY KEY (id, slot)
+         );
+         CREATE SEQUENCE mutex_token_seq;
+         CREATE TABLE mutexes (
+             name text PRIMARY KEY,
+             owner text NOT NULL,
+             token bigint NOT NULL,
+             expires_at bigint NOT NULL
+         );",
     ),
 ];
 

@@ -45,8 +45,15 @@ pub(crate) struct SchedulerCore {
 
 impl SchedulerCore {
     pub(crate) fn new(jobs: Arc<JobCore>, callback: Option<SchedulerMetricCallback>) -> Self {
+        let backend = match jobs.redb() {
+            Some(_) => ScheduleBackend::Redb(RedbSchedules::new(jobs.clone())),
+            #[cfg(feature = "postgres")]
+            None => ScheduleBackend::Postgres(super::postgres::PgSchedules::new(jobs.clone())),
+            #[cfg(not(feature = "postgres"))]
+            None => unreachable!("jobs are in the file when PostgreSQL is not built in"),
+        };
         SchedulerCore {
-            backend: ScheduleBackend::Redb(RedbSchedules::new(jobs.clone())),
+            backend,
             jobs,
             timer: Timer::new(None),
             missed: std::sync::Mutex::new(Vec::new()),
@@ -80,6 +87,19 @@ impl SchedulerCore {
             }),
         }
         outcome
+    }
+}
+
+impl SchedulerCore {
+    /// Notes that no scheduler of this process ran until now (the file opened, or the node
+    /// joined); the first pass, at once, settles the slots missed meanwhile by their misfire
+    /// policies.
+    pub(crate) fn started(&self) {
+        let (opened_at, elapsed_at_open) = self.jobs.clock.now_with_elapsed_ms();
+        *self.missed.lock().unwrap_or_else(|p| p.into_inner()) = vec![(0, opened_at)];
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = (opened_at, elapsed_at_open);
+        self.timer.lower(opened_at);
+        self.counters.record(SchedulerMetric::LeaderAcquired);
     }
 }
 
@@ -131,13 +151,7 @@ impl Primitive for SchedulerCore {
     /// Notes that no scheduler ran until now; the first pass, at once, settles the slots
     /// missed meanwhile by their misfire policies.
     fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
-        ctx.after_commit(move || {
-            let (opened_at, elapsed_at_open) = self.jobs.clock.now_with_elapsed_ms();
-            *self.missed.lock().unwrap_or_else(|p| p.into_inner()) = vec![(0, opened_at)];
-            *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = (opened_at, elapsed_at_open);
-            self.timer.lower(opened_at);
-            self.counters.record(SchedulerMetric::LeaderAcquired);
-        });
+        ctx.after_commit(move || self.started());
         Ok(())
     }
 

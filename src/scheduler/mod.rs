@@ -23,6 +23,8 @@ mod metrics;
 pub(crate) mod ops;
 #[cfg(feature = "cron")]
 pub(crate) mod rules;
+#[cfg(all(feature = "cron", feature = "postgres"))]
+mod postgres;
 #[cfg(feature = "cron")]
 pub(crate) mod record;
 #[cfg(feature = "cron")]

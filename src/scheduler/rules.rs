@@ -2,6 +2,7 @@
 //! and which slots of a due schedule run.
 
 use super::cron::CronSchedule;
+use super::metrics::{DispatchReport, SchedulerMetric};
 use super::record::{JobTemplateV1, MisfireV1, ScheduleV1};
 use super::spec::Registered;
 use super::storage::ScheduleRegister;
@@ -105,4 +106,42 @@ pub(crate) fn pass_over(cron: &CronSchedule, slot: u64, now: u64) -> SlotPlan {
         next: cron.next_after(now),
         more: false,
     }
+}
+
+/// Counts the job submitted for `id`'s `slot` (not one a retained job's key answered).
+pub(crate) fn count_submitted(s: &mut ScheduleV1, id: &str, slot: u64, report: &mut DispatchReport) {
+    s.dispatched += 1;
+    report.submitted += 1;
+    report.events.push(SchedulerMetric::DispatchSubmitted {
+        id: id.to_string(),
+        slot_ms: slot,
+    });
+}
+
+/// Moves `id`'s schedule on to `next`, counting the `dropped` slots it passed without
+/// running; the backend then saves it.
+pub(crate) fn advance(
+    s: &mut ScheduleV1,
+    id: &str,
+    next: Option<u64>,
+    dropped: u64,
+    report: &mut DispatchReport,
+) {
+    s.dropped += dropped;
+    report.dropped += dropped;
+    if dropped > 0 {
+        report.events.push(SchedulerMetric::DispatchAdvanced {
+            id: id.to_string(),
+            slots: dropped,
+        });
+    }
+    s.next_run = next;
+}
+
+/// Counts a due slot of `id` held back: no handler for its job here.
+pub(crate) fn count_held(id: &str, report: &mut DispatchReport) {
+    report.held += 1;
+    report
+        .events
+        .push(SchedulerMetric::DispatchSkipped { id: id.to_string() });
 }

@@ -25,15 +25,13 @@ pub(crate) fn rewrite_expression(
     let tx = db.begin_write()?;
     let found = {
         let mut table = tx.open_table(SCHEDULES)?;
-        let stored = match table.get(id)? {
-            Some(b) => Some(decode::<StoredSchedule>("schedules", b.value())?),
+        let rewritten = match table.get(id)? {
+            Some(b) => Some(rewrite_expression_in(b.value(), cron, zone)?),
             None => None,
         };
-        match stored {
-            Some(StoredSchedule::V1(mut s)) => {
-                s.cron = cron.to_string();
-                s.zone = zone.to_string();
-                table.insert(id, encode(&StoredSchedule::V1(s)).as_slice())?;
+        match rewritten {
+            Some(bytes) => {
+                table.insert(id, bytes.as_slice())?;
                 true
             }
             None => false,
@@ -42,3 +40,12 @@ pub(crate) fn rewrite_expression(
     tx.commit()?;
     Ok(found)
 }
+
+/// The stored schedule `record` with its expression and zone replaced, unchecked.
+pub(crate) fn rewrite_expression_in(record: &[u8], cron: &str, zone: &str) -> Result<Vec<u8>> {
+    let StoredSchedule::V1(mut s) = decode("schedules", record)?;
+    s.cron = cron.to_string();
+    s.zone = zone.to_string();
+    Ok(encode(&StoredSchedule::V1(s)))
+}
+

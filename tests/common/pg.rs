@@ -114,3 +114,118 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+impl PgSchema {
+    /// Runs `sql` on this schema, on a connection of its own.
+    pub async fn execute(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> u64 {
+        let client = self.client().await;
+        client.execute(sql, params).await.expect("test statement")
+    }
+
+    /// A connection of its own on this schema.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect for a test statement");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO {}", self.schema))
+            .await
+            .expect("search_path");
+        client
+    }
+}
+
+/// Where a test's engine keeps its state: a file in a temp folder, or a fresh PostgreSQL
+/// schema. The same test body runs on both (see `in_both_places!`).
+pub enum Place {
+    File {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    },
+    Postgres(PgSchema),
+}
+
+impl Place {
+    pub fn file() -> Place {
+        let (_dir, path) = super::temp_file();
+        Place::File { _dir, path }
+    }
+
+    /// `None` (after printing why) when no server is configured.
+    pub fn postgres() -> Option<Place> {
+        PgSchema::new().map(Place::Postgres)
+    }
+
+    /// Another place of the same kind, empty.
+    pub fn fresh(&self) -> Place {
+        match self {
+            Place::File { .. } => Place::file(),
+            Place::Postgres(_) => Place::postgres().expect("configured"),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Place::Postgres(_))
+    }
+
+    /// The file (panics on PostgreSQL).
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Place::File { path, .. } => path,
+            Place::Postgres(_) => panic!("a file-only step on PostgreSQL"),
+        }
+    }
+
+    /// The schema (panics on a file).
+    pub fn schema(&self) -> &PgSchema {
+        match self {
+            Place::Postgres(schema) => schema,
+            Place::File { .. } => panic!("a PostgreSQL-only step on a file"),
+        }
+    }
+
+    /// An engine here with `options`.
+    pub async fn open(&self, options: EngineOptions) -> Engine {
+        match self {
+            Place::File { path, .. } => options.open(path).await.expect("open"),
+            Place::Postgres(s) => options
+                .postgres_schema(&s.schema)
+                .postgres_pool_size(4)
+                .connect(&s.url)
+                .await
+                .expect("connect"),
+        }
+    }
+
+    /// An engine here on a manual clock starting at `at`.
+    pub async fn open_at(&self, at: u64) -> (Engine, ManualClock) {
+        let clock = ManualClock::new(at);
+        let engine = self.open(EngineOptions::new().clock(clock.clone())).await;
+        (engine, clock)
+    }
+}
+
+/// Runs each named `async fn name(place: Place)` twice: on a file and on a PostgreSQL schema.
+#[macro_export]
+macro_rules! in_both_places {
+    ($($name:ident),* $(,)?) => {
+        mod file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::pg::Place::file()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(place) = $crate::common::pg::Place::postgres() else { return };
+                    super::$name(place).await
+                }
+            )*
+        }
+    };
+}

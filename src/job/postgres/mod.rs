@@ -9,7 +9,8 @@ use std::sync::{Arc, Weak};
 
 #[allow(unused_imports)]
 pub(crate) use rows::{JOBS_CHANNEL, READY_CHANNEL};
-use rows::{JobTx, READY, RUNNING, codes_of};
+pub(crate) use rows::JobTx;
+use rows::{READY, RUNNING, codes_of};
 
 use super::effects::{Claimed, JobHost};
 use super::error::JobFailure;
@@ -75,12 +76,20 @@ impl PgJobs {
         }
     }
 
-    fn now(&self) -> Option<u64> {
+    /// The engine's manual clock's time, when it was given one; `None`: the database clock.
+    pub(crate) fn now(&self) -> Option<u64> {
         self.clock.as_ref().map(|c| c.now_ms())
     }
 
+    /// The pool, for the primitives that share this schema.
+    pub(crate) fn pg(&self) -> &Postgres {
+        &self.pg
+    }
+
     /// Runs one write: `f` gets the transaction; its effects are applied here after commit.
-    async fn write<T>(&self, f: impl AsyncFnOnce(&mut JobTx<'_>) -> Result<T>) -> Result<T> {
+    /// Other primitives write jobs in their own writes through it (a schedule's slot and its
+    /// job commit together).
+    pub(crate) async fn write<T>(&self, f: impl AsyncFnOnce(&mut JobTx<'_>) -> Result<T>) -> Result<T> {
         let mut client = self.pg.client().await?;
         let mut tx = JobTx::begin(&mut client, self.now(), self.node).await?;
         let out = f(&mut tx).await?;
@@ -280,7 +289,7 @@ async fn release_one(tx: &mut JobTx<'_>, id: u64, attempt: u32, epoch: u64) -> R
 }
 
 /// Stores a new job (or finds the retained one with the same key); in `tx`.
-async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submitted> {
+pub(crate) async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submitted> {
     let now = tx.now;
     let mut job = JobV1::submitted(new, new.input.clone(), false, now);
     let meta = serde_json::to_value(&new.meta).map_err(|e| Error::Internal(e.to_string()))?;
@@ -700,7 +709,7 @@ impl JobStorage for PgJobs {
                     &query.name,
                     &meta,
                     &after,
-                    &((query.limit + 1) as i64),
+                    &(query.limit.saturating_add(1).min(i64::MAX as usize) as i64),
                 ],
             )
             .await

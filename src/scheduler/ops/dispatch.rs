@@ -9,7 +9,7 @@ use crate::job::effects::Effects;
 use crate::job::ops::submit;
 use crate::scheduler::cron::CronCache;
 use crate::scheduler::failures;
-use crate::scheduler::metrics::{DispatchReport, SchedulerMetric};
+use crate::scheduler::metrics::DispatchReport;
 use crate::scheduler::rules;
 use crate::scheduler::record::ScheduleV1;
 use crate::scheduler::schedules::{load, save};
@@ -93,10 +93,7 @@ pub(crate) fn dispatch(
         }
         if !has_handler(&s.job.name) {
             if s.strict {
-                report.held += 1;
-                report
-                    .events
-                    .push(SchedulerMetric::DispatchSkipped { id: id.clone() });
+                rules::count_held(&id, report);
                 lower(now.saturating_add(1_000));
                 passed_over += 1;
                 continue;
@@ -118,12 +115,7 @@ pub(crate) fn dispatch(
             let job = s.job.job_with_key(format!("{id}:{slot}"));
             let outcome = submit::submit(ctx, &job, None, fx)?;
             if !outcome.deduplicated {
-                s.dispatched += 1;
-                report.submitted += 1;
-                report.events.push(SchedulerMetric::DispatchSubmitted {
-                    id: id.clone(),
-                    slot_ms: slot,
-                });
+                rules::count_submitted(&mut s, &id, slot, report);
             }
         }
         advance(ctx, &id, &mut s, planned.next, planned.dropped, report)?;
@@ -139,7 +131,7 @@ pub(crate) fn dispatch(
         .min())
 }
 
-/// Moves the schedule on to `next`, counting the `dropped` slots it passed without running.
+/// Moves the schedule on to `next` and saves it.
 fn advance(
     ctx: &TxCtx<'_>,
     id: &str,
@@ -148,15 +140,7 @@ fn advance(
     dropped: u64,
     report: &mut DispatchReport,
 ) -> Result<()> {
-    s.dropped += dropped;
-    report.dropped += dropped;
-    if dropped > 0 {
-        report.events.push(SchedulerMetric::DispatchAdvanced {
-            id: id.to_string(),
-            slots: dropped,
-        });
-    }
     let old = s.next_run;
-    s.next_run = next;
+    rules::advance(s, id, next, dropped, report);
     save(ctx, id, s, old)
 }
