@@ -1,17 +1,17 @@
 //! Fencing mutexes on a manual clock: exclusion, expiry and takeover, refused extends and
 //! releases of a lost lease, waiting, and fencing tokens that keep growing across a reopen.
+//! Each test runs on a file and on a PostgreSQL schema (`in_both_places!`).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{T0, open_manual, secs, temp_file};
+use common::pg::Place;
+use common::{T0, secs};
 use jobfile::{Error, Held};
 
-#[tokio::test]
-async fn one_holder_at_a_time_and_tokens_grow_with_every_acquisition() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn one_holder_at_a_time_and_tokens_grow_with_every_acquisition(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let m = engine.mutex("report").unwrap();
     let a = m.try_acquire("a", secs(30)).await.unwrap().unwrap();
     assert_eq!(
@@ -42,10 +42,8 @@ async fn one_holder_at_a_time_and_tokens_grow_with_every_acquisition() {
     );
 }
 
-#[tokio::test]
-async fn an_expired_lease_can_be_taken_and_the_old_owner_is_told() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn an_expired_lease_can_be_taken_and_the_old_owner_is_told(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let m = engine.mutex("m").unwrap();
     let a = m.try_acquire("a", secs(10)).await.unwrap().unwrap();
     clock.advance(Duration::from_millis(9_999));
@@ -81,10 +79,8 @@ async fn an_expired_lease_can_be_taken_and_the_old_owner_is_told() {
     );
 }
 
-#[tokio::test]
-async fn a_waiter_is_woken_by_the_release_or_by_the_expiry_or_times_out() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn a_waiter_is_woken_by_the_release_or_by_the_expiry_or_times_out(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let m = engine.mutex("m").unwrap();
     let a = m.try_acquire("a", secs(10)).await.unwrap().unwrap();
 
@@ -126,10 +122,8 @@ async fn a_waiter_is_woken_by_the_release_or_by_the_expiry_or_times_out() {
     }
 }
 
-#[tokio::test]
-async fn with_lock_runs_the_work_holding_the_lease_then_releases_it() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn with_lock_runs_the_work_holding_the_lease_then_releases_it(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let m = engine.mutex("m").unwrap();
     let m2 = m.clone();
     let out = m
@@ -143,11 +137,9 @@ async fn with_lock_runs_the_work_holding_the_lease_then_releases_it() {
     assert_eq!(m.holder().await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn fencing_tokens_keep_growing_across_a_reopen() {
-    let (_dir, path) = temp_file();
+async fn fencing_tokens_keep_growing_across_a_reopen(place: Place) {
     {
-        let (engine, _clock) = open_manual(&path).await;
+        let (engine, _clock) = place.open_at(T0).await;
         let m = engine.mutex("m").unwrap();
         let a = m.try_acquire("a", secs(30)).await.unwrap().unwrap();
         m.release(&a).await.unwrap();
@@ -155,7 +147,7 @@ async fn fencing_tokens_keep_growing_across_a_reopen() {
         assert_eq!(b.token, 2);
         engine.shutdown(secs(1)).await.unwrap();
     }
-    let (engine, clock) = open_manual(&path).await;
+    let (engine, clock) = place.open_at(T0).await;
     let m = engine.mutex("m").unwrap();
     // The lease survived the restart and is still live.
     assert_eq!(
@@ -169,10 +161,8 @@ async fn fencing_tokens_keep_growing_across_a_reopen() {
     );
 }
 
-#[tokio::test]
-async fn bad_names_owners_and_ttls_are_typed_errors() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn bad_names_owners_and_ttls_are_typed_errors(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     assert!(matches!(
         engine.mutex(""),
         Err(Error::InvalidArgument {
@@ -194,3 +184,12 @@ async fn bad_names_owners_and_ttls_are_typed_errors() {
     ));
     assert_eq!(m.holder().await.unwrap(), None);
 }
+
+in_both_places!(
+    one_holder_at_a_time_and_tokens_grow_with_every_acquisition,
+    an_expired_lease_can_be_taken_and_the_old_owner_is_told,
+    a_waiter_is_woken_by_the_release_or_by_the_expiry_or_times_out,
+    with_lock_runs_the_work_holding_the_lease_then_releases_it,
+    fencing_tokens_keep_growing_across_a_reopen,
+    bad_names_owners_and_ttls_are_typed_errors,
+);

@@ -206,9 +206,6 @@ impl Engine {
 
     /// Every mutex lease live now, by mutex name.
     pub async fn mutex_holders(&self) -> Result<Vec<MutexLease>> {
-        if self.on_postgres() {
-            return Ok(Vec::new());
-        }
         self.inner.mutexes.holders().await
     }
 
@@ -288,7 +285,6 @@ impl Engine {
     ///
     /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn mutex(&self, name: &str) -> Result<FencedMutex> {
-        self.file_only("the fencing mutex")?;
         FencedMutex::new(self.inner.mutexes.clone(), name)
     }
 

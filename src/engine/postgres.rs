@@ -95,11 +95,18 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
             crate::job::postgres::READY_CHANNEL.to_string(),
             crate::job::postgres::JOBS_CHANNEL.to_string(),
             crate::queue::postgres::QUEUE_CHANNEL.to_string(),
+            crate::mutex::postgres::MUTEX_CHANNEL.to_string(),
         ],
     );
     let queues = Arc::new(crate::queue::core::QueueCore::postgres(
         pg.clone(),
         id,
+        clock.clone(),
+        options.explicit_clock,
+        stop_rx.clone(),
+    ));
+    let mutexes = Arc::new(crate::mutex::core::MutexCore::postgres(
+        pg.clone(),
         clock.clone(),
         options.explicit_clock,
         stop_rx.clone(),
@@ -113,6 +120,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         tokio::spawn(follow_other_nodes(
             jobs.clone(),
             queues.clone(),
+            mutexes.clone(),
             listener.subscribe(),
             stop_rx.clone(),
         )),
@@ -134,10 +142,6 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         }
     }));
     tracing::info!(path = %path.display(), node = id, "jobfile connected");
-    let mutexes = Arc::new(crate::mutex::core::MutexCore::new(
-        store.clone(),
-        stop_rx.clone(),
-    ));
     let ephemeral = Arc::new(crate::ephemeral::core::EphemeralCore::new(
         store.clone(),
         options.ephemeral_change_retention,
@@ -191,6 +195,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
 async fn follow_other_nodes(
     jobs: Arc<JobCore>,
     queues: Arc<crate::queue::core::QueueCore>,
+    mutexes: Arc<crate::mutex::core::MutexCore>,
     mut wakes: tokio::sync::broadcast::Receiver<Wake>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -214,6 +219,13 @@ async fn follow_other_nodes(
                     queues.wake_receivers(queue);
                 }
             }
+            Ok(Wake::Notified { channel, payload })
+                if channel == crate::mutex::postgres::MUTEX_CHANNEL =>
+            {
+                for name in payload.lines() {
+                    mutexes.released.wake_all(name);
+                }
+            }
             Ok(Wake::Notified { payload, .. }) => {
                 let ids: Vec<u64> = payload.lines().filter_map(|l| l.parse().ok()).collect();
                 jobs.changed_elsewhere(&ids).await;
@@ -221,6 +233,9 @@ async fn follow_other_nodes(
             Ok(Wake::Rescan) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 jobs.wake_all_workers();
                 queues.wake_all_receivers();
+                for name in mutexes.released.keys() {
+                    mutexes.released.wake_all(&name);
+                }
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

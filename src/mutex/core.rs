@@ -31,6 +31,29 @@ impl MutexCore {
         self.backend.holders(self.clock.now_ms()).await
     }
 
+    /// Mutexes in a PostgreSQL schema; `explicit_clock`: times come from `clock` (tests),
+    /// not from the database.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(
+        pg: crate::postgres::Postgres,
+        clock: Arc<dyn Clock>,
+        explicit_clock: bool,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let released = Arc::new(Wakeups::default());
+        let backend_clock = explicit_clock.then(|| clock.clone());
+        MutexCore {
+            backend: MutexBackend::Postgres(super::postgres::PgMutex::new(
+                pg,
+                backend_clock,
+                released.clone(),
+            )),
+            released,
+            clock,
+            stop,
+        }
+    }
+
     pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
         let released = Arc::new(Wakeups::default());
         let clock = store.clock().clone();

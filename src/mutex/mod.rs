@@ -7,6 +7,8 @@ pub(crate) mod core;
 mod handle;
 mod lease;
 mod ops;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod record;
 mod redb;
 mod storage;

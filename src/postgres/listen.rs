@@ -66,7 +66,7 @@ async fn listen(
     channels: &[String],
     tx: &broadcast::Sender<Wake>,
 ) -> crate::error::Result<()> {
-    let (client, mut connection) = pg.dedicated("jobfile-listen").await?;
+    let (client, mut connection) = pg.dedicated("listener").await?;
     let (notes_tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
     // The connection must be polled for the client's statements to complete; notifications
     // arrive as its asynchronous messages.

@@ -124,17 +124,19 @@ impl Postgres {
         })
     }
 
-    /// A connection of its own (not pooled), named `application_name`, with the task that
-    /// drives it. The connection ends when the client is dropped.
+    /// A connection of its own (not pooled) for `role`, with the task that drives it; its
+    /// application name is the pool's followed by the role (`jobfile node`). The connection
+    /// ends when the client is dropped.
     pub(crate) async fn dedicated(
         &self,
-        application_name: &str,
+        role: &str,
     ) -> Result<(
         tokio_postgres::Client,
         tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
     )> {
         let mut config = self.config.clone();
-        config.application_name(application_name);
+        let name = format!("{} {role}", config.get_application_name().unwrap_or("jobfile"));
+        config.application_name(&name);
         config
             .connect(NoTls)
             .await
@@ -142,7 +144,13 @@ impl Postgres {
     }
 }
 
+/// A count of rows as a `LIMIT` parameter: `usize::MAX` (no limit) stays positive.
+pub(crate) fn pg_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Wraps a client error with what jobfile was doing.
+
 pub(crate) fn pg_error(context: &str, source: tokio_postgres::Error) -> Error {
     Error::Postgres {
         context: context.to_string(),

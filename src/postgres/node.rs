@@ -126,7 +126,7 @@ impl Drop for Node {
 
 /// A connection of its own for the liveness lock, and what says when it ends.
 async fn liveness_connection(pg: &Postgres) -> Result<(Client, oneshot::Receiver<String>)> {
-    let (client, connection) = pg.dedicated("jobfile-node").await?;
+    let (client, connection) = pg.dedicated("node").await?;
     let (lost_tx, lost) = oneshot::channel::<String>();
     tokio::spawn(async move {
         let why = match connection.await {

@@ -370,7 +370,7 @@ async fn the_listener_delivers_notifications_and_asks_for_a_rescan_after_reconne
     let ended: i64 = client
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name = 'jobfile-listen' AND query LIKE '%' || $1 || '%'",
+             WHERE application_name = 'jobfile listener' AND query LIKE '%' || $1 || '%'",
             &[&channel],
         )
         .await

@@ -12,7 +12,7 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{DB_NOW_MS, Postgres, pg_error};
+use crate::postgres::{DB_NOW_MS, Postgres, pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -472,7 +472,7 @@ impl QueueStorage for PgQueue {
                 .tx
                 .query(
                     "SELECT id FROM queue_messages WHERE state = 3 AND queue = $1 ORDER BY id LIMIT $2",
-                    &[&queue, &(limit as i64)],
+                    &[&queue, &pg_limit(limit)],
                 )
                 .await
                 .map_err(|e| pg_error("finding dead letters", e))?
@@ -510,7 +510,7 @@ impl QueueStorage for PgQueue {
                     "DELETE FROM queue_messages WHERE id IN (
                          SELECT id FROM queue_messages WHERE state = 3 AND queue = $1
                          ORDER BY id LIMIT $2 FOR UPDATE)",
-                    &[&queue, &(limit as i64)],
+                    &[&queue, &pg_limit(limit)],
                 )
                 .await
                 .map_err(|e| pg_error("purging dead letters", e))?;
@@ -578,7 +578,7 @@ impl QueueStorage for PgQueue {
         let rows = client
             .query(
                 "SELECT id, record FROM queue_messages WHERE state = 3 AND queue = $1 ORDER BY id LIMIT $2",
-                &[&queue, &(limit as i64)],
+                &[&queue, &pg_limit(limit)],
             )
             .await
             .map_err(|e| pg_error("reading dead letters", e))?;

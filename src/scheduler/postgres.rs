@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::job::Submitted;
 use crate::job::core::JobCore;
 use crate::job::postgres::{JobTx, PgJobs, submit_one};
-use crate::postgres::pg_error;
+use crate::postgres::{pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 
 /// Due rows read per pass, as a multiple of the schedules handled: room to pass over
@@ -183,7 +183,7 @@ async fn dispatch(
              WHERE s.next_run <= $1
              ORDER BY s.next_run, s.id LIMIT $2
              FOR UPDATE OF s SKIP LOCKED",
-            &[&(now as i64), &(scan as i64)],
+            &[&(now as i64), &pg_limit(scan)],
         )
         .await
         .map_err(|e| pg_error("finding due schedules", e))?

@@ -29,6 +29,10 @@ impl PgSchema {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
+        // Its engines' connections are named after the schema, so that the teardown can end
+        // them (an engine not shut down may hold locks the schema's drop would wait for).
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}application_name={schema}");
         Some(PgSchema { url, schema })
     }
 
@@ -72,7 +76,17 @@ impl Drop for PgSchema {
                     {
                         tokio::spawn(connection);
                         let _ = client
-                            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .execute(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                                 WHERE pid <> pg_backend_pid()
+                                   AND (application_name = $1 OR application_name LIKE $1 || ' %')",
+                                &[&schema],
+                            )
+                            .await;
+                        let _ = client
+                            .batch_execute(&format!(
+                                "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
+                            ))
                             .await;
                     }
                 })
@@ -206,13 +220,15 @@ impl Place {
     }
 }
 
-/// Runs each named `async fn name(place: Place)` twice: on a file and on a PostgreSQL schema.
+/// Runs each named `async fn name(place: Place)` twice: on a file and on a PostgreSQL schema,
+/// each on the current-thread runtime (a spawned task runs up to its first wait when the test
+/// yields).
 #[macro_export]
 macro_rules! in_both_places {
     ($($name:ident),* $(,)?) => {
         mod file {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test]
                 async fn $name() {
                     super::$name($crate::common::pg::Place::file()).await
                 }
@@ -220,7 +236,7 @@ macro_rules! in_both_places {
         }
         mod postgres {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test]
                 async fn $name() {
                     let Some(place) = $crate::common::pg::Place::postgres() else { return };
                     super::$name(place).await

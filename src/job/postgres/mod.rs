@@ -26,7 +26,7 @@ use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Liveness, Postgres, find_dead, pg_error};
+use crate::postgres::{Liveness, Postgres, find_dead, pg_error, pg_limit};
 use crate::store::codec::decode;
 
 /// Jobs handled per kind of timed work in one pass.
@@ -650,7 +650,7 @@ impl JobStorage for PgJobs {
                         &rows::TIMED_OUT,
                         &after,
                         &name,
-                        &(limit as i64),
+                        &pg_limit(limit),
                     ],
                 )
                 .await
@@ -709,7 +709,7 @@ impl JobStorage for PgJobs {
                     &query.name,
                     &meta,
                     &after,
-                    &(query.limit.saturating_add(1).min(i64::MAX as usize) as i64),
+                    &pg_limit(query.limit.saturating_add(1)),
                 ],
             )
             .await
@@ -740,7 +740,7 @@ impl JobStorage for PgJobs {
             .query(
                 "SELECT seq, event FROM job_events WHERE job_id = $1 AND seq >= $2
                  ORDER BY seq LIMIT $3",
-                &[&(id as i64), &(from as i32), &(limit as i64)],
+                &[&(id as i64), &(from as i32), &pg_limit(limit)],
             )
             .await
             .map_err(|e| pg_error("reading job events", e))?;
