@@ -1,6 +1,7 @@
 //! Several nodes on one PostgreSQL schema, as real processes: exactly-once claiming across
 //! nodes, a SIGKILLed node's attempts recovered by a survivor without re-running committed
-//! steps, a SIGSTOPped node's late writes refused, and a cancel crossing nodes. Each test uses
+//! steps, a SIGSTOPped node's late writes refused, a cancel crossing nodes, and a per-second
+//! schedule that keeps exactly one job per slot while the node dispatching it is killed. Each test uses
 //! a schema of its own; skipped unless `JOBFILE_TEST_PG` is set.
 
 mod common;
@@ -57,10 +58,16 @@ fn child_node() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
         let url = std::env::var("JOBFILE_TEST_PG").expect("JOBFILE_TEST_PG");
-        let engine = liveness(EngineOptions::new().postgres_schema(&schema))
-            .connect(&url)
-            .await
-            .expect("child connect");
+        let mut options = liveness(EngineOptions::new().postgres_schema(&schema));
+        if role == "cron" {
+            // Says which slots this node dispatched.
+            options = options.on_scheduler_metric(|m| {
+                if let jobfile::SchedulerMetric::DispatchSubmitted { slot_ms, .. } = m {
+                    println!("dispatched {slot_ms}");
+                }
+            });
+        }
+        let engine = options.connect(&url).await.expect("child connect");
         let node = engine.epoch() as i64;
         let side = std::sync::Arc::new(side_client(&schema).await);
         match role.as_str() {
@@ -140,6 +147,37 @@ fn child_node() {
                         },
                     )
                     .expect("register");
+            }
+            // Runs a per-second schedule (registered by every node alike) whose jobs record
+            // themselves in `side`.
+            "cron" => {
+                let side = side.clone();
+                let tick = engine
+                    .register(
+                        JobSpec::new("tick").concurrency(4),
+                        move |ctx: JobCtx, _: String| {
+                            let side = side.clone();
+                            async move {
+                                side.execute(
+                                    "INSERT INTO side (job_id, node) VALUES ($1, $2)",
+                                    &[&(ctx.id() as i64), &node],
+                                )
+                                .await
+                                .map_err(|e| JobError::retryable(e.to_string()))?;
+                                Ok(())
+                            }
+                        },
+                    )
+                    .expect("register");
+                engine
+                    .scheduler()
+                    .register(
+                        jobfile::ScheduleSpec::new("every-second", "* * * * * *"),
+                        &tick,
+                        "tick".into(),
+                    )
+                    .await
+                    .expect("schedule");
             }
             other => panic!("unknown role {other}"),
         }
@@ -451,4 +489,106 @@ async fn a_cancel_on_one_node_stops_the_handler_on_another() {
         jobfile::Outcome::Cancelled("not needed".into())
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// The slots a node's output says it dispatched, read on a thread of its own.
+fn dispatched_slots(
+    node: i64,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, i64)>>>,
+) {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { return };
+            if let Some(slot) = line.trim().strip_prefix("dispatched ") {
+                seen.lock().unwrap().push((slot.parse().expect("slot"), node));
+            }
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_second_schedule_keeps_one_job_per_slot_while_its_dispatching_node_is_killed() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let side = side_client(&schema.schema).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, i64)>::new()));
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let (child, out, id) = node("cron", &schema.schema);
+        dispatched_slots(id, out, seen.clone());
+        nodes.push((child, id));
+    }
+    let latest = |seen: &std::sync::Mutex<Vec<(u64, i64)>>| seen.lock().unwrap().iter().max().copied();
+    // Let the three nodes dispatch for a while, then kill whichever dispatched the newest slot
+    // (its next pass may be under way), at a moment that varies from run to run.
+    let mut rng = common::Rng::new();
+    tokio::time::sleep(Duration::from_millis(3_000 + rng.below(1_000))).await;
+    let (slot_at_kill, victim) = latest(&seen).expect("slots dispatched before the kill");
+    let at = nodes.iter().position(|(_, id)| *id == victim).unwrap();
+    let (mut child, _) = nodes.remove(at);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    println!("killed node {victim}, which dispatched slot {slot_at_kill}");
+    // The survivors go on: wait until they have dispatched five more slots.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        let (last, _) = latest(&seen).unwrap();
+        if last >= slot_at_kill + 5_000 || std::time::Instant::now() > deadline {
+            break last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(last >= slot_at_kill + 5_000, "the survivors went on dispatching");
+    // Every slot from the first to the last has exactly one job: none lost across the kill,
+    // none twice.
+    let rows = side
+        .query(
+            "SELECT key FROM jobs WHERE name = 'tick' ORDER BY key",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut slots: Vec<u64> = rows
+        .iter()
+        .map(|r| {
+            let key: String = r.get(0);
+            key.strip_prefix("every-second:").expect("slot key").parse().unwrap()
+        })
+        .collect();
+    slots.sort_unstable();
+    let (first, newest) = (slots[0], *slots.last().unwrap());
+    let expected: Vec<u64> = (0..=(newest - first) / 1_000).map(|i| first + i * 1_000).collect();
+    assert_eq!(slots, expected, "one job per slot from {first} to {newest}");
+    // The nodes' own accounts agree: each slot dispatched by exactly one node, and the slots
+    // after the kill by the survivors.
+    let mut dispatched = seen.lock().unwrap().clone();
+    dispatched.sort_unstable();
+    let mut by_slot: Vec<u64> = dispatched.iter().map(|(s, _)| *s).collect();
+    by_slot.dedup();
+    assert_eq!(by_slot.len(), dispatched.len(), "no slot dispatched twice");
+    assert!(by_slot.iter().all(|s| slots.binary_search(s).is_ok()));
+    assert!(
+        dispatched
+            .iter()
+            .filter(|(s, _)| *s > slot_at_kill + 1_000)
+            .all(|(_, n)| *n != victim),
+        "the killed node dispatched nothing after its death"
+    );
+    // Every slot's job ran (a job the killed node was running ran again on a survivor).
+    let ran = until_count(
+        &side,
+        &format!(
+            "SELECT count(DISTINCT j.id) FROM jobs j JOIN side s ON s.job_id = j.id
+             WHERE j.name = 'tick' AND j.key <= 'every-second:{newest}'"
+        ),
+        slots.len() as i64,
+        30,
+    )
+    .await;
+    assert_eq!(ran, slots.len() as i64, "every slot's job ran");
+    drop(nodes);
 }
