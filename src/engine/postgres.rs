@@ -1,7 +1,7 @@
 //! An engine on a PostgreSQL schema (feature `postgres`): this process joins the schema as a
 //! node, its jobs live in the schema's tables, and other nodes' changes reach it by
-//! `LISTEN`/`NOTIFY` (with a poll besides). Jobs and the queue are available; the other
-//! primitives are not yet, and say so with [`Error::Unsupported`].
+//! `LISTEN`/`NOTIFY` (with a poll besides). Jobs, the queue, the scheduler and the mutex are
+//! available; topics and ephemeral sets are not yet, and say so with [`Error::Unsupported`].
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
