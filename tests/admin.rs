@@ -934,18 +934,34 @@ async fn the_admin_api_answers_alike_over_postgres() {
             "completed"
         ]
     );
-    // What is not on PostgreSQL yet says so.
+    // The scheduler answers over PostgreSQL too.
+    engine
+        .scheduler()
+        .register(
+            jobfile::ScheduleSpec::new("nightly", "0 3 * * *"),
+            &mail,
+            "carol".into(),
+        )
+        .await
+        .unwrap();
     let (status, body) = post(
         &app,
         "/api/schedules/nightly/trigger",
         Some(json!({"key": "k"})),
     )
     .await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(
-        body,
-        json!({"error": {"code": "UNSUPPORTED", "message": "the cron scheduler is not available on the PostgreSQL backend yet"}})
-    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["deduplicated"], json!(false));
+    let (_, schedules) = get(&app, "/api/schedules").await;
+    assert_eq!(schedules[0]["id"], json!("nightly"));
+    let (status, body) = post(&app, "/api/schedules/gone/trigger", Some(json!({"key": "k"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], json!("UNKNOWN_SCHEDULE"));
+    // What is not on PostgreSQL yet says so.
+    assert!(matches!(
+        engine.topic("events"),
+        Err(jobfile::Error::Unsupported { what: "topics", .. })
+    ));
     engine.shutdown(secs(5)).await.unwrap();
 }
 

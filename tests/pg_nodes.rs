@@ -502,7 +502,9 @@ fn dispatched_slots(
         for line in out.lines() {
             let Ok(line) = line else { return };
             if let Some(slot) = line.trim().strip_prefix("dispatched ") {
-                seen.lock().unwrap().push((slot.parse().expect("slot"), node));
+                seen.lock()
+                    .unwrap()
+                    .push((slot.parse().expect("slot"), node));
             }
         }
     });
@@ -522,7 +524,8 @@ async fn a_per_second_schedule_keeps_one_job_per_slot_while_its_dispatching_node
         dispatched_slots(id, out, seen.clone());
         nodes.push((child, id));
     }
-    let latest = |seen: &std::sync::Mutex<Vec<(u64, i64)>>| seen.lock().unwrap().iter().max().copied();
+    let latest =
+        |seen: &std::sync::Mutex<Vec<(u64, i64)>>| seen.lock().unwrap().iter().max().copied();
     // Let the three nodes dispatch for a while, then kill whichever dispatched the newest slot
     // (its next pass may be under way), at a moment that varies from run to run.
     let mut rng = common::Rng::new();
@@ -542,26 +545,31 @@ async fn a_per_second_schedule_keeps_one_job_per_slot_while_its_dispatching_node
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(last >= slot_at_kill + 5_000, "the survivors went on dispatching");
+    assert!(
+        last >= slot_at_kill + 5_000,
+        "the survivors went on dispatching"
+    );
     // Every slot from the first to the last has exactly one job: none lost across the kill,
     // none twice.
     let rows = side
-        .query(
-            "SELECT key FROM jobs WHERE name = 'tick' ORDER BY key",
-            &[],
-        )
+        .query("SELECT key FROM jobs WHERE name = 'tick' ORDER BY key", &[])
         .await
         .unwrap();
     let mut slots: Vec<u64> = rows
         .iter()
         .map(|r| {
             let key: String = r.get(0);
-            key.strip_prefix("every-second:").expect("slot key").parse().unwrap()
+            key.strip_prefix("every-second:")
+                .expect("slot key")
+                .parse()
+                .unwrap()
         })
         .collect();
     slots.sort_unstable();
     let (first, newest) = (slots[0], *slots.last().unwrap());
-    let expected: Vec<u64> = (0..=(newest - first) / 1_000).map(|i| first + i * 1_000).collect();
+    let expected: Vec<u64> = (0..=(newest - first) / 1_000)
+        .map(|i| first + i * 1_000)
+        .collect();
     assert_eq!(slots, expected, "one job per slot from {first} to {newest}");
     // The nodes' own accounts agree: each slot dispatched by exactly one node, and the slots
     // after the kill by the survivors.

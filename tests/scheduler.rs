@@ -175,7 +175,14 @@ async fn next_runs(place: &Place, cron: &str, zone: &str, from: u64, n: usize) -
 
 async fn daylight_saving_in_berlin_skipped_time_runs_once_at_the_end_of_the_gap(place: Place) {
     // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that day.
-    let runs = next_runs(&place, "30 2 * * *", "Europe/Berlin", utc(2026, 3, 27, 12, 0), 3).await;
+    let runs = next_runs(
+        &place,
+        "30 2 * * *",
+        "Europe/Berlin",
+        utc(2026, 3, 27, 12, 0),
+        3,
+    )
+    .await;
     assert_eq!(
         runs,
         [
@@ -188,16 +195,32 @@ async fn daylight_saving_in_berlin_skipped_time_runs_once_at_the_end_of_the_gap(
 
 async fn daylight_saving_in_berlin_repeated_time_runs_once(place: Place) {
     // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
-    let runs = next_runs(&place, "30 2 * * *", "Europe/Berlin", utc(2026, 10, 24, 12, 0), 2).await;
+    let runs = next_runs(
+        &place,
+        "30 2 * * *",
+        "Europe/Berlin",
+        utc(2026, 10, 24, 12, 0),
+        2,
+    )
+    .await;
     assert_eq!(runs, [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]);
 }
 
 async fn daylight_saving_in_new_york_both_transitions(place: Place) {
     // 2026-03-08: 02:00 EST jumps to 03:00 EDT.
-    let spring = next_runs(&place, "30 2 * * *", "America/New_York", utc(2026, 3, 7, 12, 0), 2).await;
+    let spring = next_runs(
+        &place,
+        "30 2 * * *",
+        "America/New_York",
+        utc(2026, 3, 7, 12, 0),
+        2,
+    )
+    .await;
     assert_eq!(spring, [utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]);
     // 2026-11-01: 02:00 EDT falls back to 01:00 EST; 01:30 happens twice.
-    let fall = next_runs(&place, "30 1 * * *",
+    let fall = next_runs(
+        &place,
+        "30 1 * * *",
         "America/New_York",
         utc(2026, 10, 31, 12, 0),
         2,
@@ -439,7 +462,9 @@ async fn metrics_count_what_the_scheduler_did_and_a_panicking_callback_is_ignore
     );
 }
 
-async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_others_go_on(place: Place) {
+async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_others_go_on(
+    place: Place,
+) {
     let start = utc(2026, 1, 1, 0, 0) + 500;
     {
         let (engine, _clock) = place.open_at(start).await;
@@ -465,14 +490,14 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
                 .query_one("SELECT record FROM schedules WHERE id = 'bad'", &[])
                 .await
                 .unwrap();
-            let record = jobfile::testing::rewrite_schedule_record(
-                row.get(0),
-                "* * * * *",
-                "Mars/Olympus",
-            )
-            .unwrap();
+            let record =
+                jobfile::testing::rewrite_schedule_record(row.get(0), "* * * * *", "Mars/Olympus")
+                    .unwrap();
             client
-                .execute("UPDATE schedules SET record = $1 WHERE id = 'bad'", &[&record])
+                .execute(
+                    "UPDATE schedules SET record = $1 WHERE id = 'bad'",
+                    &[&record],
+                )
                 .await
                 .unwrap();
         }

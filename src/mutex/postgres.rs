@@ -10,7 +10,7 @@ use super::lease::MutexLease;
 use super::storage::{Acquired, MutexStorage};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{DB_NOW_MS, Postgres, pg_error};
+use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error};
 use crate::wakeups::Wakeups;
 
 /// The channel that says which mutexes were released (names, one per line).
@@ -67,7 +67,7 @@ impl MutexStorage for PgMutex {
             .await
             .map_err(|e| pg_error("beginning a mutex acquisition", e))?;
         // The row exists (an expired placeholder if new) so that it can be locked.
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO mutexes (name, owner, token, expires_at) VALUES ($1, '', 0, 0)
              ON CONFLICT (name) DO NOTHING",
             &[&name],
@@ -75,7 +75,7 @@ impl MutexStorage for PgMutex {
         .await
         .map_err(|e| pg_error("acquiring a mutex", e))?;
         let row = tx
-            .query_one(
+            .query_one_cached(
                 &format!(
                     "SELECT expires_at, coalesce($2::bigint, {DB_NOW_MS})
                      FROM mutexes WHERE name = $1 FOR UPDATE"
@@ -90,7 +90,7 @@ impl MutexStorage for PgMutex {
         }
         let expires_at = now.saturating_add(ttl_ms.min(i64::MAX as u64) as i64);
         let row = tx
-            .query_one(
+            .query_one_cached(
                 "UPDATE mutexes SET owner = $2, token = nextval('mutex_token_seq'), expires_at = $3
                  WHERE name = $1 RETURNING name, owner, token, expires_at",
                 &[&name, &owner, &expires_at],
@@ -106,7 +106,7 @@ impl MutexStorage for PgMutex {
     async fn extend(&self, held: &MutexLease, ttl_ms: u64) -> Result<Option<MutexLease>> {
         let client = self.pg.client().await?;
         let row = client
-            .query_opt(
+            .query_opt_cached(
                 &format!(
                     "WITH now AS (SELECT coalesce($4::bigint, {DB_NOW_MS}) AS at)
                      UPDATE mutexes SET expires_at = now.at + $5 FROM now
@@ -133,7 +133,7 @@ impl MutexStorage for PgMutex {
             .await
             .map_err(|e| pg_error("beginning a mutex release", e))?;
         let released = tx
-            .execute(
+            .execute_cached(
                 &format!(
                     "DELETE FROM mutexes
                      WHERE name = $1 AND owner = $2 AND token = $3
@@ -145,7 +145,7 @@ impl MutexStorage for PgMutex {
             .map_err(|e| pg_error("releasing a mutex", e))?
             > 0;
         if released {
-            tx.execute("SELECT pg_notify($1, $2)", &[&MUTEX_CHANNEL, &held.name])
+            tx.execute_cached("SELECT pg_notify($1, $2)", &[&MUTEX_CHANNEL, &held.name])
                 .await
                 .map_err(|e| pg_error("notifying a mutex release", e))?;
         }
@@ -161,7 +161,7 @@ impl MutexStorage for PgMutex {
     async fn holder(&self, name: &str, _now: u64) -> Result<Option<MutexLease>> {
         let client = self.pg.client().await?;
         let row = client
-            .query_opt(
+            .query_opt_cached(
                 &format!(
                     "SELECT name, owner, token, expires_at FROM mutexes
                      WHERE name = $1 AND expires_at > coalesce($2::bigint, {DB_NOW_MS})"
@@ -176,7 +176,7 @@ impl MutexStorage for PgMutex {
     async fn holders(&self, _now: u64) -> Result<Vec<MutexLease>> {
         let client = self.pg.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT name, owner, token, expires_at FROM mutexes
                      WHERE expires_at > coalesce($1::bigint, {DB_NOW_MS}) ORDER BY name"

@@ -102,8 +102,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (
         4,
-        // The scheduler: the record as in the file and its next slot; failures in a row and
-        // dead letters. The mutex: the live lease of each name, and fencing tokens from a
+        // Counters sharded. The scheduler: the record as in the file and its next slot;
+        // failures in a row and dead letters. The mutex: the live lease of each name, and fencing tokens from a
         // sequence taken after the row lock (so a later acquisition gets a larger token).
         "CREATE TABLE schedules (
              id text PRIMARY KEY,
@@ -125,6 +125,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
              at bigint NOT NULL,
              PRIMARY KEY (id, slot)
          );
+         -- Counters in shards: a node's concurrent transactions would otherwise queue on its
+         -- one row per counter, each holding it through its commit.
+         ALTER TABLE job_counters ADD COLUMN shard smallint NOT NULL DEFAULT 0;
+         ALTER TABLE job_counters DROP CONSTRAINT job_counters_pkey;
+         ALTER TABLE job_counters ADD PRIMARY KEY (node, counter, shard);
          CREATE SEQUENCE mutex_token_seq;
          CREATE TABLE mutexes (
              name text PRIMARY KEY,

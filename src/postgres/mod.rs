@@ -14,6 +14,7 @@
 //! Times are milliseconds since the Unix epoch, taken from the database clock (node clocks may
 //! skew); tests pass explicit instants instead.
 
+mod cached;
 mod listen;
 mod migrate;
 mod node;
@@ -27,6 +28,7 @@ use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
 
+pub(crate) use cached::Cached;
 pub(crate) use listen::{Listener, Wake};
 pub(crate) use migrate::migrate;
 #[cfg(test)]
@@ -135,7 +137,10 @@ impl Postgres {
         tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
     )> {
         let mut config = self.config.clone();
-        let name = format!("{} {role}", config.get_application_name().unwrap_or("jobfile"));
+        let name = format!(
+            "{} {role}",
+            config.get_application_name().unwrap_or("jobfile")
+        );
         config.application_name(&name);
         config
             .connect(NoTls)

@@ -12,7 +12,7 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{DB_NOW_MS, Postgres, pg_error, pg_limit};
+use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -76,7 +76,7 @@ impl<'a> QTx<'a> {
         let now = match now {
             Some(now) => now,
             None => tx
-                .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+                .query_one_cached(&format!("SELECT {DB_NOW_MS}"), &[])
                 .await
                 .map_err(|e| pg_error("reading the database clock", e))?
                 .get::<_, i64>(0) as u64,
@@ -97,7 +97,7 @@ impl<'a> QTx<'a> {
     async fn load(&self, id: u64) -> Result<Option<MessageV1>> {
         let row = self
             .tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT record FROM queue_messages WHERE id = $1 FOR UPDATE",
                 &[&(id as i64)],
             )
@@ -140,7 +140,7 @@ impl<'a> QTx<'a> {
             self.lower(at as u64);
         }
         self.tx
-            .execute(
+            .execute_cached(
                 "UPDATE queue_messages SET record = $2, state = $3, due_at = $4, expires_at = $5,
                         node = $6,
                         ready_seq = CASE WHEN $7 THEN nextval('queue_ready_seq') ELSE ready_seq END
@@ -200,7 +200,7 @@ impl<'a> QTx<'a> {
 
     async fn delete(&self, ids: &[i64]) -> Result<u64> {
         self.tx
-            .execute("DELETE FROM queue_messages WHERE id = ANY($1)", &[&ids])
+            .execute_cached("DELETE FROM queue_messages WHERE id = ANY($1)", &[&ids])
             .await
             .map_err(|e| pg_error("deleting messages", e))
     }
@@ -261,7 +261,7 @@ impl PgQueue {
         ready.sort();
         ready.dedup();
         if !ready.is_empty() {
-            tx.execute(
+            tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
                 &[&QUEUE_CHANNEL, &ready.join("\n")],
             )
@@ -294,7 +294,7 @@ impl QueueStorage for PgQueue {
                 if new.key.is_some() {
                     let existing = tx
                         .tx
-                        .query_opt(
+                        .query_opt_cached(
                             "SELECT id FROM queue_messages WHERE queue = $1 AND key = $2",
                             &[&new.queue, &new.key],
                         )
@@ -323,7 +323,7 @@ impl QueueStorage for PgQueue {
                 };
                 let inserted = tx
                     .tx
-                    .query_opt(
+                    .query_opt_cached(
                         "INSERT INTO queue_messages (queue, key, priority, record, state)
                          VALUES ($1, $2, $3, $4, 1)
                          ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING RETURNING id",
@@ -392,7 +392,7 @@ impl QueueStorage for PgQueue {
                 }
                 let more = tx
                     .tx
-                    .query_one(
+                    .query_one_cached(
                         "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE state = 1 AND queue = $1)",
                         &[&queue],
                     )
@@ -470,7 +470,7 @@ impl QueueStorage for PgQueue {
         self.write(async |tx| {
             let ids: Vec<i64> = tx
                 .tx
-                .query(
+                .query_cached(
                     "SELECT id FROM queue_messages WHERE state = 3 AND queue = $1 ORDER BY id LIMIT $2",
                     &[&queue, &pg_limit(limit)],
                 )
@@ -491,7 +491,7 @@ impl QueueStorage for PgQueue {
         self.write(async |tx| {
             let n = tx
                 .tx
-                .execute(
+                .execute_cached(
                     "DELETE FROM queue_messages WHERE id = $1 AND queue = $2 AND state = 3",
                     &[&(id as i64), &queue],
                 )
@@ -506,7 +506,7 @@ impl QueueStorage for PgQueue {
         self.write(async |tx| {
             let n = tx
                 .tx
-                .execute(
+                .execute_cached(
                     "DELETE FROM queue_messages WHERE id IN (
                          SELECT id FROM queue_messages WHERE state = 3 AND queue = $1
                          ORDER BY id LIMIT $2 FOR UPDATE)",
@@ -522,7 +522,7 @@ impl QueueStorage for PgQueue {
     async fn get(&self, queue: &str, id: u64) -> Result<Option<MessageInfo>> {
         let client = self.pg.client().await?;
         let row = client
-            .query_opt(
+            .query_opt_cached(
                 "SELECT record FROM queue_messages WHERE id = $1 AND queue = $2",
                 &[&(id as i64), &queue],
             )
@@ -538,7 +538,7 @@ impl QueueStorage for PgQueue {
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let client = self.pg.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT state, count(*) FROM queue_messages WHERE queue = $1 GROUP BY state",
                 &[&queue],
             )
@@ -554,7 +554,7 @@ impl QueueStorage for PgQueue {
     async fn queues(&self) -> Result<Vec<QueueSummary>> {
         let client = self.pg.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT queue, state, count(*) FROM queue_messages GROUP BY queue, state ORDER BY queue",
                 &[],
             )
@@ -576,7 +576,7 @@ impl QueueStorage for PgQueue {
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         let client = self.pg.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT id, record FROM queue_messages WHERE state = 3 AND queue = $1 ORDER BY id LIMIT $2",
                 &[&queue, &pg_limit(limit)],
             )
@@ -650,7 +650,7 @@ impl QueueStorage for PgQueue {
                     tx.enter_dead(id, &mut m, DeadReason::Expired).await?;
                 }
                 tx.tx
-                    .execute(
+                    .execute_cached(
                         "DELETE FROM queue_messages WHERE id IN (
                              SELECT id FROM queue_messages WHERE state = 3 AND due_at <= $1
                              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -660,7 +660,7 @@ impl QueueStorage for PgQueue {
                     .map_err(|e| pg_error("purging dead letters past retention", e))?;
                 let next: Option<i64> = tx
                     .tx
-                    .query_one(
+                    .query_one_cached(
                         "SELECT least(
                              (SELECT min(due_at) FROM queue_messages WHERE state IN (0, 2, 3)),
                              (SELECT min(expires_at) FROM queue_messages WHERE state IN (0, 1)))",

@@ -161,7 +161,8 @@ pub(crate) fn failed(
         failures: count,
         error: message.to_string(),
     });
-    (count < MAX_DISPATCH_FAILURES).then(|| now.saturating_add(FIRST_RETRY_MS << (count - 1).min(20)))
+    (count < MAX_DISPATCH_FAILURES)
+        .then(|| now.saturating_add(FIRST_RETRY_MS << (count - 1).min(20)))
 }
 
 /// Reports that `id`'s `slot` was dead-lettered after `count` failures.

@@ -21,14 +21,14 @@ mod handle;
 mod metrics;
 #[cfg(feature = "cron")]
 pub(crate) mod ops;
-#[cfg(feature = "cron")]
-pub(crate) mod rules;
 #[cfg(all(feature = "cron", feature = "postgres"))]
 mod postgres;
 #[cfg(feature = "cron")]
 pub(crate) mod record;
 #[cfg(feature = "cron")]
 mod redb;
+#[cfg(feature = "cron")]
+pub(crate) mod rules;
 #[cfg(feature = "cron")]
 mod schedules;
 #[cfg(feature = "cron")]

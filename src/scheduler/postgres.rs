@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::job::Submitted;
 use crate::job::core::JobCore;
 use crate::job::postgres::{JobTx, PgJobs, submit_one};
-use crate::postgres::{pg_error, pg_limit};
+use crate::postgres::{Cached, pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 
 /// Due rows read per pass, as a multiple of the schedules handled: room to pass over
@@ -55,9 +55,9 @@ impl PgSchedules {
     }
 
     fn pg(&self) -> Result<&PgJobs> {
-        self.jobs
-            .postgres()
-            .ok_or_else(|| Error::Internal("the PostgreSQL scheduler without PostgreSQL jobs".into()))
+        self.jobs.postgres().ok_or_else(|| {
+            Error::Internal("the PostgreSQL scheduler without PostgreSQL jobs".into())
+        })
     }
 }
 
@@ -70,7 +70,10 @@ fn decode_schedule(bytes: &[u8]) -> Result<ScheduleV1> {
 async fn load(tx: &JobTx<'_>, id: &str) -> Result<Option<ScheduleV1>> {
     let row = tx
         .tx
-        .query_opt("SELECT record FROM schedules WHERE id = $1 FOR UPDATE", &[&id])
+        .query_opt_cached(
+            "SELECT record FROM schedules WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
         .await
         .map_err(|e| pg_error("loading a schedule", e))?;
     row.map(|r| decode_schedule(r.get(0))).transpose()
@@ -79,7 +82,7 @@ async fn load(tx: &JobTx<'_>, id: &str) -> Result<Option<ScheduleV1>> {
 /// Stores schedule `id` with its next slot.
 async fn save(tx: &JobTx<'_>, id: &str, s: &ScheduleV1) -> Result<()> {
     tx.tx
-        .execute(
+        .execute_cached(
             "INSERT INTO schedules (id, record, next_run) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, next_run = EXCLUDED.next_run",
             &[
@@ -95,7 +98,7 @@ async fn save(tx: &JobTx<'_>, id: &str, s: &ScheduleV1) -> Result<()> {
 
 async fn clear_failures(tx: &JobTx<'_>, id: &str) -> Result<()> {
     tx.tx
-        .execute("DELETE FROM schedule_failures WHERE id = $1", &[&id])
+        .execute_cached("DELETE FROM schedule_failures WHERE id = $1", &[&id])
         .await
         .map_err(|e| pg_error("clearing a schedule's failures", e))?;
     Ok(())
@@ -122,17 +125,22 @@ async fn record_failure(
     let message = error.to_string();
     if let Some(retry_at) = failures::failed(report, &due.id, due.slot, count, &message, tx.now) {
         tx.tx
-            .execute(
+            .execute_cached(
                 "INSERT INTO schedule_failures (id, slot, count, retry_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO UPDATE SET slot = $2, count = $3, retry_at = $4",
-                &[&due.id, &(due.slot as i64), &(count as i32), &(retry_at as i64)],
+                &[
+                    &due.id,
+                    &(due.slot as i64),
+                    &(count as i32),
+                    &(retry_at as i64),
+                ],
             )
             .await
             .map_err(|e| pg_error("recording a schedule's failure", e))?;
         return Ok(Some(retry_at));
     }
     tx.tx
-        .execute(
+        .execute_cached(
             "INSERT INTO schedule_dead (id, slot, failures, error, at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id, slot) DO UPDATE SET failures = $3, error = $4, at = $5",
             &[
@@ -154,7 +162,10 @@ async fn record_failure(
         }
         Err(_) => {
             tx.tx
-                .execute("UPDATE schedules SET next_run = NULL WHERE id = $1", &[&due.id])
+                .execute_cached(
+                    "UPDATE schedules SET next_run = NULL WHERE id = $1",
+                    &[&due.id],
+                )
                 .await
                 .map_err(|e| pg_error("stopping a schedule", e))?;
         }
@@ -177,7 +188,7 @@ async fn dispatch(
     let scan = limit.saturating_mul(SCAN_FACTOR);
     let due: Vec<Due> = tx
         .tx
-        .query(
+        .query_cached(
             "SELECT s.id, s.record, s.next_run, f.count, f.retry_at
              FROM schedules s LEFT JOIN schedule_failures f ON f.id = s.id
              WHERE s.next_run <= $1
@@ -253,7 +264,7 @@ async fn dispatch(
     }
     let first: Option<i64> = tx
         .tx
-        .query_one(
+        .query_one_cached(
             "SELECT min(next_run) FROM schedules WHERE next_run > $1",
             &[&(now as i64)],
         )
@@ -299,7 +310,7 @@ impl ScheduleStorage for PgSchedules {
             .write(async |tx| {
                 let removed = tx
                     .tx
-                    .execute("DELETE FROM schedules WHERE id = $1", &[&id])
+                    .execute_cached("DELETE FROM schedules WHERE id = $1", &[&id])
                     .await
                     .map_err(|e| pg_error("removing a schedule", e))?;
                 clear_failures(tx, id).await?;
@@ -313,7 +324,10 @@ impl ScheduleStorage for PgSchedules {
             .write(async |tx| {
                 let row = tx
                     .tx
-                    .query_opt("SELECT record FROM schedules WHERE id = $1 FOR SHARE", &[&id])
+                    .query_opt_cached(
+                        "SELECT record FROM schedules WHERE id = $1 FOR SHARE",
+                        &[&id],
+                    )
                     .await
                     .map_err(|e| pg_error("loading a schedule", e))?;
                 let Some(row) = row else {
@@ -328,7 +342,7 @@ impl ScheduleStorage for PgSchedules {
     async fn get(&self, id: &str) -> Result<Option<ScheduleInfo>> {
         let client = self.pg()?.pg().client().await?;
         let row = client
-            .query_opt("SELECT record FROM schedules WHERE id = $1", &[&id])
+            .query_opt_cached("SELECT record FROM schedules WHERE id = $1", &[&id])
             .await
             .map_err(|e| pg_error("reading a schedule", e))?;
         row.map(|r| decode_schedule(r.get(0)).map(|s| info(id.to_string(), s)))
@@ -338,7 +352,7 @@ impl ScheduleStorage for PgSchedules {
     async fn list(&self) -> Result<Vec<ScheduleInfo>> {
         let client = self.pg()?.pg().client().await?;
         client
-            .query("SELECT id, record FROM schedules ORDER BY id", &[])
+            .query_cached("SELECT id, record FROM schedules ORDER BY id", &[])
             .await
             .map_err(|e| pg_error("listing schedules", e))?
             .iter()
@@ -349,7 +363,7 @@ impl ScheduleStorage for PgSchedules {
     async fn dead_letters(&self) -> Result<Vec<ScheduleDeadLetter>> {
         let client = self.pg()?.pg().client().await?;
         Ok(client
-            .query(
+            .query_cached(
                 "SELECT id, slot, failures, error, at FROM schedule_dead ORDER BY id, slot",
                 &[],
             )
@@ -364,7 +378,7 @@ impl ScheduleStorage for PgSchedules {
         self.pg()?
             .write(async |tx| {
                 tx.tx
-                    .execute("DELETE FROM schedule_dead WHERE id = $1", &[&id])
+                    .execute_cached("DELETE FROM schedule_dead WHERE id = $1", &[&id])
                     .await
                     .map_err(|e| pg_error("clearing the scheduler's dead letters", e))
             })

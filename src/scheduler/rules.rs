@@ -16,9 +16,12 @@ pub(crate) fn registered(
 ) -> (ScheduleV1, Registered) {
     let fresh = || r.cron.next_after(now.saturating_sub(1));
     let (next_run, dispatched, dropped, registered) = match existing {
-        Some(old) if old.cron == r.cron_text && old.zone == r.zone && old.next_run.is_some() => {
-            (old.next_run, old.dispatched, old.dropped, Registered::Updated)
-        }
+        Some(old) if old.cron == r.cron_text && old.zone == r.zone && old.next_run.is_some() => (
+            old.next_run,
+            old.dispatched,
+            old.dropped,
+            Registered::Updated,
+        ),
         Some(old) => (fresh(), old.dispatched, old.dropped, Registered::Updated),
         None => (fresh(), 0, 0, Registered::Created),
     };
@@ -109,7 +112,12 @@ pub(crate) fn pass_over(cron: &CronSchedule, slot: u64, now: u64) -> SlotPlan {
 }
 
 /// Counts the job submitted for `id`'s `slot` (not one a retained job's key answered).
-pub(crate) fn count_submitted(s: &mut ScheduleV1, id: &str, slot: u64, report: &mut DispatchReport) {
+pub(crate) fn count_submitted(
+    s: &mut ScheduleV1,
+    id: &str,
+    slot: u64,
+    report: &mut DispatchReport,
+) {
     s.dispatched += 1;
     report.submitted += 1;
     report.events.push(SchedulerMetric::DispatchSubmitted {

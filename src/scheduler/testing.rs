@@ -48,4 +48,3 @@ pub(crate) fn rewrite_expression_in(record: &[u8], cron: &str, zone: &str) -> Re
     s.zone = zone.to_string();
     Ok(encode(&StoredSchedule::V1(s)))
 }
-

@@ -131,7 +131,11 @@ macro_rules! on_both_backends {
 
 impl PgSchema {
     /// Runs `sql` on this schema, on a connection of its own.
-    pub async fn execute(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> u64 {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> u64 {
         let client = self.client().await;
         client.execute(sql, params).await.expect("test statement")
     }

@@ -7,9 +7,9 @@ mod rows;
 
 use std::sync::{Arc, Weak};
 
+pub(crate) use rows::JobTx;
 #[allow(unused_imports)]
 pub(crate) use rows::{JOBS_CHANNEL, READY_CHANNEL};
-pub(crate) use rows::JobTx;
 use rows::{READY, RUNNING, codes_of};
 
 use super::effects::{Claimed, JobHost};
@@ -26,7 +26,7 @@ use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Liveness, Postgres, find_dead, pg_error, pg_limit};
+use crate::postgres::{Cached, Liveness, Postgres, find_dead, pg_error, pg_limit};
 use crate::store::codec::decode;
 
 /// Jobs handled per kind of timed work in one pass.
@@ -89,7 +89,10 @@ impl PgJobs {
     /// Runs one write: `f` gets the transaction; its effects are applied here after commit.
     /// Other primitives write jobs in their own writes through it (a schedule's slot and its
     /// job commit together).
-    pub(crate) async fn write<T>(&self, f: impl AsyncFnOnce(&mut JobTx<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) async fn write<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut JobTx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut client = self.pg.client().await?;
         let mut tx = JobTx::begin(&mut client, self.now(), self.node).await?;
         let out = f(&mut tx).await?;
@@ -221,7 +224,7 @@ async fn settle_failure(
 async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)> {
     let rows = tx
         .tx
-        .query(
+        .query_cached(
             "SELECT id, record FROM jobs
              WHERE state = $1
                AND (node = ANY($2) OR node IN (SELECT id FROM nodes WHERE state = 'dead'))
@@ -299,7 +302,7 @@ pub(crate) async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submi
         if new.key.is_some() {
             let existing = tx
                 .tx
-                .query_opt(
+                .query_opt_cached(
                     "SELECT id FROM jobs WHERE name = $1 AND key = $2",
                     &[&new.name, &new.key],
                 )
@@ -315,7 +318,7 @@ pub(crate) async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submi
         // The unique index on (name, key) decides between racing submits of one key.
         let inserted = tx
             .tx
-            .query_opt(
+            .query_opt_cached(
                 "INSERT INTO jobs (name, key, priority, meta, record, state, updated_at)
                  VALUES ($1, $2, $3, $4, $5, 0, $6)
                  ON CONFLICT (name, key) WHERE key IS NOT NULL DO NOTHING
@@ -346,7 +349,7 @@ pub(crate) async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submi
         }
         let existing = tx
             .tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT id FROM jobs WHERE name = $1 AND key = $2",
                 &[&new.name, &new.key],
             )
@@ -381,7 +384,7 @@ impl JobStorage for PgJobs {
     async fn has_ready(&self, name: &str) -> Result<bool> {
         let client = self.pg.client().await?;
         let row = client
-            .query_one(
+            .query_one_cached(
                 "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = $1 AND name = $2)",
                 &[&READY, &name],
             )
@@ -401,7 +404,7 @@ impl JobStorage for PgJobs {
             // that judges it skips a locked row and looks again at its next pass.
             let live = tx
                 .tx
-                .query_opt(
+                .query_opt_cached(
                     "SELECT 1 FROM nodes WHERE id = $1 AND state = 'live' FOR SHARE",
                     &[&tx.node],
                 )
@@ -413,7 +416,7 @@ impl JobStorage for PgJobs {
             // Rows another node is claiming are skipped, not waited for.
             let rows = tx
                 .tx
-                .query(
+                .query_cached(
                     "SELECT id, record FROM jobs WHERE state = $1 AND name = $2
                      ORDER BY priority DESC, ready_seq LIMIT $3 FOR UPDATE SKIP LOCKED",
                     &[&READY, &name, &(max as i64)],
@@ -429,7 +432,7 @@ impl JobStorage for PgJobs {
             let more = out.len() == max
                 && tx
                     .tx
-                    .query_one(
+                    .query_one_cached(
                         "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = $1 AND name = $2)",
                         &[&READY, &name],
                     )
@@ -482,7 +485,7 @@ impl JobStorage for PgJobs {
     async fn step_result(&self, c: AttemptClaim, step: &str) -> Result<(bool, Option<Vec<u8>>)> {
         let client = self.pg.client().await?;
         let row = client
-            .query_opt(
+            .query_opt_cached(
                 "SELECT j.record, s.value FROM jobs j
                  LEFT JOIN job_steps s ON s.job_id = j.id AND s.step = $2
                  WHERE j.id = $1",
@@ -502,7 +505,7 @@ impl JobStorage for PgJobs {
                 return Ok(false);
             }
             tx.tx
-                .execute(
+                .execute_cached(
                     "INSERT INTO job_steps (job_id, step, value) VALUES ($1, $2, $3)
                      ON CONFLICT (job_id, step) DO UPDATE SET value = EXCLUDED.value",
                     &[&(c.id as i64), &step, &value],
@@ -641,7 +644,7 @@ impl JobStorage for PgJobs {
             let after = cursor.map_or(0, |(_, id)| id as i64);
             let rows = tx
                 .tx
-                .query(
+                .query_cached(
                     "SELECT id FROM jobs WHERE state IN ($1, $2) AND id > $3
                        AND ($4::text IS NULL OR name = $4)
                      ORDER BY id LIMIT $5",
@@ -677,7 +680,7 @@ impl JobStorage for PgJobs {
     async fn get(&self, id: u64, _with_input: bool) -> Result<Option<JobInfo>> {
         let client = self.pg.client().await?;
         let row = client
-            .query_opt("SELECT record FROM jobs WHERE id = $1", &[&(id as i64)])
+            .query_opt_cached("SELECT record FROM jobs WHERE id = $1", &[&(id as i64)])
             .await
             .map_err(|e| pg_error("reading a job", e))?;
         row.map(|r| Ok(info(id, decode::<StoredJob>("jobs", r.get(0))?.into_job())))
@@ -695,7 +698,7 @@ impl JobStorage for PgJobs {
         let cmp = if query.oldest_first { ">" } else { "<" };
         let after = query.after.map(|a| a as i64);
         let rows = client
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT id, record FROM jobs
                      WHERE ($1::smallint[] IS NULL OR state = ANY($1))
@@ -730,14 +733,14 @@ impl JobStorage for PgJobs {
     async fn events(&self, id: u64, from: u32, limit: usize) -> Result<Vec<JobEvent>> {
         let client = self.pg.client().await?;
         let exists = client
-            .query_opt("SELECT 1 FROM jobs WHERE id = $1", &[&(id as i64)])
+            .query_opt_cached("SELECT 1 FROM jobs WHERE id = $1", &[&(id as i64)])
             .await
             .map_err(|e| pg_error("reading a job", e))?;
         if exists.is_none() {
             return Err(Error::UnknownJob { id });
         }
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT seq, event FROM job_events WHERE job_id = $1 AND seq >= $2
                  ORDER BY seq LIMIT $3",
                 &[&(id as i64), &(from as i32), &pg_limit(limit)],
@@ -759,7 +762,7 @@ impl JobStorage for PgJobs {
     async fn counts(&self) -> Result<Vec<JobCounts>> {
         let client = self.pg.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT name, state, count(*) FROM jobs GROUP BY name, state ORDER BY name",
                 &[],
             )
@@ -784,7 +787,7 @@ impl JobStorage for PgJobs {
     async fn metrics(&self) -> Result<JobMetrics> {
         let client = self.pg.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT counter, sum(value)::bigint FROM job_counters GROUP BY counter
                  UNION ALL SELECT 'gauge:running', count(*) FROM jobs WHERE state = 2
                  UNION ALL SELECT 'gauge:queued', count(*) FROM jobs WHERE state IN (0, 1)",
@@ -823,7 +826,7 @@ impl JobStorage for PgJobs {
                 // Delayed jobs come due.
                 let due = tx
                     .tx
-                    .query(
+                    .query_cached(
                         "SELECT id, record FROM jobs WHERE state = 0 AND due_at <= $1
                          ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
                         &[&now, &SWEEP_LIMIT],
@@ -840,7 +843,7 @@ impl JobStorage for PgJobs {
                 // Attempts past their lease or timeout.
                 let expired = tx
                     .tx
-                    .query(
+                    .query_cached(
                         "SELECT id, record FROM jobs WHERE state = 2 AND due_at <= $1
                          ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
                         &[&now, &SWEEP_LIMIT],
@@ -865,7 +868,7 @@ impl JobStorage for PgJobs {
                 // Finished jobs past their retention.
                 let purged: Vec<i64> = tx
                     .tx
-                    .query(
+                    .query_cached(
                         "SELECT id FROM jobs WHERE state >= 3 AND due_at <= $1
                          ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
                         &[&now, &SWEEP_LIMIT],
@@ -878,7 +881,7 @@ impl JobStorage for PgJobs {
                 erase(tx, &purged).await?;
                 let next: Option<i64> = tx
                     .tx
-                    .query_one("SELECT min(due_at) FROM jobs WHERE due_at IS NOT NULL", &[])
+                    .query_one_cached("SELECT min(due_at) FROM jobs WHERE due_at IS NOT NULL", &[])
                     .await
                     .map_err(|e| pg_error("finding the next due job", e))?
                     .get(0);
@@ -929,15 +932,15 @@ async fn erase(tx: &mut JobTx<'_>, ids: &[i64]) -> Result<()> {
         return Ok(());
     }
     tx.tx
-        .execute("DELETE FROM job_events WHERE job_id = ANY($1)", &[&ids])
+        .execute_cached("DELETE FROM job_events WHERE job_id = ANY($1)", &[&ids])
         .await
         .map_err(|e| pg_error("deleting job events", e))?;
     tx.tx
-        .execute("DELETE FROM job_steps WHERE job_id = ANY($1)", &[&ids])
+        .execute_cached("DELETE FROM job_steps WHERE job_id = ANY($1)", &[&ids])
         .await
         .map_err(|e| pg_error("deleting job steps", e))?;
     tx.tx
-        .execute("DELETE FROM jobs WHERE id = ANY($1)", &[&ids])
+        .execute_cached("DELETE FROM jobs WHERE id = ANY($1)", &[&ids])
         .await
         .map_err(|e| pg_error("deleting jobs", e))?;
     tx.fx.touched.extend(ids.iter().map(|&id| id as u64));

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, EventV1, JobStateV1, JobV1, StoredEvent, StoredJob};
-use crate::postgres::{DB_NOW_MS, pg_error};
+use crate::postgres::{Cached, DB_NOW_MS, pg_error};
 use crate::store::codec::{decode, encode};
 
 /// The channel that says which definitions gained ready jobs (names, one per line).
@@ -31,6 +31,15 @@ pub(crate) const TIMED_OUT: i16 = 6;
 
 /// Progress events are coalesced per second of the clock, as in the file.
 const PROGRESS_WINDOW_MS: u64 = 1_000;
+
+/// Counter rows per node and counter: concurrent writes of one node spread over them.
+const COUNTER_SHARDS: i16 = 16;
+
+/// The counter shard for the next write, in turn.
+fn next_shard() -> i16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % COUNTER_SHARDS as u16) as i16
+}
 
 /// One write transaction on jobs.
 pub(crate) struct JobTx<'a> {
@@ -57,7 +66,7 @@ impl<'a> JobTx<'a> {
             Some(now) => now,
             None => {
                 let row = tx
-                    .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+                    .query_one_cached(&format!("SELECT {DB_NOW_MS}"), &[])
                     .await
                     .map_err(|e| pg_error("reading the database clock", e))?;
                 row.get::<_, i64>(0) as u64
@@ -75,7 +84,7 @@ impl<'a> JobTx<'a> {
     pub(crate) async fn load(&self, id: u64) -> Result<Option<JobV1>> {
         let row = self
             .tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT record FROM jobs WHERE id = $1 FOR UPDATE",
                 &[&(id as i64)],
             )
@@ -98,7 +107,7 @@ impl<'a> JobTx<'a> {
             self.fx.ready.push(job.name.clone());
         }
         self.tx
-            .execute(
+            .execute_cached(
                 "UPDATE jobs SET record = $2, state = $3, node = $4, due_at = $5, updated_at = $6,
                         ready_seq = CASE WHEN $7 THEN nextval('job_ready_seq') ELSE ready_seq END
                  WHERE id = $1",
@@ -127,7 +136,7 @@ impl<'a> JobTx<'a> {
         let seq = job.next_event;
         let event = encode(&StoredEvent::V1(EventV1 { at: self.now, kind }));
         self.tx
-            .execute(
+            .execute_cached(
                 "INSERT INTO job_events (job_id, seq, event) VALUES ($1, $2, $3)",
                 &[&(id as i64), &(seq as i32), &event],
             )
@@ -150,7 +159,7 @@ impl<'a> JobTx<'a> {
         if let Some(last) = job.next_event.checked_sub(1) {
             let row = self
                 .tx
-                .query_opt(
+                .query_opt_cached(
                     "SELECT event FROM job_events WHERE job_id = $1 AND seq = $2",
                     &[&(id as i64), &(last as i32)],
                 )
@@ -165,7 +174,7 @@ impl<'a> JobTx<'a> {
                 if progress && previous.at / PROGRESS_WINDOW_MS == self.now / PROGRESS_WINDOW_MS {
                     let event = encode(&StoredEvent::V1(EventV1 { at: self.now, kind }));
                     self.tx
-                        .execute(
+                        .execute_cached(
                             "UPDATE job_events SET event = $3 WHERE job_id = $1 AND seq = $2",
                             &[&(id as i64), &(last as i32), &event],
                         )
@@ -200,11 +209,12 @@ impl<'a> JobTx<'a> {
         if !counters.is_empty() {
             let names: Vec<&str> = counters.iter().map(|(n, _)| *n).collect();
             let deltas: Vec<i64> = counters.iter().map(|(_, v)| *v).collect();
-            tx.execute(
-                "INSERT INTO job_counters (node, counter, value)
-                 SELECT $1, c, v FROM unnest($2::text[], $3::bigint[]) AS t(c, v)
-                 ON CONFLICT (node, counter) DO UPDATE SET value = job_counters.value + EXCLUDED.value",
-                &[&node, &names, &deltas],
+            tx.execute_cached(
+                "INSERT INTO job_counters (node, counter, shard, value)
+                 SELECT $1, c, $4, v FROM unnest($2::text[], $3::bigint[]) AS t(c, v)
+                 ON CONFLICT (node, counter, shard)
+                 DO UPDATE SET value = job_counters.value + EXCLUDED.value",
+                &[&node, &names, &deltas, &next_shard()],
             )
             .await
             .map_err(|e| pg_error("counting job events", e))?;
@@ -214,7 +224,7 @@ impl<'a> JobTx<'a> {
             let mut names = fx.ready.clone();
             names.sort();
             names.dedup();
-            tx.execute(
+            tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
                 &[&READY_CHANNEL, &names.join("\n")],
             )
@@ -226,7 +236,7 @@ impl<'a> JobTx<'a> {
             ids.sort_unstable();
             ids.dedup();
             let text: Vec<String> = ids.iter().map(u64::to_string).collect();
-            tx.execute(
+            tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
                 &[&JOBS_CHANNEL, &text.join("\n")],
             )
