@@ -954,7 +954,12 @@ async fn the_admin_api_answers_alike_over_postgres() {
     assert_eq!(body["deduplicated"], json!(false));
     let (_, schedules) = get(&app, "/api/schedules").await;
     assert_eq!(schedules[0]["id"], json!("nightly"));
-    let (status, body) = post(&app, "/api/schedules/gone/trigger", Some(json!({"key": "k"}))).await;
+    let (status, body) = post(
+        &app,
+        "/api/schedules/gone/trigger",
+        Some(json!({"key": "k"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], json!("UNKNOWN_SCHEDULE"));
     // What is not on PostgreSQL yet says so.

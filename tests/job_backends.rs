@@ -132,6 +132,50 @@ on_both_backends! {
         assert_eq!(engine.jobs().metrics().await.unwrap().queued_now, 4);
     }
 
+    async fn a_batch_with_keys_answers_each_job_in_order(engine, clock) {
+        let h = engine.job::<u32, u32>(JobSpec::new("keyed")).unwrap();
+        let held = h.submit(0).key("held").await.unwrap();
+        assert_eq!((held.id, held.deduplicated), (1, false));
+        let done = h
+            .submit_many(vec![
+                h.submit(1).key("a"),
+                h.submit(2),
+                h.submit(3).key("a"),
+                h.submit(4).key("held"),
+                h.submit(5).delay(secs(60)),
+                h.submit(6).key("b"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            done.iter().map(|s| (s.id, s.deduplicated)).collect::<Vec<_>>(),
+            [(2, false), (3, false), (2, true), (1, true), (4, false), (5, false)]
+        );
+        let inputs: Vec<_> = engine.jobs().list().oldest_first().await.unwrap().jobs.iter().map(|j| (j.id, j.state, j.input_json.clone())).collect();
+        assert_eq!(inputs.len(), 5, "{inputs:?}");
+        let m = engine.jobs().metrics().await.unwrap();
+        assert_eq!((m.submitted, m.queued_now), (5, 5));
+        let delayed = engine.jobs().get(4).await.unwrap().unwrap();
+        assert_eq!(delayed.run_at_ms, Some(T0 + 60_000));
+        for id in [1, 2, 3, 5] {
+            let events = engine.jobs().events(id).read(0, 10).await.unwrap();
+            assert_eq!(names(&events), ["submitted"], "job {id}");
+        }
+        // Submits racing with one new key: one job, every other answer names it.
+        let racers: Vec<_> = (0..8)
+            .map(|n| {
+                let h = h.clone();
+                tokio::spawn(async move { h.submit(100 + n).key("race").await.unwrap() })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for r in racers {
+            answers.push(r.await.unwrap());
+        }
+        assert_eq!(answers.iter().filter(|a| !a.deduplicated).count(), 1);
+        assert!(answers.iter().all(|a| a.id == answers[0].id));
+    }
+
     async fn cancel_stops_a_queued_job_and_a_running_one(engine, clock) {
         let parked = engine.job::<u32, u32>(JobSpec::new("parked")).unwrap();
         let id = parked.submit(1).await.unwrap().id;

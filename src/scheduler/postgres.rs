@@ -24,7 +24,7 @@ use super::storage::{DispatchHost, ScheduleRegister, ScheduleStorage};
 use crate::error::{Error, Result};
 use crate::job::Submitted;
 use crate::job::core::JobCore;
-use crate::job::postgres::{JobTx, PgJobs, submit_one};
+use crate::job::postgres::{JobTx, PgJobs, submit_batch, submit_one};
 use crate::postgres::{Cached, pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 
@@ -253,10 +253,15 @@ async fn dispatch(
         if planned.more {
             lower(now);
         }
-        for slot in planned.run {
-            let job = s.job.job_with_key(format!("{}:{slot}", d.id));
-            if !submit_one(tx, &job).await?.deduplicated {
-                rules::count_submitted(&mut s, &d.id, slot, report);
+        let jobs: Vec<_> = planned
+            .run
+            .iter()
+            .map(|slot| s.job.job_with_key(format!("{}:{slot}", d.id)))
+            .collect();
+        let submitted = submit_batch(tx, &jobs).await?;
+        for (slot, out) in planned.run.iter().zip(submitted) {
+            if !out.deduplicated {
+                rules::count_submitted(&mut s, &d.id, *slot, report);
             }
         }
         rules::advance(&mut s, &d.id, planned.next, planned.dropped, report);

@@ -20,14 +20,14 @@ use super::info::{
 use super::metrics::{JobMetric, JobMetrics};
 use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
-use super::record::{EventKindV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob};
+use super::record::{EventKindV1, EventV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob};
 use super::signal::StopReason;
 use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::postgres::{Cached, Liveness, Postgres, find_dead, pg_error, pg_limit};
-use crate::store::codec::decode;
+use crate::store::codec::{decode, encode};
 
 /// Jobs handled per kind of timed work in one pass.
 const SWEEP_LIMIT: i64 = 512;
@@ -293,76 +293,195 @@ async fn release_one(tx: &mut JobTx<'_>, id: u64, attempt: u32, epoch: u64) -> R
 
 /// Stores a new job (or finds the retained one with the same key); in `tx`.
 pub(crate) async fn submit_one(tx: &mut JobTx<'_>, new: &NewJob) -> Result<Submitted> {
+    let mut out = submit_batch(tx, std::slice::from_ref(new)).await?;
+    out.pop()
+        .ok_or_else(|| Error::Internal("a submit answered nothing".into()))
+}
+
+/// Stores new jobs in a few set-based statements, whatever their number: the retained jobs
+/// holding their keys are looked up at once, ids are drawn at once, and the rows and their
+/// first events are inserted from arrays. A job whose key an earlier job of the batch holds
+/// answers with that job. Answers are in the order of `jobs`.
+pub(crate) async fn submit_batch(tx: &mut JobTx<'_>, jobs: &[NewJob]) -> Result<Vec<Submitted>> {
     let now = tx.now;
-    let mut job = JobV1::submitted(new, new.input.clone(), false, now);
-    let meta = serde_json::to_value(&new.meta).map_err(|e| Error::Internal(e.to_string()))?;
-    loop {
-        // A retained job with the key answers at once (and spends no id); the unique index
-        // below still decides between submits racing with the same new key.
-        if new.key.is_some() {
-            let existing = tx
-                .tx
-                .query_opt_cached(
-                    "SELECT id FROM jobs WHERE name = $1 AND key = $2",
-                    &[&new.name, &new.key],
-                )
-                .await
-                .map_err(|e| pg_error("finding a job by key", e))?;
-            if let Some(row) = existing {
-                return Ok(Submitted {
-                    id: row.get::<_, i64>(0) as u64,
-                    deduplicated: true,
-                });
+    let mut answers: Vec<Option<Submitted>> = vec![None; jobs.len()];
+    // Within the batch, a key's first job stands for the others.
+    let mut first_of_key: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    let mut same_as: Vec<Option<usize>> = vec![None; jobs.len()];
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(key) = &job.key {
+            match first_of_key.entry((job.name.as_str(), key.as_str())) {
+                std::collections::hash_map::Entry::Occupied(e) => same_as[i] = Some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
             }
         }
-        // The unique index on (name, key) decides between racing submits of one key.
-        let inserted = tx
+    }
+    let mut pending: Vec<usize> = (0..jobs.len()).filter(|i| same_as[*i].is_none()).collect();
+    while !pending.is_empty() {
+        // A retained job with the key answers at once (and spends no id); the unique index
+        // decides between submits racing with the same new key.
+        let keyed: Vec<usize> = pending
+            .iter()
+            .copied()
+            .filter(|i| jobs[*i].key.is_some())
+            .collect();
+        if !keyed.is_empty() {
+            let names: Vec<&str> = keyed.iter().map(|i| jobs[*i].name.as_str()).collect();
+            let keys: Vec<&str> = keyed
+                .iter()
+                .map(|i| jobs[*i].key.as_deref().unwrap_or_default())
+                .collect();
+            let found = tx
+                .tx
+                .query_cached(
+                    "SELECT j.name, j.key, j.id FROM jobs j
+                     JOIN unnest($1::text[], $2::text[]) AS k(name, key)
+                       ON j.name = k.name AND j.key = k.key",
+                    &[&names, &keys],
+                )
+                .await
+                .map_err(|e| pg_error("finding jobs by key", e))?;
+            for row in &found {
+                let (name, key, id): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+                if let Some(&i) = first_of_key.get(&(name.as_str(), key.as_str())) {
+                    answers[i] = Some(Submitted {
+                        id: id as u64,
+                        deduplicated: true,
+                    });
+                }
+            }
+            pending.retain(|i| answers[*i].is_none());
+            if pending.is_empty() {
+                break;
+            }
+        }
+        let ids: Vec<i64> = tx
             .tx
-            .query_opt_cached(
-                "INSERT INTO jobs (name, key, priority, meta, record, state, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 0, $6)
+            .query_cached(
+                "SELECT nextval('jobs_id_seq') FROM generate_series(1, $1::bigint)",
+                &[&(pending.len() as i64)],
+            )
+            .await
+            .map_err(|e| pg_error("drawing job ids", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut rows = Rows::default();
+        for (&i, &id) in pending.iter().zip(&ids) {
+            let new = &jobs[i];
+            let mut job = JobV1::submitted(new, new.input.clone(), false, now);
+            job.next_event = 1;
+            job.updated_at = now;
+            let ready = enter_queued(tx, &mut job, new.run_at.unwrap_or(now));
+            let cols = rows::Columns::of(&job);
+            rows.ids.push(id);
+            rows.names.push(new.name.as_str());
+            rows.keys.push(new.key.as_deref());
+            rows.priorities.push(new.priority);
+            rows.metas
+                .push(serde_json::to_value(&new.meta).map_err(|e| Error::Internal(e.to_string()))?);
+            rows.records.push(crate::job::record::encode_job(&job));
+            rows.states.push(cols.state);
+            rows.due.push(cols.due_at);
+            rows.ready.push(ready);
+        }
+        let inserted: std::collections::HashSet<i64> = tx
+            .tx
+            .query_cached(
+                "INSERT INTO jobs (id, name, key, priority, meta, record, state, due_at, ready_seq,
+                                   updated_at)
+                 SELECT i, n, k, p, m, r, s, d,
+                        CASE WHEN s = 1 THEN nextval('job_ready_seq') END, $9
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::jsonb[],
+                             $6::bytea[], $7::smallint[], $8::bigint[])
+                      AS t(i, n, k, p, m, r, s, d)
                  ON CONFLICT (name, key) WHERE key IS NOT NULL DO NOTHING
                  RETURNING id",
                 &[
-                    &new.name,
-                    &new.key,
-                    &new.priority,
-                    &meta,
-                    &crate::job::record::encode_job(&job),
+                    &rows.ids,
+                    &rows.names,
+                    &rows.keys,
+                    &rows.priorities,
+                    &rows.metas,
+                    &rows.records,
+                    &rows.states,
+                    &rows.due,
                     &(now as i64),
                 ],
             )
             .await
-            .map_err(|e| pg_error("storing a job", e))?;
-        if let Some(row) = inserted {
-            let id = row.get::<_, i64>(0) as u64;
-            tx.push_event(id, &mut job, EventKindV1::Submitted).await?;
-            tx.count(JobMetric::Submitted {
-                name: new.name.clone(),
-            });
-            let ready = enter_queued(tx, &mut job, new.run_at.unwrap_or(now));
-            tx.save(id, &job, ready).await?;
-            return Ok(Submitted {
-                id,
-                deduplicated: false,
-            });
-        }
-        let existing = tx
-            .tx
-            .query_opt_cached(
-                "SELECT id FROM jobs WHERE name = $1 AND key = $2",
-                &[&new.name, &new.key],
+            .map_err(|e| pg_error("storing jobs", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let event = encode(&StoredEvent::V1(EventV1 {
+            at: now,
+            kind: EventKindV1::Submitted,
+        }));
+        let stored: Vec<i64> = rows
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| inserted.contains(id))
+            .collect();
+        tx.tx
+            .execute_cached(
+                "INSERT INTO job_events (job_id, seq, event) SELECT unnest($1::bigint[]), 0, $2",
+                &[&stored, &event],
             )
             .await
-            .map_err(|e| pg_error("finding a job by key", e))?;
-        if let Some(row) = existing {
-            return Ok(Submitted {
-                id: row.get::<_, i64>(0) as u64,
-                deduplicated: true,
+            .map_err(|e| pg_error("appending job events", e))?;
+        for (k, &i) in pending.iter().enumerate() {
+            let id = rows.ids[k];
+            if !inserted.contains(&id) {
+                // Another submit with the key committed in between: look again.
+                continue;
+            }
+            answers[i] = Some(Submitted {
+                id: id as u64,
+                deduplicated: false,
             });
+            tx.fx.touched.push(id as u64);
+            tx.count(JobMetric::Submitted {
+                name: jobs[i].name.clone(),
+            });
+            if rows.ready[k] {
+                tx.fx.ready.push(jobs[i].name.clone());
+            }
         }
-        // The job holding the key was purged in between: try again.
+        pending.retain(|i| answers[*i].is_none());
     }
+    answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match (a, same_as[i]) {
+            (Some(a), _) => Ok(a.clone()),
+            (None, Some(first)) => answers[first]
+                .as_ref()
+                .map(|a| Submitted {
+                    id: a.id,
+                    deduplicated: true,
+                })
+                .ok_or_else(|| Error::Internal("a batch's keyed job went unanswered".into())),
+            (None, None) => Err(Error::Internal("a submitted job went unanswered".into())),
+        })
+        .collect()
+}
+
+/// The columns of the jobs a batch inserts, as arrays.
+#[derive(Default)]
+struct Rows<'a> {
+    ids: Vec<i64>,
+    names: Vec<&'a str>,
+    keys: Vec<Option<&'a str>>,
+    priorities: Vec<i32>,
+    metas: Vec<serde_json::Value>,
+    records: Vec<Vec<u8>>,
+    states: Vec<i16>,
+    due: Vec<Option<i64>>,
+    ready: Vec<bool>,
 }
 
 impl JobStorage for PgJobs {
@@ -371,14 +490,7 @@ impl JobStorage for PgJobs {
     }
 
     async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
-        self.write(async |tx| {
-            let mut out = Vec::with_capacity(jobs.len());
-            for new in &jobs {
-                out.push(submit_one(tx, new).await?);
-            }
-            Ok(out)
-        })
-        .await
+        self.write(async |tx| submit_batch(tx, &jobs).await).await
     }
 
     async fn has_ready(&self, name: &str) -> Result<bool> {
