@@ -179,11 +179,12 @@ async fn e2e(args: &Args, url: &str) {
         t.await.unwrap();
     }
     let submitted = started.elapsed();
+    let done_by_then = completed.load(Ordering::Relaxed);
     wait_for(&completed, total).await;
     let run = started.elapsed();
     println!(
         "e2e: {total} jobs, {} submitters one at a time, {} handlers: submitted in {:.2} s \
-         ({:.0}/s), all completed in {:.2} s ({:.0} jobs/s)",
+         ({:.0}/s, {done_by_then} completed by then), all completed in {:.2} s ({:.0} jobs/s)",
         args.submitters,
         args.handlers,
         submitted.as_secs_f64(),

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::job::backend::JobBackend;
 use crate::job::core::JobCore;
 use crate::job::postgres::PgJobs;
-use crate::postgres::{Listener, Node, PgOptions, Postgres, Wake, migrate};
+use crate::postgres::{Listener, Node, PgOptions, Postgres, Wake, migrate, sender};
 use crate::primitive::Primitive;
 use crate::store::Store;
 
@@ -107,6 +107,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
     ));
     let mutexes = Arc::new(crate::mutex::core::MutexCore::postgres(
         pg.clone(),
+        id,
         clock.clone(),
         options.explicit_clock,
         stop_rx.clone(),
@@ -118,6 +119,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         tokio::spawn(run_timer(jobs.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(run_timer(queues.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(follow_other_nodes(
+            id,
             jobs.clone(),
             queues.clone(),
             mutexes.clone(),
@@ -193,6 +195,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
 /// wake their watchers (a join waiting here) and stop an attempt running here that lost its
 /// job (cancelled or timed out elsewhere). After a reconnect, every worker looks again.
 async fn follow_other_nodes(
+    this_node: i64,
     jobs: Arc<JobCore>,
     queues: Arc<crate::queue::core::QueueCore>,
     mutexes: Arc<crate::mutex::core::MutexCore>,
@@ -203,6 +206,17 @@ async fn follow_other_nodes(
         let wake = tokio::select! {
             wake = wakes.recv() => wake,
             _ = stop.wait_for(|s| *s) => return,
+        };
+        // What this node sent, it applied at its own commit.
+        let wake = match wake {
+            Ok(Wake::Notified { channel, payload }) => match sender(&payload) {
+                (Some(from), _) if from == this_node => continue,
+                (_, body) => Ok(Wake::Notified {
+                    channel,
+                    payload: body.to_string(),
+                }),
+            },
+            other => other,
         };
         match wake {
             Ok(Wake::Notified { channel, payload })

@@ -36,6 +36,7 @@ impl MutexCore {
     #[cfg(feature = "postgres")]
     pub(crate) fn postgres(
         pg: crate::postgres::Postgres,
+        node: i64,
         clock: Arc<dyn Clock>,
         explicit_clock: bool,
         stop: watch::Receiver<bool>,
@@ -45,6 +46,7 @@ impl MutexCore {
         MutexCore {
             backend: MutexBackend::Postgres(super::postgres::PgMutex::new(
                 pg,
+                node,
                 backend_clock,
                 released.clone(),
             )),

@@ -10,7 +10,7 @@ use super::lease::MutexLease;
 use super::storage::{Acquired, MutexStorage};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error};
+use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error, signed};
 use crate::wakeups::Wakeups;
 
 /// The channel that says which mutexes were released (names, one per line).
@@ -19,6 +19,8 @@ pub(crate) const MUTEX_CHANNEL: &str = "jobfile_mutex";
 /// The mutex's storage in a PostgreSQL schema.
 pub(crate) struct PgMutex {
     pg: Postgres,
+    /// This node, which signs its notifications.
+    node: i64,
     /// The engine's clock when it was given one (tests); the database clock otherwise.
     clock: Option<Arc<dyn Clock>>,
     /// The acquirers waiting on each mutex here, woken after the commit of its release.
@@ -34,11 +36,13 @@ impl std::fmt::Debug for PgMutex {
 impl PgMutex {
     pub(crate) fn new(
         pg: Postgres,
+        node: i64,
         clock: Option<Arc<dyn Clock>>,
         released: Arc<Wakeups<String>>,
     ) -> Self {
         PgMutex {
             pg,
+            node,
             clock,
             released,
         }
@@ -145,9 +149,12 @@ impl MutexStorage for PgMutex {
             .map_err(|e| pg_error("releasing a mutex", e))?
             > 0;
         if released {
-            tx.execute_cached("SELECT pg_notify($1, $2)", &[&MUTEX_CHANNEL, &held.name])
-                .await
-                .map_err(|e| pg_error("notifying a mutex release", e))?;
+            tx.execute_cached(
+                "SELECT pg_notify($1, $2)",
+                &[&MUTEX_CHANNEL, &signed(self.node, &held.name)],
+            )
+            .await
+            .map_err(|e| pg_error("notifying a mutex release", e))?;
         }
         tx.commit()
             .await

@@ -103,3 +103,22 @@ async fn listen(
     drop(client);
     Ok(())
 }
+
+/// A notification's payload: the sending node's id on the first line, then `body`. A node
+/// skips what it sent itself (it applied those effects at its commit already).
+pub(crate) fn signed(node: i64, body: &str) -> String {
+    format!("node {node}\n{body}")
+}
+
+/// The sending node and the body of a payload made by [`signed`] (no sender for another
+/// payload).
+pub(crate) fn sender(payload: &str) -> (Option<i64>, &str) {
+    let Some(rest) = payload.strip_prefix("node ") else {
+        return (None, payload);
+    };
+    let (id, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    match id.parse() {
+        Ok(id) => (Some(id), body),
+        Err(_) => (None, payload),
+    }
+}

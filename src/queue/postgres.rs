@@ -12,7 +12,7 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error, pg_limit};
+use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error, pg_limit, signed};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -263,7 +263,7 @@ impl PgQueue {
         if !ready.is_empty() {
             tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
-                &[&QUEUE_CHANNEL, &ready.join("\n")],
+                &[&QUEUE_CHANNEL, &signed(self.node, &ready.join("\n"))],
             )
             .await
             .map_err(|e| pg_error("notifying ready messages", e))?;

@@ -7,6 +7,7 @@ mod rows;
 
 use std::sync::{Arc, Weak};
 
+use rows::Batch;
 pub(crate) use rows::JobTx;
 #[allow(unused_imports)]
 pub(crate) use rows::{JOBS_CHANNEL, READY_CHANNEL};
@@ -48,6 +49,10 @@ pub(crate) struct PgJobs {
     /// One timed pass at a time in this process: a pass that `Engine::tick` asks for waits
     /// for the timer's, so it sees what that one did (rows a pass holds, another skips).
     passes: tokio::sync::Mutex<()>,
+    /// Completed attempts waiting for the next grouped write.
+    completions: std::sync::Mutex<Vec<Completion>>,
+    /// Held by the write that takes the waiting completions.
+    completing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for PgJobs {
@@ -73,6 +78,8 @@ impl PgJobs {
             liveness,
             core,
             passes: tokio::sync::Mutex::new(()),
+            completions: std::sync::Mutex::new(Vec::new()),
+            completing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -127,7 +134,7 @@ fn enter_terminal(tx: &mut JobTx<'_>, job: &mut JobV1, state: JobStateV1) {
 }
 
 /// Starts the next attempt of a queued job under this node.
-async fn start_attempt(tx: &mut JobTx<'_>, id: u64, mut job: JobV1) -> Result<Claimed> {
+fn start_attempt(tx: &mut JobTx<'_>, batch: &mut Batch, id: u64, mut job: JobV1) -> Claimed {
     job.attempts += 1;
     let attempt = job.attempts;
     let now = tx.now;
@@ -142,21 +149,20 @@ async fn start_attempt(tx: &mut JobTx<'_>, id: u64, mut job: JobV1) -> Result<Cl
         tx.fx.deadline(key);
     }
     let epoch = tx.node as u64;
-    tx.push_event(id, &mut job, EventKindV1::Started { attempt, epoch })
-        .await?;
-    tx.save(id, &job, false).await?;
+    tx.stage_event(batch, id, &mut job, EventKindV1::Started { attempt, epoch });
+    tx.stage_save(batch, id, &job);
     tx.count(JobMetric::Started {
         name: job.name.clone(),
         attempt,
     });
     tx.fx.started.push((id, attempt));
-    Ok(Claimed {
+    Claimed {
         id,
         attempt,
         input: job.input,
         key: job.key,
         meta: job.meta,
-    })
+    }
 }
 
 /// Settles a failed attempt as the file backend does: a retry after the backoff while
@@ -225,11 +231,13 @@ async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)
     let rows = tx
         .tx
         .query_cached(
-            "SELECT id, record FROM jobs
-             WHERE state = $1
-               AND (node = ANY($2) OR node IN (SELECT id FROM nodes WHERE state = 'dead'))
-             ORDER BY id FOR UPDATE SKIP LOCKED",
-            &[&RUNNING, &dead],
+            &format!(
+                "SELECT id, record FROM jobs
+                 WHERE state = {RUNNING}
+                   AND (node = ANY($1) OR node IN (SELECT id FROM nodes WHERE state = 'dead'))
+                 ORDER BY id FOR UPDATE SKIP LOCKED"
+            ),
+            &[&dead],
         )
         .await
         .map_err(|e| pg_error("loading a dead node's jobs", e))?;
@@ -484,6 +492,56 @@ struct Rows<'a> {
     ready: Vec<bool>,
 }
 
+/// A completed attempt waiting for the next grouped write.
+struct Completion {
+    claim: AttemptClaim,
+    output: Vec<u8>,
+    cancel_requested: bool,
+    reply: tokio::sync::oneshot::Sender<Result<bool>>,
+}
+
+/// Completes the attempts of `group` that still own their jobs, in set-based statements;
+/// for each, whether it did.
+async fn complete_many(tx: &mut JobTx<'_>, group: &[Completion]) -> Result<Vec<bool>> {
+    let ids: Vec<u64> = group.iter().map(|c| c.claim.id).collect();
+    let mut jobs = tx.load_many(&ids).await?;
+    let mut batch = Batch::default();
+    let now = tx.now;
+    let mut out = Vec::with_capacity(group.len());
+    for item in group {
+        let c = item.claim;
+        let Some(job) = jobs.get_mut(&c.id) else {
+            return Err(Error::UnknownJob { id: c.id });
+        };
+        if item.cancel_requested || !owns(job, c.attempt, c.epoch) {
+            out.push(false);
+            continue;
+        }
+        let started_at = match job.state {
+            JobStateV1::Running { started_at, .. } => started_at,
+            _ => now,
+        };
+        enter_terminal(
+            tx,
+            job,
+            JobStateV1::Completed {
+                output: item.output.clone(),
+                at: now,
+            },
+        );
+        tx.stage_event(&mut batch, c.id, job, EventKindV1::Completed);
+        tx.stage_save(&mut batch, c.id, job);
+        tx.count(JobMetric::Completed {
+            name: job.name.clone(),
+            attempt: c.attempt,
+            run_ms: now.saturating_sub(started_at),
+        });
+        out.push(true);
+    }
+    tx.write_batch(batch).await?;
+    Ok(out)
+}
+
 impl JobStorage for PgJobs {
     async fn submit(&self, new: NewJob) -> Result<Submitted> {
         self.write(async |tx| submit_one(tx, &new).await).await
@@ -497,8 +555,8 @@ impl JobStorage for PgJobs {
         let client = self.pg.client().await?;
         let row = client
             .query_one_cached(
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = $1 AND name = $2)",
-                &[&READY, &name],
+                &format!("SELECT EXISTS (SELECT 1 FROM jobs WHERE state = {READY} AND name = $1)"),
+                &[&name],
             )
             .await
             .map_err(|e| pg_error("looking for ready jobs", e))?;
@@ -529,24 +587,32 @@ impl JobStorage for PgJobs {
             let rows = tx
                 .tx
                 .query_cached(
-                    "SELECT id, record FROM jobs WHERE state = $1 AND name = $2
-                     ORDER BY priority DESC, ready_seq LIMIT $3 FOR UPDATE SKIP LOCKED",
-                    &[&READY, &name, &(max as i64)],
+                    // The state is in the text, not a parameter: a plan made for any state
+                    // could not use the ready index, which holds only ready jobs.
+                    &format!(
+                        "SELECT id, record FROM jobs WHERE state = {READY} AND name = $1
+                         ORDER BY priority DESC, ready_seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&name, &(max as i64)],
                 )
                 .await
                 .map_err(|e| pg_error("claiming jobs", e))?;
             let mut out = Vec::with_capacity(rows.len());
+            let mut batch = Batch::default();
             for row in &rows {
                 let id = row.get::<_, i64>(0) as u64;
                 let job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
-                out.push(start_attempt(tx, id, job).await?);
+                out.push(start_attempt(tx, &mut batch, id, job));
             }
+            tx.write_batch(batch).await?;
             let more = out.len() == max
                 && tx
                     .tx
                     .query_one_cached(
-                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = $1 AND name = $2)",
-                        &[&READY, &name],
+                        &format!(
+                            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = {READY} AND name = $1)"
+                        ),
+                        &[&name],
                     )
                     .await
                     .map_err(|e| pg_error("looking for ready jobs", e))?
@@ -642,35 +708,48 @@ impl JobStorage for PgJobs {
         output: Vec<u8>,
         cancel_requested: bool,
     ) -> Result<bool> {
-        self.write(async |tx| {
-            let mut job = tx.load_known(c.id).await?;
-            if cancel_requested || !owns(&job, c.attempt, c.epoch) {
-                return Ok(false);
-            }
-            let started_at = match job.state {
-                JobStateV1::Running { started_at, .. } => started_at,
-                _ => tx.now,
-            };
-            let now = tx.now;
-            enter_terminal(
-                tx,
-                &mut job,
-                JobStateV1::Completed {
-                    output: output.clone(),
-                    at: now,
-                },
-            );
-            tx.push_event(c.id, &mut job, EventKindV1::Completed)
-                .await?;
-            tx.save(c.id, &job, false).await?;
-            tx.count(JobMetric::Completed {
-                name: job.name.clone(),
-                attempt: c.attempt,
-                run_ms: now.saturating_sub(started_at),
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.completions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Completion {
+                claim: c,
+                output,
+                cancel_requested,
+                reply,
             });
-            Ok(true)
-        })
-        .await
+        // Group commit: whoever holds the turn writes every completion waiting by then, so
+        // attempts ending together share one transaction (and one commit's flush).
+        let _turn = self.completing.lock().await;
+        if let Ok(done) = answer.try_recv() {
+            return done;
+        }
+        let group =
+            std::mem::take(&mut *self.completions.lock().unwrap_or_else(|p| p.into_inner()));
+        match self.write(async |tx| complete_many(tx, &group).await).await {
+            Ok(results) => {
+                for (item, owned) in group.into_iter().zip(results) {
+                    let _ = item.reply.send(Ok(owned));
+                }
+            }
+            // Each alone, so that each gets its own answer (one job's error is not the others').
+            Err(e) if group.len() == 1 => {
+                let _ = group.into_iter().next().map(|item| item.reply.send(Err(e)));
+            }
+            Err(_) => {
+                for item in group {
+                    let alone = std::slice::from_ref(&item);
+                    let done = self
+                        .write(async |tx| complete_many(tx, alone).await)
+                        .await
+                        .map(|r| r[0]);
+                    let _ = item.reply.send(done);
+                }
+            }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::Internal("a completion went unanswered".into())))
     }
 
     async fn fail(&self, c: AttemptClaim, failure: JobFailure, retryable: bool) -> Result<bool> {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, EventV1, JobStateV1, JobV1, StoredEvent, StoredJob};
-use crate::postgres::{Cached, DB_NOW_MS, pg_error};
+use crate::postgres::{Cached, DB_NOW_MS, pg_error, signed};
 use crate::store::codec::{decode, encode};
 
 /// The channel that says which definitions gained ready jobs (names, one per line).
@@ -148,6 +148,96 @@ impl<'a> JobTx<'a> {
         Ok(())
     }
 
+    /// The jobs `ids` that exist, locked for this transaction (in id order, so that two
+    /// transactions locking several jobs never wait on each other in a cycle).
+    pub(crate) async fn load_many(
+        &self,
+        ids: &[u64],
+    ) -> Result<std::collections::HashMap<u64, JobV1>> {
+        let ids: Vec<i64> = ids.iter().map(|id| *id as i64).collect();
+        let rows = self
+            .tx
+            .query_cached(
+                "SELECT id, record FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| pg_error("loading jobs", e))?;
+        rows.iter()
+            .map(|r| {
+                let job = decode::<StoredJob>("jobs", r.get(1))?.into_job();
+                Ok((r.get::<_, i64>(0) as u64, job))
+            })
+            .collect()
+    }
+
+    /// Appends an event to a job's stream in the next [`write_batch`](Self::write_batch), as
+    /// [`push_event`](Self::push_event) does at once.
+    pub(crate) fn stage_event(
+        &mut self,
+        batch: &mut Batch,
+        id: u64,
+        job: &mut JobV1,
+        kind: EventKindV1,
+    ) {
+        let seq = job.next_event;
+        batch.event_ids.push(id as i64);
+        batch.event_seqs.push(seq as i32);
+        batch
+            .events
+            .push(encode(&StoredEvent::V1(EventV1 { at: self.now, kind })));
+        job.next_event = seq.saturating_add(1);
+        job.updated_at = self.now;
+        self.fx.touched.push(id);
+    }
+
+    /// Saves `job` in the next [`write_batch`](Self::write_batch), as [`save`](Self::save)
+    /// does at once (for a job that does not re-enter the ready state).
+    pub(crate) fn stage_save(&mut self, batch: &mut Batch, id: u64, job: &JobV1) {
+        let cols = Columns::of(job);
+        batch.ids.push(id as i64);
+        batch.records.push(crate::job::record::encode_job(job));
+        batch.states.push(cols.state);
+        batch.nodes.push(cols.node);
+        batch.due.push(cols.due_at);
+        batch.updated.push(job.updated_at as i64);
+    }
+
+    /// Writes the staged saves and events: two statements, whatever their number.
+    pub(crate) async fn write_batch(&mut self, batch: Batch) -> Result<()> {
+        if !batch.ids.is_empty() {
+            self.tx
+                .execute_cached(
+                    "UPDATE jobs SET record = u.r, state = u.s, node = u.n, due_at = u.d,
+                            updated_at = u.t
+                     FROM unnest($1::bigint[], $2::bytea[], $3::smallint[], $4::bigint[],
+                                 $5::bigint[], $6::bigint[]) AS u(i, r, s, n, d, t)
+                     WHERE jobs.id = u.i",
+                    &[
+                        &batch.ids,
+                        &batch.records,
+                        &batch.states,
+                        &batch.nodes,
+                        &batch.due,
+                        &batch.updated,
+                    ],
+                )
+                .await
+                .map_err(|e| pg_error("saving jobs", e))?;
+        }
+        if !batch.event_ids.is_empty() {
+            self.tx
+                .execute_cached(
+                    "INSERT INTO job_events (job_id, seq, event)
+                     SELECT * FROM unnest($1::bigint[], $2::int[], $3::bytea[])",
+                    &[&batch.event_ids, &batch.event_seqs, &batch.events],
+                )
+                .await
+                .map_err(|e| pg_error("appending job events", e))?;
+        }
+        Ok(())
+    }
+
     /// A progress event, or the job's last event overwritten when it is a progress event of
     /// the same second of the clock.
     pub(crate) async fn push_progress(
@@ -226,7 +316,7 @@ impl<'a> JobTx<'a> {
             names.dedup();
             tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
-                &[&READY_CHANNEL, &names.join("\n")],
+                &[&READY_CHANNEL, &signed(node, &names.join("\n"))],
             )
             .await
             .map_err(|e| pg_error("notifying ready jobs", e))?;
@@ -238,7 +328,7 @@ impl<'a> JobTx<'a> {
             let text: Vec<String> = ids.iter().map(u64::to_string).collect();
             tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
-                &[&JOBS_CHANNEL, &text.join("\n")],
+                &[&JOBS_CHANNEL, &signed(node, &text.join("\n"))],
             )
             .await
             .map_err(|e| pg_error("notifying changed jobs", e))?;
@@ -248,6 +338,20 @@ impl<'a> JobTx<'a> {
             .map_err(|e| pg_error("committing a job write", e))?;
         Ok(fx)
     }
+}
+
+/// Job saves and events staged for one set-based write.
+#[derive(Default)]
+pub(crate) struct Batch {
+    ids: Vec<i64>,
+    records: Vec<Vec<u8>>,
+    states: Vec<i16>,
+    nodes: Vec<Option<i64>>,
+    due: Vec<Option<i64>>,
+    updated: Vec<i64>,
+    event_ids: Vec<i64>,
+    event_seqs: Vec<i32>,
+    events: Vec<Vec<u8>>,
 }
 
 /// The columns derived from a job's record.
