@@ -148,7 +148,7 @@ impl MutexStorage for PgMutex {
             .await
             .map_err(|e| pg_error("releasing a mutex", e))?
             > 0;
-        if released {
+        if released && self.pg.others_live() {
             tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
                 &[&MUTEX_CHANNEL, &signed(self.node, &held.name)],

@@ -70,6 +70,9 @@ pub(crate) struct Postgres {
     pub(crate) pool: Pool,
     config: tokio_postgres::Config,
     schema: String,
+    /// Whether another node is live on the schema, as of this node's last heartbeat; while
+    /// none is, writes send no notifications (no one would hear them).
+    others_live: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -110,7 +113,19 @@ impl Postgres {
             pool,
             config,
             schema: options.schema.clone(),
+            others_live: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
+    }
+
+    /// Whether a write should notify: another node may be listening.
+    pub(crate) fn others_live(&self) -> bool {
+        self.others_live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records whether another node is live (the heartbeat looks).
+    pub(crate) fn set_others_live(&self, live: bool) {
+        self.others_live
+            .store(live, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The schema jobfile's tables live in.

@@ -200,8 +200,11 @@ async fn heartbeat(
     mut leave: oneshot::Receiver<()>,
     fenced: watch::Sender<Option<String>>,
 ) {
-    let beat =
-        format!("UPDATE nodes SET heartbeat_at = {DB_NOW_MS} WHERE id = $1 AND state = 'live'");
+    // Also says whether another node lives, which decides whether writes notify.
+    let beat = format!(
+        "UPDATE nodes SET heartbeat_at = {DB_NOW_MS} WHERE id = $1 AND state = 'live'
+         RETURNING EXISTS (SELECT 1 FROM nodes o WHERE o.state = 'live' AND o.id <> $1)"
+    );
     let mut last_beat = tokio::time::Instant::now();
     let fence = |why: String| {
         tracing::error!(node = id, why = %why, "this node fenced itself: it stops claiming work");
@@ -236,9 +239,12 @@ async fn heartbeat(
                 return; // dropping the client ends the session and its lock
             }
         }
-        match client.execute(&beat, &[&id]).await {
-            Ok(1) => last_beat = tokio::time::Instant::now(),
-            Ok(_) => {
+        match client.query_opt(&beat, &[&id]).await {
+            Ok(Some(row)) => {
+                last_beat = tokio::time::Instant::now();
+                pg.set_others_live(row.get(0));
+            }
+            Ok(None) => {
                 fence("another node found it dead and took over its work".into());
                 return;
             }

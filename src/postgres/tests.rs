@@ -153,6 +153,39 @@ async fn migrations_apply_once_even_when_nodes_start_together_and_a_newer_schema
     ));
 }
 
+/// Waits up to 5 s for `done` (a node's heartbeat, in the background, changes what it tells).
+async fn until(done: impl Fn() -> bool) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_alone_does_not_notify_and_learns_of_another_at_its_next_heartbeat() {
+    let Some(url) = server() else { return };
+    let options = fresh(&url);
+    let schema = Schema::new(&options).await;
+    let liveness = Liveness {
+        heartbeat: Duration::from_millis(50),
+        ..Liveness::default()
+    };
+    // Until its first heartbeat says otherwise, a node assumes others listen.
+    assert!(schema.pg.others_live());
+    let a = Node::join(&schema.pg, liveness).await.unwrap();
+    assert!(until(|| !schema.pg.others_live()).await, "alone");
+    let other = Postgres::new(&options).unwrap();
+    let b = Node::join(&other, liveness).await.unwrap();
+    assert!(until(|| schema.pg.others_live()).await, "b joined");
+    assert!(until(|| other.others_live()).await, "b sees a");
+    b.leave().await;
+    assert!(until(|| !schema.pg.others_live()).await, "b left");
+    a.leave().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_heartbeats_while_it_lives_and_leaves_cleanly() {
     let Some(url) = server() else { return };

@@ -260,7 +260,7 @@ impl PgQueue {
         } = tx;
         ready.sort();
         ready.dedup();
-        if !ready.is_empty() {
+        if !ready.is_empty() && self.pg.others_live() {
             tx.execute_cached(
                 "SELECT pg_notify($1, $2)",
                 &[&QUEUE_CHANNEL, &signed(self.node, &ready.join("\n"))],

@@ -102,6 +102,7 @@ impl PgJobs {
     ) -> Result<T> {
         let mut client = self.pg.client().await?;
         let mut tx = JobTx::begin(&mut client, self.now(), self.node).await?;
+        tx.notify = self.pg.others_live();
         let out = f(&mut tx).await?;
         let fx = tx.commit().await?;
         if let Some(core) = self.core.upgrade() {

@@ -49,6 +49,8 @@ pub(crate) struct JobTx<'a> {
     /// This node: the epoch attempts start under.
     pub(crate) node: i64,
     pub(crate) fx: Effects,
+    /// Whether to notify other nodes at the commit (none is live: no one would hear).
+    pub(crate) notify: bool,
 }
 
 impl<'a> JobTx<'a> {
@@ -77,6 +79,7 @@ impl<'a> JobTx<'a> {
             now,
             node,
             fx: Effects::default(),
+            notify: true,
         })
     }
 
@@ -287,7 +290,13 @@ impl<'a> JobTx<'a> {
     /// Writes the counters, queues the notifications for other nodes, commits, and returns
     /// what must happen here now that it is durable.
     pub(crate) async fn commit(self) -> Result<Effects> {
-        let JobTx { tx, node, fx, .. } = self;
+        let JobTx {
+            tx,
+            node,
+            fx,
+            notify,
+            ..
+        } = self;
         let mut counters: Vec<(&str, i64)> = Vec::new();
         for metric in &fx.metrics {
             let name = metric.counter_name();
@@ -310,7 +319,7 @@ impl<'a> JobTx<'a> {
             .map_err(|e| pg_error("counting job events", e))?;
         }
         // One notification per channel and transaction, delivered at the commit.
-        if !fx.ready.is_empty() {
+        if notify && !fx.ready.is_empty() {
             let mut names = fx.ready.clone();
             names.sort();
             names.dedup();
@@ -321,7 +330,7 @@ impl<'a> JobTx<'a> {
             .await
             .map_err(|e| pg_error("notifying ready jobs", e))?;
         }
-        if !fx.touched.is_empty() {
+        if notify && !fx.touched.is_empty() {
             let mut ids = fx.touched.clone();
             ids.sort_unstable();
             ids.dedup();
