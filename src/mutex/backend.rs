@@ -12,7 +12,7 @@ pub(crate) enum MutexBackend {
     Redb(RedbMutex),
     /// A PostgreSQL schema shared by many nodes.
     #[cfg(feature = "postgres")]
-    Postgres(super::postgres::PgMutex),
+    Postgres(Box<super::postgres::PgMutex>),
 }
 
 impl MutexStorage for MutexBackend {

@@ -44,12 +44,12 @@ impl MutexCore {
         let released = Arc::new(Wakeups::default());
         let backend_clock = explicit_clock.then(|| clock.clone());
         MutexCore {
-            backend: MutexBackend::Postgres(super::postgres::PgMutex::new(
+            backend: MutexBackend::Postgres(Box::new(super::postgres::PgMutex::new(
                 pg,
                 node,
                 backend_clock,
                 released.clone(),
-            )),
+            ))),
             released,
             clock,
             stop,

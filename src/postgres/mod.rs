@@ -170,7 +170,6 @@ pub(crate) fn pg_limit(n: usize) -> i64 {
 }
 
 /// Wraps a client error with what jobfile was doing.
-
 pub(crate) fn pg_error(context: &str, source: tokio_postgres::Error) -> Error {
     Error::Postgres {
         context: context.to_string(),

@@ -466,7 +466,7 @@ pub(crate) async fn submit_batch(tx: &mut JobTx<'_>, jobs: &[NewJob]) -> Result<
         .iter()
         .enumerate()
         .map(|(i, a)| match (a, same_as[i]) {
-            (Some(a), _) => Ok(a.clone()),
+            (Some(a), _) => Ok(*a),
             (None, Some(first)) => answers[first]
                 .as_ref()
                 .map(|a| Submitted {
