@@ -3,10 +3,12 @@
 //! rows with `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other's claims; every write
 //! of a running attempt is fenced on (job, attempt, node).
 
+mod group;
 mod rows;
 
 use std::sync::{Arc, Weak};
 
+use group::Grouped;
 use rows::Batch;
 pub(crate) use rows::JobTx;
 #[allow(unused_imports)]
@@ -50,9 +52,9 @@ pub(crate) struct PgJobs {
     /// for the timer's, so it sees what that one did (rows a pass holds, another skips).
     passes: tokio::sync::Mutex<()>,
     /// Completed attempts waiting for the next grouped write.
-    completions: std::sync::Mutex<Vec<Completion>>,
-    /// Held by the write that takes the waiting completions.
-    completing: tokio::sync::Mutex<()>,
+    completions: Grouped<Completion, bool>,
+    /// Single submits waiting for the next grouped write.
+    submits: Grouped<NewJob, Submitted>,
 }
 
 impl std::fmt::Debug for PgJobs {
@@ -78,8 +80,8 @@ impl PgJobs {
             liveness,
             core,
             passes: tokio::sync::Mutex::new(()),
-            completions: std::sync::Mutex::new(Vec::new()),
-            completing: tokio::sync::Mutex::new(()),
+            completions: Grouped::default(),
+            submits: Grouped::default(),
         }
     }
 
@@ -494,11 +496,11 @@ struct Rows<'a> {
 }
 
 /// A completed attempt waiting for the next grouped write.
+#[derive(Clone)]
 struct Completion {
     claim: AttemptClaim,
     output: Vec<u8>,
     cancel_requested: bool,
-    reply: tokio::sync::oneshot::Sender<Result<bool>>,
 }
 
 /// Completes the attempts of `group` that still own their jobs, in set-based statements;
@@ -545,7 +547,12 @@ async fn complete_many(tx: &mut JobTx<'_>, group: &[Completion]) -> Result<Vec<b
 
 impl JobStorage for PgJobs {
     async fn submit(&self, new: NewJob) -> Result<Submitted> {
-        self.write(async |tx| submit_one(tx, &new).await).await
+        // Submits made together share one transaction.
+        self.submits
+            .run(new, |group| async move {
+                self.write(async |tx| submit_batch(tx, &group).await).await
+            })
+            .await
     }
 
     async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
@@ -709,48 +716,17 @@ impl JobStorage for PgJobs {
         output: Vec<u8>,
         cancel_requested: bool,
     ) -> Result<bool> {
-        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        // Attempts ending together share one transaction (and one commit's flush).
+        let completion = Completion {
+            claim: c,
+            output,
+            cancel_requested,
+        };
         self.completions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Completion {
-                claim: c,
-                output,
-                cancel_requested,
-                reply,
-            });
-        // Group commit: whoever holds the turn writes every completion waiting by then, so
-        // attempts ending together share one transaction (and one commit's flush).
-        let _turn = self.completing.lock().await;
-        if let Ok(done) = answer.try_recv() {
-            return done;
-        }
-        let group =
-            std::mem::take(&mut *self.completions.lock().unwrap_or_else(|p| p.into_inner()));
-        match self.write(async |tx| complete_many(tx, &group).await).await {
-            Ok(results) => {
-                for (item, owned) in group.into_iter().zip(results) {
-                    let _ = item.reply.send(Ok(owned));
-                }
-            }
-            // Each alone, so that each gets its own answer (one job's error is not the others').
-            Err(e) if group.len() == 1 => {
-                let _ = group.into_iter().next().map(|item| item.reply.send(Err(e)));
-            }
-            Err(_) => {
-                for item in group {
-                    let alone = std::slice::from_ref(&item);
-                    let done = self
-                        .write(async |tx| complete_many(tx, alone).await)
-                        .await
-                        .map(|r| r[0]);
-                    let _ = item.reply.send(done);
-                }
-            }
-        }
-        answer
+            .run(completion, |group| async move {
+                self.write(async |tx| complete_many(tx, &group).await).await
+            })
             .await
-            .unwrap_or_else(|_| Err(Error::Internal("a completion went unanswered".into())))
     }
 
     async fn fail(&self, c: AttemptClaim, failure: JobFailure, retryable: bool) -> Result<bool> {
