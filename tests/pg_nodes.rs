@@ -47,6 +47,21 @@ async fn side_client(schema: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A handler's whole work in these tests: one row in `side` saying which node ran the job.
+async fn record_run(
+    side: std::sync::Arc<tokio_postgres::Client>,
+    ctx: JobCtx,
+    node: i64,
+) -> Result<(), JobError> {
+    side.execute(
+        "INSERT INTO side (job_id, node) VALUES ($1, $2)",
+        &[&(ctx.id() as i64), &node],
+    )
+    .await
+    .map_err(|e| JobError::retryable(e.to_string()))?;
+    Ok(())
+}
+
 /// The body of every child node (ignored in a normal run; the tests below start it).
 #[test]
 #[ignore = "child process entry point, started by the tests in this file"]
@@ -73,22 +88,10 @@ fn child_node() {
         match role.as_str() {
             // Records each job it runs in `side`, once per attempt.
             "count" => {
-                let side = side.clone();
                 engine
                     .register(
                         JobSpec::new("work").concurrency(16),
-                        move |ctx: JobCtx, _: u64| {
-                            let side = side.clone();
-                            async move {
-                                side.execute(
-                                    "INSERT INTO side (job_id, node) VALUES ($1, $2)",
-                                    &[&(ctx.id() as i64), &node],
-                                )
-                                .await
-                                .map_err(|e| JobError::retryable(e.to_string()))?;
-                                Ok(())
-                            }
-                        },
+                        move |ctx: JobCtx, _: u64| record_run(side.clone(), ctx, node),
                     )
                     .expect("register");
             }
@@ -155,18 +158,7 @@ fn child_node() {
                 let tick = engine
                     .register(
                         JobSpec::new("tick").concurrency(4),
-                        move |ctx: JobCtx, _: String| {
-                            let side = side.clone();
-                            async move {
-                                side.execute(
-                                    "INSERT INTO side (job_id, node) VALUES ($1, $2)",
-                                    &[&(ctx.id() as i64), &node],
-                                )
-                                .await
-                                .map_err(|e| JobError::retryable(e.to_string()))?;
-                                Ok(())
-                            }
-                        },
+                        move |ctx: JobCtx, _: String| record_run(side.clone(), ctx, node),
                     )
                     .expect("register");
                 engine
