@@ -117,6 +117,15 @@ impl<K: Eq + Hash> Followers<K> {
         self.sender(key).subscribe()
     }
 
+    /// Every key followed (or once followed) in this process.
+    pub(crate) fn keys(&self) -> Vec<K>
+    where
+        K: Clone,
+    {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.keys().cloned().collect()
+    }
+
     /// Tells `key`'s followers that its stream grew.
     pub(crate) fn bump<Q>(&self, key: &Q)
     where

@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{open_manual, secs, temp_file};
+use common::pg::Place;
+use common::{T0, secs};
 use jobfile::{Error, StartAt, TopicOptions};
 
 fn payloads(events: &[jobfile::TopicEvent]) -> Vec<String> {
@@ -16,10 +17,8 @@ fn payloads(events: &[jobfile::TopicEvent]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn sequence_numbers_rise_by_one_and_keys_deduplicate() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn sequence_numbers_rise_by_one_and_keys_deduplicate(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let t = engine.topic("orders").unwrap();
     let other = engine.topic("other").unwrap();
     assert_eq!(t.publish(b"a".to_vec()).await.unwrap().seq, 1);
@@ -45,10 +44,8 @@ async fn next(s: &mut jobfile::TopicStream) -> u64 {
     s.next().await.unwrap().unwrap().seq
 }
 
-#[tokio::test]
-async fn subscriptions_from_the_beginning_a_sequence_or_now() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn subscriptions_from_the_beginning_a_sequence_or_now(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let t = engine.topic("t").unwrap();
     for p in ["1", "2", "3"] {
         t.publish(p.as_bytes().to_vec()).await.unwrap();
@@ -68,10 +65,8 @@ async fn subscriptions_from_the_beginning_a_sequence_or_now() {
     assert_eq!(next(&mut from2).await, 4);
 }
 
-#[tokio::test]
-async fn members_of_a_group_split_the_events_and_every_group_sees_all() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn members_of_a_group_split_the_events_and_every_group_sees_all(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let t = engine.topic("t").unwrap();
     for i in 1..=6 {
         t.publish(format!("e{i}").into_bytes()).await.unwrap();
@@ -103,10 +98,8 @@ async fn members_of_a_group_split_the_events_and_every_group_sees_all() {
     ));
 }
 
-#[tokio::test]
-async fn an_uncommitted_delivery_is_delivered_again_after_the_reclaim_time() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn an_uncommitted_delivery_is_delivered_again_after_the_reclaim_time(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let t = engine
         .topic_with("t", TopicOptions::default().reclaim(secs(30)))
         .unwrap();
@@ -131,10 +124,8 @@ async fn an_uncommitted_delivery_is_delivered_again_after_the_reclaim_time() {
     );
 }
 
-#[tokio::test]
-async fn retention_prunes_and_a_reader_behind_it_is_told_it_lagged() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn retention_prunes_and_a_reader_behind_it_is_told_it_lagged(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let t = engine
         .topic_with("t", TopicOptions::default().retention(secs(60)))
         .unwrap();
@@ -183,10 +174,8 @@ async fn retention_prunes_and_a_reader_behind_it_is_told_it_lagged() {
     assert_eq!(t.group("new").receive(10).await.unwrap()[0].event.seq, 2);
 }
 
-#[tokio::test]
-async fn a_count_limit_keeps_only_the_newest_events() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn a_count_limit_keeps_only_the_newest_events(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let t = engine
         .topic_with("t", TopicOptions::default().max_events(2))
         .unwrap();
@@ -203,10 +192,8 @@ async fn a_count_limit_keeps_only_the_newest_events() {
     ));
 }
 
-#[tokio::test]
-async fn an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let t = engine
         .topic_with("t", TopicOptions::default().max_events(2).reclaim(secs(30)))
         .unwrap();
@@ -251,10 +238,8 @@ async fn an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged() {
     assert_eq!(g.committed_through().await.unwrap(), 3);
 }
 
-#[tokio::test]
-async fn bad_input_is_a_typed_error_that_writes_nothing() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn bad_input_is_a_typed_error_that_writes_nothing(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let t = engine
         .topic_with("t", TopicOptions::default().payload_limit(4))
         .unwrap();
@@ -278,3 +263,14 @@ async fn bad_input_is_a_typed_error_that_writes_nothing() {
         })
     ));
 }
+
+in_both_places!(
+    sequence_numbers_rise_by_one_and_keys_deduplicate,
+    subscriptions_from_the_beginning_a_sequence_or_now,
+    members_of_a_group_split_the_events_and_every_group_sees_all,
+    an_uncommitted_delivery_is_delivered_again_after_the_reclaim_time,
+    retention_prunes_and_a_reader_behind_it_is_told_it_lagged,
+    a_count_limit_keeps_only_the_newest_events,
+    an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged,
+    bad_input_is_a_typed_error_that_writes_nothing,
+);

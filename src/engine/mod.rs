@@ -263,7 +263,6 @@ impl Engine {
 
     /// The topic `name` with `options` (applied to this handle's publishes and groups).
     pub fn topic_with(&self, name: &str, options: TopicOptions) -> Result<Topic> {
-        self.file_only("topics")?;
         Topic::new(self.inner.topics.clone(), name, options)
     }
 
@@ -277,7 +276,6 @@ impl Engine {
 
     /// The ephemeral set `name` with `options` (applied to this handle's writes).
     pub fn ephemeral_with(&self, name: &str, options: EphemeralOptions) -> Result<Ephemeral> {
-        self.file_only("ephemeral sets")?;
         Ephemeral::new(self.inner.ephemeral.clone(), name, options)
     }
 
@@ -394,11 +392,6 @@ impl Engine {
     /// Whether this engine stores its state in PostgreSQL: never, in this build.
     fn on_postgres(&self) -> bool {
         false
-    }
-
-    /// Every primitive is available on a file.
-    fn file_only(&self, _what: &'static str) -> Result<()> {
-        Ok(())
     }
 }
 

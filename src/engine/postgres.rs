@@ -1,7 +1,6 @@
 //! An engine on a PostgreSQL schema (feature `postgres`): this process joins the schema as a
 //! node, its jobs live in the schema's tables, and other nodes' changes reach it by
-//! `LISTEN`/`NOTIFY` (with a poll besides). Jobs, the queue, the scheduler and the mutex are
-//! available; topics and ephemeral sets are not yet, and say so with [`Error::Unsupported`].
+//! `LISTEN`/`NOTIFY` (with a poll besides). Every primitive is available.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::{Engine, EngineInner, EngineOptions, run_timer};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::job::backend::JobBackend;
 use crate::job::core::JobCore;
 use crate::job::postgres::PgJobs;
@@ -68,7 +67,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
     let id = node.id();
     let path = display_name(url, pg.schema());
     let clock = options.clock.clone();
-    // Never opened: the primitives not yet on PostgreSQL are refused before they reach it.
+    // Never opened: no primitive keeps anything in it on PostgreSQL.
     let store = Arc::new(Store::new(&path, clock.clone()));
     let (stop, stop_rx) = watch::channel(false);
     // The database clock, unless the options gave one (tests drive a manual clock).
@@ -96,6 +95,8 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
             crate::job::postgres::JOBS_CHANNEL.to_string(),
             crate::queue::postgres::QUEUE_CHANNEL.to_string(),
             crate::mutex::postgres::MUTEX_CHANNEL.to_string(),
+            crate::topic::postgres::TOPIC_CHANNEL.to_string(),
+            crate::ephemeral::postgres::EPHEMERAL_CHANNEL.to_string(),
         ],
     );
     let queues = Arc::new(crate::queue::core::QueueCore::postgres(
@@ -112,17 +113,43 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         options.explicit_clock,
         stop_rx.clone(),
     ));
-    let mut primitives: Vec<Arc<dyn Primitive>> = vec![queues.clone(), jobs.clone()];
+    let ephemeral = Arc::new(crate::ephemeral::core::EphemeralCore::postgres(
+        pg.clone(),
+        id,
+        clock.clone(),
+        options.explicit_clock,
+        options.ephemeral_change_retention,
+        stop_rx.clone(),
+    ));
+    let topics = Arc::new(crate::topic::core::TopicCore::postgres(
+        pg.clone(),
+        id,
+        clock.clone(),
+        options.explicit_clock,
+        stop_rx.clone(),
+    ));
+    let mut primitives: Vec<Arc<dyn Primitive>> = vec![
+        queues.clone(),
+        jobs.clone(),
+        ephemeral.clone(),
+        topics.clone(),
+    ];
     // The first pass at once: dead nodes' work and whatever came due meanwhile.
     jobs.timer.lower(0);
     let mut tasks = vec![
         tokio::spawn(run_timer(jobs.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(run_timer(queues.clone(), clock.clone(), stop_rx.clone())),
+        tokio::spawn(run_timer(ephemeral.clone(), clock.clone(), stop_rx.clone())),
+        tokio::spawn(run_timer(topics.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(follow_other_nodes(
             id,
-            jobs.clone(),
-            queues.clone(),
-            mutexes.clone(),
+            Followed {
+                jobs: jobs.clone(),
+                queues: queues.clone(),
+                mutexes: mutexes.clone(),
+                topics: topics.clone(),
+                ephemeral: ephemeral.clone(),
+            },
             listener.subscribe(),
             stop_rx.clone(),
         )),
@@ -144,15 +171,6 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         }
     }));
     tracing::info!(path = %path.display(), node = id, "jobfile connected");
-    let ephemeral = Arc::new(crate::ephemeral::core::EphemeralCore::new(
-        store.clone(),
-        options.ephemeral_change_retention,
-        stop_rx.clone(),
-    ));
-    let topics = Arc::new(crate::topic::core::TopicCore::new(
-        store.clone(),
-        stop_rx.clone(),
-    ));
     #[cfg(feature = "cron")]
     let scheduler = Arc::new(crate::scheduler::SchedulerCore::new(
         jobs.clone(),
@@ -191,67 +209,70 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
     })
 }
 
-/// Applies other nodes' notifications here: ready jobs wake this node's workers, changed jobs
-/// wake their watchers (a join waiting here) and stop an attempt running here that lost its
-/// job (cancelled or timed out elsewhere). After a reconnect, every worker looks again.
-async fn follow_other_nodes(
-    this_node: i64,
+/// The primitives that hear from other nodes.
+struct Followed {
     jobs: Arc<JobCore>,
     queues: Arc<crate::queue::core::QueueCore>,
     mutexes: Arc<crate::mutex::core::MutexCore>,
+    topics: Arc<crate::topic::core::TopicCore>,
+    ephemeral: Arc<crate::ephemeral::core::EphemeralCore>,
+}
+
+/// Applies other nodes' notifications here: ready jobs wake this node's workers, changed jobs
+/// wake their watchers (a join waiting here) and stop an attempt running here that lost its
+/// job (cancelled or timed out elsewhere); ready messages wake receivers, released mutexes
+/// their acquirers, published topics and changed sets their followers. After a reconnect,
+/// everything waiting here looks again.
+async fn follow_other_nodes(
+    this_node: i64,
+    here: Followed,
     mut wakes: tokio::sync::broadcast::Receiver<Wake>,
     mut stop: watch::Receiver<bool>,
 ) {
+    use crate::postgres::Wake::Notified;
     loop {
         let wake = tokio::select! {
             wake = wakes.recv() => wake,
             _ = stop.wait_for(|s| *s) => return,
         };
         // What this node sent, it applied at its own commit.
-        let wake = match wake {
-            Ok(Wake::Notified { channel, payload }) => match sender(&payload) {
+        let (channel, payload) = match wake {
+            Ok(Notified { channel, payload }) => match sender(&payload) {
                 (Some(from), _) if from == this_node => continue,
-                (_, body) => Ok(Wake::Notified {
-                    channel,
-                    payload: body.to_string(),
-                }),
+                (_, body) => (channel, body.to_string()),
             },
-            other => other,
-        };
-        match wake {
-            Ok(Wake::Notified { channel, payload })
-                if channel == crate::job::postgres::READY_CHANNEL =>
-            {
-                for name in payload.lines() {
-                    jobs.wake_workers(name);
-                }
-            }
-            Ok(Wake::Notified { channel, payload })
-                if channel == crate::queue::postgres::QUEUE_CHANNEL =>
-            {
-                for queue in payload.lines() {
-                    queues.wake_receivers(queue);
-                }
-            }
-            Ok(Wake::Notified { channel, payload })
-                if channel == crate::mutex::postgres::MUTEX_CHANNEL =>
-            {
-                for name in payload.lines() {
-                    mutexes.released.wake_all(name);
-                }
-            }
-            Ok(Wake::Notified { payload, .. }) => {
-                let ids: Vec<u64> = payload.lines().filter_map(|l| l.parse().ok()).collect();
-                jobs.changed_elsewhere(&ids).await;
-            }
             Ok(Wake::Rescan) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                jobs.wake_all_workers();
-                queues.wake_all_receivers();
-                for name in mutexes.released.keys() {
-                    mutexes.released.wake_all(&name);
+                here.jobs.wake_all_workers();
+                here.queues.wake_all_receivers();
+                for name in here.mutexes.released.keys() {
+                    here.mutexes.released.wake_all(&name);
                 }
+                here.topics.wake_all_followers();
+                here.ephemeral.wake_all_followers();
+                continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let names = payload.lines();
+        match channel.as_str() {
+            crate::job::postgres::READY_CHANNEL => names.for_each(|n| here.jobs.wake_workers(n)),
+            crate::queue::postgres::QUEUE_CHANNEL => {
+                names.for_each(|q| here.queues.wake_receivers(q))
+            }
+            crate::mutex::postgres::MUTEX_CHANNEL => {
+                names.for_each(|n| here.mutexes.released.wake_all(n))
+            }
+            crate::topic::postgres::TOPIC_CHANNEL => {
+                names.for_each(|t| here.topics.published_elsewhere(t))
+            }
+            crate::ephemeral::postgres::EPHEMERAL_CHANNEL => {
+                names.for_each(|s| here.ephemeral.changed_elsewhere(s))
+            }
+            crate::job::postgres::JOBS_CHANNEL => {
+                let ids: Vec<u64> = names.filter_map(|l| l.parse().ok()).collect();
+                here.jobs.changed_elsewhere(&ids).await;
+            }
+            _ => {}
         }
     }
 }
@@ -271,17 +292,6 @@ impl Engine {
     /// Whether this engine stores its state in PostgreSQL.
     pub(super) fn on_postgres(&self) -> bool {
         self.inner.pg.is_some()
-    }
-
-    /// Refuses a primitive that is not yet on PostgreSQL.
-    pub(super) fn file_only(&self, what: &'static str) -> Result<()> {
-        if self.on_postgres() {
-            return Err(Error::Unsupported {
-                what,
-                backend: "PostgreSQL",
-            });
-        }
-        Ok(())
     }
 
     /// Leaves the node registry (after the work is handed back).

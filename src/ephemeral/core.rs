@@ -33,6 +33,46 @@ impl EphemeralCore {
         self.backend.sets().await
     }
 
+    /// The sets of a PostgreSQL schema, as node `node`.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(
+        pg: crate::postgres::Postgres,
+        node: i64,
+        clock: Arc<dyn Clock>,
+        explicit_clock: bool,
+        change_retention: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let followers = Arc::new(Followers::default());
+        let backend_clock = explicit_clock.then(|| clock.clone());
+        EphemeralCore {
+            backend: EphemeralBackend::Postgres(Box::new(super::postgres::PgEphemeral::new(
+                pg,
+                node,
+                backend_clock,
+                followers.clone(),
+                millis(change_retention),
+            ))),
+            followers,
+            clock,
+            stop,
+        }
+    }
+
+    /// Wakes this process's followers of `set` (another node changed it).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn changed_elsewhere(&self, set: &str) {
+        self.followers.bump(set);
+    }
+
+    /// Wakes every follower of this process, to look again.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn wake_all_followers(&self) {
+        for set in self.followers.keys() {
+            self.followers.bump(&set);
+        }
+    }
+
     pub(crate) fn new(
         store: Arc<Store>,
         change_retention: Duration,
@@ -62,12 +102,16 @@ impl Primitive for EphemeralCore {
     fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
         match &self.backend {
             EphemeralBackend::Redb(b) => b.recover(ctx),
+            #[cfg(feature = "postgres")]
+            EphemeralBackend::Postgres(_) => Ok(()),
         }
     }
 
     fn timer(&self) -> Option<&Timer> {
         match &self.backend {
             EphemeralBackend::Redb(b) => Some(&b.timer),
+            #[cfg(feature = "postgres")]
+            EphemeralBackend::Postgres(b) => Some(&b.timer),
         }
     }
 

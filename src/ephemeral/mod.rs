@@ -12,6 +12,8 @@ mod handle;
 mod info;
 mod ops;
 mod options;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod record;
 mod redb;
 mod rows;

@@ -104,6 +104,9 @@ async fn listen(
     Ok(())
 }
 
+/// The sender of a notice every node applies, the one that sends it too (node ids start at 1).
+pub(crate) const NO_NODE: i64 = 0;
+
 /// A notification's payload: the sending node's id on the first line, then `body`. A node
 /// skips what it sent itself (it applied those effects at its commit already).
 pub(crate) fn signed(node: i64, body: &str) -> String {

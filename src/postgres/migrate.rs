@@ -7,7 +7,7 @@ use super::pg_error;
 use crate::error::{Error, Result};
 
 /// The newest schema version this build knows; a schema at a higher one is refused.
-pub(crate) const SCHEMA_VERSION: i32 = 4;
+pub(crate) const SCHEMA_VERSION: i32 = 5;
 
 /// Each migration: its version and its statements. Never edit one that has shipped; add the
 /// next.
@@ -137,6 +137,73 @@ const MIGRATIONS: &[(i32, &str)] = &[
              token bigint NOT NULL,
              expires_at bigint NOT NULL
          );",
+    ),
+    (
+        5,
+        // Topics: a row per topic holds its sequence counter, taken under the row lock by
+        // each publish, so sequence numbers are gapless and become visible in order. Consumer
+        // groups' cursors, and their deliveries not yet committed with the node holding them.
+        // Ephemeral sets: a row per set holds its entry count and change position (the same
+        // row lock orders its changes); entries with their expiry, and each set's changes.
+        "CREATE TABLE topics (
+             name text PRIMARY KEY,
+             last_seq bigint NOT NULL DEFAULT 0,
+             pruned_through bigint NOT NULL DEFAULT 0,
+             retention_ms bigint NOT NULL DEFAULT 0
+         );
+         CREATE TABLE topic_events (
+             topic text NOT NULL,
+             seq bigint NOT NULL,
+             at_ms bigint NOT NULL,
+             key text,
+             payload bytea NOT NULL,
+             PRIMARY KEY (topic, seq)
+         );
+         CREATE UNIQUE INDEX topic_events_key ON topic_events (topic, key) WHERE key IS NOT NULL;
+         CREATE TABLE topic_groups (
+             topic text NOT NULL,
+             name text NOT NULL,
+             delivered_through bigint NOT NULL,
+             committed_through bigint NOT NULL,
+             PRIMARY KEY (topic, name)
+         );
+         CREATE TABLE topic_pending (
+             topic text NOT NULL,
+             grp text NOT NULL,
+             seq bigint NOT NULL,
+             deadline bigint NOT NULL,
+             deliveries integer NOT NULL,
+             committed boolean NOT NULL DEFAULT false,
+             node bigint,
+             PRIMARY KEY (topic, grp, seq)
+         );
+         CREATE INDEX topic_pending_node ON topic_pending (node) WHERE NOT committed;
+         CREATE TABLE ephemeral_sets (
+             name text PRIMARY KEY,
+             entries bigint NOT NULL DEFAULT 0,
+             position bigint NOT NULL DEFAULT 0,
+             pruned_through bigint NOT NULL DEFAULT 0
+         );
+         CREATE TABLE ephemeral_entries (
+             set_name text NOT NULL,
+             key text NOT NULL,
+             value bytea NOT NULL,
+             expires_at bigint NOT NULL,
+             updated_at bigint NOT NULL,
+             PRIMARY KEY (set_name, key)
+         );
+         CREATE INDEX ephemeral_entries_expiry ON ephemeral_entries (expires_at);
+         CREATE TABLE ephemeral_changes (
+             set_name text NOT NULL,
+             position bigint NOT NULL,
+             at_ms bigint NOT NULL,
+             record bytea NOT NULL,
+             PRIMARY KEY (set_name, position)
+         );
+         CREATE INDEX ephemeral_changes_at ON ephemeral_changes (at_ms);
+         ALTER TABLE ephemeral_entries SET (autovacuum_vacuum_scale_factor = 0.02);
+         ALTER TABLE ephemeral_changes SET (autovacuum_vacuum_scale_factor = 0.02);
+         ALTER TABLE topic_pending SET (autovacuum_vacuum_scale_factor = 0.02);",
     ),
 ];
 

@@ -29,7 +29,7 @@ use tokio_postgres::NoTls;
 use crate::error::{Error, Result};
 
 pub(crate) use cached::Cached;
-pub(crate) use listen::{Listener, Wake, sender, signed};
+pub(crate) use listen::{Listener, NO_NODE, Wake, sender, signed};
 pub(crate) use migrate::migrate;
 #[cfg(test)]
 pub(crate) use migrate::{SCHEMA_VERSION, schema_version};
@@ -164,9 +164,39 @@ impl Postgres {
     }
 }
 
+/// Starts a write transaction at `now`, or at the database clock when `None`; `what` names
+/// the write in errors. Returns the transaction and the instant it works at.
+pub(crate) async fn begin<'a>(
+    client: &'a mut deadpool_postgres::Object,
+    now: Option<u64>,
+    what: &str,
+) -> Result<(deadpool_postgres::Transaction<'a>, u64)> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| pg_error(&format!("beginning {what}"), e))?;
+    let now = match now {
+        Some(now) => now,
+        None => {
+            let row = tx
+                .query_one_cached(&format!("SELECT {DB_NOW_MS}"), &[])
+                .await
+                .map_err(|e| pg_error("reading the database clock", e))?;
+            row.get::<_, i64>(0) as u64
+        }
+    };
+    Ok((tx, now))
+}
+
 /// A count of rows as a `LIMIT` parameter: `usize::MAX` (no limit) stays positive.
 pub(crate) fn pg_limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// An instant or a duration in ms as a `bigint`: clamped (at about 73 million years), so
+/// that sums of two in SQL stay in range.
+pub(crate) fn pg_ms(ms: u64) -> i64 {
+    (ms.min(1 << 61)) as i64
 }
 
 /// Wraps a client error with what jobfile was doing.

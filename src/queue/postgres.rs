@@ -12,7 +12,7 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error, pg_limit, signed};
+use crate::postgres::{Cached, Postgres, begin, pg_error, pg_limit, signed};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -69,18 +69,7 @@ impl<'a> QTx<'a> {
         now: Option<u64>,
         node: i64,
     ) -> Result<QTx<'a>> {
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| pg_error("beginning a queue write", e))?;
-        let now = match now {
-            Some(now) => now,
-            None => tx
-                .query_one_cached(&format!("SELECT {DB_NOW_MS}"), &[])
-                .await
-                .map_err(|e| pg_error("reading the database clock", e))?
-                .get::<_, i64>(0) as u64,
-        };
+        let (tx, now) = begin(client, now, "a queue write").await?;
         Ok(QTx {
             tx,
             now,

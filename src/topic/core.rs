@@ -33,6 +33,44 @@ impl TopicCore {
         self.backend.topics().await
     }
 
+    /// The topics of a PostgreSQL schema, as node `node`.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(
+        pg: crate::postgres::Postgres,
+        node: i64,
+        clock: Arc<dyn Clock>,
+        explicit_clock: bool,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let followers = Arc::new(Followers::default());
+        let backend_clock = explicit_clock.then(|| clock.clone());
+        TopicCore {
+            backend: TopicBackend::Postgres(Box::new(super::postgres::PgTopic::new(
+                pg,
+                node,
+                backend_clock,
+                followers.clone(),
+            ))),
+            followers,
+            clock,
+            stop,
+        }
+    }
+
+    /// Wakes this process's subscribers and members of `topic` (another node published).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn published_elsewhere(&self, topic: &str) {
+        self.followers.bump(topic);
+    }
+
+    /// Wakes every subscriber and member of this process, to look again.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn wake_all_followers(&self) {
+        for topic in self.followers.keys() {
+            self.followers.bump(&topic);
+        }
+    }
+
     pub(crate) fn new(store: Arc<Store>, stop: watch::Receiver<bool>) -> Self {
         let followers = Arc::new(Followers::default());
         let clock = store.clock().clone();
@@ -57,12 +95,16 @@ impl Primitive for TopicCore {
     fn recover(self: Arc<Self>, ctx: &mut TxCtx<'_>, _epoch: u64) -> Result<()> {
         match &self.backend {
             TopicBackend::Redb(b) => b.recover(ctx),
+            #[cfg(feature = "postgres")]
+            TopicBackend::Postgres(_) => Ok(()),
         }
     }
 
     fn timer(&self) -> Option<&Timer> {
         match &self.backend {
             TopicBackend::Redb(b) => Some(&b.timer),
+            #[cfg(feature = "postgres")]
+            TopicBackend::Postgres(b) => Some(&b.timer),
         }
     }
 

@@ -8,6 +8,8 @@ mod handle;
 mod info;
 mod ops;
 mod options;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 mod publish;
 pub(crate) mod record;
 mod redb;

@@ -29,7 +29,9 @@ use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Cached, Liveness, Postgres, find_dead, pg_error, pg_limit};
+use crate::postgres::{
+    Cached, Liveness, NO_NODE, Postgres, find_dead, pg_error, pg_limit, signed,
+};
 use crate::store::codec::{decode, encode};
 
 /// Jobs handled per kind of timed work in one pass.
@@ -228,8 +230,8 @@ async fn settle_failure(
 }
 
 /// Puts the jobs the `dead` nodes left running back in line (charging their crash budget,
-/// not their attempts), or fails those past their budget with `CRASH_LOOP`; in `tx`, the
-/// transaction that marked the nodes dead. Returns how many were put back and failed.
+/// not their attempts), or fails those past their budget with `CRASH_LOOP`, and hands their
+/// topic deliveries out again; in `tx`, the transaction that marked the nodes dead. Returns how many were put back and failed.
 async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)> {
     let rows = tx
         .tx
@@ -244,6 +246,34 @@ async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)
         )
         .await
         .map_err(|e| pg_error("loading a dead node's jobs", e))?;
+    // Their topic deliveries not yet committed are handed out again from now on; every
+    // node's members of those topics look again (this one's too: the notice names no node).
+    let topics: Vec<String> = tx
+        .tx
+        .query_cached(
+            "UPDATE topic_pending SET deadline = least(deadline, $2), node = NULL
+             WHERE NOT committed AND node = ANY($1) RETURNING topic",
+            &[&dead, &(tx.now as i64)],
+        )
+        .await
+        .map_err(|e| pg_error("handing back a dead node's topic deliveries", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .collect();
+    if !topics.is_empty() {
+        tx.tx
+            .execute_cached(
+                "SELECT pg_notify($1, $2)",
+                &[
+                    &crate::topic::postgres::TOPIC_CHANNEL,
+                    &signed(NO_NODE, &topics.join("\n")),
+                ],
+            )
+            .await
+            .map_err(|e| pg_error("notifying redeliveries", e))?;
+    }
     let (mut requeued, mut failed) = (0, 0);
     for row in rows {
         let id = row.get::<_, i64>(0) as u64;

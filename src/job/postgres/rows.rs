@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, EventV1, JobStateV1, JobV1, StoredEvent, StoredJob};
-use crate::postgres::{Cached, DB_NOW_MS, pg_error, signed};
+use crate::postgres::{Cached, begin, pg_error, signed};
 use crate::store::codec::{decode, encode};
 
 /// The channel that says which definitions gained ready jobs (names, one per line).
@@ -60,20 +60,7 @@ impl<'a> JobTx<'a> {
         now: Option<u64>,
         node: i64,
     ) -> Result<JobTx<'a>> {
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| pg_error("beginning a job write", e))?;
-        let now = match now {
-            Some(now) => now,
-            None => {
-                let row = tx
-                    .query_one_cached(&format!("SELECT {DB_NOW_MS}"), &[])
-                    .await
-                    .map_err(|e| pg_error("reading the database clock", e))?;
-                row.get::<_, i64>(0) as u64
-            }
-        };
+        let (tx, now) = begin(client, now, "a job write").await?;
         Ok(JobTx {
             tx,
             now,
