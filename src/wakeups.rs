@@ -118,6 +118,7 @@ impl<K: Eq + Hash> Followers<K> {
     }
 
     /// Every key followed (or once followed) in this process.
+    #[cfg(feature = "postgres")]
     pub(crate) fn keys(&self) -> Vec<K>
     where
         K: Clone,

@@ -962,11 +962,33 @@ async fn the_admin_api_answers_alike_over_postgres() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], json!("UNKNOWN_SCHEDULE"));
-    // What is not on PostgreSQL yet says so.
-    assert!(matches!(
-        engine.topic("events"),
-        Err(jobfile::Error::Unsupported { what: "topics", .. })
-    ));
+    // Topics and ephemeral sets are listed as on a file.
+    let orders = engine.topic("orders").unwrap();
+    for p in [b"1", b"2", b"3"] {
+        orders.publish(p.to_vec()).await.unwrap();
+    }
+    let billing = orders.group("billing");
+    let got = billing.receive(2).await.unwrap();
+    billing.commit(got[0].event.seq).await.unwrap();
+    let devices = engine.ephemeral("devices").unwrap();
+    devices.upsert("b", b"on".to_vec()).await.unwrap();
+    devices.upsert("a", b"on".to_vec()).await.unwrap();
+    assert_eq!(
+        get(&app, "/api/topics").await,
+        (
+            StatusCode::OK,
+            json!([{"name": "orders", "last_seq": 3, "pruned_through": 0, "groups": [
+                {"name": "billing", "committed_through": 1, "delivered_through": 2}
+            ]}])
+        )
+    );
+    assert_eq!(
+        get(&app, "/api/sets").await,
+        (
+            StatusCode::OK,
+            json!([{"name": "devices", "entries": 2, "position": 2}])
+        )
+    );
     engine.shutdown(secs(5)).await.unwrap();
 }
 

@@ -24,6 +24,10 @@ fn liveness(options: EngineOptions) -> EngineOptions {
         .postgres_pool_size(4)
 }
 
+/// The reclaim time of the topic tests' members: far beyond any wait of these tests, so what
+/// a member gets again, it gets because its holder died.
+const RECLAIM: Duration = Duration::from_secs(3600);
+
 /// The tests of this file run one at a time: each starts several node processes, and together
 /// they would crowd the machine's two cores and the server's connections, and so the timings
 /// they check.
@@ -40,7 +44,9 @@ async fn side_client(schema: &str) -> tokio_postgres::Client {
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path = {schema};
              CREATE TABLE IF NOT EXISTS side (job_id bigint NOT NULL, node bigint NOT NULL);
-             CREATE TABLE IF NOT EXISTS go (flag int);"
+             CREATE TABLE IF NOT EXISTS go (flag int);
+             CREATE TABLE IF NOT EXISTS taken (seq bigint NOT NULL, node bigint NOT NULL,
+                                               deliveries int NOT NULL);"
         ))
         .await
         .expect("side tables");
@@ -170,6 +176,34 @@ fn child_node() {
                     )
                     .await
                     .expect("schedule");
+            }
+            // A member of the group `billing` of the topic `orders`, which records each
+            // delivery in `taken`; it commits what it took, or (`members-hold`) never does.
+            "members-hold" | "members-commit" => {
+                let commit = role == "members-commit";
+                let topic = engine
+                    .topic_with("orders", jobfile::TopicOptions::default().reclaim(RECLAIM))
+                    .expect("topic");
+                let group = topic.group("billing");
+                tokio::spawn(async move {
+                    loop {
+                        let Ok(got) = group.receive(100).await else {
+                            return;
+                        };
+                        for d in &got {
+                            side.execute(
+                                "INSERT INTO taken (seq, node, deliveries) VALUES ($1, $2, $3)",
+                                &[&(d.event.seq as i64), &node, &(d.deliveries as i32)],
+                            )
+                            .await
+                            .expect("record a delivery");
+                        }
+                        if commit {
+                            let seqs: Vec<u64> = got.iter().map(|d| d.event.seq).collect();
+                            group.commit_many(&seqs).await.expect("commit");
+                        }
+                    }
+                });
             }
             other => panic!("unknown role {other}"),
         }
@@ -591,4 +625,133 @@ async fn a_per_second_schedule_keeps_one_job_per_slot_while_its_dispatching_node
     .await;
     assert_eq!(ran, slots.len() as i64, "every slot's job ran");
     drop(nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_members_deliveries_go_to_a_survivor_at_once_and_publishes_reach_other_nodes() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let engine = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let side = side_client(&schema.schema).await;
+    let orders = engine.topic("orders").unwrap();
+    for n in 1..=20u64 {
+        assert_eq!(
+            orders.publish(n.to_be_bytes().to_vec()).await.unwrap().seq,
+            n
+        );
+    }
+    let (mut a, _a_out, a_id) = node("members-hold", &schema.schema);
+    assert_eq!(
+        until_count(&side, "SELECT count(*) FROM taken", 20, 30).await,
+        20
+    );
+    // B joins the group: everything is out with A, for an hour.
+    let (_b, _b_out, b_id) = node("members-commit", &schema.schema);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let group = orders.group("billing");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while group.committed_through().await.unwrap() < 20 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        group.committed_through().await.unwrap(),
+        20,
+        "A's deliveries went to B when A was found dead, not after the reclaim time"
+    );
+    // Published here, taken on B: woken by the notice, without a poll.
+    for n in 21..=30u64 {
+        orders.publish(n.to_be_bytes().to_vec()).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while group.committed_through().await.unwrap() < 30 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(group.committed_through().await.unwrap(), 30);
+    let rows: Vec<(i64, i64, i32)> = side
+        .query(
+            "SELECT seq, node, deliveries FROM taken ORDER BY node, seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut want: Vec<(i64, i64, i32)> = (1..=20).map(|seq| (seq, a_id, 1)).collect();
+    want.extend((1..=20).map(|seq| (seq, b_id, 2)));
+    want.extend((21..=30).map(|seq| (seq, b_id, 1)));
+    want.sort_by_key(|&(seq, node, _)| (node, seq));
+    assert_eq!(rows, want, "each event taken once by A, then once by B");
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_from_two_nodes_at_once_are_numbered_without_gaps_in_commit_order() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let first = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let second = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    // Follows from the start, on the first node: it must see every event, in order, with
+    // no gap, though half are published on the other node.
+    let mut feed = first
+        .topic("t")
+        .unwrap()
+        .subscribe(jobfile::StartAt::Beginning)
+        .await;
+    let mut publishers = Vec::new();
+    for (n, engine) in [&first, &second].into_iter().enumerate() {
+        for task in 0..4 {
+            let topic = engine.topic("t").unwrap();
+            publishers.push(tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..50 {
+                    let payload = format!("{n}-{task}-{i}").into_bytes();
+                    seqs.push(topic.publish(payload).await.unwrap().seq);
+                }
+                seqs
+            }));
+        }
+    }
+    let mut seqs = Vec::new();
+    for p in publishers {
+        let mine = p.await.unwrap();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "one publisher's events in its order"
+        );
+        seqs.extend(mine);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=400).collect::<Vec<u64>>());
+    let mut seen = Vec::new();
+    while seen.len() < 400 {
+        let event = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("the feed goes on")
+            .unwrap()
+            .unwrap();
+        seen.push(event.seq);
+    }
+    assert_eq!(seen, (1..=400).collect::<Vec<u64>>());
+    let events = second.topic("t").unwrap().read(1, 1000).await.unwrap();
+    let mut payloads: Vec<Vec<u8>> = events.into_iter().map(|e| e.payload).collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 400, "every publish stored once");
+    first.shutdown(Duration::from_secs(5)).await.unwrap();
+    second.shutdown(Duration::from_secs(5)).await.unwrap();
 }

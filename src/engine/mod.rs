@@ -190,17 +190,11 @@ impl Engine {
 
     /// Every topic, by name, with its consumer groups' positions.
     pub async fn topics(&self) -> Result<Vec<TopicSummary>> {
-        if self.on_postgres() {
-            return Ok(Vec::new());
-        }
         self.inner.topics.topics().await
     }
 
     /// Every ephemeral set, by name, with its entry count and change-stream position.
     pub async fn ephemeral_sets(&self) -> Result<Vec<SetSummary>> {
-        if self.on_postgres() {
-            return Ok(Vec::new());
-        }
         self.inner.ephemeral.sets().await
     }
 
@@ -384,14 +378,6 @@ impl EngineOptions {
     /// Opens `path` with these options. See [`Engine::open`](crate::Engine::open).
     pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
         Engine::open_with(path, self).await
-    }
-}
-
-#[cfg(not(feature = "postgres"))]
-impl Engine {
-    /// Whether this engine stores its state in PostgreSQL: never, in this build.
-    fn on_postgres(&self) -> bool {
-        false
     }
 }
 

@@ -289,11 +289,6 @@ impl Engine {
         EngineOptions::default().connect(url).await
     }
 
-    /// Whether this engine stores its state in PostgreSQL.
-    pub(super) fn on_postgres(&self) -> bool {
-        self.inner.pg.is_some()
-    }
-
     /// Leaves the node registry (after the work is handed back).
     pub(super) async fn leave(&self) {
         if let Some(pg) = &self.inner.pg

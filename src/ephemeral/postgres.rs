@@ -529,6 +529,8 @@ impl EphemeralStorage for PgEphemeral {
             .get(0);
         self.commit(tx, expired_in.iter().copied()).await?;
         let poll_at = now.saturating_add(POLL_MS);
-        Ok(Some(next.map_or(poll_at, |n| (n.max(0) as u64).min(poll_at))))
+        Ok(Some(
+            next.map_or(poll_at, |n| (n.max(0) as u64).min(poll_at)),
+        ))
     }
 }

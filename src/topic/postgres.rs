@@ -272,7 +272,11 @@ impl TopicStorage for PgTopic {
                  LEFT JOIN LATERAL (
                      SELECT seq, at_ms, key, payload FROM topic_events
                      WHERE topic = $1 AND seq >= $2 ORDER BY seq LIMIT $3) e ON true",
-                &[&topic, &(from.min(i64::MAX as u64) as i64), &pg_limit(limit)],
+                &[
+                    &topic,
+                    &(from.min(i64::MAX as u64) as i64),
+                    &pg_limit(limit),
+                ],
             )
             .await
             .map_err(|e| pg_error("reading topic events", e))?;
@@ -635,6 +639,8 @@ impl TopicStorage for PgTopic {
             .await
             .map_err(|e| pg_error("committing a topic pass", e))?;
         let poll_at = now.saturating_add(POLL_MS);
-        Ok(Some(next.map_or(poll_at, |n| (n.max(0) as u64).min(poll_at))))
+        Ok(Some(
+            next.map_or(poll_at, |n| (n.max(0) as u64).min(poll_at)),
+        ))
     }
 }

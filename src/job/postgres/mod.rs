@@ -29,9 +29,7 @@ use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{
-    Cached, Liveness, NO_NODE, Postgres, find_dead, pg_error, pg_limit, signed,
-};
+use crate::postgres::{Cached, Liveness, NO_NODE, Postgres, find_dead, pg_error, pg_limit, signed};
 use crate::store::codec::{decode, encode};
 
 /// Jobs handled per kind of timed work in one pass.
