@@ -273,6 +273,22 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    /// The connection to PostgreSQL was lost while a write committed (feature `postgres`): the
+    /// server may or may not have committed it, and no one can tell from here. Read back what
+    /// the write would have changed (a job by its idempotency key, say) before repeating it;
+    /// a submit with a key can simply be made again.
+    #[cfg(feature = "postgres")]
+    #[error(
+        "PostgreSQL, {context}: the connection was lost during the commit, so whether it took effect is unknown ({source}); read back what it would have changed, or repeat it if it is idempotent (a submit with a key is)"
+    )]
+    CommitUnknown {
+        /// What jobfile was committing.
+        context: String,
+        /// The client's error (shared by every call whose write was in that commit).
+        #[source]
+        source: std::sync::Arc<tokio_postgres::Error>,
+    },
+
     /// The PostgreSQL schema was migrated by a newer jobfile (feature `postgres`). Nothing was
     /// changed; upgrade jobfile on this node.
     #[cfg(feature = "postgres")]
@@ -330,10 +346,27 @@ impl Error {
         }
     }
 
+    /// A copy of this error if it says a commit's outcome is unknown, for each call whose
+    /// write was in that commit; `None` for other errors.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn unknown_again(&self) -> Option<Error> {
+        match self {
+            Error::CommitUnknown { context, source } => Some(Error::CommitUnknown {
+                context: context.clone(),
+                source: source.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether the same call may succeed if made again shortly: a database connection that
     /// dropped or a server that restarts. The file's errors are not.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
+            #[cfg(feature = "postgres")]
+            // Each of jobfile's own writes that it retries is safe to repeat (a settlement
+            // is fenced on its claim), whether or not the first committed.
+            Error::CommitUnknown { .. } => true,
             #[cfg(feature = "postgres")]
             Error::Postgres { source, .. } => {
                 source.is_closed()

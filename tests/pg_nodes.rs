@@ -1,8 +1,10 @@
-//! Several nodes on one PostgreSQL schema, as real processes: exactly-once claiming across
-//! nodes, a SIGKILLed node's attempts recovered by a survivor without re-running committed
-//! steps, a SIGSTOPped node's late writes refused, a cancel crossing nodes, and a per-second
-//! schedule that keeps exactly one job per slot while the node dispatching it is killed. Each test uses
-//! a schema of its own; skipped unless `JOBFILE_TEST_PG` is set.
+//! Several nodes on one PostgreSQL schema, as real processes (or engines in this one):
+//! exactly-once claiming across nodes, a SIGKILLed node's attempts recovered by a survivor
+//! without re-running committed steps, a SIGSTOPped node's late writes refused, a cancel
+//! crossing nodes, a per-second schedule that keeps exactly one job per slot while the node
+//! dispatching it is killed, a killed consumer-group member's deliveries handed to a survivor,
+//! and concurrent publishes from two nodes numbered without gaps. Each test uses a schema of
+//! its own; skipped unless `JOBFILE_TEST_PG` is set.
 
 mod common;
 
@@ -628,7 +630,8 @@ async fn a_per_second_schedule_keeps_one_job_per_slot_while_its_dispatching_node
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_members_deliveries_go_to_a_survivor_at_once_and_publishes_reach_other_nodes() {
+async fn topic_deliveries_of_a_killed_member_go_to_a_survivor_at_once_and_publishes_reach_other_nodes()
+ {
     let Some(schema) = PgSchema::new() else {
         return;
     };

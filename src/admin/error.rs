@@ -81,6 +81,8 @@ impl From<Error> for ApiError {
             Error::Poisoned { .. } => (StatusCode::SERVICE_UNAVAILABLE, "POISONED"),
             Error::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "STORAGE_FULL"),
             Error::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "UNSUPPORTED"),
+            #[cfg(feature = "postgres")]
+            Error::CommitUnknown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "COMMIT_UNKNOWN"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "ENGINE"),
         };
         ApiError::new(status, code, e.to_string())

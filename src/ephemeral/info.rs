@@ -31,8 +31,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Change {
-    /// Its position: increasing within the set (positions are shared by all sets of the file,
-    /// so they may skip numbers).
+    /// Its position: increasing within the set. On a file, positions are shared by all sets,
+    /// so they may skip numbers; on PostgreSQL each set counts 1, 2, 3, …
     pub position: u64,
     /// When it happened (ms since the epoch).
     pub at_ms: u64,

@@ -13,7 +13,9 @@ use super::record::{ChangeKindV1, ChangeV1, StoredChange};
 use super::storage::{EphemeralStorage, EphemeralUpsert};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Cached, DB_NOW_MS, Postgres, begin, pg_error, pg_limit, pg_ms, signed};
+use crate::postgres::{
+    Cached, DB_NOW_MS, Postgres, begin, commit, pg_error, pg_limit, pg_ms, signed,
+};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Followers;
@@ -243,9 +245,7 @@ impl PgEphemeral {
             .await
             .map_err(|e| pg_error("notifying a change", e))?;
         }
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing an ephemeral write", e))?;
+        commit(tx, "an ephemeral write").await?;
         for set in names {
             self.followers.bump(set);
         }

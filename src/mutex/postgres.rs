@@ -10,7 +10,7 @@ use super::lease::MutexLease;
 use super::storage::{Acquired, MutexStorage};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, DB_NOW_MS, Postgres, pg_error, signed};
+use crate::postgres::{Cached, DB_NOW_MS, Postgres, commit, pg_error, signed};
 use crate::wakeups::Wakeups;
 
 /// The channel that says which mutexes were released (names, one per line).
@@ -101,9 +101,7 @@ impl MutexStorage for PgMutex {
             )
             .await
             .map_err(|e| pg_error("acquiring a mutex", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a mutex acquisition", e))?;
+        commit(tx, "a mutex acquisition").await?;
         Ok(Acquired::Lease(lease(&row)))
     }
 
@@ -156,9 +154,7 @@ impl MutexStorage for PgMutex {
             .await
             .map_err(|e| pg_error("notifying a mutex release", e))?;
         }
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a mutex release", e))?;
+        commit(tx, "a mutex release").await?;
         if released {
             self.released.wake_all(held.name.as_str());
         }

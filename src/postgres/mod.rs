@@ -188,6 +188,26 @@ pub(crate) async fn begin<'a>(
     Ok((tx, now))
 }
 
+/// Commits `tx`; `what` names the write in errors. A server's refusal rolled the transaction
+/// back ([`Error::Postgres`]); a connection lost before the server answered leaves it
+/// unknown whether it committed, and says so ([`Error::CommitUnknown`]).
+pub(crate) async fn commit(tx: deadpool_postgres::Transaction<'_>, what: &str) -> Result<()> {
+    tx.commit().await.map_err(|e| commit_error(what, e))
+}
+
+/// The error of a failed `COMMIT` of `what`: see [`commit`].
+fn commit_error(what: &str, source: tokio_postgres::Error) -> Error {
+    let context = format!("committing {what}");
+    if source.as_db_error().is_some() {
+        Error::Postgres { context, source }
+    } else {
+        Error::CommitUnknown {
+            context,
+            source: std::sync::Arc::new(source),
+        }
+    }
+}
+
 /// A count of rows as a `LIMIT` parameter: `usize::MAX` (no limit) stays positive.
 pub(crate) fn pg_limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

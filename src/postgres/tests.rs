@@ -423,3 +423,68 @@ async fn the_listener_delivers_notifications_and_asks_for_a_rescan_after_reconne
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_refused_by_the_server_is_a_failure_and_one_cut_off_is_unknown() {
+    let Some(url) = server() else { return };
+    let schema = Schema::new(&fresh(&url)).await;
+    let setup = schema.pg.client().await.unwrap();
+    setup
+        .batch_execute(
+            "CREATE TABLE once (k int, UNIQUE (k) DEFERRABLE INITIALLY DEFERRED);
+             INSERT INTO once VALUES (1);",
+        )
+        .await
+        .unwrap();
+    // The server refuses at COMMIT (a deferred check): known to be rolled back.
+    let mut client = schema.pg.client().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO once VALUES (1)", &[])
+        .await
+        .unwrap();
+    match commit(tx, "a test write").await {
+        Err(Error::Postgres { context, source }) => {
+            assert_eq!(context, "committing a test write");
+            assert_eq!(
+                source.code(),
+                Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            );
+        }
+        other => panic!("expected a refused commit, got {other:?}"),
+    }
+    drop(client);
+    // The connection ends under the transaction before its COMMIT is answered: no one here
+    // can know whether it took effect, and the error says so.
+    let mut client = schema.pg.client().await.unwrap();
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO once VALUES (2)", &[])
+        .await
+        .unwrap();
+    setup
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let err = commit(tx, "a test write").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::CommitUnknown { context, .. } if context == "committing a test write"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("whether it took effect is unknown"),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    // (Here it did not: the server ended the session before the COMMIT.)
+    let n: i64 = setup
+        .query_one("SELECT count(*) FROM once", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}

@@ -12,7 +12,7 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, Postgres, begin, pg_error, pg_limit, signed};
+use crate::postgres::{Cached, Postgres, begin, commit, pg_error, pg_limit, signed};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -257,9 +257,7 @@ impl PgQueue {
             .await
             .map_err(|e| pg_error("notifying ready messages", e))?;
         }
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a queue write", e))?;
+        commit(tx, "a queue write").await?;
         for queue in &ready {
             self.receivers.wake(queue.as_str(), 1);
         }

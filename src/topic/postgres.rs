@@ -13,7 +13,7 @@ use super::info::{GroupDelivery, GroupSummary, Published, StartAt, TopicEvent, T
 use super::storage::{GroupTake, TopicBounds, TopicPublish, TopicStorage};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Cached, Postgres, begin, pg_error, pg_limit, pg_ms, signed};
+use crate::postgres::{Cached, Postgres, begin, commit, pg_error, pg_limit, pg_ms, signed};
 use crate::timer::Timer;
 use crate::wakeups::Followers;
 
@@ -146,9 +146,7 @@ impl PgTopic {
             .await
             .map_err(|e| pg_error("notifying a publish", e))?;
         }
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a publish", e))?;
+        commit(tx, "a publish").await?;
         self.followers.bump(topic);
         Ok(())
     }
@@ -406,9 +404,7 @@ impl TopicStorage for PgTopic {
             .await
             .map_err(|e| pg_error("moving a group's cursor", e))?;
         }
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a group take", e))?;
+        commit(tx, "a group take").await?;
         Ok((out, next_deadline))
     }
 
@@ -501,9 +497,7 @@ impl TopicStorage for PgTopic {
         )
         .await
         .map_err(|e| pg_error("moving a group's cursor", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a group commit", e))?;
+        commit(tx, "a group commit").await?;
         Ok(n)
     }
 
@@ -537,9 +531,7 @@ impl TopicStorage for PgTopic {
         )
         .await
         .map_err(|e| pg_error("moving a group", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a group seek", e))
+        commit(tx, "a group seek").await
     }
 
     async fn topics(&self) -> Result<Vec<TopicSummary>> {
@@ -635,9 +627,7 @@ impl TopicStorage for PgTopic {
             .await
             .map_err(|e| pg_error("finding the next event to prune", e))?
             .get(0);
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a topic pass", e))?;
+        commit(tx, "a topic pass").await?;
         let poll_at = now.saturating_add(POLL_MS);
         Ok(Some(
             next.map_or(poll_at, |n| (n.max(0) as u64).min(poll_at)),

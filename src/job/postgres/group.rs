@@ -25,7 +25,8 @@ impl<T, R> Default for Grouped<T, R> {
 impl<T, R> Grouped<T, R> {
     /// Writes `item` with the others waiting by then: `write` gets them all and answers each,
     /// in order. If it fails for a group, each item is written alone, so that each gets its
-    /// own answer (one item's error is not the others').
+    /// own answer (one item's error is not the others'), unless the group's commit has an
+    /// unknown outcome: then each item gets that answer, and nothing is written again.
     pub(crate) async fn run<F>(
         &self,
         item: T,
@@ -55,6 +56,13 @@ impl<T, R> Grouped<T, R> {
             }
             Err(e) if items.len() == 1 => {
                 let _ = replies.into_iter().next().map(|reply| reply.send(Err(e)));
+            }
+            // The group may have committed: writing its items again could repeat them. Each
+            // call is told that its outcome is unknown.
+            Err(e) if e.unknown_again().is_some() => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.unknown_again().unwrap_or(Error::Closed)));
+                }
             }
             Err(_) => {
                 for (k, reply) in replies.into_iter().enumerate() {
@@ -139,5 +147,66 @@ mod tests {
             *writes.lock().unwrap(),
             vec![vec![1], vec![2, 13, 4], vec![2], vec![13], vec![4]]
         );
+    }
+
+    /// A group whose commit has an unknown outcome is not written again (that could repeat
+    /// it): every call in it is told the outcome is unknown.
+    #[tokio::test]
+    async fn a_group_with_an_unknown_commit_is_not_written_again() {
+        // A client error of a connection that never was: what a lost connection gives.
+        let lost = tokio_postgres::connect(
+            "host=127.0.0.1 port=1 connect_timeout=1",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+        let lost = Arc::new(Error::CommitUnknown {
+            context: "committing a job write".into(),
+            source: Arc::new(lost),
+        });
+        let grouped = Arc::new(Grouped::<u32, u32>::default());
+        let writes = Arc::new(std::sync::Mutex::new(Vec::<Vec<u32>>::new()));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let write = {
+            let (writes, gate, calls, lost) =
+                (writes.clone(), gate.clone(), calls.clone(), lost.clone());
+            move |items: Arc<[u32]>| {
+                let (writes, gate, calls, lost) =
+                    (writes.clone(), gate.clone(), calls.clone(), lost.clone());
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        gate.notified().await;
+                        writes.lock().unwrap().push(items.to_vec());
+                        return Ok(vec![items[0]]);
+                    }
+                    writes.lock().unwrap().push(items.to_vec());
+                    Err(lost.unknown_again().unwrap())
+                }
+            }
+        };
+        let first = {
+            let (g, w) = (grouped.clone(), write.clone());
+            tokio::spawn(async move { g.run(1, w).await })
+        };
+        tokio::task::yield_now().await;
+        let rest: Vec<_> = [2, 3]
+            .into_iter()
+            .map(|item| {
+                let (g, w) = (grouped.clone(), write.clone());
+                tokio::spawn(async move { g.run(item, w).await })
+            })
+            .collect();
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        for r in rest {
+            let e = r.await.unwrap().unwrap_err();
+            assert!(matches!(e, Error::CommitUnknown { .. }), "{e:?}");
+        }
+        assert_eq!(*writes.lock().unwrap(), vec![vec![1], vec![2, 3]]);
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, EventV1, JobStateV1, JobV1, StoredEvent, StoredJob};
-use crate::postgres::{Cached, begin, pg_error, signed};
+use crate::postgres::{Cached, begin, commit, pg_error, signed};
 use crate::store::codec::{decode, encode};
 
 /// The channel that says which definitions gained ready jobs (names, one per line).
@@ -329,9 +329,7 @@ impl<'a> JobTx<'a> {
             .await
             .map_err(|e| pg_error("notifying changed jobs", e))?;
         }
-        tx.commit()
-            .await
-            .map_err(|e| pg_error("committing a job write", e))?;
+        commit(tx, "a job write").await?;
         Ok(fx)
     }
 }
