@@ -2,9 +2,9 @@
 //! exactly-once claiming across nodes, a SIGKILLed node's attempts recovered by a survivor
 //! without re-running committed steps, a SIGSTOPped node's late writes refused, a cancel
 //! crossing nodes, a per-second schedule that keeps exactly one job per slot while the node
-//! dispatching it is killed, a killed consumer-group member's deliveries handed to a survivor,
-//! and concurrent publishes from two nodes numbered without gaps. Each test uses a schema of
-//! its own; skipped unless `JOBFILE_TEST_PG` is set.
+//! dispatching it is killed, a killed consumer-group member's deliveries and a killed queue
+//! receiver's messages handed to a survivor, and concurrent publishes from two nodes numbered
+//! without gaps. Each test uses a schema of its own; skipped unless `JOBFILE_TEST_PG` is set.
 
 mod common;
 
@@ -203,6 +203,30 @@ fn child_node() {
                         if commit {
                             let seqs: Vec<u64> = got.iter().map(|d| d.event.seq).collect();
                             group.commit_many(&seqs).await.expect("commit");
+                        }
+                    }
+                });
+            }
+            // A receiver of the queue `jobs`, which records each delivery in `taken`; it
+            // acks what it got, or (`receivers-hold`) never does.
+            "receivers-hold" | "receivers-ack" => {
+                let ack = role == "receivers-ack";
+                let queue = engine.queue("jobs").expect("queue");
+                tokio::spawn(async move {
+                    loop {
+                        let Ok(got) = queue.receive_batch(100, RECLAIM).await else {
+                            return;
+                        };
+                        for d in got {
+                            side.execute(
+                                "INSERT INTO taken (seq, node, deliveries) VALUES ($1, $2, $3)",
+                                &[&(d.id() as i64), &node, &(d.deliveries() as i32)],
+                            )
+                            .await
+                            .expect("record a delivery");
+                            if ack {
+                                d.ack().await.expect("ack");
+                            }
                         }
                     }
                 });
@@ -757,4 +781,63 @@ async fn publishes_from_two_nodes_at_once_are_numbered_without_gaps_in_commit_or
     assert_eq!(payloads.len(), 400, "every publish stored once");
     first.shutdown(Duration::from_secs(5)).await.unwrap();
     second.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_receivers_messages_go_to_a_survivor_when_it_is_found_dead() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let engine = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let side = side_client(&schema.schema).await;
+    let queue = engine.queue("jobs").unwrap();
+    let mut ids = Vec::new();
+    for n in 0..20u64 {
+        ids.push(queue.send(n.to_be_bytes().to_vec()).await.unwrap().id);
+    }
+    let (mut a, _a_out, a_id) = node("receivers-hold", &schema.schema);
+    assert_eq!(
+        until_count(&side, "SELECT count(*) FROM taken", 20, 30).await,
+        20
+    );
+    // B waits: every message is leased to A, for an hour.
+    let (_b, _b_out, b_id) = node("receivers-ack", &schema.schema);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert_eq!(
+        until_count(&side, "SELECT count(*) FROM taken", 40, 30).await,
+        40,
+        "A's messages went to B when A was found dead, not when their lease ran out"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queue.stats().await.unwrap().leased > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        queue.stats().await.unwrap(),
+        jobfile::QueueStats::default(),
+        "all acked"
+    );
+    let rows: Vec<(i64, i64, i32)> = side
+        .query(
+            "SELECT seq, node, deliveries FROM taken ORDER BY node, seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut want: Vec<(i64, i64, i32)> = ids.iter().map(|&id| (id as i64, a_id, 1)).collect();
+    want.extend(ids.iter().map(|&id| (id as i64, b_id, 2)));
+    want.sort_by_key(|&(id, node, _)| (node, id));
+    assert_eq!(
+        rows, want,
+        "each message delivered once to A, then once to B"
+    );
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }

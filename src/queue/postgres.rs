@@ -98,9 +98,25 @@ impl<'a> QTx<'a> {
         .transpose()
     }
 
-    /// The message if `delivery` still owns its lease now.
+    /// The message if `delivery` still owns its lease now. A lease of a node found dead is
+    /// owned by no one from the moment it was found (the next pass delivers it again).
     async fn owned(&self, claim: &DeliveryClaim) -> Result<Option<MessageV1>> {
-        let Some(m) = self.load(claim.id).await? else {
+        let row = self
+            .tx
+            .query_opt_cached(
+                "SELECT record FROM queue_messages
+                 WHERE id = $1 AND (node IS NULL OR node NOT IN (SELECT id FROM nodes WHERE state = 'dead'))
+                 FOR UPDATE",
+                &[&(claim.id as i64)],
+            )
+            .await
+            .map_err(|e| pg_error("loading a message", e))?;
+        let Some(m) = row
+            .map(|r| {
+                decode::<StoredMessage>("queue_messages", r.get(0)).map(StoredMessage::into_message)
+            })
+            .transpose()?
+        else {
             return Ok(None);
         };
         let live = matches!(m.state, MessageState::Leased { deadline } if deadline > self.now);
