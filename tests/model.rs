@@ -2,12 +2,15 @@
 //! leases held, acked, nacked or left to expire as a manual clock moves, dead letters after the
 //! last allowed delivery, job submits with keys and cancels), reopens among them, run against
 //! the engine and against a plain in-memory model; after every step the two must agree on
-//! every message and job.
+//! every message and job. The same model runs on a file and on a PostgreSQL schema (where a
+//! reopen is a node that leaves and a new one that joins).
+
+mod common;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
 use std::time::Duration;
 
+use common::pg::Place;
 use jobfile::{
     CancelOutcome, Clock, Delivery, Engine, EngineOptions, JobHandle, JobSpec, JobState,
     ManualClock, MessageStatus, Queue, QueueOptions,
@@ -116,21 +119,15 @@ fn queue(engine: &Engine) -> Queue {
         .unwrap()
 }
 
-async fn open(path: &Path, clock: &ManualClock) -> (Engine, JobHandle<u8, ()>) {
-    let engine = EngineOptions::new()
-        .clock(clock.clone())
-        .open(path)
-        .await
-        .unwrap();
+async fn open(place: &Place, clock: &ManualClock) -> (Engine, JobHandle<u8, ()>) {
+    let engine = place.open(EngineOptions::new().clock(clock.clone())).await;
     let job = engine.job::<u8, ()>(JobSpec::new("modelled")).unwrap();
     (engine, job)
 }
 
-async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("model.jobfile");
+async fn run(place: Place, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(T0);
-    let (mut engine, mut job) = open(&path, &clock).await;
+    let (mut engine, mut job) = open(&place, &clock).await;
     let mut model = Model::default();
     let mut submitted: Vec<u64> = Vec::new();
     let mut held: Vec<Delivery> = Vec::new();
@@ -254,8 +251,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Reopen => {
                 drop(q);
                 engine.shutdown(Duration::from_secs(5)).await.unwrap();
-                (engine, job) = open(&path, &clock).await;
-                // The closed process's leases ended at the open.
+                (engine, job) = open(&place, &clock).await;
+                // The closed process's leases ended (at the open; on PostgreSQL, when the
+                // node left).
                 model.end_leases(u64::MAX);
                 held.clear();
             }
@@ -410,6 +408,21 @@ proptest! {
     #[test]
     fn queue_and_jobs_match_the_model_across_reopens(ops in proptest::collection::vec(op(), 1..40)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(ops))?;
+        rt.block_on(run(Place::file(), ops))?;
+    }
+}
+
+proptest! {
+    // Each case has a schema of its own: fewer cases, for time.
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn queue_and_jobs_match_the_model_across_reopens_on_postgres(ops in proptest::collection::vec(op(), 1..40)) {
+        let Some(place) = Place::postgres() else { return Ok(()) };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run(place, ops))?;
     }
 }

@@ -110,6 +110,23 @@ impl Primitive for QueueCore {
         }
     }
 
+    /// On PostgreSQL, what this node holds goes to the other nodes at once (on a file, the
+    /// next process to open it ends every lease).
+    fn drain(self: Arc<Self>, _until: tokio::time::Instant) -> Work<()> {
+        Box::pin(async move {
+            #[cfg(feature = "postgres")]
+            if let QueueBackend::Postgres(b) = &self.backend {
+                match b.hand_back().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "queue messages handed back at shutdown"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not hand back queue messages at shutdown")
+                    }
+                }
+            }
+        })
+    }
+
     fn pass(self: Arc<Self>) -> Work<Result<Option<u64>>> {
         Box::pin(async move { self.backend.maintain().await })
     }

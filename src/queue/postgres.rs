@@ -98,14 +98,14 @@ impl<'a> QTx<'a> {
         .transpose()
     }
 
-    /// The message if `delivery` still owns its lease now. A lease of a node found dead is
-    /// owned by no one from the moment it was found (the next pass delivers it again).
+    /// The message if `delivery` still owns its lease now. A lease of a node found dead (or
+    /// gone) is owned by no one from the moment it was found (the next pass delivers it again).
     async fn owned(&self, claim: &DeliveryClaim) -> Result<Option<MessageV1>> {
         let row = self
             .tx
             .query_opt_cached(
                 "SELECT record FROM queue_messages
-                 WHERE id = $1 AND (node IS NULL OR node NOT IN (SELECT id FROM nodes WHERE state = 'dead'))
+                 WHERE id = $1 AND (node IS NULL OR node NOT IN (SELECT id FROM nodes WHERE state <> 'live'))
                  FOR UPDATE",
                 &[&(claim.id as i64)],
             )
@@ -612,7 +612,7 @@ impl QueueStorage for PgQueue {
                 let ended = tx
                     .messages(
                         "SELECT id, record FROM queue_messages
-                         WHERE state = 2 AND (due_at <= $1 OR node IN (SELECT id FROM nodes WHERE state = 'dead'))
+                         WHERE state = 2 AND (due_at <= $1 OR node IN (SELECT id FROM nodes WHERE state <> 'live'))
                          ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
                         &[&now, &PASS_LIMIT],
                     )
@@ -622,7 +622,7 @@ impl QueueStorage for PgQueue {
                     m.last_error = Some(if deadline <= tx.now {
                         "lease expired".to_string()
                     } else {
-                        "the node holding the lease died".to_string()
+                        "the process holding the lease ended".to_string()
                     });
                     tx.redeliver_or_bury(id, &mut m, None).await?;
                 }
@@ -677,6 +677,38 @@ impl QueueStorage for PgQueue {
             .await?;
         let poll_at = self.now_or_system().saturating_add(POLL_MS);
         Ok(Some(next.map_or(poll_at, |n| n.min(poll_at))))
+    }
+}
+
+impl PgQueue {
+    /// At shutdown: the messages this node leased go back in line (or to the dead-letter list
+    /// after their last allowed delivery) at once, as the file does when the next process
+    /// opens it: their holder is gone.
+    pub(crate) async fn hand_back(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(async |tx| {
+                    let node = tx.node;
+                    let held = tx
+                        .messages(
+                            "SELECT id, record FROM queue_messages WHERE state = 2 AND node = $1
+                             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                            &[&node, &PASS_LIMIT],
+                        )
+                        .await?;
+                    for (id, mut m) in held.iter().cloned() {
+                        m.last_error = Some("the process holding the lease ended".to_string());
+                        tx.redeliver_or_bury(id, &mut m, None).await?;
+                    }
+                    Ok(held.len())
+                })
+                .await?;
+            total += n;
+            if n < PASS_LIMIT as usize {
+                return Ok(total);
+            }
+        }
     }
 }
 

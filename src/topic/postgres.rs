@@ -191,6 +191,40 @@ impl PgTopic {
     }
 }
 
+impl PgTopic {
+    /// At shutdown: the deliveries this node took and did not commit are handed out again at
+    /// once (their holder is gone), and the members of their topics on every node told.
+    pub(crate) async fn hand_back(&self) -> Result<usize> {
+        let mut client = self.pg.client().await?;
+        let (tx, now) = begin(&mut client, self.now(), "a hand-back of deliveries").await?;
+        let topics: Vec<String> = tx
+            .query_cached(
+                "UPDATE topic_pending SET deadline = least(deadline, $2), node = NULL
+                 WHERE NOT committed AND node = $1 RETURNING topic",
+                &[&self.node, &pg_ms(now)],
+            )
+            .await
+            .map_err(|e| pg_error("handing back deliveries", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let n = topics.len();
+        let mut names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        if !names.is_empty() && self.pg.others_live() {
+            tx.execute_cached(
+                "SELECT pg_notify($1, $2)",
+                &[&TOPIC_CHANNEL, &signed(self.node, &names.join("\n"))],
+            )
+            .await
+            .map_err(|e| pg_error("notifying handed-back deliveries", e))?;
+        }
+        commit(tx, "a hand-back of deliveries").await?;
+        Ok(n)
+    }
+}
+
 impl TopicStorage for PgTopic {
     async fn publish(&self, p: TopicPublish) -> Result<Published> {
         let mut client = self.pg.client().await?;
