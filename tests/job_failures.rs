@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::jobs::{Add, AllIn, failure, names, wait_for};
-use common::{T0, open_manual, secs, temp_file};
+use common::pg::Place;
+use common::{T0, secs};
 use jobfile::{
     Backoff, CancelOutcome, Error, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState,
     ManualClock, Outcome, StopReason,
@@ -16,10 +17,8 @@ use jobfile::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
-#[tokio::test]
-async fn retryable_error_then_success() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn retryable_error_then_success(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let h = engine
         .register(
             JobSpec::new("flaky").max_attempts(3),
@@ -58,10 +57,8 @@ async fn retryable_error_then_success() {
     assert_eq!(engine.jobs().metrics().await.unwrap().retried, 1);
 }
 
-#[tokio::test]
-async fn a_permanent_error_is_not_retried() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn a_permanent_error_is_not_retried(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
     let h = engine
@@ -86,10 +83,8 @@ async fn a_permanent_error_is_not_retried() {
     assert_eq!(names(&events), ["submitted", "started", "failed"]);
 }
 
-#[tokio::test]
-async fn attempts_exhausted_fails_with_the_last_error() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn attempts_exhausted_fails_with_the_last_error(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let h = engine
         .register(
             JobSpec::new("doomed").max_attempts(3),
@@ -124,9 +119,8 @@ async fn attempts_exhausted_fails_with_the_last_error() {
 
 /// Runs a job that always fails through `attempts` attempts, advancing the manual clock exactly
 /// to each retry. Returns the delays between failure and retry, in ms.
-async fn observed_delays(backoff: Backoff, attempts: u32) -> Vec<u64> {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn observed_delays(place: Place, backoff: Backoff, attempts: u32) -> Vec<u64> {
+    let (engine, clock) = place.open_at(T0).await;
     let h = engine
         .register(
             JobSpec::new("backoff")
@@ -172,18 +166,22 @@ impl Now for ManualClock {
     }
 }
 
-#[tokio::test]
-async fn fixed_and_exponential_backoff_wait_exactly() {
+async fn fixed_and_exponential_backoff_wait_exactly(place: Place) {
     let ms = Duration::from_millis;
     assert_eq!(
-        observed_delays(Backoff::fixed(ms(10_000)), 4).await,
+        observed_delays(place.fresh(), Backoff::fixed(ms(10_000)), 4).await,
         [10_000, 10_000, 10_000]
     );
     assert_eq!(
-        observed_delays(Backoff::exponential(ms(1_000), ms(5_000)), 6).await,
+        observed_delays(place.fresh(), Backoff::exponential(ms(1_000), ms(5_000)), 6).await,
         [1_000, 2_000, 4_000, 5_000, 5_000]
     );
-    let jittered = observed_delays(Backoff::exponential(ms(1_000), ms(4_000)).jitter(0.5), 5).await;
+    let jittered = observed_delays(
+        place.fresh(),
+        Backoff::exponential(ms(1_000), ms(4_000)).jitter(0.5),
+        5,
+    )
+    .await;
     let bounds = [(500, 1_500), (1_000, 3_000), (2_000, 6_000), (2_000, 6_000)];
     assert_eq!(jittered.len(), 4);
     for (d, (lo, hi)) in jittered.iter().zip(bounds) {
@@ -191,10 +189,8 @@ async fn fixed_and_exponential_backoff_wait_exactly() {
     }
 }
 
-#[tokio::test]
-async fn a_missed_lease_times_the_attempt_out_and_signals_the_handler() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn a_missed_lease_times_the_attempt_out_and_signals_the_handler(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
     let h = engine
         .register(
@@ -254,10 +250,8 @@ async fn a_missed_lease_times_the_attempt_out_and_signals_the_handler() {
     assert_eq!(engine.jobs().metrics().await.unwrap().timed_out, 1);
 }
 
-#[tokio::test]
-async fn heartbeats_keep_a_long_job_alive_and_extend_its_timeout() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn heartbeats_keep_a_long_job_alive_and_extend_its_timeout(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let (beat_tx, beat_rx) = mpsc::unbounded_channel::<bool>();
     let beat_rx = Arc::new(tokio::sync::Mutex::new(beat_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
@@ -307,10 +301,8 @@ async fn heartbeats_keep_a_long_job_alive_and_extend_its_timeout() {
     assert_eq!(beats, 4);
 }
 
-#[tokio::test]
-async fn the_attempt_timeout_fires_without_heartbeats_even_within_the_lease() {
-    let (_dir, path) = temp_file();
-    let (engine, clock) = open_manual(&path).await;
+async fn the_attempt_timeout_fires_without_heartbeats_even_within_the_lease(place: Place) {
+    let (engine, clock) = place.open_at(T0).await;
     let h = engine
         .register(
             JobSpec::new("capped").lease(secs(60)).timeout(secs(5)),
@@ -331,10 +323,8 @@ async fn the_attempt_timeout_fires_without_heartbeats_even_within_the_lease() {
     assert!(f.message.contains("timeout of 5000 ms"), "{}", f.message);
 }
 
-#[tokio::test]
-async fn cancel_queued_running_and_finished_jobs() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn cancel_queued_running_and_finished_jobs(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
     let started = Arc::new(Notify::new());
     let s = started.clone();
@@ -403,9 +393,20 @@ async fn cancel_queued_running_and_finished_jobs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_racing_a_completion_always_wins() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn cancel_racing_a_completion_always_wins_on_a_file() {
+    cancel_racing_a_completion_always_wins(Place::file()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_racing_a_completion_always_wins_on_postgres() {
+    let Some(place) = Place::postgres() else {
+        return;
+    };
+    cancel_racing_a_completion_always_wins(place).await
+}
+
+async fn cancel_racing_a_completion_always_wins(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let (go_tx, go_rx) = watch::channel(0u64);
     let go_rx = Arc::new(go_rx);
     let returned = Arc::new(AtomicUsize::new(0));
@@ -452,10 +453,8 @@ async fn cancel_racing_a_completion_always_wins() {
     assert_eq!(jobs.all_in(JobState::Cancelled).await.len(), 100);
 }
 
-#[tokio::test]
-async fn a_panic_is_recorded_as_panic_and_retried() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn a_panic_is_recorded_as_panic_and_retried(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let h = engine
         .register(
             JobSpec::new("boom").max_attempts(2),
@@ -489,10 +488,8 @@ async fn a_panic_is_recorded_as_panic_and_retried() {
     );
 }
 
-#[tokio::test]
-async fn an_input_that_no_longer_decodes_fails_permanently_and_the_worker_goes_on() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn an_input_that_no_longer_decodes_fails_permanently_and_the_worker_goes_on(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     #[derive(Serialize, Deserialize)]
     struct OldInput {
         path: String,
@@ -520,10 +517,8 @@ async fn an_input_that_no_longer_decodes_fails_permanently_and_the_worker_goes_o
     assert_eq!(h.join(good, None).await.unwrap(), Outcome::Completed(2));
 }
 
-#[tokio::test]
-async fn committed_steps_are_not_run_again_on_retry() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn committed_steps_are_not_run_again_on_retry(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let charges = Arc::new(AtomicU32::new(0));
     let mails = Arc::new(AtomicU32::new(0));
     let (c, m) = (charges.clone(), mails.clone());
@@ -578,10 +573,8 @@ async fn committed_steps_are_not_run_again_on_retry() {
     assert_eq!(steps, ["charge", "mail"]);
 }
 
-#[tokio::test]
-async fn a_step_id_used_twice_in_one_run_is_an_error() {
-    let (_dir, path) = temp_file();
-    let (engine, _clock) = open_manual(&path).await;
+async fn a_step_id_used_twice_in_one_run_is_an_error(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
     let h = engine
         .register(
             JobSpec::new("dup").max_attempts(3),
@@ -598,3 +591,18 @@ async fn a_step_id_used_twice_in_one_run_is_an_error() {
     };
     assert_eq!((f.code.as_str(), f.attempt), ("DUPLICATE_STEP", 1));
 }
+
+in_both_places!(
+    retryable_error_then_success,
+    a_permanent_error_is_not_retried,
+    attempts_exhausted_fails_with_the_last_error,
+    fixed_and_exponential_backoff_wait_exactly,
+    a_missed_lease_times_the_attempt_out_and_signals_the_handler,
+    heartbeats_keep_a_long_job_alive_and_extend_its_timeout,
+    the_attempt_timeout_fires_without_heartbeats_even_within_the_lease,
+    cancel_queued_running_and_finished_jobs,
+    a_panic_is_recorded_as_panic_and_retried,
+    an_input_that_no_longer_decodes_fails_permanently_and_the_worker_goes_on,
+    committed_steps_are_not_run_again_on_retry,
+    a_step_id_used_twice_in_one_run_is_an_error,
+);

@@ -212,7 +212,15 @@ where
     /// [`Error::WrongDefinition`](crate::Error::WrongDefinition) for a job of another definition
     /// (nothing is changed).
     pub async fn cancel(&self, id: u64, reason: &str) -> Result<CancelOutcome> {
-        self.existing(id).await?;
+        // An attempt of this definition running here is marked before anything is awaited,
+        // so its completion loses whenever this call began before the handler returned.
+        let running_here = self
+            .core
+            .running_signal(id)
+            .is_some_and(|s| s.is_of(&self.spec.name));
+        if !running_here {
+            self.existing(id).await?;
+        }
         self.core.cancel(id, reason).await
     }
 

@@ -32,6 +32,8 @@ pub(crate) struct AttemptSignal {
     abort: Mutex<Option<AbortHandle>>,
     /// Set when the handler was stopped by [`AttemptSignal::abort`].
     aborted: AtomicBool,
+    /// The job's definition, once its worker started the handler.
+    definition: std::sync::OnceLock<std::sync::Arc<str>>,
 }
 
 impl AttemptSignal {
@@ -42,7 +44,18 @@ impl AttemptSignal {
             reason: watch::channel(None).0,
             abort: Mutex::new(None),
             aborted: AtomicBool::new(false),
+            definition: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records the definition whose handler runs the attempt.
+    pub(crate) fn set_definition(&self, name: std::sync::Arc<str>) {
+        let _ = self.definition.set(name);
+    }
+
+    /// Whether the attempt is known to be a job of the definition `name`.
+    pub(crate) fn is_of(&self, name: &str) -> bool {
+        self.definition.get().is_some_and(|d| **d == *name)
     }
 
     /// Fires the signal; the first reason sticks.

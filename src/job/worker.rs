@@ -55,6 +55,7 @@ fn start(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed, slot: Slot) {
             core.attempt_registered(job.id, job.attempt)
         }
     };
+    signal.set_definition(def.name.clone());
     tokio::spawn(run_attempt(core.clone(), def.clone(), job, signal, slot));
 }
 
