@@ -14,7 +14,7 @@ use super::storage::{EphemeralStorage, EphemeralUpsert};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::postgres::{
-    Cached, DB_NOW_MS, Postgres, begin, commit, pg_error, pg_limit, pg_ms, signed,
+    Cached, DB_NOW_MS, Postgres, begin, commit, notify, pg_error, pg_limit, pg_ms,
 };
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
@@ -238,12 +238,7 @@ impl PgEphemeral {
     ) -> Result<()> {
         let names: Vec<&str> = changed.clone().into_iter().collect();
         if !names.is_empty() && self.pg.others_live() {
-            tx.execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[&EPHEMERAL_CHANNEL, &signed(self.node, &names.join("\n"))],
-            )
-            .await
-            .map_err(|e| pg_error("notifying a change", e))?;
+            notify(&tx, EPHEMERAL_CHANNEL, self.node, &names).await?;
         }
         commit(tx, "an ephemeral write").await?;
         for set in names {

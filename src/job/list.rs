@@ -99,7 +99,9 @@ impl<'j> ListJobs<'j> {
     /// [`next`](JobPage::next) says where to go on. Default: as many as it takes.
     ///
     /// Failed, cancelled and timed-out jobs are walked through their state's index, queued and
-    /// running ones through theirs; other pages walk all jobs by id.
+    /// running ones through theirs; other pages walk all jobs by id. On PostgreSQL the
+    /// database answers the filters from its indexes, so a page is always complete and this
+    /// does not apply.
     pub fn scan_limit(mut self, n: usize) -> Self {
         self.query.scan_limit = Some(n.max(1));
         self

@@ -10,7 +10,7 @@ use super::lease::MutexLease;
 use super::storage::{Acquired, MutexStorage};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, DB_NOW_MS, Postgres, commit, pg_error, signed};
+use crate::postgres::{Cached, DB_NOW_MS, Postgres, commit, notify, pg_error};
 use crate::wakeups::Wakeups;
 
 /// The channel that says which mutexes were released (names, one per line).
@@ -147,12 +147,7 @@ impl MutexStorage for PgMutex {
             .map_err(|e| pg_error("releasing a mutex", e))?
             > 0;
         if released && self.pg.others_live() {
-            tx.execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[&MUTEX_CHANNEL, &signed(self.node, &held.name)],
-            )
-            .await
-            .map_err(|e| pg_error("notifying a mutex release", e))?;
+            notify(&tx, MUTEX_CHANNEL, self.node, &[&held.name]).await?;
         }
         commit(tx, "a mutex release").await?;
         if released {

@@ -9,7 +9,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
-use super::Postgres;
+use super::{Cached, Postgres, pg_error};
+use crate::error::Result;
 
 /// What a subscriber is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,54 @@ pub(crate) fn signed(node: i64, body: &str) -> String {
     format!("node {node}\n{body}")
 }
 
+/// The most bytes of one notification's body (the server refuses a payload of 8000 or more;
+/// the signature takes the rest).
+const BODY_LIMIT: usize = 7_900;
+
+/// Notifications signed by `node` whose bodies hold `lines`, one per line, each body within
+/// the server's payload limit: one notification unless the lines do not fit in it.
+pub(crate) fn payloads<S: AsRef<str>>(node: i64, lines: &[S]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut body = String::new();
+    for line in lines {
+        let line = line.as_ref();
+        if !body.is_empty() && body.len() + 1 + line.len() > BODY_LIMIT {
+            out.push(signed(node, &body));
+            body.clear();
+        }
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(line);
+    }
+    if !body.is_empty() {
+        out.push(signed(node, &body));
+    }
+    out
+}
+
+/// Tells the nodes listening on `channel`, at the commit of `tx`, about `lines` (names or
+/// ids, one per line), signed by `node`; in one statement, split over several notifications
+/// only if they do not fit in one.
+pub(crate) async fn notify<S: AsRef<str>>(
+    tx: &impl Cached,
+    channel: &str,
+    node: i64,
+    lines: &[S],
+) -> Result<()> {
+    let payloads = payloads(node, lines);
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    tx.execute_cached(
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+        &[&channel, &payloads],
+    )
+    .await
+    .map_err(|e| pg_error(&format!("notifying on {channel}"), e))?;
+    Ok(())
+}
+
 /// The sending node and the body of a payload made by [`signed`] (no sender for another
 /// payload).
 pub(crate) fn sender(payload: &str) -> (Option<i64>, &str) {
@@ -123,5 +172,31 @@ pub(crate) fn sender(payload: &str) -> (Option<i64>, &str) {
     match id.parse() {
         Ok(id) => (Some(id), body),
         Err(_) => (None, payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_over_notifications_only_when_they_do_not_fit() {
+        assert!(payloads::<&str>(3, &[]).is_empty());
+        assert_eq!(payloads(3, &["a", "b"]), ["node 3\na\nb"]);
+        // 2,000 ids of up to 4 digits: more than one payload, each within the limit, every
+        // id once and in order.
+        let ids: Vec<String> = (1..=2_000).map(|i: u32| i.to_string()).collect();
+        let out = payloads(7, &ids);
+        assert!(out.len() > 1, "{}", out.len());
+        assert!(out.iter().all(|p| p.len() < 8_000));
+        let back: Vec<String> = out
+            .iter()
+            .flat_map(|p| {
+                let (from, body) = sender(p);
+                assert_eq!(from, Some(7));
+                body.lines().map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(back, ids);
     }
 }

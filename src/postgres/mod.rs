@@ -29,7 +29,7 @@ use tokio_postgres::NoTls;
 use crate::error::{Error, Result};
 
 pub(crate) use cached::Cached;
-pub(crate) use listen::{Listener, NO_NODE, Wake, sender, signed};
+pub(crate) use listen::{Listener, NO_NODE, Wake, notify, sender};
 pub(crate) use migrate::migrate;
 #[cfg(test)]
 pub(crate) use migrate::{SCHEMA_VERSION, schema_version};

@@ -12,7 +12,7 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, Postgres, begin, commit, pg_error, pg_limit, signed};
+use crate::postgres::{Cached, Postgres, begin, commit, notify, pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -266,12 +266,7 @@ impl PgQueue {
         ready.sort();
         ready.dedup();
         if !ready.is_empty() && self.pg.others_live() {
-            tx.execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[&QUEUE_CHANNEL, &signed(self.node, &ready.join("\n"))],
-            )
-            .await
-            .map_err(|e| pg_error("notifying ready messages", e))?;
+            notify(&tx, QUEUE_CHANNEL, self.node, &ready).await?;
         }
         commit(tx, "a queue write").await?;
         for queue in &ready {

@@ -13,7 +13,7 @@ use super::info::{GroupDelivery, GroupSummary, Published, StartAt, TopicEvent, T
 use super::storage::{GroupTake, TopicBounds, TopicPublish, TopicStorage};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Cached, Postgres, begin, commit, pg_error, pg_limit, pg_ms, signed};
+use crate::postgres::{Cached, Postgres, begin, commit, notify, pg_error, pg_limit, pg_ms};
 use crate::timer::Timer;
 use crate::wakeups::Followers;
 
@@ -139,12 +139,7 @@ impl PgTopic {
     /// followers that `topic` gained events.
     async fn commit_published(&self, tx: Transaction<'_>, topic: &str) -> Result<()> {
         if self.pg.others_live() {
-            tx.execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[&TOPIC_CHANNEL, &signed(self.node, topic)],
-            )
-            .await
-            .map_err(|e| pg_error("notifying a publish", e))?;
+            notify(&tx, TOPIC_CHANNEL, self.node, &[topic]).await?;
         }
         commit(tx, "a publish").await?;
         self.followers.bump(topic);
@@ -213,12 +208,7 @@ impl PgTopic {
         names.sort_unstable();
         names.dedup();
         if !names.is_empty() && self.pg.others_live() {
-            tx.execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[&TOPIC_CHANNEL, &signed(self.node, &names.join("\n"))],
-            )
-            .await
-            .map_err(|e| pg_error("notifying handed-back deliveries", e))?;
+            notify(&tx, TOPIC_CHANNEL, self.node, &names).await?;
         }
         commit(tx, "a hand-back of deliveries").await?;
         Ok(n)

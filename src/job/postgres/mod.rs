@@ -29,7 +29,7 @@ use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Cached, Liveness, NO_NODE, Postgres, find_dead, pg_error, pg_limit, signed};
+use crate::postgres::{Cached, Liveness, NO_NODE, Postgres, find_dead, notify, pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 
 /// Jobs handled per kind of timed work in one pass.
@@ -261,16 +261,13 @@ async fn recover_dead(tx: &mut JobTx<'_>, dead: &[i64]) -> Result<(usize, usize)
         .into_iter()
         .collect();
     if !topics.is_empty() {
-        tx.tx
-            .execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[
-                    &crate::topic::postgres::TOPIC_CHANNEL,
-                    &signed(NO_NODE, &topics.join("\n")),
-                ],
-            )
-            .await
-            .map_err(|e| pg_error("notifying redeliveries", e))?;
+        notify(
+            &tx.tx,
+            crate::topic::postgres::TOPIC_CHANNEL,
+            NO_NODE,
+            &topics,
+        )
+        .await?;
     }
     let (mut requeued, mut failed) = (0, 0);
     for row in rows {
@@ -916,9 +913,7 @@ impl JobStorage for PgJobs {
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows.iter().take(query.limit) {
             let id = row.get::<_, i64>(0) as u64;
-            let mut job = info(id, decode::<StoredJob>("jobs", row.get(1))?.into_job());
-            job.input_json = Vec::new();
-            jobs.push(job);
+            jobs.push(info(id, decode::<StoredJob>("jobs", row.get(1))?.into_job()));
         }
         let next = (rows.len() > query.limit)
             .then(|| jobs.last().map(|j| j.id))

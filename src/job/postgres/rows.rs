@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, EventV1, JobStateV1, JobV1, StoredEvent, StoredJob};
-use crate::postgres::{Cached, begin, commit, pg_error, signed};
+use crate::postgres::{Cached, begin, commit, pg_error};
 use crate::store::codec::{decode, encode};
 
 /// The channel that says which definitions gained ready jobs (names, one per line).
@@ -310,24 +310,14 @@ impl<'a> JobTx<'a> {
             let mut names = fx.ready.clone();
             names.sort();
             names.dedup();
-            tx.execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[&READY_CHANNEL, &signed(node, &names.join("\n"))],
-            )
-            .await
-            .map_err(|e| pg_error("notifying ready jobs", e))?;
+            crate::postgres::notify(&tx, READY_CHANNEL, node, &names).await?;
         }
         if notify && !fx.touched.is_empty() {
             let mut ids = fx.touched.clone();
             ids.sort_unstable();
             ids.dedup();
             let text: Vec<String> = ids.iter().map(u64::to_string).collect();
-            tx.execute_cached(
-                "SELECT pg_notify($1, $2)",
-                &[&JOBS_CHANNEL, &signed(node, &text.join("\n"))],
-            )
-            .await
-            .map_err(|e| pg_error("notifying changed jobs", e))?;
+            crate::postgres::notify(&tx, JOBS_CHANNEL, node, &text).await?;
         }
         commit(tx, "a job write").await?;
         Ok(fx)
