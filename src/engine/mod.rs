@@ -301,7 +301,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Commits made and ops they carried since open.
+    /// Commits made to the file and ops they carried since open. On PostgreSQL, all zero: the
+    /// database keeps its own statistics (`pg_stat_database`, `pg_stat_user_tables`).
     pub fn store_stats(&self) -> StoreStats {
         self.inner.store.stats()
     }

@@ -913,7 +913,10 @@ impl JobStorage for PgJobs {
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows.iter().take(query.limit) {
             let id = row.get::<_, i64>(0) as u64;
-            jobs.push(info(id, decode::<StoredJob>("jobs", row.get(1))?.into_job()));
+            jobs.push(info(
+                id,
+                decode::<StoredJob>("jobs", row.get(1))?.into_job(),
+            ));
         }
         let next = (rows.len() > query.limit)
             .then(|| jobs.last().map(|j| j.id))
