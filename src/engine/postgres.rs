@@ -22,6 +22,8 @@ pub(super) struct PgParts {
     pub(super) node: tokio::sync::Mutex<Option<Node>>,
     /// Wake-ups from other nodes; stops when dropped.
     _listener: Listener,
+    /// The pool, closed at the end of a shutdown.
+    pool: Postgres,
 }
 
 impl std::fmt::Debug for PgParts {
@@ -204,6 +206,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
             pg: Some(PgParts {
                 node: tokio::sync::Mutex::new(Some(node)),
                 _listener: listener,
+                pool: pg.clone(),
             }),
         }),
     })
@@ -289,12 +292,14 @@ impl Engine {
         EngineOptions::default().connect(url).await
     }
 
-    /// Leaves the node registry (after the work is handed back).
+    /// Leaves the node registry (after the work is handed back) and closes the pool: later
+    /// calls get [`Error::Closed`](crate::Error::Closed).
     pub(super) async fn leave(&self) {
-        if let Some(pg) = &self.inner.pg
-            && let Some(node) = pg.node.lock().await.take()
-        {
-            node.leave().await;
+        if let Some(pg) = &self.inner.pg {
+            if let Some(node) = pg.node.lock().await.take() {
+                node.leave().await;
+            }
+            pg.pool.close();
         }
     }
 }

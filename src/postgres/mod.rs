@@ -133,12 +133,19 @@ impl Postgres {
         &self.schema
     }
 
-    /// A pooled connection.
+    /// A pooled connection; [`Error::Closed`] once the engine shut down.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg_error("connecting", e),
+            deadpool_postgres::PoolError::Closed => Error::Closed,
             other => Error::Storage(format!("PostgreSQL pool: {other}")),
         })
+    }
+
+    /// Closes the pool at the end of a shutdown: its connections end, and every later call
+    /// is refused with [`Error::Closed`], as on a closed file.
+    pub(crate) fn close(&self) {
+        self.pool.close();
     }
 
     /// A connection of its own (not pooled) for `role`, with the task that drives it; its

@@ -117,7 +117,7 @@ impl Primitive for QueueCore {
             #[cfg(feature = "postgres")]
             if let QueueBackend::Postgres(b) = &self.backend {
                 match b.hand_back().await {
-                    Ok(0) => {}
+                    Ok(0) | Err(crate::Error::Closed) => {}
                     Ok(n) => tracing::info!(n, "queue messages handed back at shutdown"),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not hand back queue messages at shutdown")

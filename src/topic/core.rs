@@ -115,7 +115,7 @@ impl Primitive for TopicCore {
             #[cfg(feature = "postgres")]
             if let TopicBackend::Postgres(b) = &self.backend {
                 match b.hand_back().await {
-                    Ok(0) => {}
+                    Ok(0) | Err(crate::Error::Closed) => {}
                     Ok(n) => tracing::info!(n, "topic deliveries handed back at shutdown"),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not hand back topic deliveries at shutdown")
