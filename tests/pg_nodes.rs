@@ -841,3 +841,77 @@ async fn a_killed_receivers_messages_go_to_a_survivor_when_it_is_found_dead() {
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_only_nodes_find_each_others_work_without_listen_or_session_locks() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let connect = || {
+        liveness(schema.options())
+            .postgres_poll_only(true)
+            .connect(&schema.url)
+    };
+    let (a, b) = (
+        connect().await.expect("connect"),
+        connect().await.expect("connect"),
+    );
+    let side = side_client(&schema.schema).await;
+    // Nothing that needs a session: no listener connection, no liveness lock.
+    let listeners = count(
+        &side,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{} listener'",
+            schema.schema
+        ),
+    )
+    .await;
+    assert_eq!(listeners, 0);
+    let locks = count(
+        &side,
+        &format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND classid::bigint = (hashtext('jobfile node {}')::bigint & 4294967295)",
+            schema.schema
+        ),
+    )
+    .await;
+    assert_eq!(locks, 0);
+    // A job submitted on A runs on B, and A's join sees it finish.
+    let on_a = a.job::<u64, u64>(JobSpec::new("double")).unwrap();
+    b.register(JobSpec::new("double"), |_: JobCtx, n: u64| async move {
+        Ok(n * 2)
+    })
+    .unwrap();
+    let id = on_a.submit(21).await.unwrap().id;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), on_a.join(id, None)).await;
+    assert_eq!(
+        outcome.expect("the job ran on B and A saw it").unwrap(),
+        jobfile::Outcome::Completed(42)
+    );
+    // A message sent on A reaches a receiver waiting on B.
+    let waiting = {
+        let q = b.queue("q").unwrap();
+        tokio::spawn(async move { q.receive().await })
+    };
+    let sent = a.queue("q").unwrap().send(b"m".to_vec()).await.unwrap().id;
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+    let d = got.expect("B's receiver got A's message").unwrap().unwrap();
+    assert_eq!(d.id(), sent);
+    d.ack().await.unwrap();
+    // An event published on A reaches a subscriber on B.
+    let mut feed = b.topic("t").unwrap().subscribe(jobfile::StartAt::Now).await;
+    a.topic("t").unwrap().publish(b"e".to_vec()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), feed.next()).await;
+    assert_eq!(
+        event
+            .expect("B's subscriber saw A's event")
+            .unwrap()
+            .unwrap()
+            .payload,
+        b"e"
+    );
+    a.shutdown(Duration::from_secs(5)).await.unwrap();
+    b.shutdown(Duration::from_secs(5)).await.unwrap();
+}

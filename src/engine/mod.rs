@@ -298,6 +298,8 @@ impl Engine {
                 timer.lower(at);
             }
         }
+        #[cfg(feature = "postgres")]
+        self.poll_other_nodes().await?;
         Ok(())
     }
 

@@ -37,6 +37,8 @@ pub struct EngineOptions {
     pub(super) pg_pool_size: usize,
     #[cfg(feature = "postgres")]
     pub(super) pg_liveness: crate::postgres::Liveness,
+    #[cfg(feature = "postgres")]
+    pub(super) pg_poll_only: bool,
 }
 
 /// The scheduler's metrics callback, shown by `Debug` only as present.
@@ -85,6 +87,8 @@ impl Default for EngineOptions {
             pg_pool_size: 8,
             #[cfg(feature = "postgres")]
             pg_liveness: crate::postgres::Liveness::default(),
+            #[cfg(feature = "postgres")]
+            pg_poll_only: false,
         }
     }
 }
@@ -143,6 +147,18 @@ impl EngineOptions {
             grace,
             lease,
         };
+        self
+    }
+
+    /// PostgreSQL only: find other nodes' changes by polling alone (every second), without
+    /// `LISTEN`/`NOTIFY` or the session advisory lock that proves a node alive: for servers
+    /// reached through a connection pooler in transaction mode, where neither works. A node
+    /// is then judged by its heartbeat alone (dead once it is `grace` old, see
+    /// [`node_liveness`](Self::node_liveness)), and work made ready on another node starts
+    /// here within a second instead of at once. Default: off.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_poll_only(mut self, poll_only: bool) -> Self {
+        self.pg_poll_only = poll_only;
         self
     }
 

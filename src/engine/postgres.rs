@@ -20,10 +20,14 @@ use crate::store::Store;
 pub(super) struct PgParts {
     /// This process as a node; left at shutdown.
     pub(super) node: tokio::sync::Mutex<Option<Node>>,
-    /// Wake-ups from other nodes; stops when dropped.
-    _listener: Listener,
+    /// Wake-ups from other nodes (none in poll-only mode); stops when dropped.
+    _listener: Option<Listener>,
     /// The pool, closed at the end of a shutdown.
     pool: Postgres,
+    /// The primitives that hear from other nodes, for [`Engine::tick`]'s poll.
+    followed: Arc<Followed>,
+    /// No `LISTEN`: other nodes' changes are found by polling alone.
+    poll_only: bool,
 }
 
 impl std::fmt::Debug for PgParts {
@@ -60,6 +64,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         schema: options.pg_schema.clone(),
         pool_size: options.pg_pool_size,
         liveness: options.pg_liveness,
+        poll_only: options.pg_poll_only,
     };
     let pg = Postgres::new(&pg_options)?;
     let mut client = pg.client().await?;
@@ -90,17 +95,19 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         },
     );
     jobs.set_epoch(id as u64);
-    let listener = Listener::start(
-        pg.clone(),
-        vec![
-            crate::job::postgres::READY_CHANNEL.to_string(),
-            crate::job::postgres::JOBS_CHANNEL.to_string(),
-            crate::queue::postgres::QUEUE_CHANNEL.to_string(),
-            crate::mutex::postgres::MUTEX_CHANNEL.to_string(),
-            crate::topic::postgres::TOPIC_CHANNEL.to_string(),
-            crate::ephemeral::postgres::EPHEMERAL_CHANNEL.to_string(),
-        ],
-    );
+    let listener = (!options.pg_poll_only).then(|| {
+        Listener::start(
+            pg.clone(),
+            vec![
+                crate::job::postgres::READY_CHANNEL.to_string(),
+                crate::job::postgres::JOBS_CHANNEL.to_string(),
+                crate::queue::postgres::QUEUE_CHANNEL.to_string(),
+                crate::mutex::postgres::MUTEX_CHANNEL.to_string(),
+                crate::topic::postgres::TOPIC_CHANNEL.to_string(),
+                crate::ephemeral::postgres::EPHEMERAL_CHANNEL.to_string(),
+            ],
+        )
+    });
     let queues = Arc::new(crate::queue::core::QueueCore::postgres(
         pg.clone(),
         id,
@@ -138,24 +145,34 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
     ];
     // The first pass at once: dead nodes' work and whatever came due meanwhile.
     jobs.timer.lower(0);
+    let followed = Arc::new(Followed {
+        jobs: jobs.clone(),
+        queues: queues.clone(),
+        mutexes: mutexes.clone(),
+        topics: topics.clone(),
+        ephemeral: ephemeral.clone(),
+    });
+    let poll_only = options.pg_poll_only;
     let mut tasks = vec![
         tokio::spawn(run_timer(jobs.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(run_timer(queues.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(run_timer(ephemeral.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(run_timer(topics.clone(), clock.clone(), stop_rx.clone())),
-        tokio::spawn(follow_other_nodes(
-            id,
-            Followed {
-                jobs: jobs.clone(),
-                queues: queues.clone(),
-                mutexes: mutexes.clone(),
-                topics: topics.clone(),
-                ephemeral: ephemeral.clone(),
-            },
-            listener.subscribe(),
+        tokio::spawn(poll_other_nodes(
+            followed.clone(),
+            poll_only,
+            pg_options.liveness.heartbeat,
             stop_rx.clone(),
         )),
     ];
+    if let Some(listener) = &listener {
+        tasks.push(tokio::spawn(follow_other_nodes(
+            id,
+            followed.clone(),
+            listener.subscribe(),
+            stop_rx.clone(),
+        )));
+    }
     // A fenced node stops claiming at once and tells its handlers to stop; its work belongs
     // to the node that found it dead.
     let mut fenced = node.fenced();
@@ -207,6 +224,8 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
                 node: tokio::sync::Mutex::new(Some(node)),
                 _listener: listener,
                 pool: pg.clone(),
+                followed,
+                poll_only,
             }),
         }),
     })
@@ -221,6 +240,68 @@ struct Followed {
     ephemeral: Arc<crate::ephemeral::core::EphemeralCore>,
 }
 
+/// How often a node looks for what other nodes changed, whatever the notifications said.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Followed {
+    /// Everything waiting here looks again (after the listener reconnected, or lagged):
+    /// notices sent meanwhile are lost.
+    async fn rescan(&self) {
+        self.jobs.wake_all_workers();
+        self.jobs.look_again().await;
+        self.queues.wake_all_receivers();
+        for name in self.mutexes.released.keys() {
+            self.mutexes.released.wake_all(&name);
+        }
+        self.topics.wake_all_followers();
+        self.ephemeral.wake_all_followers();
+    }
+
+    /// The poll besides notifications: workers and receivers whose work is ready are woken
+    /// (a notice can be missed: one sent before its sender knew this node listened). In
+    /// poll-only mode, where no notice comes at all, everything waiting looks again.
+    async fn poll(&self, poll_only: bool) -> Result<()> {
+        self.jobs.wake_for_ready().await?;
+        self.queues.wake_for_ready().await?;
+        if poll_only {
+            self.jobs.look_again().await;
+            for name in self.mutexes.released.keys() {
+                self.mutexes.released.wake_all(&name);
+            }
+            self.topics.wake_all_followers();
+            self.ephemeral.wake_all_followers();
+        }
+        Ok(())
+    }
+}
+
+/// Polls every [`POLL`] until the engine stops. A node that just joined also looks again at
+/// everything once its first heartbeats have told the others that it listens.
+async fn poll_other_nodes(
+    here: Arc<Followed>,
+    poll_only: bool,
+    heartbeat: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let joined = tokio::time::Instant::now();
+    let mut rescanned = poll_only;
+    let mut every = tokio::time::interval(POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !rescanned && joined.elapsed() >= heartbeat * 2 {
+            rescanned = true;
+            here.rescan().await;
+        }
+        if let Err(e) = here.poll(poll_only).await {
+            tracing::debug!(error = %e, "polling for other nodes' changes failed; trying again");
+        }
+    }
+}
+
 /// Applies other nodes' notifications here: ready jobs wake this node's workers, changed jobs
 /// wake their watchers (a join waiting here) and stop an attempt running here that lost its
 /// job (cancelled or timed out elsewhere); ready messages wake receivers, released mutexes
@@ -228,7 +309,7 @@ struct Followed {
 /// everything waiting here looks again.
 async fn follow_other_nodes(
     this_node: i64,
-    here: Followed,
+    here: Arc<Followed>,
     mut wakes: tokio::sync::broadcast::Receiver<Wake>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -245,13 +326,7 @@ async fn follow_other_nodes(
                 (_, body) => (channel, body.to_string()),
             },
             Ok(Wake::Rescan) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                here.jobs.wake_all_workers();
-                here.queues.wake_all_receivers();
-                for name in here.mutexes.released.keys() {
-                    here.mutexes.released.wake_all(&name);
-                }
-                here.topics.wake_all_followers();
-                here.ephemeral.wake_all_followers();
+                here.rescan().await;
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -290,6 +365,14 @@ impl Engine {
     /// [`Error::NewerSchema`] if a newer jobfile migrated the schema.
     pub async fn connect(url: &str) -> Result<Engine> {
         EngineOptions::default().connect(url).await
+    }
+
+    /// [`Engine::tick`]'s part on PostgreSQL: the poll for other nodes' changes, now.
+    pub(super) async fn poll_other_nodes(&self) -> Result<()> {
+        match &self.inner.pg {
+            Some(pg) => pg.followed.poll(pg.poll_only).await,
+            None => Ok(()),
+        }
     }
 
     /// Leaves the node registry (after the work is handed back) and closes the pool: later

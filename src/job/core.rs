@@ -215,6 +215,33 @@ impl JobCore {
         }
     }
 
+    /// The poll besides notifications: wakes this node's workers of each definition that has
+    /// ready jobs. (A notice can be missed: one sent before its sender knew this node
+    /// listened, or while this node's listener reconnected; in poll-only mode none is sent.)
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn wake_for_ready(&self) -> Result<()> {
+        let JobBackend::Postgres(b) = &self.backend else {
+            return Ok(());
+        };
+        let names = lock(&self.registered).clone();
+        for name in b.ready_among(&names).await? {
+            self.wake_workers(&name);
+        }
+        Ok(())
+    }
+
+    /// Looks again at every job watched or running here, as if another node had said each
+    /// changed: joins see what happened meanwhile, and an attempt whose job was cancelled or
+    /// timed out elsewhere is told to stop.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn look_again(&self) {
+        let mut ids: Vec<u64> = lock(&self.watchers).keys().copied().collect();
+        ids.extend(lock(&self.running).keys().copied());
+        ids.sort_unstable();
+        ids.dedup();
+        self.changed_elsewhere(&ids).await;
+    }
+
     /// Another node changed these jobs: wake their watchers here, and stop an attempt
     /// running here whose job is no longer its own (cancelled or timed out elsewhere).
     #[cfg(feature = "postgres")]

@@ -49,6 +49,8 @@ pub(crate) struct PgOptions {
     pub(crate) pool_size: usize,
     /// Liveness: heartbeat period, grace period and lease.
     pub(crate) liveness: Liveness,
+    /// No `LISTEN`, no `NOTIFY`, no session lock (a pooler in transaction mode).
+    pub(crate) poll_only: bool,
 }
 
 impl PgOptions {
@@ -59,6 +61,7 @@ impl PgOptions {
             schema: "jobfile".into(),
             pool_size: 8,
             liveness: Liveness::default(),
+            poll_only: false,
         }
     }
 }
@@ -73,6 +76,8 @@ pub(crate) struct Postgres {
     /// Whether another node is live on the schema, as of this node's last heartbeat; while
     /// none is, writes send no notifications (no one would hear them).
     others_live: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// No `LISTEN`, no `NOTIFY`, no session lock.
+    poll_only: bool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -114,12 +119,19 @@ impl Postgres {
             config,
             schema: options.schema.clone(),
             others_live: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            poll_only: options.poll_only,
         })
     }
 
-    /// Whether a write should notify: another node may be listening.
+    /// Whether a write should notify: another node may be listening (never in poll-only
+    /// mode).
     pub(crate) fn others_live(&self) -> bool {
-        self.others_live.load(std::sync::atomic::Ordering::Relaxed)
+        !self.poll_only && self.others_live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether nodes find each other's changes by polling alone.
+    pub(crate) fn poll_only(&self) -> bool {
+        self.poll_only
     }
 
     /// Records whether another node is live (the heartbeat looks).

@@ -70,10 +70,13 @@ impl Node {
             .await
             .map_err(|e| pg_error("registering this node", e))?
             .get(0);
-        client
-            .execute(&format!("SELECT pg_advisory_lock({NODE_LOCK})"), &[&id])
-            .await
-            .map_err(|e| pg_error("taking this node's liveness lock", e))?;
+        // (In poll-only mode there is no session to hold it: the heartbeat alone tells.)
+        if !pg.poll_only() {
+            client
+                .execute(&format!("SELECT pg_advisory_lock({NODE_LOCK})"), &[&id])
+                .await
+                .map_err(|e| pg_error("taking this node's liveness lock", e))?;
+        }
         let (fenced_tx, fenced) = watch::channel(None);
         let (leave_tx, leave) = oneshot::channel();
         let task = tokio::spawn(heartbeat(
@@ -161,6 +164,9 @@ async fn rejoin(
                 Ok(1) => {}
                 Ok(_) => return Ok(None),
                 Err(e) => return Err(e.to_string()),
+            }
+            if pg.poll_only() {
+                return Ok(Some((client, lost)));
             }
             // Taken only for the instant another node tries it while judging this one.
             let locked: bool = client

@@ -64,6 +64,16 @@ impl QueueCore {
         self.receivers.wake(queue, 1);
     }
 
+    /// Wakes a receiver of each queue waited on here that has ready messages (the poll
+    /// besides notifications).
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn wake_for_ready(&self) -> Result<()> {
+        match &self.backend {
+            QueueBackend::Postgres(b) => b.wake_for_ready().await,
+            QueueBackend::Redb(_) => Ok(()),
+        }
+    }
+
     /// Wakes every receiver of this process, to look again.
     #[cfg(feature = "postgres")]
     pub(crate) fn wake_all_receivers(&self) {

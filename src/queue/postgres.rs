@@ -676,6 +676,28 @@ impl QueueStorage for PgQueue {
 }
 
 impl PgQueue {
+    /// Wakes a receiver of each queue waited on here that has ready messages: the poll
+    /// besides notifications (a notice can be missed, and in poll-only mode none is sent).
+    pub(crate) async fn wake_for_ready(&self) -> Result<()> {
+        let queues = self.receivers.keys();
+        if queues.is_empty() {
+            return Ok(());
+        }
+        let client = self.pg.client().await?;
+        let rows = client
+            .query_cached(
+                "SELECT q FROM unnest($1::text[]) AS q
+                 WHERE EXISTS (SELECT 1 FROM queue_messages WHERE state = 1 AND queue = q)",
+                &[&queues],
+            )
+            .await
+            .map_err(|e| pg_error("looking for ready messages", e))?;
+        for row in rows {
+            self.receivers.wake(row.get::<_, &str>(0), 1);
+        }
+        Ok(())
+    }
+
     /// At shutdown: the messages this node leased go back in line (or to the dead-letter list
     /// after their last allowed delivery) at once, as the file does when the next process
     /// opens it: their holder is gone.

@@ -66,6 +66,24 @@ impl std::fmt::Debug for PgJobs {
 }
 
 impl PgJobs {
+    /// Which of `names` have ready jobs (one statement, an index probe per name).
+    pub(crate) async fn ready_among(&self, names: &[String]) -> Result<Vec<String>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.pg.client().await?;
+        let rows = client
+            .query_cached(
+                &format!(
+                    "SELECT n FROM unnest($1::text[]) AS n
+                     WHERE EXISTS (SELECT 1 FROM jobs WHERE state = {READY} AND name = n)"
+                ),
+                &[&names],
+            )
+            .await
+            .map_err(|e| pg_error("looking for ready jobs", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
     pub(crate) fn new(
         pg: Postgres,
         node: i64,
