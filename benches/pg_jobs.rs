@@ -9,6 +9,14 @@
 //!   handler with `--handlers` concurrent attempts runs them all; the run rate is printed per
 //!   tenth of the jobs, so a rate that falls as the table fills shows.
 //! - e2e: `--submitters` tasks each submit their share one at a time while the handler runs.
+//! - latency: 500 jobs submitted one at a time with random gaps of 1–10 ms, submit → handler
+//!   start, first with the handler on the submitting node, then on a second node (the submit
+//!   reaches it by `NOTIFY`); p50 / p99 / max.
+//! - topic: `--publishers` tasks publish `--jobs` events to one topic, one at a time (every
+//!   publish takes the topic's row lock), then a group of 4 members drains it in batches of
+//!   100, committing each batch in one write.
+//! - queue: `--publishers` tasks send `--jobs` messages one at a time, then 4 receivers take
+//!   batches of 100 and ack each message.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +28,7 @@ struct Args {
     jobs: u64,
     handlers: usize,
     submitters: u64,
+    publishers: u64,
     only: Option<String>,
 }
 
@@ -28,6 +37,7 @@ fn parse_args() -> Args {
         jobs: 20_000,
         handlers: 32,
         submitters: 32,
+        publishers: 32,
         only: None,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -39,6 +49,7 @@ fn parse_args() -> Args {
             ("--jobs", Some(v)) => args.jobs = v,
             ("--handlers", Some(v)) => args.handlers = v as usize,
             ("--submitters", Some(v)) => args.submitters = v,
+            ("--publishers", Some(v)) => args.publishers = v,
             ("--only", _) if value.is_some() => args.only = value,
             _ => {
                 i += 1;
@@ -199,6 +210,210 @@ async fn e2e(args: &Args, url: &str) {
     schema.drop_it().await;
 }
 
+/// A small xorshift generator for the gaps between submits.
+struct Gaps(u64);
+
+impl Gaps {
+    fn next_ms(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        1 + self.0 % 10
+    }
+}
+
+fn percentiles(mut micros: Vec<u64>) -> String {
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+/// Submit → handler start, one job at a time with random gaps: the handler on the submitting
+/// node, then on another.
+async fn latency(url: &str) {
+    const N: u64 = 500;
+    for cross in [false, true] {
+        let schema = Schema::new(url, if cross { "lat_cross" } else { "lat_same" });
+        let options = || EngineOptions::new().postgres_schema(&schema.name);
+        let submitter = options().connect(url).await.expect("connect");
+        let runner = if cross {
+            Some(options().connect(url).await.expect("connect"))
+        } else {
+            None
+        };
+        let submitted_at: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let at = submitted_at.clone();
+        runner
+            .as_ref()
+            .unwrap_or(&submitter)
+            .register(JobSpec::new("ping"), move |_: JobCtx, n: u64| {
+                let delay = at.lock().unwrap()[n as usize].elapsed();
+                let _ = started_tx.send(delay.as_micros() as u64);
+                async { Ok(()) }
+            })
+            .unwrap();
+        let ping = submitter.job::<u64, ()>(JobSpec::new("ping")).unwrap();
+        // Each node must know the other listens before it sends notices.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut gaps = Gaps(0x9e37_79b9_7f4a_7c15);
+        let mut micros = Vec::new();
+        for n in 0..N {
+            tokio::time::sleep(Duration::from_millis(gaps.next_ms())).await;
+            submitted_at.lock().unwrap().push(Instant::now());
+            ping.submit(n).await.expect("submit");
+            micros.push(started_rx.recv().await.expect("started"));
+        }
+        println!(
+            "latency: submit -> start, handler on {} node, {N} jobs with gaps of 1-10 ms: {}",
+            if cross { "another" } else { "the same" },
+            percentiles(micros)
+        );
+        if let Some(runner) = runner {
+            runner
+                .shutdown(Duration::from_secs(5))
+                .await
+                .expect("shutdown");
+        }
+        submitter
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
+        schema.drop_it().await;
+    }
+}
+
+/// Publishers on one topic, then a group of 4 members draining it.
+async fn topic(args: &Args, url: &str) {
+    let schema = Schema::new(url, "topic");
+    let engine = EngineOptions::new()
+        .postgres_schema(&schema.name)
+        .connect(url)
+        .await
+        .expect("connect");
+    let per = args.jobs / args.publishers;
+    let total = per * args.publishers;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.publishers {
+        let t = engine.topic("events").unwrap();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                t.publish(vec![0; 64]).await.expect("publish");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let publish = started.elapsed();
+    let started = Instant::now();
+    let taken = Arc::new(AtomicU64::new(0));
+    let mut members = Vec::new();
+    for _ in 0..4 {
+        let group = engine.topic("events").unwrap().group("drain");
+        let taken = taken.clone();
+        members.push(tokio::spawn(async move {
+            while taken.load(Ordering::Relaxed) < total {
+                let got = group.try_receive(100).await.expect("receive");
+                if got.is_empty() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let seqs: Vec<u64> = got.iter().map(|d| d.event.seq).collect();
+                group.commit_many(&seqs).await.expect("commit");
+                taken.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    for m in members {
+        m.await.unwrap();
+    }
+    let drain = started.elapsed();
+    println!(
+        "topic: {total} events by {} publishers one at a time: {:.0} events/s; a group of 4 \
+         members took and committed them in batches of 100: {:.0} events/s",
+        args.publishers,
+        total as f64 / publish.as_secs_f64(),
+        total as f64 / drain.as_secs_f64()
+    );
+    engine
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+    schema.drop_it().await;
+}
+
+/// Senders one message at a time, then 4 receivers acking each.
+async fn queue(args: &Args, url: &str) {
+    let schema = Schema::new(url, "queue");
+    let engine = EngineOptions::new()
+        .postgres_schema(&schema.name)
+        .connect(url)
+        .await
+        .expect("connect");
+    let per = args.jobs / args.publishers;
+    let total = per * args.publishers;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.publishers {
+        let q = engine.queue("work").unwrap();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                q.send(vec![0; 64]).await.expect("send");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let send = started.elapsed();
+    let started = Instant::now();
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut receivers = Vec::new();
+    for _ in 0..4 {
+        let q = engine.queue("work").unwrap();
+        let acked = acked.clone();
+        receivers.push(tokio::spawn(async move {
+            while acked.load(Ordering::Relaxed) < total {
+                let got = q
+                    .try_receive(100, Duration::from_secs(60))
+                    .await
+                    .expect("receive");
+                if got.is_empty() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                for d in &got {
+                    d.ack().await.expect("ack");
+                }
+                acked.fetch_add(got.len() as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    for r in receivers {
+        r.await.unwrap();
+    }
+    let drain = started.elapsed();
+    println!(
+        "queue: {total} messages by {} senders one at a time: {:.0} sends/s; 4 receivers took \
+         batches of 100 and acked each: {:.0} messages/s",
+        args.publishers,
+        total as f64 / send.as_secs_f64(),
+        total as f64 / drain.as_secs_f64()
+    );
+    engine
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+    schema.drop_it().await;
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
@@ -211,5 +426,14 @@ async fn main() {
     }
     if args.only.as_deref().is_none_or(|o| o == "e2e") {
         e2e(&args, &url).await;
+    }
+    if args.only.as_deref().is_none_or(|o| o == "latency") {
+        latency(&url).await;
+    }
+    if args.only.as_deref().is_none_or(|o| o == "topic") {
+        topic(&args, &url).await;
+    }
+    if args.only.as_deref().is_none_or(|o| o == "queue") {
+        queue(&args, &url).await;
     }
 }

@@ -608,7 +608,7 @@ impl QueueStorage for PgQueue {
                     .messages(
                         "SELECT id, record FROM queue_messages
                          WHERE state = 2 AND (due_at <= $1 OR node IN (SELECT id FROM nodes WHERE state <> 'live'))
-                         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                         ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
                         &[&now, &PASS_LIMIT],
                     )
                     .await?;
@@ -624,7 +624,7 @@ impl QueueStorage for PgQueue {
                 let due = tx
                     .messages(
                         "SELECT id, record FROM queue_messages WHERE state = 0 AND due_at <= $1
-                         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                         ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
                         &[&now, &PASS_LIMIT],
                     )
                     .await?;
@@ -699,8 +699,8 @@ impl PgQueue {
     }
 
     /// At shutdown: the messages this node leased go back in line (or to the dead-letter list
-    /// after their last allowed delivery) at once, as the file does when the next process
-    /// opens it: their holder is gone.
+    /// after their last allowed delivery) at once, in the order their leases would have run
+    /// out, as the file does when the next process opens it: their holder is gone.
     pub(crate) async fn hand_back(&self) -> Result<usize> {
         let mut total = 0;
         loop {
@@ -710,7 +710,7 @@ impl PgQueue {
                     let held = tx
                         .messages(
                             "SELECT id, record FROM queue_messages WHERE state = 2 AND node = $1
-                             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                             ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
                             &[&node, &PASS_LIMIT],
                         )
                         .await?;
