@@ -264,6 +264,53 @@ async fn bad_input_is_a_typed_error_that_writes_nothing(place: Place) {
     ));
 }
 
+async fn concurrent_publishes_with_the_same_key_store_one_event(place: Place) {
+    let (engine, _clock) = place.open_at(T0).await;
+    let t = engine.topic("t").unwrap();
+    // 20 publishes at once, four per key: they may share a write.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let t = t.clone();
+            tokio::spawn(async move {
+                let key = format!("k{}", i % 5);
+                let got = t.publish(vec![i as u8]).key(&key).await.unwrap();
+                (key, got)
+            })
+        })
+        .collect();
+    let mut by_key: std::collections::BTreeMap<String, Vec<jobfile::Published>> =
+        Default::default();
+    for task in tasks {
+        let (key, got) = task.await.unwrap();
+        by_key.entry(key).or_default().push(got);
+    }
+    let mut seqs = Vec::new();
+    for (key, answers) in &by_key {
+        assert_eq!(answers.len(), 4, "{key}");
+        assert_eq!(
+            answers.iter().filter(|a| !a.deduplicated).count(),
+            1,
+            "{key}: {answers:?}"
+        );
+        assert!(
+            answers.iter().all(|a| a.seq == answers[0].seq),
+            "{key}: {answers:?}"
+        );
+        seqs.push(answers[0].seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(t.last_seq().await.unwrap(), 5);
+    let stored: Vec<Option<String>> = t
+        .read(1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(stored.len(), 5);
+}
+
 in_both_places!(
     sequence_numbers_rise_by_one_and_keys_deduplicate,
     subscriptions_from_the_beginning_a_sequence_or_now,
@@ -273,4 +320,5 @@ in_both_places!(
     a_count_limit_keeps_only_the_newest_events,
     an_uncommitted_delivery_pruned_by_retention_is_reported_as_lagged,
     bad_input_is_a_typed_error_that_writes_nothing,
+    concurrent_publishes_with_the_same_key_store_one_event,
 );

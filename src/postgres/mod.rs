@@ -15,6 +15,7 @@
 //! skew); tests pass explicit instants instead.
 
 mod cached;
+mod group;
 mod listen;
 mod migrate;
 mod node;
@@ -29,6 +30,7 @@ use tokio_postgres::NoTls;
 use crate::error::{Error, Result};
 
 pub(crate) use cached::Cached;
+pub(crate) use group::Grouped;
 pub(crate) use listen::{Listener, NO_NODE, Wake, notify, sender};
 pub(crate) use migrate::migrate;
 #[cfg(test)]

@@ -13,7 +13,9 @@ use super::info::{GroupDelivery, GroupSummary, Published, StartAt, TopicEvent, T
 use super::storage::{GroupTake, TopicBounds, TopicPublish, TopicStorage};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Cached, Postgres, begin, commit, notify, pg_error, pg_limit, pg_ms};
+use crate::postgres::{
+    Cached, Grouped, Postgres, begin, commit, notify, pg_error, pg_limit, pg_ms,
+};
 use crate::timer::Timer;
 use crate::wakeups::Followers;
 
@@ -35,6 +37,8 @@ pub(crate) struct PgTopic {
     clock: Option<Arc<dyn Clock>>,
     followers: Arc<Followers<String>>,
     pub(crate) timer: Arc<Timer>,
+    /// Publishes made together share one transaction.
+    publishes: Grouped<TopicPublish, Published>,
 }
 
 impl std::fmt::Debug for PgTopic {
@@ -128,22 +132,12 @@ impl PgTopic {
             clock,
             followers,
             timer: Arc::new(Timer::new(Some(0))),
+            publishes: Grouped::default(),
         }
     }
 
     fn now(&self) -> Option<u64> {
         self.clock.as_ref().map(|c| c.now_ms())
-    }
-
-    /// Commits `tx`, telling the other nodes (when one listens) and then this node's
-    /// followers that `topic` gained events.
-    async fn commit_published(&self, tx: Transaction<'_>, topic: &str) -> Result<()> {
-        if self.pg.others_live() {
-            notify(&tx, TOPIC_CHANNEL, self.node, &[topic]).await?;
-        }
-        commit(tx, "a publish").await?;
-        self.followers.bump(topic);
-        Ok(())
     }
 
     /// A group's cursors, its row locked (created after `start` if new).
@@ -187,6 +181,123 @@ impl PgTopic {
 }
 
 impl PgTopic {
+    /// Stores the publishes of one group commit in one transaction, topic by topic in name
+    /// order (so two nodes' groups never wait on each other in a cycle): each topic's row is
+    /// locked, its keys looked up at once, its new events numbered in arrival order and
+    /// inserted in one statement. The answers are in the order of `items`.
+    async fn publish_many(&self, items: Arc<[TopicPublish]>) -> Result<Vec<Published>> {
+        let mut client = self.pg.client().await?;
+        let (tx, now) = begin(&mut client, self.now(), "a publish").await?;
+        let mut out: Vec<Option<Published>> = vec![None; items.len()];
+        let mut topics: Vec<&str> = items.iter().map(|p| p.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let mut changed = Vec::new();
+        let mut prune_at: Option<u64> = None;
+        for topic in topics {
+            tx.execute_cached(
+                "INSERT INTO topics (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&topic],
+            )
+            .await
+            .map_err(|e| pg_error("creating a topic", e))?;
+            // The row lock orders the publishes: keys are looked up and numbers taken under it.
+            let mut m = meta(&tx, topic, "FOR UPDATE").await?;
+            let mine: Vec<usize> = (0..items.len())
+                .filter(|&i| items[i].topic == topic)
+                .collect();
+            let keys: Vec<&str> = mine
+                .iter()
+                .filter_map(|&i| items[i].key.as_deref())
+                .collect();
+            let mut known: std::collections::HashMap<String, u64> = if keys.is_empty() {
+                Default::default()
+            } else {
+                tx.query_cached(
+                    "SELECT key, seq FROM topic_events WHERE topic = $1 AND key = ANY($2)",
+                    &[&topic, &keys],
+                )
+                .await
+                .map_err(|e| pg_error("finding events by key", e))?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+                .collect()
+            };
+            let (mut seqs, mut new_keys, mut payloads) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut pruned, mut retention) = (m.pruned_through, None);
+            for &i in &mine {
+                let p = &items[i];
+                if let Some(seq) = p.key.as_ref().and_then(|k| known.get(k)) {
+                    out[i] = Some(Published {
+                        seq: *seq,
+                        deduplicated: true,
+                    });
+                    continue;
+                }
+                m.last_seq += 1;
+                if let Some(key) = &p.key {
+                    known.insert(key.clone(), m.last_seq);
+                }
+                seqs.push(m.last_seq as i64);
+                new_keys.push(p.key.as_deref());
+                payloads.push(p.payload.as_slice());
+                if let Some(max) = p.max_events {
+                    // Keep at most `max` events: prune from the front.
+                    pruned = pruned.max(m.last_seq.saturating_sub(max.max(1)));
+                }
+                retention = Some(p.retention_ms);
+                out[i] = Some(Published {
+                    seq: m.last_seq,
+                    deduplicated: false,
+                });
+            }
+            let Some(retention) = retention else {
+                continue;
+            };
+            tx.execute_cached(
+                "INSERT INTO topic_events (topic, seq, at_ms, key, payload)
+                 SELECT $1, s, $3, k, p FROM unnest($2::bigint[], $4::text[], $5::bytea[]) AS e(s, k, p)",
+                &[&topic, &seqs, &(now as i64), &new_keys, &payloads],
+            )
+            .await
+            .map_err(|e| pg_error("storing events", e))?;
+            if pruned > m.pruned_through {
+                tx.execute_cached(
+                    "DELETE FROM topic_events WHERE topic = $1 AND seq <= $2",
+                    &[&topic, &(pruned as i64)],
+                )
+                .await
+                .map_err(|e| pg_error("pruning events", e))?;
+                m.pruned_through = pruned;
+            }
+            tx.execute_cached(
+                "UPDATE topics SET last_seq = $2, pruned_through = $3, retention_ms = $4 WHERE name = $1",
+                &[
+                    &topic,
+                    &(m.last_seq as i64),
+                    &(m.pruned_through as i64),
+                    &pg_ms(retention),
+                ],
+            )
+            .await
+            .map_err(|e| pg_error("numbering events", e))?;
+            changed.push(topic);
+            let at = now.saturating_add(retention);
+            prune_at = Some(prune_at.map_or(at, |p| p.min(at)));
+        }
+        if !changed.is_empty() && self.pg.others_live() {
+            notify(&tx, TOPIC_CHANNEL, self.node, &changed).await?;
+        }
+        commit(tx, "a publish").await?;
+        for topic in changed {
+            self.followers.bump(topic);
+        }
+        if let Some(at) = prune_at {
+            self.timer.lower(at);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
     /// At shutdown: the deliveries this node took and did not commit are handed out again at
     /// once (their holder is gone), and the members of their topics on every node told.
     pub(crate) async fn hand_back(&self) -> Result<usize> {
@@ -217,70 +328,9 @@ impl PgTopic {
 
 impl TopicStorage for PgTopic {
     async fn publish(&self, p: TopicPublish) -> Result<Published> {
-        let mut client = self.pg.client().await?;
-        let (tx, now) = begin(&mut client, self.now(), "a publish").await?;
-        // The topic's row lock orders the publishes: a key's lookup and the next number are
-        // both taken under it.
-        tx.execute_cached(
-            "INSERT INTO topics (name) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&p.topic],
-        )
-        .await
-        .map_err(|e| pg_error("creating a topic", e))?;
-        let mut m = meta(&tx, &p.topic, "FOR UPDATE").await?;
-        if let Some(key) = &p.key {
-            let found = tx
-                .query_opt_cached(
-                    "SELECT seq FROM topic_events WHERE topic = $1 AND key = $2",
-                    &[&p.topic, key],
-                )
-                .await
-                .map_err(|e| pg_error("finding an event by key", e))?;
-            if let Some(row) = found {
-                return Ok(Published {
-                    seq: row.get::<_, i64>(0) as u64,
-                    deduplicated: true,
-                });
-            }
-        }
-        m.last_seq += 1;
-        let seq = m.last_seq as i64;
-        tx.execute_cached(
-            "INSERT INTO topic_events (topic, seq, at_ms, key, payload) VALUES ($1, $2, $3, $4, $5)",
-            &[&p.topic, &seq, &(now as i64), &p.key, &p.payload],
-        )
-        .await
-        .map_err(|e| pg_error("storing an event", e))?;
-        if let Some(max) = p.max_events {
-            // Keep at most `max` events: prune from the front.
-            let first_kept = m.last_seq.saturating_sub(max.max(1)) + 1;
-            if m.pruned_through + 1 < first_kept {
-                tx.execute_cached(
-                    "DELETE FROM topic_events WHERE topic = $1 AND seq < $2",
-                    &[&p.topic, &(first_kept as i64)],
-                )
-                .await
-                .map_err(|e| pg_error("pruning events", e))?;
-                m.pruned_through = first_kept - 1;
-            }
-        }
-        tx.execute_cached(
-            "UPDATE topics SET last_seq = $2, pruned_through = $3, retention_ms = $4 WHERE name = $1",
-            &[
-                &p.topic,
-                &seq,
-                &(m.pruned_through as i64),
-                &pg_ms(p.retention_ms),
-            ],
-        )
-        .await
-        .map_err(|e| pg_error("numbering an event", e))?;
-        self.commit_published(tx, &p.topic).await?;
-        self.timer.lower(now.saturating_add(p.retention_ms));
-        Ok(Published {
-            seq: m.last_seq,
-            deduplicated: false,
-        })
+        self.publishes
+            .run(p, |items| self.publish_many(items))
+            .await
     }
 
     async fn read(&self, topic: &str, from: u64, limit: usize) -> Result<Vec<TopicEvent>> {

@@ -3,12 +3,11 @@
 //! rows with `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other's claims; every write
 //! of a running attempt is fenced on (job, attempt, node).
 
-mod group;
 mod rows;
 
 use std::sync::{Arc, Weak};
 
-use group::Grouped;
+use crate::postgres::Grouped;
 use rows::Batch;
 pub(crate) use rows::JobTx;
 #[allow(unused_imports)]
