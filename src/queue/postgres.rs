@@ -12,7 +12,7 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, Postgres, begin, commit, notify, pg_error, pg_limit};
+use crate::postgres::{Cached, Grouped, Postgres, begin, commit, notify, pg_error, pg_limit};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -42,6 +42,9 @@ pub(crate) struct PgQueue {
     pub(crate) timer: Arc<Timer>,
     /// One timed pass at a time in this process (see the job backend's).
     passes: tokio::sync::Mutex<()>,
+    /// Sends made together share one transaction; so do acks.
+    sends: Grouped<NewMessage, SendReceipt>,
+    acks: Grouped<DeliveryClaim, bool>,
 }
 
 impl std::fmt::Debug for PgQueue {
@@ -244,6 +247,8 @@ impl PgQueue {
             receivers,
             timer: Arc::new(Timer::new(Some(0))),
             passes: tokio::sync::Mutex::new(()),
+            sends: Grouped::default(),
+            acks: Grouped::default(),
         }
     }
 
@@ -287,71 +292,7 @@ impl PgQueue {
 
 impl QueueStorage for PgQueue {
     async fn send(&self, new: NewMessage) -> Result<SendReceipt> {
-        self.write(async |tx| {
-            loop {
-                if new.key.is_some() {
-                    let existing = tx
-                        .tx
-                        .query_opt_cached(
-                            "SELECT id FROM queue_messages WHERE queue = $1 AND key = $2",
-                            &[&new.queue, &new.key],
-                        )
-                        .await
-                        .map_err(|e| pg_error("finding a message by key", e))?;
-                    if let Some(row) = existing {
-                        return Ok(SendReceipt {
-                            id: row.get::<_, i64>(0) as u64,
-                            deduplicated: true,
-                        });
-                    }
-                }
-                let mut m = MessageV1 {
-                    queue: new.queue.clone(),
-                    payload: new.payload.clone(),
-                    priority: new.priority,
-                    key: new.key.clone(),
-                    enqueued_at: tx.now,
-                    max_age_ms: new.max_age_ms,
-                    max_deliveries: new.max_deliveries,
-                    dead_retention_ms: new.dead_retention_ms,
-                    deliveries: 0,
-                    state: MessageState::Ready { seq: 0 },
-                    last_error: None,
-                    payload_apart: false,
-                };
-                let inserted = tx
-                    .tx
-                    .query_opt_cached(
-                        "INSERT INTO queue_messages (queue, key, priority, record, state)
-                         VALUES ($1, $2, $3, $4, 1)
-                         ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING RETURNING id",
-                        &[
-                            &new.queue,
-                            &new.key,
-                            &new.priority,
-                            &encode(&StoredMessageRef::new(&m)),
-                        ],
-                    )
-                    .await
-                    .map_err(|e| pg_error("storing a message", e))?;
-                let Some(row) = inserted else {
-                    continue; // a racing send took the key: answer with its message
-                };
-                let id = row.get::<_, i64>(0) as u64;
-                match new.available_at {
-                    Some(at) if at > tx.now => {
-                        m.state = MessageState::Delayed { until: at };
-                        tx.save(id, &m, false).await?;
-                    }
-                    _ => tx.enter_ready(id, &mut m).await?,
-                }
-                return Ok(SendReceipt {
-                    id,
-                    deduplicated: false,
-                });
-            }
-        })
-        .await
+        self.sends.run(new, |items| self.send_many(items)).await
     }
 
     async fn take(&self, queue: &str, max: usize, lease_ms: u64) -> Result<Vec<Taken>> {
@@ -408,14 +349,7 @@ impl QueueStorage for PgQueue {
     }
 
     async fn ack(&self, claim: DeliveryClaim) -> Result<bool> {
-        self.write(async |tx| {
-            if tx.owned(&claim).await?.is_none() {
-                return Ok(false);
-            }
-            tx.delete(&[claim.id as i64]).await?;
-            Ok(true)
-        })
-        .await
+        self.acks.run(claim, |claims| self.ack_many(claims)).await
     }
 
     async fn nack(&self, nack: QueueNack) -> Result<bool> {
@@ -676,6 +610,44 @@ impl QueueStorage for PgQueue {
 }
 
 impl PgQueue {
+    /// Stores the sends of one group commit in one transaction, in arrival order (a key sent
+    /// twice in it answers the second with the first's message).
+    async fn send_many(&self, items: Arc<[NewMessage]>) -> Result<Vec<SendReceipt>> {
+        self.write(async |tx| {
+            let mut out = Vec::with_capacity(items.len());
+            for new in items.iter() {
+                out.push(send_one(tx, new).await?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Settles the acks of one group commit in one transaction: each message whose delivery
+    /// still owns it is deleted (all in one statement); for each, whether it was.
+    async fn ack_many(&self, claims: Arc<[DeliveryClaim]>) -> Result<Vec<bool>> {
+        self.write(async |tx| {
+            let mut owned = Vec::with_capacity(claims.len());
+            for (k, claim) in claims.iter().enumerate() {
+                // The same delivery acked twice in one group: the first ack settles it.
+                let again = claims[..k]
+                    .iter()
+                    .zip(&owned)
+                    .any(|(c, o)| *o && c.id == claim.id);
+                owned.push(!again && tx.owned(claim).await?.is_some());
+            }
+            let ids: Vec<i64> = claims
+                .iter()
+                .zip(&owned)
+                .filter(|(_, owned)| **owned)
+                .map(|(c, _)| c.id as i64)
+                .collect();
+            tx.delete(&ids).await?;
+            Ok(owned)
+        })
+        .await
+    }
+
     /// Wakes a receiver of each queue waited on here that has ready messages: the poll
     /// besides notifications (a notice can be missed, and in poll-only mode none is sent).
     pub(crate) async fn wake_for_ready(&self) -> Result<()> {
@@ -726,6 +698,72 @@ impl PgQueue {
                 return Ok(total);
             }
         }
+    }
+}
+
+/// Stores one message, or finds the live one with its key.
+async fn send_one(tx: &mut QTx<'_>, new: &NewMessage) -> Result<SendReceipt> {
+    loop {
+        if new.key.is_some() {
+            let existing = tx
+                .tx
+                .query_opt_cached(
+                    "SELECT id FROM queue_messages WHERE queue = $1 AND key = $2",
+                    &[&new.queue, &new.key],
+                )
+                .await
+                .map_err(|e| pg_error("finding a message by key", e))?;
+            if let Some(row) = existing {
+                return Ok(SendReceipt {
+                    id: row.get::<_, i64>(0) as u64,
+                    deduplicated: true,
+                });
+            }
+        }
+        let mut m = MessageV1 {
+            queue: new.queue.clone(),
+            payload: new.payload.clone(),
+            priority: new.priority,
+            key: new.key.clone(),
+            enqueued_at: tx.now,
+            max_age_ms: new.max_age_ms,
+            max_deliveries: new.max_deliveries,
+            dead_retention_ms: new.dead_retention_ms,
+            deliveries: 0,
+            state: MessageState::Ready { seq: 0 },
+            last_error: None,
+            payload_apart: false,
+        };
+        let inserted = tx
+            .tx
+            .query_opt_cached(
+                "INSERT INTO queue_messages (queue, key, priority, record, state)
+                 VALUES ($1, $2, $3, $4, 1)
+                 ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING RETURNING id",
+                &[
+                    &new.queue,
+                    &new.key,
+                    &new.priority,
+                    &encode(&StoredMessageRef::new(&m)),
+                ],
+            )
+            .await
+            .map_err(|e| pg_error("storing a message", e))?;
+        let Some(row) = inserted else {
+            continue; // a racing send took the key: answer with its message
+        };
+        let id = row.get::<_, i64>(0) as u64;
+        match new.available_at {
+            Some(at) if at > tx.now => {
+                m.state = MessageState::Delayed { until: at };
+                tx.save(id, &m, false).await?;
+            }
+            _ => tx.enter_ready(id, &mut m).await?,
+        }
+        return Ok(SendReceipt {
+            id,
+            deduplicated: false,
+        });
     }
 }
 
