@@ -3,8 +3,10 @@
 //! without re-running committed steps, a SIGSTOPped node's late writes refused, a cancel
 //! crossing nodes, a per-second schedule that keeps exactly one job per slot while the node
 //! dispatching it is killed, a killed consumer-group member's deliveries and a killed queue
-//! receiver's messages handed to a survivor, and concurrent publishes from two nodes numbered
-//! without gaps. Each test uses a schema of its own; skipped unless `JOBFILE_TEST_PG` is set.
+//! receiver's messages handed to a survivor, concurrent publishes from two nodes numbered
+//! without gaps, an ephemeral set's capacity and change stream shared by two nodes, and
+//! poll-only nodes. Each test uses a schema of its own; skipped unless `JOBFILE_TEST_PG` is
+//! set.
 
 mod common;
 
@@ -912,6 +914,65 @@ async fn poll_only_nodes_find_each_others_work_without_listen_or_session_locks()
             .payload,
         b"e"
     );
+    a.shutdown(Duration::from_secs(5)).await.unwrap();
+    b.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_an_ephemeral_sets_capacity_and_its_change_stream() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let connect = || liveness(schema.options()).connect(&schema.url);
+    let (a, b) = (
+        connect().await.expect("connect"),
+        connect().await.expect("connect"),
+    );
+    let options = || jobfile::EphemeralOptions::default().capacity(10);
+    // B follows the set from the start.
+    let mut changes = b.ephemeral_with("devices", options()).unwrap().follow(1);
+    // 16 new keys at once, half on each node, into room for 10.
+    let mut tasks = Vec::new();
+    for k in 0..16 {
+        let engine = if k % 2 == 0 { a.clone() } else { b.clone() };
+        let set = engine.ephemeral_with("devices", options()).unwrap();
+        tasks.push(tokio::spawn(async move {
+            set.upsert(&format!("d{k}"), vec![k as u8]).await
+        }));
+    }
+    let mut stored = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(position) => stored.push(position),
+            Err(jobfile::Error::CapacityExceeded { capacity: 10, .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    stored.sort_unstable();
+    assert_eq!(
+        stored,
+        (1..=10).collect::<Vec<u64>>(),
+        "10 stored, numbered 1 to 10"
+    );
+    let snapshot = a
+        .ephemeral_with("devices", options())
+        .unwrap()
+        .snapshot()
+        .await
+        .unwrap();
+    assert_eq!((snapshot.entries.len(), snapshot.position), (10, 10));
+    // B's follower saw every change, in order, whichever node made it.
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        let change = tokio::time::timeout(Duration::from_secs(10), changes.next())
+            .await
+            .expect("the follower goes on")
+            .unwrap()
+            .unwrap();
+        seen.push(change.position);
+    }
+    assert_eq!(seen, (1..=10).collect::<Vec<u64>>());
     a.shutdown(Duration::from_secs(5)).await.unwrap();
     b.shutdown(Duration::from_secs(5)).await.unwrap();
 }
