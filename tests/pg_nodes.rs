@@ -938,7 +938,7 @@ async fn two_nodes_share_an_ephemeral_sets_capacity_and_its_change_stream() {
         let engine = if k % 2 == 0 { a.clone() } else { b.clone() };
         let set = engine.ephemeral_with("devices", options()).unwrap();
         tasks.push(tokio::spawn(async move {
-            set.upsert(&format!("d{k}"), vec![k as u8]).await
+            set.upsert(format!("d{k}"), vec![k as u8]).await
         }));
     }
     let mut stored = Vec::new();

@@ -99,8 +99,10 @@ impl Postgres {
             .url
             .parse()
             .map_err(|e| pg_error("reading the connection URL", e))?;
-        // Every statement names tables unqualified: the schema is the search path.
-        config.options(format!("-c search_path={}", options.schema));
+        // Every statement names tables unqualified: the schema is the search path. Settings
+        // the URL gives (`options=-c synchronous_commit=off`, say) are kept.
+        let given = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{given} -c search_path={}", options.schema).trim_start());
         if config.get_application_name().is_none() {
             config.application_name("jobfile");
         }

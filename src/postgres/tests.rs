@@ -488,3 +488,28 @@ async fn a_commit_refused_by_the_server_is_a_failure_and_one_cut_off_is_unknown(
         .get(0);
     assert_eq!(n, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_given_in_the_url_are_kept_beside_the_schema() {
+    let Some(url) = server() else { return };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let mut options = fresh(&format!(
+        "{url}{sep}options=-c%20synchronous_commit%3Doff%20-c%20statement_timeout%3D1234"
+    ));
+    options.pool_size = 2;
+    let schema = Schema::new(&options).await;
+    let client = schema.pg.client().await.unwrap();
+    let show = |name: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(show("synchronous_commit").await, "off");
+    assert_eq!(show("statement_timeout").await, "1234ms");
+    assert_eq!(show("search_path").await, options.schema);
+}
