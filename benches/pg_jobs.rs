@@ -177,6 +177,21 @@ async fn e2e(args: &Args, url: &str) {
     let per = args.jobs / args.submitters;
     let total = per * args.submitters;
     let started = Instant::now();
+    // Completions per half second, to see where the run slows.
+    let sampler = {
+        let completed = completed.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut series = Vec::new();
+            while last < total {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = completed.load(Ordering::Relaxed);
+                series.push((now - last) * 2);
+                last = now;
+            }
+            series
+        })
+    };
     let mut tasks = Vec::new();
     for s in 0..args.submitters {
         let noop = noop.clone();
@@ -193,6 +208,15 @@ async fn e2e(args: &Args, url: &str) {
     let done_by_then = completed.load(Ordering::Relaxed);
     wait_for(&completed, total).await;
     let run = started.elapsed();
+    let series = sampler.await.unwrap();
+    println!(
+        "e2e: completions per second, by half second: {}",
+        series
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "e2e: {total} jobs, {} submitters one at a time, {} handlers: submitted in {:.2} s \
          ({:.0}/s, {done_by_then} completed by then), all completed in {:.2} s ({:.0} jobs/s)",
