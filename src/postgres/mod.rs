@@ -218,10 +218,16 @@ pub(crate) async fn commit(tx: deadpool_postgres::Transaction<'_>, what: &str) -
     tx.commit().await.map_err(|e| commit_error(what, e))
 }
 
-/// The error of a failed `COMMIT` of `what`: see [`commit`].
+/// The error of a failed `COMMIT` of `what`: see [`commit`]. Only an error the server
+/// answered for this transaction (severity `ERROR`: a deferred check, a serialization
+/// failure) says it rolled back; one that ended the session (`FATAL`, `PANIC`: an
+/// administrator's termination, a crash) or no answer at all leaves it unknown.
 fn commit_error(what: &str, source: tokio_postgres::Error) -> Error {
     let context = format!("committing {what}");
-    if source.as_db_error().is_some() {
+    let refused = source
+        .as_db_error()
+        .is_some_and(|db| db.parsed_severity() == Some(tokio_postgres::error::Severity::Error));
+    if refused {
         Error::Postgres { context, source }
     } else {
         Error::CommitUnknown {

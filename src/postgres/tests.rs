@@ -454,7 +454,8 @@ async fn a_commit_refused_by_the_server_is_a_failure_and_one_cut_off_is_unknown(
     }
     drop(client);
     // The connection ends under the transaction before its COMMIT is answered: no one here
-    // can know whether it took effect, and the error says so.
+    // can know whether it took effect, and the error says so, whether the client sees the
+    // connection closed or first reads the server's FATAL notice of the termination.
     let mut client = schema.pg.client().await.unwrap();
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
