@@ -312,37 +312,58 @@ async fn latency(url: &str) {
     }
 }
 
-/// Publishers on one topic, then a group of 4 members draining it.
-async fn topic(args: &Args, url: &str) {
-    let schema = Schema::new(url, "topic");
+/// Runs `n` tasks made by `task` at once; how long until all ended.
+async fn in_tasks<F, Fut>(n: u64, task: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(task())).collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// An engine on a schema of its own for `part`.
+async fn alone(url: &str, part: &str) -> (Schema, jobfile::Engine) {
+    let schema = Schema::new(url, part);
     let engine = EngineOptions::new()
         .postgres_schema(&schema.name)
         .connect(url)
         .await
         .expect("connect");
+    (schema, engine)
+}
+
+async fn done(schema: Schema, engine: jobfile::Engine) {
+    engine
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+    schema.drop_it().await;
+}
+
+/// Publishers on one topic, then a group of 4 members draining it.
+async fn topic(args: &Args, url: &str) {
+    let (schema, engine) = alone(url, "topic").await;
     let per = args.jobs / args.publishers;
     let total = per * args.publishers;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.publishers {
+    let publish = in_tasks(args.publishers, || {
         let t = engine.topic("events").unwrap();
-        tasks.push(tokio::spawn(async move {
+        async move {
             for _ in 0..per {
                 t.publish(vec![0; 64]).await.expect("publish");
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let publish = started.elapsed();
-    let started = Instant::now();
+        }
+    })
+    .await;
     let taken = Arc::new(AtomicU64::new(0));
-    let mut members = Vec::new();
-    for _ in 0..4 {
+    let drain = in_tasks(4, || {
         let group = engine.topic("events").unwrap().group("drain");
         let taken = taken.clone();
-        members.push(tokio::spawn(async move {
+        async move {
             while taken.load(Ordering::Relaxed) < total {
                 let got = group.try_receive(100).await.expect("receive");
                 if got.is_empty() {
@@ -353,12 +374,9 @@ async fn topic(args: &Args, url: &str) {
                 group.commit_many(&seqs).await.expect("commit");
                 taken.fetch_add(seqs.len() as u64, Ordering::Relaxed);
             }
-        }));
-    }
-    for m in members {
-        m.await.unwrap();
-    }
-    let drain = started.elapsed();
+        }
+    })
+    .await;
     println!(
         "topic: {total} events by {} publishers one at a time: {:.0} events/s; a group of 4 \
          members took and committed them in batches of 100: {:.0} events/s",
@@ -366,44 +384,28 @@ async fn topic(args: &Args, url: &str) {
         total as f64 / publish.as_secs_f64(),
         total as f64 / drain.as_secs_f64()
     );
-    engine
-        .shutdown(Duration::from_secs(5))
-        .await
-        .expect("shutdown");
-    schema.drop_it().await;
+    done(schema, engine).await;
 }
 
 /// Senders one message at a time, then 4 receivers acking each.
 async fn queue(args: &Args, url: &str) {
-    let schema = Schema::new(url, "queue");
-    let engine = EngineOptions::new()
-        .postgres_schema(&schema.name)
-        .connect(url)
-        .await
-        .expect("connect");
+    let (schema, engine) = alone(url, "queue").await;
     let per = args.jobs / args.publishers;
     let total = per * args.publishers;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.publishers {
+    let send = in_tasks(args.publishers, || {
         let q = engine.queue("work").unwrap();
-        tasks.push(tokio::spawn(async move {
+        async move {
             for _ in 0..per {
                 q.send(vec![0; 64]).await.expect("send");
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let send = started.elapsed();
-    let started = Instant::now();
+        }
+    })
+    .await;
     let acked = Arc::new(AtomicU64::new(0));
-    let mut receivers = Vec::new();
-    for _ in 0..4 {
+    let drain = in_tasks(4, || {
         let q = engine.queue("work").unwrap();
         let acked = acked.clone();
-        receivers.push(tokio::spawn(async move {
+        async move {
             while acked.load(Ordering::Relaxed) < total {
                 let got = q
                     .try_receive(100, Duration::from_secs(60))
@@ -418,12 +420,9 @@ async fn queue(args: &Args, url: &str) {
                 }
                 acked.fetch_add(got.len() as u64, Ordering::Relaxed);
             }
-        }));
-    }
-    for r in receivers {
-        r.await.unwrap();
-    }
-    let drain = started.elapsed();
+        }
+    })
+    .await;
     println!(
         "queue: {total} messages by {} senders one at a time: {:.0} sends/s; 4 receivers took \
          batches of 100 and acked each: {:.0} messages/s",
@@ -431,11 +430,7 @@ async fn queue(args: &Args, url: &str) {
         total as f64 / send.as_secs_f64(),
         total as f64 / drain.as_secs_f64()
     );
-    engine
-        .shutdown(Duration::from_secs(5))
-        .await
-        .expect("shutdown");
-    schema.drop_it().await;
+    done(schema, engine).await;
 }
 
 #[tokio::main]

@@ -272,6 +272,20 @@ async fn until_count(side: &tokio_postgres::Client, sql: &str, want: i64, secs: 
     }
 }
 
+/// Every delivery the members or receivers recorded: (event or message, node, delivery
+/// number), by node then event.
+async fn taken(side: &tokio_postgres::Client) -> Vec<(i64, i64, i32)> {
+    side.query(
+        "SELECT seq, node, deliveries FROM taken ORDER BY node, seq",
+        &[],
+    )
+    .await
+    .expect("taken")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_claim_every_job_exactly_once() {
     let Some(schema) = PgSchema::new() else {
@@ -684,10 +698,8 @@ async fn topic_deliveries_of_a_killed_member_go_to_a_survivor_at_once_and_publis
     a.kill().unwrap();
     a.wait().unwrap();
     let group = orders.group("billing");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while group.committed_through().await.unwrap() < 20 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let committed = "SELECT committed_through FROM topic_groups WHERE name = 'billing'";
+    until_count(&side, committed, 20, 30).await;
     assert_eq!(
         group.committed_through().await.unwrap(),
         20,
@@ -697,21 +709,9 @@ async fn topic_deliveries_of_a_killed_member_go_to_a_survivor_at_once_and_publis
     for n in 21..=30u64 {
         orders.publish(n.to_be_bytes().to_vec()).await.unwrap();
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while group.committed_through().await.unwrap() < 30 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_count(&side, committed, 30, 30).await;
     assert_eq!(group.committed_through().await.unwrap(), 30);
-    let rows: Vec<(i64, i64, i32)> = side
-        .query(
-            "SELECT seq, node, deliveries FROM taken ORDER BY node, seq",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let rows = taken(&side).await;
     let mut want: Vec<(i64, i64, i32)> = (1..=20).map(|seq| (seq, a_id, 1)).collect();
     want.extend((1..=20).map(|seq| (seq, b_id, 2)));
     want.extend((21..=30).map(|seq| (seq, b_id, 1)));
@@ -824,16 +824,7 @@ async fn a_killed_receivers_messages_go_to_a_survivor_when_it_is_found_dead() {
         jobfile::QueueStats::default(),
         "all acked"
     );
-    let rows: Vec<(i64, i64, i32)> = side
-        .query(
-            "SELECT seq, node, deliveries FROM taken ORDER BY node, seq",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let rows = taken(&side).await;
     let mut want: Vec<(i64, i64, i32)> = ids.iter().map(|&id| (id as i64, a_id, 1)).collect();
     want.extend(ids.iter().map(|&id| (id as i64, b_id, 2)));
     want.sort_by_key(|&(id, node, _)| (node, id));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Transaction;
 
-use super::info::{Change, ChangeKind, Entry, SetSummary, Snapshot};
+use super::info::{Change, Entry, SetSummary, Snapshot};
 use super::record::{ChangeKindV1, ChangeV1, StoredChange};
 use super::storage::{EphemeralStorage, EphemeralUpsert};
 use crate::clock::Clock;
@@ -165,22 +165,7 @@ impl<'t, 'a> SetTx<'t, 'a> {
 
 fn change(position: i64, record: &[u8]) -> Result<Change> {
     let StoredChange::V1(c) = decode("ephemeral_changes", record)?;
-    Ok(Change {
-        position: position as u64,
-        at_ms: c.at,
-        key: c.key,
-        kind: match c.kind {
-            ChangeKindV1::Upsert { value, expires_at } => ChangeKind::Upsert {
-                value,
-                expires_at_ms: expires_at,
-            },
-            ChangeKindV1::Touch { expires_at } => ChangeKind::Touch {
-                expires_at_ms: expires_at,
-            },
-            ChangeKindV1::Delete => ChangeKind::Delete,
-            ChangeKindV1::Expire => ChangeKind::Expire,
-        },
-    })
+    Ok(c.into_change(position as u64))
 }
 
 impl PgEphemeral {

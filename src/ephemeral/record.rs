@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::info::{Change, ChangeKind};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredEntry {
     V1(EntryV1),
@@ -24,6 +26,28 @@ pub(crate) struct ChangeV1 {
     pub(crate) at: u64,
     pub(crate) key: String,
     pub(crate) kind: ChangeKindV1,
+}
+
+impl ChangeV1 {
+    /// The change as a caller sees it, at `position` of its set's stream.
+    pub(crate) fn into_change(self, position: u64) -> Change {
+        Change {
+            position,
+            at_ms: self.at,
+            key: self.key,
+            kind: match self.kind {
+                ChangeKindV1::Upsert { value, expires_at } => ChangeKind::Upsert {
+                    value,
+                    expires_at_ms: expires_at,
+                },
+                ChangeKindV1::Touch { expires_at } => ChangeKind::Touch {
+                    expires_at_ms: expires_at,
+                },
+                ChangeKindV1::Delete => ChangeKind::Delete,
+                ChangeKindV1::Expire => ChangeKind::Expire,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

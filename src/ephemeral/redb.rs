@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::info::{Change, ChangeKind, Entry, SetSummary, Snapshot};
+use super::info::{Change, Entry, SetSummary, Snapshot};
 use super::ops;
-use super::record::{ChangeKindV1, StoredChange, StoredEntry, StoredSet};
+use super::record::{StoredChange, StoredEntry, StoredSet};
 use super::storage::{EphemeralStorage, EphemeralUpsert};
 use super::tables::{EPH_CHANGES, EPH_ENTRIES, EPH_SETS};
 use crate::error::{Error, Result};
@@ -217,22 +217,7 @@ fn read_changes(rtx: &ReadTransaction, set: &str, from: u64, limit: usize) -> Re
     for item in changes.range((set, from)..=(set, u64::MAX))?.take(limit) {
         let (k, v) = item?;
         let StoredChange::V1(c) = decode("ephemeral_changes", v.value())?;
-        out.push(Change {
-            position: k.value().1,
-            at_ms: c.at,
-            key: c.key,
-            kind: match c.kind {
-                ChangeKindV1::Upsert { value, expires_at } => ChangeKind::Upsert {
-                    value,
-                    expires_at_ms: expires_at,
-                },
-                ChangeKindV1::Touch { expires_at } => ChangeKind::Touch {
-                    expires_at_ms: expires_at,
-                },
-                ChangeKindV1::Delete => ChangeKind::Delete,
-                ChangeKindV1::Expire => ChangeKind::Expire,
-            },
-        });
+        out.push(c.into_change(k.value().1));
     }
     Ok(out)
 }

@@ -720,20 +720,7 @@ async fn send_one(tx: &mut QTx<'_>, new: &NewMessage) -> Result<SendReceipt> {
                 });
             }
         }
-        let mut m = MessageV1 {
-            queue: new.queue.clone(),
-            payload: new.payload.clone(),
-            priority: new.priority,
-            key: new.key.clone(),
-            enqueued_at: tx.now,
-            max_age_ms: new.max_age_ms,
-            max_deliveries: new.max_deliveries,
-            dead_retention_ms: new.dead_retention_ms,
-            deliveries: 0,
-            state: MessageState::Ready { seq: 0 },
-            last_error: None,
-            payload_apart: false,
-        };
+        let mut m = new.record(tx.now, false);
         let inserted = tx
             .tx
             .query_opt_cached(

@@ -6,6 +6,7 @@
 //! handed, so the same check works in one process or across many.
 
 use super::info::{DeadLetter, MessageInfo, QueueStats, QueueSummary, SendReceipt};
+use super::record::{MessageState, MessageV1};
 use crate::error::Result;
 
 /// A message to store, before it has an id.
@@ -20,6 +21,31 @@ pub(crate) struct NewMessage {
     pub(crate) max_age_ms: u64,
     pub(crate) max_deliveries: u32,
     pub(crate) dead_retention_ms: u64,
+}
+
+impl NewMessage {
+    /// The record of this message as sent at `now`, ready; its payload kept in the record
+    /// unless it is stored apart.
+    pub(crate) fn record(&self, now: u64, payload_apart: bool) -> MessageV1 {
+        MessageV1 {
+            queue: self.queue.clone(),
+            payload: if payload_apart {
+                Vec::new()
+            } else {
+                self.payload.clone()
+            },
+            priority: self.priority,
+            key: self.key.clone(),
+            enqueued_at: now,
+            max_age_ms: self.max_age_ms,
+            max_deliveries: self.max_deliveries,
+            dead_retention_ms: self.dead_retention_ms,
+            deliveries: 0,
+            state: MessageState::Ready { seq: 0 },
+            last_error: None,
+            payload_apart,
+        }
+    }
 }
 
 /// One message taken for delivery.

@@ -3,7 +3,6 @@
 use redb::ReadableTable;
 
 use crate::error::Result;
-use crate::queue::record::{MessageState, MessageV1};
 use crate::queue::rows::{Became, ID_COUNTER, enter_delayed, enter_ready};
 use crate::queue::storage::NewMessage;
 use crate::queue::tables::{QUEUE_AGE, QUEUE_KEYS, QUEUE_PAYLOADS};
@@ -41,24 +40,7 @@ pub(crate) fn send(ctx: &mut TxCtx<'_>, new: &NewMessage) -> Result<Sent> {
             .open_table(QUEUE_PAYLOADS)?
             .insert(id, new.payload.as_slice())?;
     }
-    let mut m = MessageV1 {
-        queue: new.queue.clone(),
-        payload: if payload_apart {
-            Vec::new()
-        } else {
-            new.payload.clone()
-        },
-        priority: new.priority,
-        key: new.key.clone(),
-        enqueued_at: ctx.now,
-        max_age_ms: new.max_age_ms,
-        max_deliveries: new.max_deliveries,
-        dead_retention_ms: new.dead_retention_ms,
-        deliveries: 0,
-        state: MessageState::Ready { seq: 0 },
-        last_error: None,
-        payload_apart,
-    };
+    let mut m = new.record(ctx.now, payload_apart);
     ctx.tx
         .open_table(QUEUE_AGE)?
         .insert((m.expires_at(), id), ())?;
