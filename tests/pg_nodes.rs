@@ -272,6 +272,23 @@ async fn until_count(side: &tokio_postgres::Client, sql: &str, want: i64, secs: 
     }
 }
 
+/// This test's turn, its own node in this process, and a side client.
+async fn this_node(
+    schema: &PgSchema,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    Engine,
+    tokio_postgres::Client,
+) {
+    let one = ONE_AT_A_TIME.lock().await;
+    let engine = liveness(schema.options())
+        .connect(&schema.url)
+        .await
+        .expect("connect");
+    let side = side_client(&schema.schema).await;
+    (one, engine, side)
+}
+
 /// Every delivery the members or receivers recorded: (event or message, node, delivery
 /// number), by node then event.
 async fn taken(side: &tokio_postgres::Client) -> Vec<(i64, i64, i32)> {
@@ -358,12 +375,7 @@ async fn a_killed_nodes_attempts_are_recovered_by_a_survivor_without_rerunning_s
     let Some(schema) = PgSchema::new() else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let engine = liveness(schema.options())
-        .connect(&schema.url)
-        .await
-        .expect("connect");
-    let side = side_client(&schema.schema).await;
+    let (_one, engine, side) = this_node(&schema).await;
     let held = engine
         .job::<u64, ()>(JobSpec::new("held").max_attempts(1))
         .unwrap();
@@ -461,12 +473,7 @@ async fn a_stopped_node_past_its_lease_loses_its_job_and_its_late_writes_are_ref
     let Some(schema) = PgSchema::new() else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let engine = liveness(schema.options())
-        .connect(&schema.url)
-        .await
-        .expect("connect");
-    let side = side_client(&schema.schema).await;
+    let (_one, engine, side) = this_node(&schema).await;
     let held = engine
         .job::<u64, ()>(JobSpec::new("held").max_attempts(1))
         .unwrap();
@@ -675,12 +682,7 @@ async fn topic_deliveries_of_a_killed_member_go_to_a_survivor_at_once_and_publis
     let Some(schema) = PgSchema::new() else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let engine = liveness(schema.options())
-        .connect(&schema.url)
-        .await
-        .expect("connect");
-    let side = side_client(&schema.schema).await;
+    let (_one, engine, side) = this_node(&schema).await;
     let orders = engine.topic("orders").unwrap();
     for n in 1..=20u64 {
         assert_eq!(
@@ -790,12 +792,7 @@ async fn a_killed_receivers_messages_go_to_a_survivor_when_it_is_found_dead() {
     let Some(schema) = PgSchema::new() else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let engine = liveness(schema.options())
-        .connect(&schema.url)
-        .await
-        .expect("connect");
-    let side = side_client(&schema.schema).await;
+    let (_one, engine, side) = this_node(&schema).await;
     let queue = engine.queue("jobs").unwrap();
     let mut ids = Vec::new();
     for n in 0..20u64 {
