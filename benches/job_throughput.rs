@@ -6,7 +6,8 @@
 //!
 //! Prints jobs/s, commits and ops per commit for fsync'd commits and, in the same run, for the
 //! relaxed mode; then p50/p99 of submit → handler start over `--latency-jobs` jobs submitted
-//! one at a time on an idle engine (fsync'd).
+//! one at a time on an idle engine (fsync'd): back to back, then with random gaps of 1–10 ms
+//! between jobs (`gaps`), as an app's jobs arrive.
 //!
 //! Before the fsync'd throughput and after the latency, it prints the disk's floor: what one
 //! 4 KiB write + `fdatasync` takes here, and the ceiling that puts on these figures.
@@ -117,7 +118,10 @@ async fn throughput(args: &Args, options: EngineOptions, label: &str) {
         .expect("shutdown");
 }
 
-async fn latency(args: &Args, options: EngineOptions, label: &str) {
+/// Submit → handler start, one job at a time on an idle engine. With `gaps`, the next submit
+/// comes 1–10 ms (uniformly, from a fixed seed) after the last job finished, as jobs reach an
+/// app's engine; without, at once (back to back, which flatters: caches and threads are warm).
+async fn latency(args: &Args, options: EngineOptions, label: &str, gaps: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = options
         .open(dir.path().join("latency.jobfile"))
@@ -132,7 +136,14 @@ async fn latency(args: &Args, options: EngineOptions, label: &str) {
         .expect("register");
     let mut starts = Vec::with_capacity(args.latency_jobs);
     let mut submits = Vec::with_capacity(args.latency_jobs);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..args.latency_jobs {
+        if gaps {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            tokio::time::sleep(Duration::from_micros(1_000 + seed % 9_001)).await;
+        }
         let submitted = Instant::now();
         let id = ping.submit(()).await.expect("submit").id;
         submits.push(submitted.elapsed());
@@ -218,7 +229,7 @@ fn main() {
             for round in 0..4 {
                 let on = round % 2 == 1;
                 let label = if on { "lat+qr" } else { "latency" };
-                latency(&args, EngineOptions::new().quick_repair(on), label).await;
+                latency(&args, EngineOptions::new().quick_repair(on), label, false).await;
             }
             print_floor(&args);
             return;
@@ -252,7 +263,8 @@ fn main() {
             throughput(&args, options, "relaxed").await;
         }
         if runs("latency") {
-            latency(&args, EngineOptions::new(), "latency").await;
+            latency(&args, EngineOptions::new(), "latency", false).await;
+            latency(&args, EngineOptions::new(), "gaps", true).await;
             print_floor(&args);
         }
     });

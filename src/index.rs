@@ -5,7 +5,9 @@
 
 use std::ops::RangeInclusive;
 
-use redb::{ReadableTable, Table};
+use redb::ReadableTable;
+
+use crate::store::change::LoggedTable;
 
 use crate::error::{Error, Result};
 
@@ -20,16 +22,12 @@ pub(crate) fn ready_range(name: &str) -> RangeInclusive<ReadyKey<'_>> {
 /// Takes up to `max` of `name`'s first entries off a ready index in one pass (one descent and
 /// one rewrite per leaf) and returns their ids in order.
 pub(crate) fn take_ready(
-    ready: &mut Table<'_, ReadyKey<'static>, u64>,
+    ready: &mut LoggedTable<'_, ReadyKey<'static>, u64>,
     name: &str,
     max: usize,
 ) -> Result<Vec<u64>> {
-    let mut taken = ready.extract_from_if(ready_range(name), |_, _| true)?;
     let mut ids = Vec::with_capacity(max.min(1_024));
-    while ids.len() < max {
-        let Some(entry) = taken.next() else { break };
-        ids.push(entry?.1.value());
-    }
+    ready.take_first_in(ready_range(name), max, |_, id| ids.push(id))?;
     Ok(ids)
 }
 

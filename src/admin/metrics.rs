@@ -48,6 +48,16 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
             "Operations applied since the engine opened",
             store.ops,
         ),
+        (
+            "store_log_syncs",
+            "Syncs of the write-ahead log since the engine opened",
+            store.log_syncs,
+        ),
+        (
+            "store_checkpoints",
+            "Checkpoints (durable commits of the file) since the engine opened",
+            store.checkpoints,
+        ),
     ];
     for (name, help, value) in counters {
         registry.register(name, help, ConstCounter::new(value));

@@ -401,6 +401,8 @@ fn open_store(
         max_batch: options.max_batch,
         gather_max: options.gather_max,
         quick_repair: options.quick_repair,
+        checkpoint_bytes: options.checkpoint_bytes,
+        checkpoint_every: options.checkpoint_every,
         cache_bytes: options.cache_bytes,
         faults: options.faults,
         compact: options.compact_on_open,

@@ -19,6 +19,8 @@ pub struct EngineOptions {
     pub(super) max_batch: usize,
     pub(super) gather_max: Duration,
     pub(super) quick_repair: bool,
+    pub(super) checkpoint_bytes: u64,
+    pub(super) checkpoint_every: Duration,
     pub(super) cache_bytes: usize,
     pub(super) compact_on_open: bool,
     pub(super) faults: Option<FaultInjector>,
@@ -72,6 +74,8 @@ impl Default for EngineOptions {
             max_batch: 4_096,
             gather_max: Duration::from_millis(1),
             quick_repair: true,
+            checkpoint_bytes: 8 << 20,
+            checkpoint_every: Duration::from_secs(30),
             cache_bytes: 64 * 1024 * 1024,
             compact_on_open: false,
             faults: None,
@@ -182,8 +186,23 @@ impl EngineOptions {
         self
     }
 
-    /// Store redb's allocator state with every durable commit (two-phase commit), so that the
-    /// open after a crash need not walk the whole file to repair it. Default `true`.
+    /// When the file itself is made durable (a checkpoint): once the write-ahead log beside it
+    /// (`<file>.wal`) holds `bytes` since the last checkpoint, or `every` after it if anything
+    /// was logged since. Defaults: 8 MiB and 30 s.
+    ///
+    /// Commits are made durable by appending their changes to the log, one sync for many;
+    /// the file's B-tree is synced only at checkpoints. The log's size is bounded by `bytes`
+    /// (plus one batch), and so is the replay at the open after a crash: a smaller bound makes
+    /// that open faster and costs a durable commit of the file more often.
+    pub fn checkpoint(mut self, bytes: u64, every: Duration) -> Self {
+        self.checkpoint_bytes = bytes.max(1);
+        self.checkpoint_every = every;
+        self
+    }
+
+    /// Store redb's allocator state with every checkpoint (see
+    /// [`checkpoint`](Self::checkpoint)), so that the open after a crash need not walk the
+    /// whole file to repair it. Default `true`.
     ///
     /// The trade-off, measured on a 2-core machine (`benches/job_scale.rs`,
     /// `benches/job_throughput.rs --quick-repair-ab`): with a million jobs in the file (143 MB)

@@ -355,7 +355,7 @@ pub(crate) fn input_of(
     if !apart {
         return Ok(inline);
     }
-    crate::store::apart::read(ctx.table(JOB_INPUTS)?, "job_inputs", id)
+    crate::store::apart::read(&**ctx.table(JOB_INPUTS)?, "job_inputs", id)
 }
 
 /// Deletes the job with its events, steps, input and key.

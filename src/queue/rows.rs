@@ -83,7 +83,7 @@ pub(crate) fn payload_of(ctx: &TxCtx<'_>, id: u64, m: MessageV1) -> Result<Vec<u
     if !m.payload_apart {
         return Ok(m.payload);
     }
-    crate::store::apart::read(&ctx.tx.open_table(QUEUE_PAYLOADS)?, "queue_payloads", id)
+    crate::store::apart::read(&*ctx.tx.open_table(QUEUE_PAYLOADS)?, "queue_payloads", id)
 }
 
 pub(crate) fn save(ctx: &TxCtx<'_>, id: u64, m: &MessageV1) -> Result<()> {

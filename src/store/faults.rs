@@ -2,21 +2,17 @@
 //! does not cooperate. Exposed as `jobfile::testing::FaultInjector` (the `testing` feature).
 #![cfg_attr(not(feature = "testing"), allow(dead_code))]
 
-use std::fs::File;
 use std::io;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-
-use redb::backends::FileBackend;
-use redb::{BackendError, StorageBackend};
 
 /// Makes the file's storage fail on command: the Nth write, sync or read from now, and every one
 /// after it, until [`FaultInjector::heal`]. Pass it to
 /// [`EngineOptions::fault_injector`](crate::EngineOptions::fault_injector).
 ///
-/// Counts are of calls into the storage backend (one commit makes several writes and, when
-/// durable, a sync), so sweeping N over a workload hits every point of the write path.
+/// Counts are of calls into the storage: the file's backend (one commit makes several writes
+/// and, when durable, a sync) and its write-ahead log (a write and a sync per group of
+/// records), so sweeping N over a workload hits every point of the write path.
 #[derive(Debug, Clone, Default)]
 pub struct FaultInjector {
     state: Arc<FaultState>,
@@ -124,6 +120,30 @@ impl FaultInjector {
         Ok(())
     }
 
+    /// What every write to the file or its log goes through: fails when told to.
+    pub(crate) fn before_write(&self, len: usize) -> io::Result<()> {
+        self.check_space()?;
+        self.state
+            .bytes_written
+            .fetch_add(len as u64, Ordering::SeqCst);
+        self.check(&self.state.writes_left, "write")
+    }
+
+    /// What every read of the file goes through: fails when told to.
+    pub(crate) fn before_read(&self) -> io::Result<()> {
+        self.check(&self.state.reads_left, "read")
+    }
+
+    /// What every growth of the file goes through: fails while the disk is full.
+    pub(crate) fn before_set_len(&self) -> io::Result<()> {
+        self.check_space()
+    }
+
+    /// What every sync of the file or its log goes through: fails when told to.
+    pub(crate) fn before_sync(&self) -> io::Result<()> {
+        self.check(&self.state.syncs_left, "sync")
+    }
+
     fn check_space(&self) -> io::Result<()> {
         if self.state.disk_full.load(Ordering::SeqCst) {
             self.state.injected.fetch_add(1, Ordering::SeqCst);
@@ -135,83 +155,4 @@ impl FaultInjector {
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A file backend with a [`FaultInjector`] in front of it.
-#[derive(Debug)]
-pub(crate) struct FaultyBackend {
-    inner: FileBackend,
-    faults: FaultInjector,
-}
-
-impl FaultyBackend {
-    pub(crate) fn new(file: File, faults: FaultInjector) -> Result<Self, redb::DatabaseError> {
-        Ok(FaultyBackend {
-            inner: FileBackend::new(file)?,
-            faults,
-        })
-    }
-}
-
-impl StorageBackend for FaultyBackend {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.faults.check(&self.faults.state.reads_left, "read")?;
-        self.inner.read(offset, out)
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.faults.check_space()?;
-        self.inner.set_len(len)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.faults.check(&self.faults.state.syncs_left, "sync")?;
-        self.inner.sync_data()
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.faults.check_space()?;
-        self.faults
-            .state
-            .bytes_written
-            .fetch_add(data.len() as u64, Ordering::SeqCst);
-        self.faults.check(&self.faults.state.writes_left, "write")?;
-        self.inner.write(offset, data)
-    }
-
-    fn close(&self) -> io::Result<()> {
-        self.inner.close()
-    }
-
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.try_lock_range(start, end)
-    }
-
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, BackendError> {
-        self.inner.try_lock_shared_range(start, end)
-    }
-
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_range(start, end)
-    }
-
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_shared_range(start, end)
-    }
-
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.unlock_range(start, end)
-    }
-
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.query_lock_range(start, end)
-    }
 }

@@ -7,6 +7,7 @@ use redb::{
     WriteTransaction,
 };
 
+use super::change::WriteTx;
 use super::tables::Schema;
 use crate::error::{Error, Result};
 
@@ -20,6 +21,8 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("jobfil
 pub(crate) const FORMAT_VERSION: u64 = 3;
 const KEY_FORMAT: &str = "format_version";
 const KEY_EPOCH: &str = "epoch";
+/// The write-ahead log's generation: see [`super::wal`].
+const KEY_LOG_GENERATION: &str = "log_generation";
 
 /// What an existing file says about itself.
 pub(crate) enum FileKind {
@@ -135,14 +138,27 @@ pub(crate) fn read_prefixed(
     Ok(out)
 }
 
+/// The write-ahead log's generation the file was last checkpointed under (0 before any).
+pub(crate) fn log_generation(tx: &WriteTransaction) -> Result<u64> {
+    let meta = tx.open_table(META)?;
+    Ok(meta.get(KEY_LOG_GENERATION)?.map_or(0, |v| v.value()))
+}
+
+/// Records the log's generation, in a durable commit (a checkpoint).
+pub(crate) fn set_log_generation(tx: &WriteTransaction, generation: u64) -> Result<()> {
+    tx.open_table(META)?
+        .insert(KEY_LOG_GENERATION, generation)?;
+    Ok(())
+}
+
 /// Reads a counter's last issued value (0 when never used).
-pub(crate) fn read_counter(tx: &WriteTransaction, name: &str) -> Result<u64> {
+pub(crate) fn read_counter(tx: &WriteTx, name: &str) -> Result<u64> {
     let meta = tx.open_table(META)?;
     Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
 }
 
 /// Stores a counter's last issued value.
-pub(crate) fn write_counter(tx: &WriteTransaction, name: &str, value: u64) -> Result<()> {
+pub(crate) fn write_counter(tx: &WriteTx, name: &str, value: u64) -> Result<()> {
     let mut meta = tx.open_table(META)?;
     meta.insert(name, value)?;
     Ok(())

@@ -4,10 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 pub(crate) mod apart;
+mod backend;
+pub(crate) mod change;
 pub(crate) mod codec;
 pub(crate) mod faults;
 pub(crate) mod meta;
+mod syncer;
 pub(crate) mod tables;
+mod wal;
 pub(crate) mod writer;
 
 use std::fs::OpenOptions;
@@ -26,20 +30,34 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::file_identity::FileIdentity;
 use crate::lock::LeaderLock;
-use faults::{FaultInjector, FaultyBackend};
+use backend::Backend;
+use faults::FaultInjector;
 pub(crate) use tables::{Schema, SchemaTable};
 use writer::{Msg, TypedOp, Writer, WriterSettings};
 pub(crate) use writer::{TxCtx, damaged};
 
 /// How commits reach the disk.
+///
+/// A commit is made durable by appending its changes to the write-ahead log beside the file
+/// (`<file>.wal`); the file itself is synced at checkpoints (see
+/// [`EngineOptions::checkpoint`](crate::EngineOptions::checkpoint)). After a crash, the next
+/// open replays the log.
+///
+/// A read may show a commit whose log record is still on its way to the disk (for at most one
+/// sync, well under a millisecond on a local SSD). No caller of that commit has been answered
+/// yet, and hooks that act on it (a submit handed to a waiting worker) have not run; a crash in
+/// that window undoes it, as if its callers had never been answered, which they had not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Every commit is fsync'd before any caller of that commit is answered (the default).
+    /// Every commit's log record is fsync'd before any caller of that commit is answered (the
+    /// default). Commits that arrive while a sync runs share the next one.
     Immediate,
-    /// Commits are not fsync'd one by one; a flush makes everything durable at least every
-    /// `flush_every`. A crash can lose what was acknowledged since the last flush, never more,
-    /// and never leaves the file inconsistent.
+    /// Log records are written before their callers are answered but fsync'd only every
+    /// `flush_every`: a crash of the process (even a SIGKILL) loses nothing, since what was
+    /// written is in the operating system's hands; a crash of the machine or a power loss can
+    /// lose what was acknowledged since the last sync, never more, and never leaves the file
+    /// inconsistent.
     Relaxed {
         /// The longest time an acknowledged write may wait for its fsync.
         flush_every: Duration,
@@ -54,6 +72,10 @@ pub struct StoreStats {
     pub commits: u64,
     /// Ops applied in those commits.
     pub ops: u64,
+    /// Syncs of the write-ahead log: each made one or more commits durable.
+    pub log_syncs: u64,
+    /// Checkpoints: durable commits of the file itself, after which the log starts over.
+    pub checkpoints: u64,
 }
 
 /// State shared between the writer thread and callers.
@@ -63,6 +85,11 @@ pub(crate) struct StoreShared {
     poisoned: tokio::sync::watch::Sender<Option<String>>,
     commits: AtomicU64,
     ops: AtomicU64,
+    pub(crate) log_syncs: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    /// Closed by poisoning: the file's backend refuses every write from then on, so nothing
+    /// unacknowledged reaches the file, not even as redb closes it.
+    fence: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for StoreShared {
@@ -71,6 +98,9 @@ impl Default for StoreShared {
             poisoned: tokio::sync::watch::Sender::new(None),
             commits: AtomicU64::new(0),
             ops: AtomicU64::new(0),
+            log_syncs: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            fence: Arc::default(),
         }
     }
 }
@@ -81,6 +111,7 @@ impl StoreShared {
     }
 
     fn poison(&self, cause: String) {
+        self.fence.store(true, Ordering::SeqCst);
         self.poisoned.send_if_modified(|p| {
             if p.is_some() {
                 return false;
@@ -103,6 +134,8 @@ pub(crate) struct StoreConfig {
     pub(crate) max_batch: usize,
     pub(crate) gather_max: Duration,
     pub(crate) quick_repair: bool,
+    pub(crate) checkpoint_bytes: u64,
+    pub(crate) checkpoint_every: Duration,
     pub(crate) cache_bytes: usize,
     pub(crate) faults: Option<FaultInjector>,
     pub(crate) compact: bool,
@@ -114,6 +147,8 @@ pub(crate) struct Store {
     db: RwLock<Option<Arc<redb::Database>>>,
     sender: Mutex<Option<Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The log's thread, where the hooks of committed batches run.
+    log_thread: Mutex<Option<std::thread::ThreadId>>,
     lock: Mutex<Option<LeaderLock>>,
     shared: Arc<StoreShared>,
     clock: Arc<dyn Clock>,
@@ -130,6 +165,7 @@ impl Store {
             db: RwLock::new(None),
             sender: Mutex::new(None),
             writer: Mutex::new(None),
+            log_thread: Mutex::new(None),
             lock: Mutex::new(None),
             shared: Arc::new(StoreShared::default()),
             clock,
@@ -216,11 +252,10 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let opened = match &config.faults {
-            Some(faults) => builder.create_with_backend(FaultyBackend::new(file, faults.clone())?),
-            None => builder.create_with_backend(redb::backends::FileBackend::new(file)?),
-        };
-        let mut db = opened.map_err(|e| open_error(path, e))?;
+        let backend = Backend::new(file, config.faults.clone(), self.shared.fence.clone())?;
+        let mut db = builder
+            .create_with_backend(backend)
+            .map_err(|e| open_error(path, e))?;
         if existing {
             // A file that needed repair could not be inspected read-only; check it now, before
             // anything of ours is written.
@@ -250,9 +285,17 @@ impl Store {
                 max_batch: config.max_batch,
                 quick_repair: config.quick_repair,
                 gather_max: config.gather_max,
+                checkpoint_bytes: config.checkpoint_bytes,
+                checkpoint_every: config.checkpoint_every,
             },
         );
-        let (epoch, recovered) = writer.run_init(&schema, recover)?;
+        let (wal, log) = wal::Wal::open(path, config.faults.clone())?;
+        let (epoch, recovered) = writer.run_init(&schema, &log, recover)?;
+        drop(log);
+        let log_thread = writer.start_log(wal).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let handle = std::thread::Builder::new()
             .name("jobfile-writer".into())
             .spawn(move || writer.run())
@@ -263,6 +306,7 @@ impl Store {
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         put(&self.sender, tx);
         put(&self.writer, handle);
+        put(&self.log_thread, log_thread);
         if let Some(lock) = lock.take() {
             put(&self.lock, lock);
         }
@@ -355,6 +399,8 @@ impl Store {
         StoreStats {
             commits: self.shared.commits.load(Ordering::Relaxed),
             ops: self.shared.ops.load(Ordering::Relaxed),
+            log_syncs: self.shared.log_syncs.load(Ordering::Relaxed),
+            checkpoints: self.shared.checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -367,12 +413,13 @@ impl Store {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         let db = self.db.write().ok().and_then(|mut d| d.take());
         let lock = self.lock.lock().ok().and_then(|mut l| l.take());
-        let on_writer = writer
-            .as_ref()
-            .is_some_and(|h| h.thread().id() == std::thread::current().id());
+        let here = std::thread::current().id();
+        let log_thread = *self.log_thread.lock().unwrap_or_else(|p| p.into_inner());
+        let on_writer =
+            writer.as_ref().is_some_and(|h| h.thread().id() == here) || log_thread == Some(here);
         if on_writer {
-            // The last handle was dropped by a hook running on the writer thread, which cannot
-            // wait for itself to end: another thread finishes the close.
+            // The last handle was dropped by a hook running on the writer's or the log's
+            // thread, which cannot wait for itself to end: another thread finishes the close.
             std::thread::spawn(move || finish_close(writer, db, lock));
         } else {
             finish_close(writer, db, lock);
@@ -426,28 +473,6 @@ impl Drop for Store {
     }
 }
 
-impl Writer {
-    /// The first transaction of a leadership: create or check the tables, bump the epoch, run
-    /// recovery, commit durably.
-    fn run_init<R>(
-        &mut self,
-        schema: &Schema,
-        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
-    ) -> Result<(u64, R)> {
-        let mut recover = Some(recover);
-        let mut out = None;
-        let mut init = |ctx: &mut TxCtx<'_>| -> Result<()> {
-            let epoch = meta::init_and_bump_epoch(ctx.tx, schema)?;
-            if let Some(r) = recover.take() {
-                out = Some((epoch, r(ctx, epoch)?));
-            }
-            Ok(())
-        };
-        self.run_direct(&mut init)?;
-        out.ok_or_else(|| Error::Internal("recovery did not run".into()))
-    }
-}
-
 /// Creates a new, empty jobfile at `path` as one step a crash cannot split: the file is built
 /// under a temporary name beside it, made durable, and only then renamed into place (and the
 /// directory synced). A kill at any moment leaves either no file at `path` or a whole one; a
@@ -471,12 +496,10 @@ fn create_file(path: &Path, config: &StoreConfig, schema: &Schema) -> Result<()>
             .create_new(true)
             .open(&temp)
             .map_err(io)?;
-        let builder = Builder::new();
-        let db = match &config.faults {
-            Some(faults) => builder.create_with_backend(FaultyBackend::new(file, faults.clone())?),
-            None => builder.create_with_backend(redb::backends::FileBackend::new(file)?),
-        }
-        .map_err(|e| open_error(path, e))?;
+        let backend = Backend::new(file, config.faults.clone(), Arc::default())?;
+        let db = Builder::new()
+            .create_with_backend(backend)
+            .map_err(|e| open_error(path, e))?;
         let tx = db.begin_write()?;
         meta::init(&tx, schema)?;
         tx.commit()?;
@@ -490,7 +513,7 @@ fn create_file(path: &Path, config: &StoreConfig, schema: &Schema) -> Result<()>
     built
 }
 
-/// Makes a rename in `path`'s directory durable.
+/// Makes a rename (or a new file) in `path`'s directory durable.
 fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -591,6 +614,8 @@ mod tests {
             max_batch: 64,
             gather_max: Duration::ZERO,
             quick_repair: false,
+            checkpoint_bytes: 8 << 20,
+            checkpoint_every: Duration::from_secs(30),
             cache_bytes: 1 << 20,
             faults: None,
             compact: false,

@@ -5,7 +5,9 @@
 //! Keys are redb tuples (ordered element by element); values are versioned records encoded by
 //! [`super::codec`].
 
-use redb::{Key, Table, TableDefinition, TableHandle, Value, WriteTransaction};
+use redb::{Key, TableDefinition, TableHandle, Value, WriteTransaction};
+
+use super::change::{LoggedTable, WriteTx};
 
 use crate::error::Result;
 
@@ -16,6 +18,13 @@ pub(crate) trait SchemaTable: Sync {
     fn table_name(&self) -> &str;
     /// Creates the table if the file lacks it.
     fn create(&self, tx: &WriteTransaction) -> Result<()>;
+    /// Applies logged changes to the table, in order: a key with a value is put, a key
+    /// without one deleted. (Recovery of the log after a crash.)
+    fn replay(
+        &self,
+        tx: &WriteTransaction,
+        changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<()>;
 }
 
 impl<K: Key + Sync + 'static, V: Value + Sync + 'static> SchemaTable
@@ -29,6 +38,21 @@ impl<K: Key + Sync + 'static, V: Value + Sync + 'static> SchemaTable
         tx.open_table(*self)?;
         Ok(())
     }
+
+    fn replay(
+        &self,
+        tx: &WriteTransaction,
+        changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<()> {
+        let mut table = tx.open_table(*self)?;
+        for (key, value) in changes {
+            match value {
+                Some(value) => table.insert(K::from_bytes(key), V::from_bytes(value))?,
+                None => table.remove(K::from_bytes(key))?,
+            };
+        }
+        Ok(())
+    }
 }
 
 /// Every table a file of this build holds besides the store's own metadata: one list per
@@ -38,7 +62,7 @@ pub(crate) type Schema = Vec<&'static [&'static dyn SchemaTable]>;
 /// Gives a [`TableCache`] a place for the open tables of one key and value type.
 pub(crate) trait CacheSlot<'a, K: Key + 'static, V: Value + 'static> {
     /// The open tables of this type, by name.
-    fn slot(&mut self) -> &mut Vec<(String, Table<'a, K, V>)>;
+    fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, K, V>)>;
     /// Work queued for the table `name` that must be done before anyone uses it.
     fn before_use(&mut self, _name: &str) -> Result<()> {
         Ok(())
@@ -52,15 +76,15 @@ macro_rules! table_cache {
         /// the types listed here can be cached; a table used through the cache must not also be
         /// opened directly in the same batch (redb refuses a second open).
         pub(crate) struct TableCache<'a> {
-            tx: &'a WriteTransaction,
+            tx: &'a WriteTx,
             /// Removals from time indexes, queued until the index is next used or the batch
             /// ends; see [`TableCache::remove_later`].
             removals: Vec<(TimeIndex, Vec<(u64, u64)>)>,
-            $($slot: Vec<(String, Table<'a, $k, $v>)>,)*
+            $($slot: Vec<(String, LoggedTable<'a, $k, $v>)>,)*
         }
 
         impl<'a> TableCache<'a> {
-            pub(crate) fn new(tx: &'a WriteTransaction) -> Self {
+            pub(crate) fn new(tx: &'a WriteTx) -> Self {
                 TableCache { tx, removals: Vec::new(), $($slot: Vec::new(),)* }
             }
         }
@@ -69,7 +93,7 @@ macro_rules! table_cache {
     };
     (@slot time_index: $k:ty => $v:ty) => {
         impl<'a> CacheSlot<'a, $k, $v> for TableCache<'a> {
-            fn slot(&mut self) -> &mut Vec<(String, Table<'a, $k, $v>)> {
+            fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, $k, $v>)> {
                 &mut self.time_index
             }
             fn before_use(&mut self, name: &str) -> Result<()> {
@@ -79,7 +103,7 @@ macro_rules! table_cache {
     };
     (@slot $slot:ident: $k:ty => $v:ty) => {
         impl<'a> CacheSlot<'a, $k, $v> for TableCache<'a> {
-            fn slot(&mut self) -> &mut Vec<(String, Table<'a, $k, $v>)> {
+            fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, $k, $v>)> {
                 &mut self.$slot
             }
         }
@@ -105,7 +129,7 @@ impl<'a> TableCache<'a> {
     pub(crate) fn table<K, V>(
         &mut self,
         def: TableDefinition<'static, K, V>,
-    ) -> Result<&mut Table<'a, K, V>>
+    ) -> Result<&mut LoggedTable<'a, K, V>>
     where
         K: Key + 'static,
         V: Value + 'static,
@@ -174,10 +198,10 @@ impl<'a> TableCache<'a> {
 
 /// The table `def` from `slot`, opened and put there if it is not yet.
 fn open_cached<'a, 's, K: Key + 'static, V: Value + 'static>(
-    tx: &'a WriteTransaction,
-    slot: &'s mut Vec<(String, Table<'a, K, V>)>,
+    tx: &'a WriteTx,
+    slot: &'s mut Vec<(String, LoggedTable<'a, K, V>)>,
     def: TableDefinition<'static, K, V>,
-) -> Result<&'s mut Table<'a, K, V>> {
+) -> Result<&'s mut LoggedTable<'a, K, V>> {
     let at = match slot.iter().position(|(n, _)| n == def.name()) {
         Some(at) => at,
         None => {
@@ -195,7 +219,7 @@ mod tests {
 
     const INDEX: TableDefinition<(u64, u64), ()> = TableDefinition::new("index_test");
 
-    fn keys(table: &Table<'_, (u64, u64), ()>) -> Vec<(u64, u64)> {
+    fn keys(table: &redb::Table<'_, (u64, u64), ()>) -> Vec<(u64, u64)> {
         table
             .iter()
             .unwrap()
@@ -207,7 +231,7 @@ mod tests {
     fn queued_removals_apply_before_a_read_and_an_insert_cancels_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
-        let tx = db.begin_write().unwrap();
+        let tx = WriteTx::new(db.begin_write().unwrap());
         {
             let mut tables = TableCache::new(&tx);
             for id in 1..=6 {
@@ -231,6 +255,6 @@ mod tests {
                 [(103, 3), (104, 4), (106, 6)]
             );
         }
-        tx.commit().unwrap();
+        tx.into_parts().0.commit().unwrap();
     }
 }

@@ -1,5 +1,8 @@
 //! The single writer thread: takes one op, drains whatever else is waiting (up to a bound),
-//! applies them all in one write transaction, commits once, and only then answers each caller.
+//! applies them all in one write transaction and commits it without a sync. The batch's changes
+//! go to the log's thread as one record ([`super::syncer`]), which answers each caller once the
+//! record is durable; meanwhile the writer applies the next batch. Every so often (by log size
+//! and by time) a checkpoint commits the B-tree durably and the log starts over.
 //!
 //! redb cannot undo one op inside a transaction, so an op that returns an error or panics
 //! abandons the whole batch, which is then replayed one op per transaction: the failing op gets
@@ -15,11 +18,17 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use redb::WriteTransaction;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::thread::{JoinHandle, ThreadId};
+
 use tokio::sync::oneshot;
 
-use super::tables::{CacheSlot, TableCache, TimeIndex};
-use super::{Durability, StoreShared, meta};
+use super::change::{Changes, LoggedTable, WriteTx};
+use super::syncer::{Done, LogMsg, Syncer};
+use super::tables::{CacheSlot, Schema, TableCache, TimeIndex};
+use super::wal::{self, Wal};
+use super::{Durability, StoreShared, change, meta};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::file_identity::FileIdentity;
@@ -28,7 +37,7 @@ use crate::file_identity::FileIdentity;
 /// commit is durable.
 pub(crate) struct TxCtx<'a> {
     /// The batch's write transaction.
-    pub(crate) tx: &'a WriteTransaction,
+    pub(crate) tx: &'a WriteTx,
     /// The batch's time (ms since the epoch), read once per batch.
     pub(crate) now: u64,
     /// Tables kept open for the whole batch.
@@ -52,7 +61,7 @@ impl<'a> TxCtx<'a> {
     pub(crate) fn table<K, V>(
         &mut self,
         def: redb::TableDefinition<'static, K, V>,
-    ) -> Result<&mut redb::Table<'a, K, V>>
+    ) -> Result<&mut LoggedTable<'a, K, V>>
     where
         K: redb::Key + 'static,
         V: redb::Value + 'static,
@@ -259,6 +268,11 @@ pub(crate) struct WriterSettings {
     pub(crate) quick_repair: bool,
     /// The longest a batch under load waits for more ops; zero never waits.
     pub(crate) gather_max: Duration,
+    /// A checkpoint is due once this much has been logged since the last one (what bounds
+    /// the log's size and the replay at open)...
+    pub(crate) checkpoint_bytes: u64,
+    /// ... or this long after the last one, if anything was logged since.
+    pub(crate) checkpoint_every: Duration,
 }
 
 /// A batch gathers only after a commit that answered at least this many ops: a crowd of
@@ -278,6 +292,8 @@ pub(crate) struct Writer {
     max_batch: usize,
     quick_repair: bool,
     gather_max: Duration,
+    checkpoint_bytes: u64,
+    checkpoint_every: Duration,
     /// Ops answered by the last commit, and how long that commit took.
     last_answered: usize,
     last_commit: Duration,
@@ -285,6 +301,22 @@ pub(crate) struct Writer {
     /// The data file as opened, and when the path was last checked to still name it.
     identity: FileIdentity,
     identity_checked: Option<Instant>,
+    log: Log,
+}
+
+/// The writer's side of the log: where records go, and what numbers them.
+struct Log {
+    sender: Option<Sender<LogMsg>>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+    /// The generation the file's metadata names since the last checkpoint.
+    generation: u64,
+    /// The last record's number in this generation.
+    seq: u64,
+    /// Bytes logged since the last checkpoint, and when that was.
+    bytes: u64,
+    checkpointed: Instant,
+    frame: Vec<u8>,
 }
 
 /// How often, while writing, the writer checks that the path still names the open file.
@@ -299,6 +331,7 @@ impl Writer {
         identity: FileIdentity,
         settings: WriterSettings,
     ) -> Self {
+        let path = wal::path_for(identity.path());
         Writer {
             db,
             rx,
@@ -308,12 +341,43 @@ impl Writer {
             max_batch: settings.max_batch.max(1),
             quick_repair: settings.quick_repair,
             gather_max: settings.gather_max,
+            checkpoint_bytes: settings.checkpoint_bytes,
+            checkpoint_every: settings.checkpoint_every,
             last_answered: 0,
             last_commit: Duration::ZERO,
             counters: HashMap::new(),
             identity,
             identity_checked: None,
+            log: Log {
+                sender: None,
+                thread: None,
+                path,
+                generation: 0,
+                seq: 0,
+                bytes: 0,
+                checkpointed: Instant::now(),
+                frame: Vec::new(),
+            },
         }
+    }
+
+    /// Starts the log's thread on `wal` (after [`Writer::run_init`] has replayed it). Returns
+    /// the thread's id: hooks run on it.
+    pub(crate) fn start_log(&mut self, wal: Wal) -> std::io::Result<ThreadId> {
+        let (sender, rx) = std::sync::mpsc::channel();
+        let syncer = Syncer {
+            wal,
+            rx,
+            shared: self.shared.clone(),
+            durability: self.durability,
+        };
+        let thread = std::thread::Builder::new()
+            .name("jobfile-log".into())
+            .spawn(move || syncer.run())?;
+        let id = thread.thread().id();
+        self.log.sender = Some(sender);
+        self.log.thread = Some(thread);
+        Ok(id)
     }
 
     /// Group commit under load. The callers answered by the last commit usually send their
@@ -347,26 +411,25 @@ impl Writer {
 
     pub(crate) fn run(mut self) {
         let mut batch: Vec<Box<dyn ErasedOp>> = Vec::with_capacity(self.max_batch);
-        let mut unflushed_since: Option<Instant> = None;
         let mut closing = false;
         while !closing {
-            let first = match (self.durability, unflushed_since) {
-                (Durability::Relaxed { flush_every }, Some(since)) => {
-                    let wait = flush_every.saturating_sub(since.elapsed());
-                    match self.rx.recv_timeout(wait) {
-                        Ok(m) => m,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.flush();
-                            unflushed_since = None;
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
+            let first = if self.log.bytes > 0 {
+                let wait = self
+                    .checkpoint_every
+                    .saturating_sub(self.log.checkpointed.elapsed());
+                match self.rx.recv_timeout(wait) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.checkpoint();
+                        continue;
                     }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                _ => match self.rx.recv() {
+            } else {
+                match self.rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
-                },
+                }
             };
             let mut next = Some(first);
             while let Some(msg) = next.take() {
@@ -378,29 +441,29 @@ impl Writer {
                     next = self.rx.try_recv().ok();
                 }
             }
-            let durable = match self.durability {
-                Durability::Immediate => true,
-                Durability::Relaxed { flush_every } => unflushed_since
-                    .map(|s| s.elapsed() >= flush_every)
-                    .unwrap_or(false),
-            };
-            // Only a durable commit is worth waiting for: it waits on the disk anyway. A
-            // relaxed commit is cheap, and waiting would only idle the writer.
-            if durable && !closing && batch.len() < self.max_batch {
+            if !closing && batch.len() < self.max_batch {
                 self.gather(&mut batch, &mut closing);
             }
             if batch.is_empty() {
                 continue;
             }
-            self.run_batch(&mut batch, durable);
-            if durable {
-                unflushed_since = None;
-            } else if unflushed_since.is_none() {
-                unflushed_since = Some(Instant::now());
+            self.run_batch(&mut batch);
+            if self.log.bytes >= self.checkpoint_bytes
+                || (self.log.bytes > 0 && self.log.checkpointed.elapsed() >= self.checkpoint_every)
+            {
+                self.checkpoint();
             }
         }
-        if unflushed_since.is_some() {
-            self.flush();
+        // A clean close leaves the file whole on its own: a last checkpoint, and no log.
+        let whole = self.shared.poisoned().is_none() && self.checkpoint();
+        if let Some(sender) = self.log.sender.take() {
+            let _ = sender.send(LogMsg::Close);
+        }
+        if let Some(thread) = self.log.thread.take() {
+            let _ = thread.join();
+        }
+        if whole {
+            let _ = std::fs::remove_file(&self.log.path);
         }
         // Anything still queued is refused rather than left hanging.
         while let Ok(Msg::Op(op)) = self.rx.try_recv() {
@@ -408,17 +471,88 @@ impl Writer {
         }
     }
 
-    fn flush(&mut self) {
+    /// Commits the B-tree durably under a new generation, after which every record logged so
+    /// far is redundant and the log starts over. Returns whether it did.
+    fn checkpoint(&mut self) -> bool {
         if self.shared.poisoned().is_some() {
-            return;
+            return false;
         }
-        let mut none: Vec<Box<dyn ErasedOp>> = Vec::new();
-        if let Err(BatchFailure::Storage(e)) = self.try_batch(&mut none, true) {
-            self.shared.poison(e.to_string());
+        let generation = wal::new_generation();
+        let committed = (|| -> Result<()> {
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(redb::Durability::Immediate)
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            tx.set_quick_repair(self.quick_repair);
+            meta::set_log_generation(&tx, generation)?;
+            match catch_unwind(AssertUnwindSafe(|| tx.commit())) {
+                Ok(committed) => Ok(committed?),
+                Err(panic) => Err(damaged(&panic)),
+            }
+        })();
+        match committed {
+            Ok(()) => {
+                self.shared
+                    .checkpoints
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.restart_log(generation);
+                true
+            }
+            Err(e) => {
+                let cause = format!("a checkpoint failed: {e}");
+                tracing::error!(error = %cause, "the engine is now poisoned");
+                self.shared.poison(cause);
+                false
+            }
         }
     }
 
-    fn run_batch(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, durable: bool) {
+    /// After a durable commit under `generation`: the log starts over.
+    fn restart_log(&mut self, generation: u64) {
+        self.log.generation = generation;
+        self.log.seq = 0;
+        self.log.bytes = 0;
+        self.log.checkpointed = Instant::now();
+        if let Some(sender) = &self.log.sender {
+            let _ = sender.send(LogMsg::Restart);
+        }
+    }
+
+    /// Hands a committed batch's record to the log's thread, which answers `done` once the
+    /// record is durable (at once after everything before it, for a batch that changed
+    /// nothing).
+    fn log_batch(&mut self, changes: Changes, done: Done) {
+        let msg = if changes.is_empty() {
+            LogMsg::Answer(done)
+        } else {
+            self.log.seq += 1;
+            let mut frame = std::mem::take(&mut self.log.frame);
+            frame.clear();
+            wal::frame(
+                self.log.generation,
+                self.log.seq,
+                &changes.into_bytes(),
+                &mut frame,
+            );
+            self.log.bytes += frame.len() as u64;
+            LogMsg::Append(frame, done)
+        };
+        match &self.log.sender {
+            Some(sender) => {
+                // The log's thread only ends after the writer; a send cannot fail before.
+                let _ = sender.send(msg);
+            }
+            None => match msg {
+                LogMsg::Append(_, done) | LogMsg::Answer(done) => {
+                    for (op, _) in done.ops {
+                        op.finish(Some(Error::Internal("the log is not started".into())));
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn run_batch(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>) {
         if let Some(cause) = self.shared.poisoned() {
             for op in batch.drain(..) {
                 op.finish(Some(Error::Poisoned {
@@ -435,16 +569,13 @@ impl Writer {
         let _enter = span.enter();
         let started = Instant::now();
         self.last_answered = batch.len();
-        let outcome = self.try_batch(batch, durable);
+        let outcome = self.try_batch(batch);
         self.last_commit = started.elapsed();
         match outcome {
-            Ok(hooks) => {
+            Ok((hooks, changes)) => {
                 self.shared.record_commit(batch.len());
-                // Hooks first: a caller that hears back sees the commit's effects in place.
-                hooks.into_iter().for_each(|h| h());
-                for op in batch.drain(..) {
-                    op.finish(None);
-                }
+                let ops = batch.drain(..).map(|op| (op, None)).collect();
+                self.log_batch(changes, Done { hooks, ops });
             }
             Err(BatchFailure::Storage(e)) => self.fail_all(batch, e),
             Err(BatchFailure::OpFailed | BatchFailure::Panic(_)) => {
@@ -453,20 +584,25 @@ impl Writer {
                 let ops = std::mem::take(batch);
                 for op in ops {
                     let mut single = vec![op];
-                    match self.try_batch(&mut single, durable) {
-                        Ok(hooks) => {
+                    match self.try_batch(&mut single) {
+                        Ok((hooks, changes)) => {
                             self.shared.record_commit(1);
-                            hooks.into_iter().for_each(|h| h());
-                            single.drain(..).for_each(|op| op.finish(None));
+                            let ops = single.drain(..).map(|op| (op, None)).collect();
+                            self.log_batch(changes, Done { hooks, ops });
                         }
                         Err(BatchFailure::OpFailed) => {
-                            single.drain(..).for_each(|op| op.finish(None));
+                            // Its error may rest on what earlier batches wrote: it is answered
+                            // after them.
+                            let ops = single.drain(..).map(|op| (op, None)).collect();
+                            self.log_batch(Changes::default(), Done { hooks: vec![], ops });
                         }
                         Err(BatchFailure::Panic(msg)) => {
                             tracing::error!(panic = %msg, "a write op panicked");
-                            single
+                            let ops = single
                                 .drain(..)
-                                .for_each(|op| op.finish(Some(Error::Internal(msg.clone()))));
+                                .map(|op| (op, Some(Error::Internal(msg.clone()))))
+                                .collect();
+                            self.log_batch(Changes::default(), Done { hooks: vec![], ops });
                         }
                         Err(BatchFailure::Storage(e)) => self.fail_all(&mut single, e),
                     }
@@ -511,14 +647,31 @@ impl Writer {
         }
     }
 
-    /// Runs one closure in its own durable transaction, outside the op channel (used at open).
-    pub(crate) fn run_direct(
+    /// The first transaction of a leadership, committed durably under a new log generation:
+    /// replays the records `log` holds of the file's generation, creates or checks the
+    /// tables, bumps the epoch and runs `recover`. Returns the epoch and what `recover` did.
+    pub(crate) fn run_init<R>(
         &mut self,
-        f: &mut dyn FnMut(&mut TxCtx<'_>) -> Result<()>,
-    ) -> Result<()> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(redb::Durability::Immediate)
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        schema: &Schema,
+        log: &[u8],
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
+    ) -> Result<(u64, R)> {
+        let tx = WriteTx::new(self.db.begin_write()?);
+        let previous = meta::log_generation(tx.inner())?;
+        let records = wal::records(log, previous);
+        if !records.is_empty() {
+            let tables = change::all_tables(schema);
+            let bytes: usize = records.iter().map(|r| r.len()).sum();
+            for record in &records {
+                change::replay(tx.inner(), record, &tables)?;
+            }
+            tracing::info!(
+                records = records.len(),
+                bytes,
+                "replayed the write-ahead log's records after an unclean shutdown"
+            );
+        }
+        let epoch = meta::init_and_bump_epoch(tx.inner(), schema)?;
         let mut ctx = TxCtx {
             tx: &tx,
             now: self.clock.now_ms(),
@@ -527,44 +680,46 @@ impl Writer {
             key: String::new(),
             after_commit: Vec::new(),
         };
-        f(&mut ctx)?;
+        let recovered = recover(&mut ctx, epoch)?;
         ctx.finish()?;
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);
-        tx.commit()?;
+        let generation = wal::new_generation();
+        meta::set_log_generation(tx.inner(), generation)?;
+        let (mut inner, _) = tx.into_parts();
+        inner
+            .set_durability(redb::Durability::Immediate)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        inner.set_quick_repair(self.quick_repair);
+        inner.commit()?;
+        self.log.generation = generation;
         hooks.into_iter().for_each(|h| h());
-        Ok(())
+        Ok((epoch, recovered))
     }
 
-    #[allow(clippy::type_complexity)]
     fn try_batch(
         &mut self,
         ops: &mut [Box<dyn ErasedOp>],
-        durable: bool,
-    ) -> Result<Vec<Box<dyn FnOnce() + Send>>, BatchFailure> {
-        let outcome = self.apply_and_commit(ops, durable);
+    ) -> Result<(Vec<Box<dyn FnOnce() + Send>>, Changes), BatchFailure> {
+        let outcome = self.apply_and_commit(ops);
         if outcome.is_err() {
             self.counters.retain(|_, c| !c.gauge);
         }
         outcome
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Applies `ops` in one transaction and commits it without a sync (the log makes it
+    /// durable). Returns the hooks to run once it is, and the changes to log.
     fn apply_and_commit(
         &mut self,
         ops: &mut [Box<dyn ErasedOp>],
-        durable: bool,
-    ) -> Result<Vec<Box<dyn FnOnce() + Send>>, BatchFailure> {
+    ) -> Result<(Vec<Box<dyn FnOnce() + Send>>, Changes), BatchFailure> {
         let storage = BatchFailure::Storage;
         let mut tx = self.db.begin_write().map_err(|e| storage(e.into()))?;
-        let level = if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        };
-        tx.set_durability(level)
+        tx.set_durability(redb::Durability::None)
             .map_err(|e| storage(Error::Storage(e.to_string())))?;
-        tx.set_quick_repair(self.quick_repair && durable);
+        tx.set_quick_repair(false);
+        let tx = WriteTx::new(tx);
         let now = self.clock.now_ms();
         let mut ctx = TxCtx {
             tx: &tx,
@@ -585,13 +740,14 @@ impl Writer {
         ctx.finish().map_err(storage)?;
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);
+        let (tx, changes) = tx.into_parts();
         // redb asserts its own invariants while committing; on a damaged file one can panic,
         // which poisons the engine like any other failed commit.
         match catch_unwind(AssertUnwindSafe(|| tx.commit())) {
             Ok(committed) => committed.map_err(|e| storage(e.into()))?,
             Err(panic) => return Err(storage(damaged(&panic))),
         }
-        Ok(hooks)
+        Ok((hooks, changes))
     }
 }
 
@@ -650,6 +806,8 @@ mod tests {
                 max_batch: 4_096,
                 quick_repair: false,
                 gather_max: Duration::from_secs(60),
+                checkpoint_bytes: 8 << 20,
+                checkpoint_every: Duration::from_secs(30),
             },
         );
         writer.last_answered = answered;

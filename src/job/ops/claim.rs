@@ -35,7 +35,7 @@ pub(crate) fn claim(
 
 /// Whether any job of `name` is ready, waiting for a claim.
 pub(crate) fn any_ready(ctx: &mut TxCtx<'_>, name: &str) -> Result<bool> {
-    has_ready(ctx.table(JOB_READY)?, name)
+    has_ready(&**ctx.table(JOB_READY)?, name)
 }
 
 /// Starts the next attempt of a job that has left the queued state's indexes.

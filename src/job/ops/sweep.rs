@@ -14,7 +14,7 @@ use crate::store::TxCtx;
 /// is work (now, if the limit left some).
 pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Result<Option<u64>> {
     let now = ctx.now;
-    let delayed = ids(due(ctx.table(JOB_DELAYED)?, now, limit)?);
+    let delayed = ids(due(&**ctx.table(JOB_DELAYED)?, now, limit)?);
     for id in delayed {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_delayed", id));
@@ -23,7 +23,7 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         enter_queued(ctx, id, &mut job, now, fx)?;
         save(ctx, id, &job)?;
     }
-    let expired = ids(due(ctx.table(JOB_LEASES)?, now, limit)?);
+    let expired = ids(due(&**ctx.table(JOB_LEASES)?, now, limit)?);
     for id in expired {
         let Some(mut job) = load(ctx, id)? else {
             return Err(missing("job_leases", id));
@@ -43,7 +43,7 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         let failure = job.expired(attempt, lease_deadline, now);
         settle_failure(ctx, id, &mut job, failure, true, fx)?;
     }
-    let past_retention = ids(due(ctx.table(JOB_RETENTION)?, now, limit)?);
+    let past_retention = ids(due(&**ctx.table(JOB_RETENTION)?, now, limit)?);
     for id in past_retention {
         let Some(job) = load(ctx, id)? else {
             return Err(missing("job_retention", id));
@@ -51,9 +51,9 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         erase(ctx, id, &job)?;
     }
     let firsts = [
-        next_at(ctx.table(JOB_DELAYED)?)?,
-        next_at(ctx.table(JOB_LEASES)?)?,
-        next_at(ctx.table(JOB_RETENTION)?)?,
+        next_at(&**ctx.table(JOB_DELAYED)?)?,
+        next_at(&**ctx.table(JOB_LEASES)?)?,
+        next_at(&**ctx.table(JOB_RETENTION)?)?,
     ];
     Ok(firsts.into_iter().flatten().min())
 }

@@ -28,7 +28,7 @@ pub(super) fn end_leases(
     why: &str,
     out: &mut Maintained,
 ) -> Result<usize> {
-    let entries = due(&ctx.tx.open_table(QUEUE_LEASES)?, until, limit)?;
+    let entries = due(&*ctx.tx.open_table(QUEUE_LEASES)?, until, limit)?;
     for &(deadline, id) in &entries {
         // Remove the entry itself first, so a stale one can never be met twice.
         ctx.tx.open_table(QUEUE_LEASES)?.remove((deadline, id))?;
@@ -54,7 +54,7 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
     let now = ctx.now;
     let mut busy = end_leases(ctx, now, limit, "lease expired", &mut out)? >= limit;
 
-    let delayed = due(&ctx.tx.open_table(QUEUE_DELAYED)?, now, limit)?;
+    let delayed = due(&*ctx.tx.open_table(QUEUE_DELAYED)?, now, limit)?;
     busy |= delayed.len() >= limit;
     for (until, id) in delayed {
         ctx.tx.open_table(QUEUE_DELAYED)?.remove((until, id))?;
@@ -78,7 +78,7 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
 
     // Ready and delayed messages past their maximum age go to the dead-letter list on time,
     // whether or not anyone receives; a leased one does when its delivery ends.
-    let aged = due(&ctx.tx.open_table(QUEUE_AGE)?, now, limit)?;
+    let aged = due(&*ctx.tx.open_table(QUEUE_AGE)?, now, limit)?;
     busy |= aged.len() >= limit;
     for (expires_at, id) in aged {
         ctx.tx.open_table(QUEUE_AGE)?.remove((expires_at, id))?;
@@ -94,7 +94,7 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
         }
     }
 
-    let buried = due(&ctx.tx.open_table(QUEUE_DEAD_EXPIRY)?, now, limit)?;
+    let buried = due(&*ctx.tx.open_table(QUEUE_DEAD_EXPIRY)?, now, limit)?;
     busy |= buried.len() >= limit;
     for (purge_at, id) in buried {
         ctx.tx
@@ -110,10 +110,10 @@ pub(crate) fn maintain(ctx: &mut TxCtx<'_>, limit: usize) -> Result<Maintained> 
         Some(now)
     } else {
         [
-            next_at(&ctx.tx.open_table(QUEUE_LEASES)?)?,
-            next_at(&ctx.tx.open_table(QUEUE_DELAYED)?)?,
-            next_at(&ctx.tx.open_table(QUEUE_DEAD_EXPIRY)?)?,
-            next_at(&ctx.tx.open_table(QUEUE_AGE)?)?,
+            next_at(&*ctx.tx.open_table(QUEUE_LEASES)?)?,
+            next_at(&*ctx.tx.open_table(QUEUE_DELAYED)?)?,
+            next_at(&*ctx.tx.open_table(QUEUE_DEAD_EXPIRY)?)?,
+            next_at(&*ctx.tx.open_table(QUEUE_AGE)?)?,
         ]
         .into_iter()
         .flatten()

@@ -62,6 +62,6 @@ pub(crate) fn take(
             deadline,
         });
     }
-    let more = has_ready(&ctx.tx.open_table(QUEUE_READY)?, queue)?;
+    let more = has_ready(&*ctx.tx.open_table(QUEUE_READY)?, queue)?;
     Ok((out, more))
 }
