@@ -13,8 +13,7 @@
 //! 4 KiB write + `fdatasync` takes here, and the ceiling that puts on these figures.
 //!
 //! Every run uses the defaults (fsync'd commits, quick repair on) unless a line says otherwise.
-//! `--only fsync|relaxed|latency` runs one part. `--gather-ab` instead runs the fsync'd
-//! throughput with group commit's gathering wait off and on, alternating, twice.
+//! `--only fsync|relaxed|latency` runs one part.
 //! `--quick-repair-ab` instead runs the fsync'd throughput with redb's quick repair off and on,
 //! alternating, twice: the commit cost of quick repair; then the idle latency the same way.
 
@@ -232,20 +231,6 @@ fn main() {
                 latency(&args, EngineOptions::new().quick_repair(on), label, false).await;
             }
             print_floor(&args);
-            return;
-        }
-        if std::env::args().any(|a| a == "--gather-ab") {
-            // What group commit's gathering wait gains: off and on (the default), alternating.
-            for round in 0..4 {
-                let on = round % 2 == 1;
-                let label = if on { "gather" } else { "no-wait" };
-                let options = if on {
-                    EngineOptions::new()
-                } else {
-                    EngineOptions::new().commit_gather(Duration::ZERO)
-                };
-                throughput(&args, options, label).await;
-            }
             return;
         }
         // `--only fsync|relaxed|latency` runs one part, for profiling.

@@ -139,12 +139,12 @@ async fn a_kill_while_the_open_replays_the_log_loses_nothing() {
     // A long log: the child never checkpoints after its open.
     let (mut child, mut out) = spawn_child("child_entry", "never-send", &path);
     wait_for_line(&mut out, "opened");
-    let checkpoints = kill_after_sends(&mut child, &mut out, 3_000, &mut acknowledged);
+    let checkpoints = kill_after_sends(&mut child, &mut out, 5_000, &mut acknowledged);
     assert_eq!(checkpoints, 0);
     let log = std::fs::metadata(path.with_extension("jobfile.wal"))
         .expect("the log is there after a kill")
         .len();
-    assert!(log > 1 << 20, "log of {log} bytes");
+    assert!(log >= 1 << 20, "log of {log} bytes");
 
     // Opens killed at random moments, most of them before the replay is done.
     let mut during_open = 0;

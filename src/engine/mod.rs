@@ -399,7 +399,6 @@ fn open_store(
     let config = StoreConfig {
         durability: options.durability,
         max_batch: options.max_batch,
-        gather_max: options.gather_max,
         quick_repair: options.quick_repair,
         checkpoint_bytes: options.checkpoint_bytes,
         checkpoint_every: options.checkpoint_every,

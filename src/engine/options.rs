@@ -17,7 +17,6 @@ pub struct EngineOptions {
     pub(super) durability: Durability,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) max_batch: usize,
-    pub(super) gather_max: Duration,
     pub(super) quick_repair: bool,
     pub(super) checkpoint_bytes: u64,
     pub(super) checkpoint_every: Duration,
@@ -72,7 +71,6 @@ impl Default for EngineOptions {
             durability: Durability::Immediate,
             clock: Arc::new(SystemClock),
             max_batch: 4_096,
-            gather_max: Duration::from_millis(1),
             quick_repair: true,
             checkpoint_bytes: 8 << 20,
             checkpoint_every: Duration::from_secs(30),
@@ -169,20 +167,6 @@ impl EngineOptions {
     /// The most ops one commit may carry. Default 4,096.
     pub fn max_batch(mut self, ops: usize) -> Self {
         self.max_batch = ops.max(1);
-        self
-    }
-
-    /// The longest a durable commit under load waits for more ops to share it. Default 1 ms.
-    ///
-    /// After a commit that answered many callers (8 ops or more), the next batch waits for
-    /// them to send their next op: until as many have come back, or none has come for 50 µs,
-    /// or half that commit's duration has passed, and never longer than this.
-    /// Without the wait, busy callers split into two groups that take turns, and each op waits
-    /// out two commits. A lone caller never waits: its commit starts at once. Relaxed commits
-    /// (see [`Durability::Relaxed`](crate::Durability::Relaxed)) never wait either: they do not wait on the disk, so a
-    /// wait would only idle the writer. `Duration::ZERO` turns the wait off.
-    pub fn commit_gather(mut self, max_wait: Duration) -> Self {
-        self.gather_max = max_wait;
         self
     }
 

@@ -43,10 +43,10 @@ pub(crate) use writer::{TxCtx, damaged};
 /// [`EngineOptions::checkpoint`](crate::EngineOptions::checkpoint)). After a crash, the next
 /// open replays the log.
 ///
-/// A read may show a commit whose log record is still on its way to the disk (for at most one
-/// sync, well under a millisecond on a local SSD). No caller of that commit has been answered
-/// yet, and hooks that act on it (a submit handed to a waiting worker) have not run; a crash in
-/// that window undoes it, as if its callers had never been answered, which they had not.
+/// A read never shows a commit whose log record is still on its way to the disk: it waits for
+/// that sync (at most one, well under a millisecond on a local SSD), so what a read shows a
+/// crash cannot undo. Callers of a commit are answered, and hooks that act on it (a submit
+/// handed to a waiting worker) run, only once it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
@@ -90,6 +90,11 @@ pub(crate) struct StoreShared {
     /// Closed by poisoning: the file's backend refuses every write from then on, so nothing
     /// unacknowledged reaches the file, not even as redb closes it.
     fence: Arc<std::sync::atomic::AtomicBool>,
+    /// Commits readers may see, counted (see [`StoreShared::until_visible_durable`]) ...
+    visible: AtomicU64,
+    /// ... and how many of them are durable.
+    durable: Mutex<u64>,
+    durable_changed: std::sync::Condvar,
 }
 
 impl Default for StoreShared {
@@ -101,6 +106,9 @@ impl Default for StoreShared {
             log_syncs: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             fence: Arc::default(),
+            visible: AtomicU64::new(0),
+            durable: Mutex::new(0),
+            durable_changed: std::sync::Condvar::new(),
         }
     }
 }
@@ -119,11 +127,53 @@ impl StoreShared {
             *p = Some(cause);
             true
         });
+        // Readers waiting for durability wait no more.
+        let _guard = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        self.durable_changed.notify_all();
     }
 
     fn record_commit(&self, ops: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.ops.fetch_add(ops as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a commit that readers may see from now on; returns its number. Called before
+    /// the commit, so a read that sees it finds its number counted.
+    fn will_be_visible(&self) -> u64 {
+        self.visible.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Every commit up to number `upto` is durable.
+    fn mark_durable(&self, upto: u64) {
+        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        if upto > *durable {
+            *durable = upto;
+            self.durable_changed.notify_all();
+        }
+    }
+
+    /// The number of the last commit readers may see.
+    fn visible_now(&self) -> u64 {
+        self.visible.load(Ordering::SeqCst)
+    }
+
+    /// No read waits any more (the store is closing).
+    fn mark_all_durable(&self) {
+        self.mark_durable(u64::MAX);
+    }
+
+    /// Waits until every commit a read begun now may see is durable: a read never shows what
+    /// a crash could undo. Returns at once on a poisoned store.
+    fn until_visible_durable(&self) {
+        let needed = self.visible.load(Ordering::SeqCst);
+        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        while *durable < needed && self.poisoned().is_none() {
+            durable = self
+                .durable_changed
+                .wait_timeout(durable, Duration::from_millis(10))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 }
 
@@ -132,7 +182,6 @@ impl StoreShared {
 pub(crate) struct StoreConfig {
     pub(crate) durability: Durability,
     pub(crate) max_batch: usize,
-    pub(crate) gather_max: Duration,
     pub(crate) quick_repair: bool,
     pub(crate) checkpoint_bytes: u64,
     pub(crate) checkpoint_every: Duration,
@@ -284,7 +333,6 @@ impl Store {
                 durability: config.durability,
                 max_batch: config.max_batch,
                 quick_repair: config.quick_repair,
-                gather_max: config.gather_max,
                 checkpoint_bytes: config.checkpoint_bytes,
                 checkpoint_every: config.checkpoint_every,
             },
@@ -306,7 +354,9 @@ impl Store {
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         put(&self.sender, tx);
         put(&self.writer, handle);
-        put(&self.log_thread, log_thread);
+        if let Some(id) = log_thread {
+            put(&self.log_thread, id);
+        }
         if let Some(lock) = lock.take() {
             put(&self.lock, lock);
         }
@@ -358,7 +408,9 @@ impl Store {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    /// Runs `f` on a read transaction of the last committed state.
+    /// Runs `f` on a read transaction of the last durable state: a commit whose log record
+    /// is still being synced is waited for (at most one sync), so a read never shows what a
+    /// crash could undo. (On the log's thread, where hooks run, nothing is waited for.)
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let db = self
             .db
@@ -366,9 +418,14 @@ impl Store {
             .map_err(|_| Error::Closed)?
             .clone()
             .ok_or(Error::Closed)?;
+        let on_log_thread = *self.log_thread.lock().unwrap_or_else(|p| p.into_inner())
+            == Some(std::thread::current().id());
         // A damaged page can make redb panic mid-read: the caller gets an error instead.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let rtx = db.begin_read()?;
+            if !on_log_thread {
+                self.shared.until_visible_durable();
+            }
             f(&rtx)
         }))
         .unwrap_or_else(|panic| Err(writer::damaged(&panic)))
@@ -612,7 +669,6 @@ mod tests {
         let config = StoreConfig {
             durability: Durability::Immediate,
             max_batch: 64,
-            gather_max: Duration::ZERO,
             quick_repair: false,
             checkpoint_bytes: 8 << 20,
             checkpoint_every: Duration::from_secs(30),

@@ -189,6 +189,9 @@ impl<'a> TxCtx<'a> {
     }
 }
 
+/// What runs once a batch is durable, before its callers are answered.
+type Hooks = Vec<Box<dyn FnOnce() + Send>>;
+
 /// How applying one op went.
 pub(crate) enum Applied {
     /// Done; its result waits for the commit.
@@ -266,22 +269,12 @@ pub(crate) struct WriterSettings {
     pub(crate) durability: Durability,
     pub(crate) max_batch: usize,
     pub(crate) quick_repair: bool,
-    /// The longest a batch under load waits for more ops; zero never waits.
-    pub(crate) gather_max: Duration,
     /// A checkpoint is due once this much has been logged since the last one (what bounds
     /// the log's size and the replay at open)...
     pub(crate) checkpoint_bytes: u64,
     /// ... or this long after the last one, if anything was logged since.
     pub(crate) checkpoint_every: Duration,
 }
-
-/// A batch gathers only after a commit that answered at least this many ops: a crowd of
-/// callers, not one caller whose next op would only be delayed.
-const GATHER_MIN_OPS: usize = 8;
-
-/// The gathering wait ends when no op arrives for this long: the answered callers come back
-/// in a burst, and a straggler is not worth holding the whole batch for.
-const GATHER_GAP: Duration = Duration::from_micros(50);
 
 pub(crate) struct Writer {
     db: Arc<redb::Database>,
@@ -291,12 +284,8 @@ pub(crate) struct Writer {
     durability: Durability,
     max_batch: usize,
     quick_repair: bool,
-    gather_max: Duration,
     checkpoint_bytes: u64,
     checkpoint_every: Duration,
-    /// Ops answered by the last commit, and how long that commit took.
-    last_answered: usize,
-    last_commit: Duration,
     counters: HashMap<Cow<'static, str>, Counter>,
     /// The data file as opened, and when the path was last checked to still name it.
     identity: FileIdentity,
@@ -306,8 +295,7 @@ pub(crate) struct Writer {
 
 /// The writer's side of the log: where records go, and what numbers them.
 struct Log {
-    sender: Option<Sender<LogMsg>>,
-    thread: Option<JoinHandle<()>>,
+    sink: Sink,
     path: PathBuf,
     /// The generation the file's metadata names since the last checkpoint.
     generation: u64,
@@ -317,6 +305,24 @@ struct Log {
     bytes: u64,
     checkpointed: Instant,
     frame: Vec<u8>,
+}
+
+/// Where the writer's records go.
+enum Sink {
+    /// Not yet started (during the open).
+    Unstarted,
+    /// Fsync'd commits: the log's thread writes and syncs the records, then answers.
+    Syncer {
+        sender: Sender<LogMsg>,
+        thread: JoinHandle<()>,
+    },
+    /// Relaxed commits: the writer writes each record itself and answers at once; the log is
+    /// synced every `flush_every`, from the first record it has not synced.
+    Direct {
+        wal: Wal,
+        unsynced_since: Option<Instant>,
+        flush_every: Duration,
+    },
 }
 
 /// How often, while writing, the writer checks that the path still names the open file.
@@ -340,17 +346,13 @@ impl Writer {
             durability: settings.durability,
             max_batch: settings.max_batch.max(1),
             quick_repair: settings.quick_repair,
-            gather_max: settings.gather_max,
             checkpoint_bytes: settings.checkpoint_bytes,
             checkpoint_every: settings.checkpoint_every,
-            last_answered: 0,
-            last_commit: Duration::ZERO,
             counters: HashMap::new(),
             identity,
             identity_checked: None,
             log: Log {
-                sender: None,
-                thread: None,
+                sink: Sink::Unstarted,
                 path,
                 generation: 0,
                 seq: 0,
@@ -361,75 +363,53 @@ impl Writer {
         }
     }
 
-    /// Starts the log's thread on `wal` (after [`Writer::run_init`] has replayed it). Returns
-    /// the thread's id: hooks run on it.
-    pub(crate) fn start_log(&mut self, wal: Wal) -> std::io::Result<ThreadId> {
+    /// Starts logging to `wal` (after [`Writer::run_init`] has replayed it). For fsync'd
+    /// commits that starts the log's thread, whose id is returned: hooks run on it.
+    pub(crate) fn start_log(&mut self, wal: Wal) -> std::io::Result<Option<ThreadId>> {
+        if let Durability::Relaxed { flush_every } = self.durability {
+            self.log.sink = Sink::Direct {
+                wal,
+                unsynced_since: None,
+                flush_every,
+            };
+            return Ok(None);
+        }
         let (sender, rx) = std::sync::mpsc::channel();
         let syncer = Syncer {
             wal,
             rx,
             shared: self.shared.clone(),
-            durability: self.durability,
         };
         let thread = std::thread::Builder::new()
             .name("jobfile-log".into())
             .spawn(move || syncer.run())?;
         let id = thread.thread().id();
-        self.log.sender = Some(sender);
-        self.log.thread = Some(thread);
-        Ok(id)
-    }
-
-    /// Group commit under load. The callers answered by the last commit usually send their
-    /// next op at once; without a wait the next batch starts with only the ops that arrived
-    /// during that commit, and the callers split into two groups that take turns, each waiting
-    /// out two commits per op. So after a busy commit the batch waits, at most a fraction of
-    /// that commit's time and `gather_max`, until as many ops as it answered have come back or
-    /// none has arrived for [`GATHER_GAP`].
-    fn gather(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, closing: &mut bool) {
-        if self.last_answered < GATHER_MIN_OPS || self.gather_max.is_zero() {
-            return;
-        }
-        let window = self.gather_max.min(self.last_commit / 2);
-        let target = (batch.len() + self.last_answered).min(self.max_batch);
-        let deadline = Instant::now() + window;
-        while batch.len() < target {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.rx.recv_timeout(left.min(GATHER_GAP)) {
-                Ok(Msg::Op(op)) => batch.push(op),
-                Ok(Msg::Close) => {
-                    *closing = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+        self.log.sink = Sink::Syncer { sender, thread };
+        Ok(Some(id))
     }
 
     pub(crate) fn run(mut self) {
         let mut batch: Vec<Box<dyn ErasedOp>> = Vec::with_capacity(self.max_batch);
         let mut closing = false;
         while !closing {
-            let first = if self.log.bytes > 0 {
-                let wait = self
-                    .checkpoint_every
-                    .saturating_sub(self.log.checkpointed.elapsed());
-                match self.rx.recv_timeout(wait) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.checkpoint();
-                        continue;
+            let first = match self.next_timer() {
+                Some(at) => {
+                    match self
+                        .rx
+                        .recv_timeout(at.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.on_timer();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-            } else {
-                match self.rx.recv() {
+                None => match self.rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
-                }
+                },
             };
             let mut next = Some(first);
             while let Some(msg) = next.take() {
@@ -441,34 +421,93 @@ impl Writer {
                     next = self.rx.try_recv().ok();
                 }
             }
-            if !closing && batch.len() < self.max_batch {
-                self.gather(&mut batch, &mut closing);
-            }
             if batch.is_empty() {
                 continue;
             }
             self.run_batch(&mut batch);
-            if self.log.bytes >= self.checkpoint_bytes
-                || (self.log.bytes > 0 && self.log.checkpointed.elapsed() >= self.checkpoint_every)
-            {
+            if self.log.bytes >= self.checkpoint_bytes {
                 self.checkpoint();
+            }
+            if self.next_timer().is_some_and(|at| at <= Instant::now()) {
+                self.on_timer();
             }
         }
         // A clean close leaves the file whole on its own: a last checkpoint, and no log.
         let whole = self.shared.poisoned().is_none() && self.checkpoint();
-        if let Some(sender) = self.log.sender.take() {
-            let _ = sender.send(LogMsg::Close);
-        }
-        if let Some(thread) = self.log.thread.take() {
-            let _ = thread.join();
+        match std::mem::replace(&mut self.log.sink, Sink::Unstarted) {
+            Sink::Syncer { sender, thread } => {
+                let _ = sender.send(LogMsg::Close);
+                let _ = thread.join();
+            }
+            Sink::Direct {
+                wal,
+                unsynced_since: Some(_),
+                ..
+            } if !whole => {
+                if let Err(e) = wal.sync() {
+                    self.poison_log(&wal, &e);
+                }
+            }
+            _ => {}
         }
         if whole {
             let _ = std::fs::remove_file(&self.log.path);
         }
+        self.shared.mark_all_durable();
         // Anything still queued is refused rather than left hanging.
         while let Ok(Msg::Op(op)) = self.rx.try_recv() {
             op.finish(Some(Error::Closed));
         }
+    }
+
+    /// When the writer must act without an op: the next checkpoint due by time (if anything
+    /// was logged since the last), or the next sync of a relaxed log.
+    fn next_timer(&self) -> Option<Instant> {
+        let checkpoint =
+            (self.log.bytes > 0).then(|| self.log.checkpointed + self.checkpoint_every);
+        let sync = match &self.log.sink {
+            Sink::Direct {
+                unsynced_since: Some(since),
+                flush_every,
+                ..
+            } => Some(*since + *flush_every),
+            _ => None,
+        };
+        checkpoint.into_iter().chain(sync).min()
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if let Sink::Direct {
+            wal,
+            unsynced_since,
+            flush_every,
+        } = &mut self.log.sink
+            && unsynced_since.is_some_and(|since| since + *flush_every <= now)
+        {
+            *unsynced_since = None;
+            match wal.sync() {
+                Ok(()) => {
+                    self.shared
+                        .log_syncs
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let cause = log_failure(wal, &e);
+                    tracing::error!(error = %cause, "the engine is now poisoned");
+                    self.shared.poison(cause);
+                }
+            }
+        }
+        if self.log.bytes > 0 && self.log.checkpointed + self.checkpoint_every <= now {
+            self.checkpoint();
+        }
+    }
+
+    fn poison_log(&self, wal: &Wal, e: &std::io::Error) {
+        let cause = log_failure(wal, e);
+        tracing::error!(error = %cause, "the engine is now poisoned");
+        self.shared.poison(cause);
     }
 
     /// Commits the B-tree durably under a new generation, after which every record logged so
@@ -494,6 +533,7 @@ impl Writer {
                 self.shared
                     .checkpoints
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shared.mark_durable(self.shared.visible_now());
                 self.restart_log(generation);
                 true
             }
@@ -512,21 +552,29 @@ impl Writer {
         self.log.seq = 0;
         self.log.bytes = 0;
         self.log.checkpointed = Instant::now();
-        if let Some(sender) = &self.log.sender {
-            let _ = sender.send(LogMsg::Restart);
+        match &mut self.log.sink {
+            Sink::Syncer { sender, .. } => {
+                let _ = sender.send(LogMsg::Restart);
+            }
+            Sink::Direct {
+                wal,
+                unsynced_since,
+                ..
+            } => {
+                wal.restart();
+                *unsynced_since = None;
+            }
+            Sink::Unstarted => {}
         }
     }
 
-    /// Hands a committed batch's record to the log's thread, which answers `done` once the
-    /// record is durable (at once after everything before it, for a batch that changed
-    /// nothing).
+    /// Logs a committed batch's changes; `done` is carried out once they are durable (at once
+    /// after everything before it, for a batch that changed nothing).
     fn log_batch(&mut self, changes: Changes, done: Done) {
-        let msg = if changes.is_empty() {
-            LogMsg::Answer(done)
-        } else {
+        let mut frame = std::mem::take(&mut self.log.frame);
+        frame.clear();
+        if !changes.is_empty() {
             self.log.seq += 1;
-            let mut frame = std::mem::take(&mut self.log.frame);
-            frame.clear();
             wal::frame(
                 self.log.generation,
                 self.log.seq,
@@ -534,21 +582,44 @@ impl Writer {
                 &mut frame,
             );
             self.log.bytes += frame.len() as u64;
-            LogMsg::Append(frame, done)
-        };
-        match &self.log.sender {
-            Some(sender) => {
+        }
+        match &mut self.log.sink {
+            Sink::Syncer { sender, .. } => {
+                let msg = if frame.is_empty() {
+                    LogMsg::Answer(done)
+                } else {
+                    LogMsg::Append(frame, done)
+                };
                 // The log's thread only ends after the writer; a send cannot fail before.
                 let _ = sender.send(msg);
             }
-            None => match msg {
-                LogMsg::Append(_, done) | LogMsg::Answer(done) => {
-                    for (op, _) in done.ops {
-                        op.finish(Some(Error::Internal("the log is not started".into())));
+            Sink::Direct {
+                wal,
+                unsynced_since,
+                ..
+            } => {
+                let written = if frame.is_empty() {
+                    Ok(())
+                } else {
+                    unsynced_since.get_or_insert_with(Instant::now);
+                    wal.append(&frame)
+                };
+                self.log.frame = frame;
+                match written {
+                    Ok(()) => {
+                        // Written is as durable as a relaxed log gets.
+                        self.shared.mark_durable(done.visible);
+                        done.finish()
+                    }
+                    Err(e) => {
+                        let cause = log_failure(wal, &e);
+                        tracing::error!(error = %cause, "the engine is now poisoned");
+                        self.shared.poison(cause.clone());
+                        done.fail(&cause);
                     }
                 }
-                _ => {}
-            },
+            }
+            Sink::Unstarted => done.fail("the log is not started"),
         }
     }
 
@@ -567,15 +638,19 @@ impl Writer {
         }
         let span = tracing::debug_span!("commit", ops = batch.len());
         let _enter = span.enter();
-        let started = Instant::now();
-        self.last_answered = batch.len();
         let outcome = self.try_batch(batch);
-        self.last_commit = started.elapsed();
         match outcome {
-            Ok((hooks, changes)) => {
+            Ok((hooks, changes, visible)) => {
                 self.shared.record_commit(batch.len());
                 let ops = batch.drain(..).map(|op| (op, None)).collect();
-                self.log_batch(changes, Done { hooks, ops });
+                self.log_batch(
+                    changes,
+                    Done {
+                        visible,
+                        hooks,
+                        ops,
+                    },
+                );
             }
             Err(BatchFailure::Storage(e)) => self.fail_all(batch, e),
             Err(BatchFailure::OpFailed | BatchFailure::Panic(_)) => {
@@ -585,16 +660,30 @@ impl Writer {
                 for op in ops {
                     let mut single = vec![op];
                     match self.try_batch(&mut single) {
-                        Ok((hooks, changes)) => {
+                        Ok((hooks, changes, visible)) => {
                             self.shared.record_commit(1);
                             let ops = single.drain(..).map(|op| (op, None)).collect();
-                            self.log_batch(changes, Done { hooks, ops });
+                            self.log_batch(
+                                changes,
+                                Done {
+                                    visible,
+                                    hooks,
+                                    ops,
+                                },
+                            );
                         }
                         Err(BatchFailure::OpFailed) => {
                             // Its error may rest on what earlier batches wrote: it is answered
                             // after them.
                             let ops = single.drain(..).map(|op| (op, None)).collect();
-                            self.log_batch(Changes::default(), Done { hooks: vec![], ops });
+                            self.log_batch(
+                                Changes::default(),
+                                Done {
+                                    visible: 0,
+                                    hooks: vec![],
+                                    ops,
+                                },
+                            );
                         }
                         Err(BatchFailure::Panic(msg)) => {
                             tracing::error!(panic = %msg, "a write op panicked");
@@ -602,7 +691,14 @@ impl Writer {
                                 .drain(..)
                                 .map(|op| (op, Some(Error::Internal(msg.clone()))))
                                 .collect();
-                            self.log_batch(Changes::default(), Done { hooks: vec![], ops });
+                            self.log_batch(
+                                Changes::default(),
+                                Done {
+                                    visible: 0,
+                                    hooks: vec![],
+                                    ops,
+                                },
+                            );
                         }
                         Err(BatchFailure::Storage(e)) => self.fail_all(&mut single, e),
                     }
@@ -700,7 +796,7 @@ impl Writer {
     fn try_batch(
         &mut self,
         ops: &mut [Box<dyn ErasedOp>],
-    ) -> Result<(Vec<Box<dyn FnOnce() + Send>>, Changes), BatchFailure> {
+    ) -> Result<(Hooks, Changes, u64), BatchFailure> {
         let outcome = self.apply_and_commit(ops);
         if outcome.is_err() {
             self.counters.retain(|_, c| !c.gauge);
@@ -713,7 +809,7 @@ impl Writer {
     fn apply_and_commit(
         &mut self,
         ops: &mut [Box<dyn ErasedOp>],
-    ) -> Result<(Vec<Box<dyn FnOnce() + Send>>, Changes), BatchFailure> {
+    ) -> Result<(Hooks, Changes, u64), BatchFailure> {
         let storage = BatchFailure::Storage;
         let mut tx = self.db.begin_write().map_err(|e| storage(e.into()))?;
         tx.set_durability(redb::Durability::None)
@@ -741,14 +837,23 @@ impl Writer {
         let hooks = std::mem::take(&mut ctx.after_commit);
         drop(ctx);
         let (tx, changes) = tx.into_parts();
+        let visible = self.shared.will_be_visible();
         // redb asserts its own invariants while committing; on a damaged file one can panic,
         // which poisons the engine like any other failed commit.
         match catch_unwind(AssertUnwindSafe(|| tx.commit())) {
             Ok(committed) => committed.map_err(|e| storage(e.into()))?,
             Err(panic) => return Err(storage(damaged(&panic))),
         }
-        Ok((hooks, changes))
+        Ok((hooks, changes, visible))
     }
+}
+
+/// Why the engine is poisoned after the log failed.
+pub(crate) fn log_failure(wal: &Wal, e: &std::io::Error) -> String {
+    format!(
+        "writing the write-ahead log {} failed: {e}",
+        wal.path().display()
+    )
 }
 
 /// The error for a panic raised by the storage layer while reading or writing the file.
@@ -769,98 +874,5 @@ pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
         s.clone()
     } else {
         "a write op panicked".to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ManualClock;
-    use std::sync::mpsc;
-
-    struct Nop;
-
-    impl ErasedOp for Nop {
-        fn apply(&mut self, _: &mut TxCtx<'_>) -> Applied {
-            Applied::Done
-        }
-        fn finish(self: Box<Self>, _: Option<Error>) {}
-    }
-
-    /// A writer whose last commit answered `answered` ops and took a long time, with `queued`
-    /// ops already waiting in its channel.
-    fn writer_after(answered: usize, queued: usize) -> (Writer, mpsc::Sender<Msg>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("w.redb");
-        let db = redb::Database::create(&path).expect("db");
-        let file = std::fs::File::open(&path).expect("file");
-        let (tx, rx) = mpsc::channel();
-        let mut writer = Writer::new(
-            Arc::new(db),
-            rx,
-            Arc::new(StoreShared::default()),
-            Arc::new(ManualClock::new(0)),
-            FileIdentity::new(&path, file).expect("identity"),
-            WriterSettings {
-                durability: Durability::Immediate,
-                max_batch: 4_096,
-                quick_repair: false,
-                gather_max: Duration::from_secs(60),
-                checkpoint_bytes: 8 << 20,
-                checkpoint_every: Duration::from_secs(30),
-            },
-        );
-        writer.last_answered = answered;
-        writer.last_commit = Duration::from_secs(60);
-        for _ in 0..queued {
-            tx.send(Msg::Op(Box::new(Nop))).expect("send");
-        }
-        (writer, tx)
-    }
-
-    #[test]
-    fn gather_takes_as_many_ops_as_the_last_commit_answered_and_no_more() {
-        let (mut writer, tx) = writer_after(16, 20);
-        let (mut batch, mut closing) = (Vec::new(), false);
-        writer.gather(&mut batch, &mut closing);
-        assert_eq!(batch.len(), 16);
-        assert!(!closing);
-        // The other four wait for the next batch.
-        assert_eq!(writer.rx.try_iter().count(), 4);
-        drop(tx);
-    }
-
-    #[test]
-    fn gather_stops_when_no_op_comes_and_never_after_a_small_commit() {
-        // Five of the sixteen come back; the wait ends on the gap, not the 30 s window.
-        let (mut writer, _tx) = writer_after(16, 5);
-        let (mut batch, mut closing) = (Vec::new(), false);
-        writer.gather(&mut batch, &mut closing);
-        assert_eq!(batch.len(), 5);
-
-        // After a commit of fewer than GATHER_MIN_OPS ops the batch does not wait at all.
-        let (mut writer, _tx) = writer_after(GATHER_MIN_OPS - 1, 3);
-        let mut batch = Vec::new();
-        writer.gather(&mut batch, &mut closing);
-        assert!(batch.is_empty());
-        assert_eq!(writer.rx.try_iter().count(), 3);
-
-        // Nor when the wait is turned off.
-        let (mut writer, _tx) = writer_after(16, 3);
-        writer.gather_max = Duration::ZERO;
-        let mut batch = Vec::new();
-        writer.gather(&mut batch, &mut closing);
-        assert!(batch.is_empty());
-    }
-
-    #[test]
-    fn gather_stops_at_close() {
-        let (mut writer, tx) = writer_after(16, 2);
-        tx.send(Msg::Close).expect("send");
-        tx.send(Msg::Op(Box::new(Nop))).expect("send");
-        let (mut batch, mut closing) = (Vec::new(), false);
-        writer.gather(&mut batch, &mut closing);
-        assert_eq!(batch.len(), 2);
-        assert!(closing);
     }
 }
