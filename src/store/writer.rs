@@ -623,6 +623,24 @@ impl Writer {
         }
     }
 
+    /// Counts a committed batch and hands it to the log, its ops to be answered once durable.
+    fn log_committed(
+        &mut self,
+        batch: &mut Vec<Box<dyn ErasedOp>>,
+        (hooks, changes, visible): (Hooks, Changes, u64),
+    ) {
+        self.shared.record_commit(batch.len());
+        let ops = batch.drain(..).map(|op| (op, None)).collect();
+        self.log_batch(
+            changes,
+            Done {
+                visible,
+                hooks,
+                ops,
+            },
+        );
+    }
+
     fn run_batch(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>) {
         if let Some(cause) = self.shared.poisoned() {
             for op in batch.drain(..) {
@@ -640,18 +658,7 @@ impl Writer {
         let _enter = span.enter();
         let outcome = self.try_batch(batch);
         match outcome {
-            Ok((hooks, changes, visible)) => {
-                self.shared.record_commit(batch.len());
-                let ops = batch.drain(..).map(|op| (op, None)).collect();
-                self.log_batch(
-                    changes,
-                    Done {
-                        visible,
-                        hooks,
-                        ops,
-                    },
-                );
-            }
+            Ok(committed) => self.log_committed(batch, committed),
             Err(BatchFailure::Storage(e)) => self.fail_all(batch, e),
             Err(BatchFailure::OpFailed | BatchFailure::Panic(_)) => {
                 // Replay one op per transaction so only the failing op fails, and nothing it
@@ -660,18 +667,7 @@ impl Writer {
                 for op in ops {
                     let mut single = vec![op];
                     match self.try_batch(&mut single) {
-                        Ok((hooks, changes, visible)) => {
-                            self.shared.record_commit(1);
-                            let ops = single.drain(..).map(|op| (op, None)).collect();
-                            self.log_batch(
-                                changes,
-                                Done {
-                                    visible,
-                                    hooks,
-                                    ops,
-                                },
-                            );
-                        }
+                        Ok(committed) => self.log_committed(&mut single, committed),
                         Err(BatchFailure::OpFailed) => {
                             // Its error may rest on what earlier batches wrote: it is answered
                             // after them.
