@@ -157,23 +157,23 @@ impl StoreShared {
         self.visible.load(Ordering::SeqCst)
     }
 
-    /// No read waits any more (the store is closing).
-    fn mark_all_durable(&self) {
-        self.mark_durable(u64::MAX);
-    }
-
     /// Waits until every commit a read begun now may see is durable: a read never shows what
-    /// a crash could undo. Returns at once on a poisoned store.
-    fn until_visible_durable(&self) {
+    /// a crash could undo. On a poisoned store, what is not durable by then never will be:
+    /// such a read is refused.
+    fn until_visible_durable(&self) -> Result<()> {
         let needed = self.visible.load(Ordering::SeqCst);
         let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
-        while *durable < needed && self.poisoned().is_none() {
+        while *durable < needed {
+            if let Some(cause) = self.poisoned() {
+                return Err(Error::Poisoned { cause });
+            }
             durable = self
                 .durable_changed
                 .wait_timeout(durable, Duration::from_millis(10))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        Ok(())
     }
 }
 
@@ -410,7 +410,9 @@ impl Store {
 
     /// Runs `f` on a read transaction of the last durable state: a commit whose log record
     /// is still being synced is waited for (at most one sync), so a read never shows what a
-    /// crash could undo. (On the log's thread, where hooks run, nothing is waited for.)
+    /// crash could undo; on a poisoned store, a read that would show a commit that never
+    /// became durable is refused with [`Error::Poisoned`]. (On the log's thread, where hooks
+    /// run, nothing is waited for.)
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let db = self
             .db
@@ -424,7 +426,7 @@ impl Store {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let rtx = db.begin_read()?;
             if !on_log_thread {
-                self.shared.until_visible_durable();
+                self.shared.until_visible_durable()?;
             }
             f(&rtx)
         }))

@@ -2,13 +2,13 @@
 //! them durable, and only then answers the batches' callers, in commit order. While it waits on the disk, the
 //! writer already applies the next batches; records that arrive meanwhile share the next sync.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 
 use super::StoreShared;
 use super::wal::Wal;
-use super::writer::{ErasedOp, log_failure};
+use super::writer::{ErasedOp, lock, log_failure};
 use crate::error::Error;
 
 /// What a batch leaves to do once it is durable: its hooks (in order), then its callers'
@@ -53,13 +53,16 @@ pub(crate) enum LogMsg {
 const MAX_PASS: usize = 4_096;
 
 pub(crate) struct Syncer {
-    pub(crate) wal: Wal,
+    /// Shared with the writer, which writes to it itself when nothing is in hand here.
+    pub(crate) wal: Arc<Mutex<Wal>>,
     pub(crate) rx: Receiver<LogMsg>,
     pub(crate) shared: Arc<StoreShared>,
+    /// Messages the writer sent that are not yet carried out.
+    pub(crate) in_hand: Arc<AtomicUsize>,
 }
 
 impl Syncer {
-    pub(crate) fn run(mut self) {
+    pub(crate) fn run(self) {
         let mut bytes = Vec::new();
         let mut pending: Vec<Done> = Vec::new();
         let mut closing = false;
@@ -80,7 +83,7 @@ impl Syncer {
                         // nothing pending needs the log.
                         bytes.clear();
                         pending.drain(..).for_each(Done::finish);
-                        self.wal.restart();
+                        lock(&self.wal).restart();
                     }
                     LogMsg::Close => closing = true,
                 }
@@ -89,11 +92,17 @@ impl Syncer {
                 }
             }
             if !bytes.is_empty() && self.shared.poisoned().is_none() {
-                let written = self.wal.append(&bytes).and_then(|()| self.sync());
-                if let Err(e) = written {
-                    let cause = log_failure(&self.wal, &e);
-                    tracing::error!(error = %cause, "the engine is now poisoned");
-                    self.shared.poison(cause);
+                let mut wal = lock(&self.wal);
+                let written = wal.append(&bytes).and_then(|()| wal.sync());
+                match written {
+                    Ok(()) => {
+                        self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        let cause = log_failure(&wal, &e);
+                        tracing::error!(error = %cause, "the engine is now poisoned");
+                        self.shared.poison(cause);
+                    }
                 }
             }
             bytes.clear();
@@ -106,12 +115,7 @@ impl Syncer {
                 }
                 Some(cause) => pending.drain(..).for_each(|d| d.fail(&cause)),
             }
+            self.in_hand.fetch_sub(taken, Ordering::SeqCst);
         }
-    }
-
-    fn sync(&self) -> std::io::Result<()> {
-        self.wal.sync()?;
-        self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 }

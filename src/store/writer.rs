@@ -14,8 +14,9 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
@@ -311,10 +312,15 @@ struct Log {
 enum Sink {
     /// Not yet started (during the open).
     Unstarted,
-    /// Fsync'd commits: the log's thread writes and syncs the records, then answers.
+    /// Fsync'd commits: the log's thread writes and syncs the records, then answers, while
+    /// the writer goes on; when it has nothing in hand, the writer writes, syncs and answers
+    /// itself, a thread hop fewer for a lone commit.
     Syncer {
         sender: Sender<LogMsg>,
         thread: JoinHandle<()>,
+        wal: Arc<Mutex<Wal>>,
+        /// Messages sent to the log's thread and not yet carried out.
+        in_hand: Arc<AtomicUsize>,
     },
     /// Relaxed commits: the writer writes each record itself and answers at once; the log is
     /// synced every `flush_every`, from the first record it has not synced.
@@ -375,16 +381,24 @@ impl Writer {
             return Ok(None);
         }
         let (sender, rx) = std::sync::mpsc::channel();
+        let wal = Arc::new(Mutex::new(wal));
+        let in_hand = Arc::new(AtomicUsize::new(0));
         let syncer = Syncer {
-            wal,
+            wal: wal.clone(),
             rx,
             shared: self.shared.clone(),
+            in_hand: in_hand.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("jobfile-log".into())
             .spawn(move || syncer.run())?;
         let id = thread.thread().id();
-        self.log.sink = Sink::Syncer { sender, thread };
+        self.log.sink = Sink::Syncer {
+            sender,
+            thread,
+            wal,
+            in_hand,
+        };
         Ok(Some(id))
     }
 
@@ -435,7 +449,7 @@ impl Writer {
         // A clean close leaves the file whole on its own: a last checkpoint, and no log.
         let whole = self.shared.poisoned().is_none() && self.checkpoint();
         match std::mem::replace(&mut self.log.sink, Sink::Unstarted) {
-            Sink::Syncer { sender, thread } => {
+            Sink::Syncer { sender, thread, .. } => {
                 let _ = sender.send(LogMsg::Close);
                 let _ = thread.join();
             }
@@ -453,7 +467,6 @@ impl Writer {
         if whole {
             let _ = std::fs::remove_file(&self.log.path);
         }
-        self.shared.mark_all_durable();
         // Anything still queued is refused rather than left hanging.
         while let Ok(Msg::Op(op)) = self.rx.try_recv() {
             op.finish(Some(Error::Closed));
@@ -488,9 +501,7 @@ impl Writer {
             *unsynced_since = None;
             match wal.sync() {
                 Ok(()) => {
-                    self.shared
-                        .log_syncs
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     let cause = log_failure(wal, &e);
@@ -530,9 +541,7 @@ impl Writer {
         })();
         match committed {
             Ok(()) => {
-                self.shared
-                    .checkpoints
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
                 self.shared.mark_durable(self.shared.visible_now());
                 self.restart_log(generation);
                 true
@@ -553,8 +562,18 @@ impl Writer {
         self.log.bytes = 0;
         self.log.checkpointed = Instant::now();
         match &mut self.log.sink {
-            Sink::Syncer { sender, .. } => {
-                let _ = sender.send(LogMsg::Restart);
+            Sink::Syncer {
+                sender,
+                wal,
+                in_hand,
+                ..
+            } => {
+                if in_hand.load(Ordering::SeqCst) == 0 {
+                    lock(wal).restart();
+                } else {
+                    in_hand.fetch_add(1, Ordering::SeqCst);
+                    let _ = sender.send(LogMsg::Restart);
+                }
             }
             Sink::Direct {
                 wal,
@@ -584,14 +603,46 @@ impl Writer {
             self.log.bytes += frame.len() as u64;
         }
         match &mut self.log.sink {
-            Sink::Syncer { sender, .. } => {
-                let msg = if frame.is_empty() {
-                    LogMsg::Answer(done)
+            Sink::Syncer {
+                sender,
+                wal,
+                in_hand,
+                ..
+            } => {
+                if in_hand.load(Ordering::SeqCst) > 0 {
+                    let msg = if frame.is_empty() {
+                        LogMsg::Answer(done)
+                    } else {
+                        LogMsg::Append(frame, done)
+                    };
+                    in_hand.fetch_add(1, Ordering::SeqCst);
+                    // The log's thread only ends after the writer; a send cannot fail before.
+                    let _ = sender.send(msg);
+                    return;
+                }
+                // Nothing before it is in hand: write, sync and answer here.
+                let written = if frame.is_empty() {
+                    Ok(())
                 } else {
-                    LogMsg::Append(frame, done)
+                    let mut wal = lock(wal);
+                    let written = wal.append(&frame).and_then(|()| wal.sync());
+                    written.map_err(|e| log_failure(&wal, &e))
                 };
-                // The log's thread only ends after the writer; a send cannot fail before.
-                let _ = sender.send(msg);
+                self.log.frame = frame;
+                match written {
+                    Ok(()) => {
+                        if !self.log.frame.is_empty() {
+                            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.shared.mark_durable(done.visible);
+                        done.finish()
+                    }
+                    Err(cause) => {
+                        tracing::error!(error = %cause, "the engine is now poisoned");
+                        self.shared.poison(cause.clone());
+                        done.fail(&cause);
+                    }
+                }
             }
             Sink::Direct {
                 wal,
@@ -842,6 +893,10 @@ impl Writer {
         }
         Ok((hooks, changes, visible))
     }
+}
+
+pub(crate) fn lock(wal: &Mutex<Wal>) -> std::sync::MutexGuard<'_, Wal> {
+    wal.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Why the engine is poisoned after the log failed.
