@@ -13,7 +13,10 @@
 //! - drain, once: the small file's 1,000 backlog jobs and the first `--probe` of the deep one,
 //!   claimed and completed (no-op handler);
 //! - recovery (deep file only): a child process starts `--running` backlog jobs, is SIGKILLed,
-//!   and the parent times the open (recovery included) and the first claim after it.
+//!   and the parent times the open (recovery included) and the first claim after it. With
+//!   `--full-log`, the child first fills the write-ahead log with 8 MiB of submits made after
+//!   its last checkpoint (the default checkpoint size: the longest replay the defaults allow),
+//!   so the open replays them too.
 //!
 //! With the engine's defaults (quick repair on); `--no-quick-repair` turns it off.
 
@@ -213,7 +216,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The child: starts `running` backlog jobs that never finish, says so, and waits to be killed.
+/// Whether the child fills the log before it is killed (`--full-log`).
+fn full_log() -> bool {
+    std::env::args().any(|a| a == "--full-log")
+}
+
+/// The child: starts `running` backlog jobs that never finish (with `--full-log`, then submits
+/// jobs until its log holds 8 MiB since its open), says so, and waits to be killed.
 fn hold(path: &str, running: u64) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -222,6 +231,8 @@ fn hold(path: &str, running: u64) {
         let (s, a) = (started.clone(), all.clone());
         let engine = EngineOptions::new()
             .quick_repair(quick_repair())
+            // No checkpoint after the open: whatever the child logs, the parent replays.
+            .checkpoint(u64::MAX, Duration::from_secs(3_600))
             .max_running_jobs(running as usize)
             .on_job_metric(move |m| {
                 if matches!(m, JobMetric::Started { .. })
@@ -244,6 +255,32 @@ fn hold(path: &str, running: u64) {
             )
             .expect("register");
         waiting.await;
+        if full_log() {
+            let filler = engine
+                .register(JobSpec::new("filler"), |_: JobCtx, _: u64| async { Ok(()) })
+                .expect("register filler");
+            let log = format!("{path}.wal");
+            let full = || std::fs::metadata(&log).map_or(0, |m| m.len()) >= 8 << 20;
+            let mut n = 0u64;
+            while !full() {
+                let batch: Vec<_> = (0..32u64)
+                    .map(|i| {
+                        let filler = filler.clone();
+                        tokio::spawn(async move {
+                            filler.submit(n + i).delay(Duration::from_secs(3_600)).await
+                        })
+                    })
+                    .collect();
+                for b in batch {
+                    b.await.expect("join").expect("filler submit");
+                }
+                n += 32;
+            }
+            eprintln!(
+                "child: {n} filler jobs submitted, log {} bytes",
+                std::fs::metadata(&log).map_or(0, |m| m.len())
+            );
+        }
         println!("running {}", started.load(Ordering::Relaxed));
         std::future::pending::<()>().await;
     });
@@ -260,6 +297,7 @@ async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
             } else {
                 "--no-quick-repair"
             },
+            if full_log() { "--full-log" } else { "" },
         ])
         .stdout(Stdio::piped())
         .spawn()
