@@ -61,6 +61,8 @@ fn main() {
             .expect("register");
         let started = Instant::now();
         let mut sizes = Vec::new();
+        let mut log_sizes = Vec::new();
+        let log = dir.path().join("soak.jobfile.wal");
         for minute in 1..=minutes {
             let target = completed.load(Ordering::Relaxed) + per_minute;
             goal.store(target, Ordering::Relaxed);
@@ -99,10 +101,12 @@ fn main() {
                 engine.tick().await.expect("tick");
             };
             sizes.push(mb(&path));
+            log_sizes.push(mb(&log));
             if [1, 2, 5, 10, 15, 30, 45, 60].contains(&minute) || minute == minutes {
                 println!(
-                    "minute {minute:>3}: file {:7.1} MB, {retained} jobs retained, {:.0} jobs/s so far",
+                    "minute {minute:>3}: file {:7.1} MB, log {:5.1} MB, {retained} jobs retained, {:.0} jobs/s so far",
                     mb(&path),
+                    mb(&log),
                     (minute * per_minute) as f64 / started.elapsed().as_secs_f64()
                 );
             }
@@ -114,6 +118,8 @@ fn main() {
             "second half of the hour: file between {min:.1} and {max:.1} MB ({} jobs in all)",
             minutes * per_minute
         );
+        let largest_log = log_sizes.iter().copied().fold(f64::MIN, f64::max);
+        println!("the write-ahead log beside it: {largest_log:.1} MB at most");
         engine
             .shutdown(Duration::from_secs(10))
             .await
