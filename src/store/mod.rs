@@ -118,12 +118,14 @@ impl StoreShared {
         self.poisoned.borrow().clone()
     }
 
+    /// Poisons the store (the first cause stays), saying so in the log once.
     fn poison(&self, cause: String) {
         self.fence.store(true, Ordering::SeqCst);
         self.poisoned.send_if_modified(|p| {
             if p.is_some() {
                 return false;
             }
+            tracing::error!(error = %cause, "the engine is now poisoned");
             *p = Some(cause);
             true
         });

@@ -100,7 +100,6 @@ impl Syncer {
                     }
                     Err(e) => {
                         let cause = log_failure(&wal, &e);
-                        tracing::error!(error = %cause, "the engine is now poisoned");
                         self.shared.poison(cause);
                     }
                 }

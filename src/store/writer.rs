@@ -459,7 +459,7 @@ impl Writer {
                 ..
             } if !whole => {
                 if let Err(e) = wal.sync() {
-                    self.poison_log(&wal, &e);
+                    self.shared.poison(log_failure(&wal, &e));
                 }
             }
             _ => {}
@@ -505,7 +505,6 @@ impl Writer {
                 }
                 Err(e) => {
                     let cause = log_failure(wal, &e);
-                    tracing::error!(error = %cause, "the engine is now poisoned");
                     self.shared.poison(cause);
                 }
             }
@@ -513,12 +512,6 @@ impl Writer {
         if self.log.bytes > 0 && self.log.checkpointed + self.checkpoint_every <= now {
             self.checkpoint();
         }
-    }
-
-    fn poison_log(&self, wal: &Wal, e: &std::io::Error) {
-        let cause = log_failure(wal, e);
-        tracing::error!(error = %cause, "the engine is now poisoned");
-        self.shared.poison(cause);
     }
 
     /// Commits the B-tree durably under a new generation, after which every record logged so
@@ -548,7 +541,6 @@ impl Writer {
             }
             Err(e) => {
                 let cause = format!("a checkpoint failed: {e}");
-                tracing::error!(error = %cause, "the engine is now poisoned");
                 self.shared.poison(cause);
                 false
             }
@@ -638,7 +630,6 @@ impl Writer {
                         done.finish()
                     }
                     Err(cause) => {
-                        tracing::error!(error = %cause, "the engine is now poisoned");
                         self.shared.poison(cause.clone());
                         done.fail(&cause);
                     }
@@ -664,7 +655,6 @@ impl Writer {
                     }
                     Err(e) => {
                         let cause = log_failure(wal, &e);
-                        tracing::error!(error = %cause, "the engine is now poisoned");
                         self.shared.poison(cause.clone());
                         done.fail(&cause);
                     }
@@ -777,7 +767,6 @@ impl Writer {
     /// (the typed [`Error::StorageFull`]); else that the engine is poisoned.
     fn fail_all(&mut self, batch: &mut Vec<Box<dyn ErasedOp>>, e: Error) {
         let cause = e.to_string();
-        tracing::error!(error = %cause, "commit failed; the engine is now poisoned");
         self.shared.poison(cause.clone());
         for op in batch.drain(..) {
             let answer = match &e {
