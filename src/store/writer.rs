@@ -1,8 +1,10 @@
 //! The single writer thread: takes one op, drains whatever else is waiting (up to a bound),
 //! applies them all in one write transaction and commits it without a sync. The batch's changes
 //! go to the log's thread as one record ([`super::syncer`]), which answers each caller once the
-//! record is durable; meanwhile the writer applies the next batch. Every so often (by log size
-//! and by time) a checkpoint commits the B-tree durably and the log starts over.
+//! record is durable; meanwhile the writer applies the next batch. (When the log's thread has
+//! nothing in hand, the writer writes, syncs and answers the batch itself; relaxed commits are
+//! always written here and answered at once.) Every so often (by log size and by time) a
+//! checkpoint commits the B-tree durably and the log starts over.
 //!
 //! redb cannot undo one op inside a transaction, so an op that returns an error or panics
 //! abandons the whole batch, which is then replayed one op per transaction: the failing op gets
