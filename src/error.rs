@@ -217,6 +217,18 @@ pub enum Error {
         waited_ms: u64,
     },
 
+    /// A rate limiter refused a check ([`RateLimit::check_or_err`](crate::RateLimit::check_or_err)):
+    /// the identifier used its limit in the sliding window. The check was counted.
+    #[error(
+        "rate limit {name:?} reached for this identifier; a check passes again in {retry_in_ms} ms"
+    )]
+    RateLimited {
+        /// The rate limiter.
+        name: String,
+        /// Time until a check would pass again, if no other check comes meanwhile.
+        retry_in_ms: u64,
+    },
+
     /// An ephemeral set is full; an upsert of a new key was refused. Nothing was written.
     #[error("ephemeral set {set:?} already holds its capacity of {capacity} entries")]
     CapacityExceeded {

@@ -80,6 +80,7 @@ mod mutex;
 mod postgres;
 mod primitive;
 mod queue;
+mod ratelimit;
 mod retry;
 mod scheduler;
 mod store;
@@ -107,6 +108,7 @@ pub use queue::{
     DeadLetter, DeadReason, Delivery, MessageInfo, MessageStatus, Queue, QueueOptions, QueueStats,
     QueueSummary, SendMessage, SendReceipt,
 };
+pub use ratelimit::{RateLimit, RateLimitCheck};
 pub use retry::{RetryError, RetryPolicy, retry, retry_until};
 #[cfg(feature = "cron")]
 pub use scheduler::{

@@ -24,7 +24,8 @@ pub fn decode_stored_records(bytes: &[u8]) -> crate::Result<()> {
 
 /// Decodes `bytes` as each kind of stored record in turn (queue message, job, job event,
 /// mutex lease, ephemeral entry, ephemeral change, ephemeral set, topic event, topic, consumer
-/// group, pending delivery, schedule, schedule failure, schedule dead letter) and says how
+/// group, pending delivery, schedule, schedule failure, schedule dead letter, rate-limit
+/// counts) and says how
 /// each went.
 /// Never panics, whatever the input.
 pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result<()>)> {
@@ -58,6 +59,10 @@ pub fn decode_each_record_kind(bytes: &[u8]) -> Vec<(&'static str, crate::Result
         ),
         ("schedule_failures", failure),
         ("schedule_dead", dead),
+        (
+            "rate_limits",
+            crate::ratelimit::record::decode_counts_record(bytes),
+        ),
     ];
     kinds.extend(crate::topic::record::decode_records(bytes));
     kinds

@@ -30,6 +30,8 @@ use crate::mutex::{FencedMutex, MutexLease};
 use crate::primitive::Primitive;
 use crate::queue::core::QueueCore;
 use crate::queue::{Queue, QueueOptions, QueueSummary};
+use crate::ratelimit::RateLimit;
+use crate::ratelimit::core::RateLimitCore;
 #[cfg(feature = "cron")]
 use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::{Store, StoreConfig, StoreStats};
@@ -57,6 +59,7 @@ struct EngineInner {
     mutexes: Arc<MutexCore>,
     ephemeral: Arc<EphemeralCore>,
     topics: Arc<TopicCore>,
+    rate_limits: Arc<RateLimitCore>,
     #[cfg(feature = "cron")]
     scheduler: Arc<SchedulerCore>,
     /// The same primitives, as the engine drives them.
@@ -105,6 +108,7 @@ impl Engine {
             stop_rx.clone(),
         ));
         let topics = Arc::new(TopicCore::new(store.clone(), stop_rx.clone()));
+        let rate_limits = Arc::new(RateLimitCore::new(store.clone()));
         #[cfg(feature = "cron")]
         let scheduler = Arc::new(SchedulerCore::new(
             jobs.clone(),
@@ -119,6 +123,7 @@ impl Engine {
             mutexes.clone(),
             ephemeral.clone(),
             topics.clone(),
+            rate_limits.clone(),
             scheduler.clone(),
         ];
         let epoch = {
@@ -143,6 +148,7 @@ impl Engine {
                 mutexes,
                 ephemeral,
                 topics,
+                rate_limits,
                 #[cfg(feature = "cron")]
                 scheduler,
                 primitives,
@@ -278,6 +284,17 @@ impl Engine {
     /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or one over 256 bytes.
     pub fn mutex(&self, name: &str) -> Result<FencedMutex> {
         FencedMutex::new(self.inner.mutexes.clone(), name)
+    }
+
+    /// The sliding-window rate limiter `name`: at most `limit` checks per `window` for each
+    /// identifier. Its counts are shared by every handle of the same name (and, on
+    /// PostgreSQL, every node); handles should agree on the window, as counts taken with
+    /// another window length are started afresh.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty name or
+    /// one over 256 bytes, a zero limit or a window under 1 ms.
+    pub fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateLimit> {
+        RateLimit::new(self.inner.rate_limits.clone(), name, limit, window)
     }
 
     /// Every job, whatever its definition: inspect, list, the dead-letter view, events, metrics.

@@ -137,11 +137,16 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         options.explicit_clock,
         stop_rx.clone(),
     ));
+    let rate_limits = Arc::new(crate::ratelimit::core::RateLimitCore::postgres(
+        pg.clone(),
+        options.explicit_clock.then(|| clock.clone()),
+    ));
     let mut primitives: Vec<Arc<dyn Primitive>> = vec![
         queues.clone(),
         jobs.clone(),
         ephemeral.clone(),
         topics.clone(),
+        rate_limits.clone(),
     ];
     // The first pass at once: dead nodes' work and whatever came due meanwhile.
     jobs.timer.lower(0);
@@ -158,6 +163,11 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         tokio::spawn(run_timer(queues.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(run_timer(ephemeral.clone(), clock.clone(), stop_rx.clone())),
         tokio::spawn(run_timer(topics.clone(), clock.clone(), stop_rx.clone())),
+        tokio::spawn(run_timer(
+            rate_limits.clone(),
+            clock.clone(),
+            stop_rx.clone(),
+        )),
         tokio::spawn(poll_other_nodes(
             followed.clone(),
             poll_only,
@@ -215,6 +225,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
             mutexes,
             ephemeral,
             topics,
+            rate_limits,
             #[cfg(feature = "cron")]
             scheduler,
             primitives,

@@ -7,7 +7,7 @@ use super::pg_error;
 use crate::error::{Error, Result};
 
 /// The newest schema version this build knows; a schema at a higher one is refused.
-pub(crate) const SCHEMA_VERSION: i32 = 5;
+pub(crate) const SCHEMA_VERSION: i32 = 6;
 
 /// Each migration: its version and its statements. Never edit one that has shipped; add the
 /// next.
@@ -204,6 +204,21 @@ const MIGRATIONS: &[(i32, &str)] = &[
          ALTER TABLE ephemeral_entries SET (autovacuum_vacuum_scale_factor = 0.02);
          ALTER TABLE ephemeral_changes SET (autovacuum_vacuum_scale_factor = 0.02);
          ALTER TABLE topic_pending SET (autovacuum_vacuum_scale_factor = 0.02);",
+    ),
+    (
+        6,
+        "CREATE TABLE rate_limits (
+             name text NOT NULL,
+             key bytea NOT NULL,
+             window_ms bigint NOT NULL,
+             start_ms bigint NOT NULL,
+             current bigint NOT NULL,
+             previous bigint NOT NULL,
+             expires_at bigint NOT NULL,
+             PRIMARY KEY (name, key)
+         );
+         CREATE INDEX rate_limits_expiry ON rate_limits (expires_at);
+         ALTER TABLE rate_limits SET (autovacuum_vacuum_scale_factor = 0.02);",
     ),
 ];
 
