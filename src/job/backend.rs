@@ -2,7 +2,6 @@
 
 use std::future::Future;
 
-use super::effects::Claimed;
 use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, Submitted};
@@ -10,8 +9,9 @@ use super::metrics::JobMetrics;
 use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
 use super::redb::RedbJobs;
-use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
+use super::storage::{AttemptClaim, Claim, JobQuery, JobStorage, ProgressUpdate};
 use crate::error::{Error, Result};
+use crate::ratelimit::window::Window;
 
 /// The storage an engine's jobs use.
 #[derive(Debug)]
@@ -67,11 +67,25 @@ impl JobStorage for JobBackend {
         }
     }
 
-    async fn claim(&self, name: &str, max: usize, epoch: u64) -> Result<(Vec<Claimed>, bool)> {
+    async fn claim(
+        &self,
+        name: &str,
+        max: usize,
+        epoch: u64,
+        rate: Option<Window>,
+    ) -> Result<Claim> {
         match self {
-            JobBackend::Redb(b) => b.claim(name, max, epoch).await,
+            JobBackend::Redb(b) => b.claim(name, max, epoch, rate).await,
             #[cfg(feature = "postgres")]
-            JobBackend::Postgres(b) => b.claim(name, max, epoch).await,
+            JobBackend::Postgres(b) => b.claim(name, max, epoch, rate).await,
+        }
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<bool> {
+        match self {
+            JobBackend::Redb(b) => b.set_paused(name, paused).await,
+            #[cfg(feature = "postgres")]
+            JobBackend::Postgres(b) => b.set_paused(name, paused).await,
         }
     }
 

@@ -357,6 +357,9 @@ impl JobHost for JobCore {
             return None;
         }
         let target = lock(&self.targets).get(name).cloned()?;
+        if target.rate_limited {
+            return None;
+        }
         try_slot(&self.global, &target.concurrency)
     }
 

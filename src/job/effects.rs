@@ -36,6 +36,8 @@ pub(crate) fn try_slot(global: &Arc<Semaphore>, concurrency: &Arc<Semaphore>) ->
 #[derive(Debug)]
 pub(crate) struct DispatchTarget {
     pub(crate) concurrency: Arc<Semaphore>,
+    /// The definition has a start limit: its jobs start through claims, which count them.
+    pub(crate) rate_limited: bool,
     pub(crate) handoff: mpsc::UnboundedSender<(Claimed, Slot)>,
 }
 

@@ -97,6 +97,7 @@ where
         let def = Arc::new(Definition {
             name: self.spec.name.as_str().into(),
             concurrency: concurrency.clone(),
+            rate: self.spec.start_window(),
             result_limit: limit,
             invoke: Box::new(invoke),
         });
@@ -105,6 +106,7 @@ where
             &self.spec.name,
             DispatchTarget {
                 concurrency,
+                rate_limited: self.spec.rate_limit.is_some(),
                 handoff,
             },
         );

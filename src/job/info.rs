@@ -154,6 +154,9 @@ pub struct JobCounts {
     pub cancelled: u64,
     /// Timed out and not yet pruned.
     pub timed_out: u64,
+    /// Paused ([`Jobs::pause`](crate::Jobs::pause)): none of its jobs start.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl JobCounts {

@@ -23,6 +23,20 @@ pub(crate) enum StoredJob {
     V4(JobV1, Vec<EventV1>, bool, Option<(u64, u64)>),
 }
 
+/// A definition's flow control, in the job flow table. Versioned: only ever add variants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredFlow {
+    V1(FlowV1),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct FlowV1 {
+    /// Paused since this instant (ms): no attempt of the definition starts.
+    pub(crate) paused_at: Option<u64>,
+    /// The counts of the start limit's window, once an attempt started under one.
+    pub(crate) starts: Option<crate::ratelimit::record::CountsV1>,
+}
+
 impl StoredJob {
     /// The job, with its inline events in place. An input stored apart is not loaded: see
     /// [`JobV1::input_apart`].

@@ -29,6 +29,7 @@ pub struct JobSpec {
     pub(crate) crash_budget: u32,
     pub(crate) payload_limit: usize,
     pub(crate) result_limit: usize,
+    pub(crate) rate_limit: Option<(u64, Duration)>,
 }
 
 impl JobSpec {
@@ -48,6 +49,7 @@ impl JobSpec {
             crash_budget: 3,
             payload_limit: 1024 * 1024,
             result_limit: 1024 * 1024,
+            rate_limit: None,
         }
     }
 
@@ -124,8 +126,43 @@ impl JobSpec {
         self
     }
 
+    /// Starts at most `n` attempts of this definition per `per`, counted like
+    /// [`RateLimit`](crate::RateLimit)'s sliding window and enforced when workers claim jobs
+    /// (so it applies to the workers of the engines that register this spec): jobs beyond it
+    /// stay queued, and the workers claim again at the exact instant the window has room,
+    /// woken by a timer, not by polling. The window's counts live in the file (or the
+    /// PostgreSQL schema, shared by every node), so a restart does not reset them. Default:
+    /// no limit.
+    pub fn rate_limit(mut self, n: u64, per: Duration) -> Self {
+        self.rate_limit = Some((n, per));
+        self
+    }
+
+    /// The start limit as the sliding window counts it.
+    pub(crate) fn start_window(&self) -> Option<crate::ratelimit::window::Window> {
+        self.rate_limit
+            .map(|(limit, per)| crate::ratelimit::window::Window {
+                limit,
+                window_ms: crate::clock::millis(per),
+            })
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
+        if let Some((n, per)) = self.rate_limit {
+            if n == 0 {
+                return Err(Error::invalid(
+                    "job rate limit",
+                    "must allow at least 1 start",
+                ));
+            }
+            if crate::clock::millis(per) == 0 {
+                return Err(Error::invalid(
+                    "job rate limit window",
+                    "must be at least 1 ms",
+                ));
+            }
+        }
         if self.concurrency == 0 {
             return Err(Error::invalid("concurrency", "must be at least 1"));
         }

@@ -13,6 +13,7 @@ use super::metrics::JobMetrics;
 use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
 use crate::error::Result;
+use crate::ratelimit::window::Window;
 
 /// A handler's progress report: percent, stage, and `(done, total)` when counted in items.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,17 @@ pub(crate) struct ProgressUpdate {
     pub(crate) percent: u8,
     pub(crate) stage: String,
     pub(crate) items: Option<(u64, u64)>,
+}
+
+/// What a claim started, and when to claim again.
+#[derive(Debug, Default)]
+pub(crate) struct Claim {
+    /// The attempts started.
+    pub(crate) jobs: Vec<Claimed>,
+    /// More jobs are ready: claim again as soon as a slot frees.
+    pub(crate) more: bool,
+    /// The definition's start limit held ready jobs back: claim again at this instant (ms).
+    pub(crate) limited_until: Option<u64>,
 }
 
 /// An attempt's claim on its job. A write made with a claim that lost its job (timed out,
@@ -61,9 +73,17 @@ pub(crate) trait JobStorage {
     async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>>;
     /// Whether a job of `name` is ready to run now (read without a write).
     async fn has_ready(&self, name: &str) -> Result<bool>;
-    /// Starts attempts of up to `max` ready jobs of `name` under leadership `epoch`; also
-    /// whether more are ready.
-    async fn claim(&self, name: &str, max: usize, epoch: u64) -> Result<(Vec<Claimed>, bool)>;
+    /// Starts attempts of up to `max` ready jobs of `name` under leadership `epoch`: none
+    /// while the definition is paused, and no more than its start limit `rate` has room for.
+    async fn claim(
+        &self,
+        name: &str,
+        max: usize,
+        epoch: u64,
+        rate: Option<Window>,
+    ) -> Result<Claim>;
+    /// Pauses (`true`) or resumes definition `name`; false if it already was.
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<bool>;
     /// Extends the attempt's lease (and timeout) from now.
     async fn heartbeat(&self, claim: AttemptClaim) -> Result<bool>;
     /// Stores the attempt's latest progress.

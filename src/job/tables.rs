@@ -32,6 +32,9 @@ pub(crate) const JOB_FINISHED: TableDefinition<(u8, u64), ()> =
 /// Terminal jobs by the instant their retention ends: (purge at ms, job id).
 pub(crate) const JOB_RETENTION: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("job_retention");
+/// Each definition's flow control: name -> whether it is paused, and the counts of its start
+/// limit's window.
+pub(crate) const JOB_FLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("job_flow");
 
 /// Every table above, for the store to create and to recognise at open.
 pub(crate) const TABLES: &[&dyn SchemaTable] = &[
@@ -45,4 +48,5 @@ pub(crate) const TABLES: &[&dyn SchemaTable] = &[
     &JOB_STEPS,
     &JOB_FINISHED,
     &JOB_RETENTION,
+    &JOB_FLOW,
 ];

@@ -35,11 +35,33 @@ impl Jobs {
         ListJobs::new(&self.core)
     }
 
-    /// How many jobs of each definition the file holds in each state, by definition name
-    /// (definitions with no jobs left are not listed). Read from gauges kept with the jobs,
+    /// How many jobs of each definition the file holds in each state, and whether it is
+    /// paused, by definition name (definitions with no jobs left are not listed unless
+    /// paused). Read from gauges kept with the jobs,
     /// not by counting: as cheap with a million jobs as with ten.
     pub async fn counts(&self) -> Result<Vec<JobCounts>> {
         self.core.backend.counts().await
+    }
+
+    /// Pauses the definition `name`: no attempt of it starts (claimed by a worker or handed
+    /// to one by a submit) until [`resume`](Self::resume); running attempts finish, and
+    /// submits are stored and queued as usual. Durable: still paused after a restart, and on
+    /// PostgreSQL for every node. Shown by [`counts`](Self::counts). Returns false if it was
+    /// paused already.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad name.
+    pub async fn pause(&self, name: &str) -> Result<bool> {
+        super::spec::validate_name(name)?;
+        self.core.backend.set_paused(name, true).await
+    }
+
+    /// Resumes the definition `name`: its waiting workers claim at once. Returns false if it
+    /// was not paused.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad name.
+    pub async fn resume(&self, name: &str) -> Result<bool> {
+        super::spec::validate_name(name)?;
+        self.core.backend.set_paused(name, false).await
     }
 
     /// How long attempts ran since this engine opened, by definition and outcome, as

@@ -16,6 +16,7 @@ use super::error::JobFailure;
 use super::signal::{AttemptSignal, StopReason};
 use super::storage::{AttemptClaim, JobStorage};
 use crate::error::Error;
+use crate::ratelimit::window::Window;
 
 /// What a type-erased handler returns: the JSON-encoded output.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, JobError>> + Send>>;
@@ -27,6 +28,8 @@ pub(crate) type Invoke = Box<dyn Fn(JobCtx, &[u8]) -> Result<HandlerFuture, Stri
 pub(crate) struct Definition {
     pub(crate) name: Arc<str>,
     pub(crate) concurrency: Arc<Semaphore>,
+    /// The start limit, counted by each claim.
+    pub(crate) rate: Option<Window>,
     /// The largest encoded output or step result.
     pub(crate) result_limit: usize,
     pub(crate) invoke: Invoke,
@@ -67,13 +70,22 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
     let notify = core.ready_notify(&def.name);
     // Jobs may be waiting from before this handler was registered; look without a commit.
     let mut look = core.backend.has_ready(&def.name).await.unwrap_or(true);
+    // When the start limit has room again for the jobs it held back.
+    let mut limited_until: Option<u64> = None;
     loop {
         if !look {
             // An idle worker holds no slot, so a submit can hand it a job directly. A wake-up
             // sent while the worker was busy is kept by the Notify and returns at once.
-            tokio::select! {
-                _ = notify.notified() => {}
-                _ = stop.changed() => return,
+            match limited_until {
+                // Jobs becoming ready change nothing before the start limit has room.
+                Some(at) => tokio::select! {
+                    _ = core.clock.sleep_until(at) => {}
+                    _ = stop.changed() => return,
+                },
+                None => tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = stop.changed() => return,
+                },
             }
         }
         let first = tokio::select! {
@@ -90,9 +102,9 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
         }
         let claimed = core
             .backend
-            .claim(&def.name, slots.len(), core.epoch())
+            .claim(&def.name, slots.len(), core.epoch(), def.rate)
             .await;
-        let (claimed, more) = match claimed {
+        let claim = match claimed {
             Ok(c) => c,
             Err(e @ (Error::Closed | Error::Poisoned { .. })) => {
                 tracing::warn!(job = %def.name, error = %e, "worker stopped");
@@ -112,8 +124,9 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
             }
         };
         // More left behind: look again as soon as a slot frees.
-        look = more;
-        for (job, slot) in claimed.into_iter().zip(slots) {
+        look = claim.more;
+        limited_until = claim.limited_until;
+        for (job, slot) in claim.jobs.into_iter().zip(slots) {
             start(&core, &def, job, slot);
         }
     }

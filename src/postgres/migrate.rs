@@ -218,6 +218,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
              PRIMARY KEY (name, key)
          );
          CREATE INDEX rate_limits_expiry ON rate_limits (expires_at);
+         CREATE TABLE job_flow (
+             name text PRIMARY KEY,
+             paused_at bigint,
+             window_ms bigint NOT NULL DEFAULT 0,
+             start_ms bigint NOT NULL DEFAULT 0,
+             current bigint NOT NULL DEFAULT 0,
+             previous bigint NOT NULL DEFAULT 0
+         );
          ALTER TABLE rate_limits SET (autovacuum_vacuum_scale_factor = 0.02);",
     ),
 ];

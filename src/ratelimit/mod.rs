@@ -13,7 +13,7 @@ pub(crate) mod record;
 mod redb;
 mod storage;
 pub(crate) mod tables;
-mod window;
+pub(crate) mod window;
 
 pub use handle::RateLimit;
 pub use window::RateLimitCheck;

@@ -17,9 +17,8 @@ pub(crate) struct CountsV1 {
     pub(crate) previous: u64,
 }
 
-impl From<StoredCounts> for Counts {
-    fn from(stored: StoredCounts) -> Counts {
-        let StoredCounts::V1(c) = stored;
+impl From<CountsV1> for Counts {
+    fn from(c: CountsV1) -> Counts {
         Counts {
             window_ms: c.window_ms,
             start: c.start,
@@ -29,14 +28,27 @@ impl From<StoredCounts> for Counts {
     }
 }
 
-impl From<Counts> for StoredCounts {
-    fn from(c: Counts) -> StoredCounts {
-        StoredCounts::V1(CountsV1 {
+impl From<Counts> for CountsV1 {
+    fn from(c: Counts) -> CountsV1 {
+        CountsV1 {
             window_ms: c.window_ms,
             start: c.start,
             current: c.current,
             previous: c.previous,
-        })
+        }
+    }
+}
+
+impl From<StoredCounts> for Counts {
+    fn from(stored: StoredCounts) -> Counts {
+        let StoredCounts::V1(c) = stored;
+        c.into()
+    }
+}
+
+impl From<Counts> for StoredCounts {
+    fn from(c: Counts) -> StoredCounts {
+        StoredCounts::V1(c.into())
     }
 }
 

@@ -76,21 +76,30 @@ impl Window {
         (u128::from(previous) * covered / w) as u64
     }
 
+    /// The counts as they stand at `now`, and how many checks would pass now.
+    pub(crate) fn room(&self, stored: Option<Counts>, now: u64) -> (Counts, u64) {
+        let counts = self.at(stored, now);
+        let elapsed = now.saturating_sub(counts.start);
+        let used = self.weighted(counts.previous, elapsed) + counts.current;
+        (counts, self.limit.saturating_sub(used))
+    }
+
+    /// Milliseconds from `now` until a check would pass with `counts` (rolled to `now` by
+    /// [`room`](Self::room)), if no other check is made meanwhile: 0 if one passes now.
+    pub(crate) fn wait(&self, counts: &Counts, now: u64) -> u64 {
+        self.retry_in(counts, now.saturating_sub(counts.start))
+    }
+
     /// Counts one check at `now` (limited or not: every check counts) and says how it went.
     /// Returns the counts to store.
     pub(crate) fn check(&self, stored: Option<Counts>, now: u64) -> (Counts, RateLimitCheck) {
-        let mut counts = self.at(stored, now);
-        let elapsed = now.saturating_sub(counts.start);
-        let used = self.weighted(counts.previous, elapsed) + counts.current;
-        let limited = used >= self.limit;
+        let (mut counts, room) = self.room(stored, now);
         counts.current = counts.current.saturating_add(1);
-        let after = used.saturating_add(1);
-        let reset_in = self.window_ms.saturating_sub(elapsed);
         let check = RateLimitCheck {
-            limited,
-            remaining: self.limit.saturating_sub(after),
-            reset_in: Duration::from_millis(reset_in),
-            retry_in: Duration::from_millis(self.retry_in(&counts, elapsed)),
+            limited: room == 0,
+            remaining: room.saturating_sub(1),
+            reset_in: Duration::from_millis(counts.start + self.window_ms - now),
+            retry_in: Duration::from_millis(self.wait(&counts, now)),
         };
         (counts, check)
     }

@@ -118,6 +118,7 @@ table_cache! {
     events: (u64, u32) => &'static [u8];
     steps: (u64, &'static str) => &'static [u8];
     code_index: (u8, u64) => ();
+    named_records: &'static str => &'static [u8];
 }
 
 /// A time index: (instant in ms, id) keys, no value.

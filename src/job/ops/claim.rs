@@ -1,25 +1,43 @@
 //! Claim: take up to `max` ready jobs of one definition and start an attempt of each.
 
+use super::flow::{load_flow, save_flow};
 use crate::error::{Error, Result};
 use crate::index::{has_ready, take_ready};
 use crate::job::effects::{Claimed, Effects};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
+use crate::job::storage::Claim;
 use crate::job::tables::JOB_READY;
 use crate::job::transition::{enter_running, load, push_event, save};
+use crate::ratelimit::window::Window;
 use crate::store::TxCtx;
 
+/// Starts attempts of up to `max` ready jobs of `name`: none while the definition is
+/// paused, and no more than its start limit `rate` has room for, counted in the same
+/// transaction.
 pub(crate) fn claim(
     ctx: &mut TxCtx<'_>,
     name: &str,
     max: usize,
     epoch: u64,
+    rate: Option<Window>,
     fx: &mut Effects,
-) -> Result<(Vec<Claimed>, bool)> {
-    // The first `max` entries of the name's range, taken off the ready index in one pass: one
+) -> Result<Claim> {
+    let mut flow = load_flow(ctx, name)?;
+    if flow.paused_at.is_some() {
+        return Ok(Claim::default());
+    }
+    let window = rate.map(|rate| rate.room(flow.starts.clone().map(Into::into), ctx.now));
+    let room = window.map_or(max, |(_, room)| {
+        usize::try_from(room).unwrap_or(usize::MAX).min(max)
+    });
+    // The first `room` entries of the name's range, taken off the ready index in one pass: one
     // descent and one rewrite per leaf, where a lookup and a removal per job took two descents.
-    let ids = take_ready(ctx.table(JOB_READY)?, name, max)?;
-    let mut out = Vec::with_capacity(ids.len());
+    let ids = match room {
+        0 => Vec::new(),
+        room => take_ready(ctx.table(JOB_READY)?, name, room)?,
+    };
+    let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
         let job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
             table: "job_ready",
@@ -27,10 +45,26 @@ pub(crate) fn claim(
         })?;
         // The ready entry is gone already; only the gauge is left of the queued state.
         crate::job::transition::tally(ctx, &job.name, crate::job::JobState::Queued, -1)?;
-        out.push(start_attempt(ctx, id, job, epoch, fx)?);
+        jobs.push(start_attempt(ctx, id, job, epoch, fx)?);
     }
-    let more = out.len() == max && any_ready(ctx, name)?;
-    Ok((out, more))
+    let left = jobs.len() == room && any_ready(ctx, name)?;
+    let mut claim = Claim {
+        more: left && room == max,
+        jobs,
+        limited_until: None,
+    };
+    if let (Some(rate), Some((mut counts, _))) = (rate, window) {
+        if !claim.jobs.is_empty() {
+            counts.current = counts.current.saturating_add(claim.jobs.len() as u64);
+            flow.starts = Some(counts.into());
+            save_flow(ctx, name, flow)?;
+        }
+        // The window held ready jobs back: the workers claim again when it has room.
+        if left && !claim.more {
+            claim.limited_until = Some(ctx.now.saturating_add(rate.wait(&counts, ctx.now)));
+        }
+    }
+    Ok(claim)
 }
 
 /// Whether any job of `name` is ready, waiting for a claim.

@@ -10,6 +10,7 @@ pub(crate) mod admin;
 pub(crate) mod cancel;
 pub(crate) mod claim;
 pub(crate) mod finish;
+pub(crate) mod flow;
 pub(crate) mod recover;
 pub(crate) mod step;
 pub(crate) mod submit;

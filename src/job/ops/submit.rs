@@ -3,6 +3,7 @@
 use redb::ReadableTable;
 
 use super::claim::{any_ready, start_attempt};
+use super::flow::load_flow;
 use crate::error::Result;
 use crate::job::effects::Claimed;
 use crate::job::effects::Effects;
@@ -86,6 +87,7 @@ pub(crate) fn submit(
     if let Some(epoch) = start_in
         && run_at <= ctx.now
         && !any_ready(ctx, &new.name)?
+        && load_flow(ctx, &new.name)?.paused_at.is_none()
     {
         job.state = JobStateV1::Queued {
             ready_seq: None,

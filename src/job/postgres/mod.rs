@@ -24,11 +24,14 @@ use super::ops::admin::RetryCursor;
 use super::ops::submit::NewJob;
 use super::record::{EventKindV1, EventV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob};
 use super::signal::StopReason;
-use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
+use super::storage::{AttemptClaim, Claim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::postgres::{Cached, Liveness, NO_NODE, Postgres, find_dead, notify, pg_error, pg_limit};
+use crate::postgres::{
+    Cached, Liveness, NO_NODE, Postgres, find_dead, notify, pg_error, pg_limit, pg_ms,
+};
+use crate::ratelimit::window::{Counts, Window};
 use crate::store::codec::{decode, encode};
 
 /// Jobs handled per kind of timed work in one pass.
@@ -129,6 +132,54 @@ impl PgJobs {
         }
         Ok(out)
     }
+}
+
+/// Locks the flow row of definition `name` (made if missing): whether it is paused, and the
+/// counts of its start limit's window.
+async fn lock_flow(tx: &mut JobTx<'_>, name: &str) -> Result<(bool, Counts)> {
+    let failed = |e| pg_error("reading a job definition's flow control", e);
+    tx.tx
+        .execute_cached(
+            "INSERT INTO job_flow (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            &[&name],
+        )
+        .await
+        .map_err(failed)?;
+    let row = tx
+        .tx
+        .query_one_cached(
+            "SELECT paused_at IS NOT NULL, window_ms, start_ms, current, previous
+             FROM job_flow WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
+        .await
+        .map_err(failed)?;
+    let counts = Counts {
+        window_ms: row.get::<_, i64>(1) as u64,
+        start: row.get::<_, i64>(2) as u64,
+        current: row.get::<_, i64>(3) as u64,
+        previous: row.get::<_, i64>(4) as u64,
+    };
+    Ok((row.get(0), counts))
+}
+
+/// Stores the counts of definition `name`'s start limit (its row locked by [`lock_flow`]).
+async fn save_flow_counts(tx: &mut JobTx<'_>, name: &str, counts: &Counts) -> Result<()> {
+    tx.tx
+        .execute_cached(
+            "UPDATE job_flow SET window_ms = $2, start_ms = $3, current = $4, previous = $5
+             WHERE name = $1",
+            &[
+                &name,
+                &pg_ms(counts.window_ms),
+                &pg_ms(counts.start),
+                &pg_ms(counts.current),
+                &pg_ms(counts.previous),
+            ],
+        )
+        .await
+        .map_err(|e| pg_error("counting a job definition's starts", e))?;
+    Ok(())
 }
 
 /// Queues `job`: ready at once when `run_at` has come, else delayed until then. Returns
@@ -613,11 +664,17 @@ impl JobStorage for PgJobs {
         Ok(row.get(0))
     }
 
-    async fn claim(&self, name: &str, max: usize, epoch: u64) -> Result<(Vec<Claimed>, bool)> {
+    async fn claim(
+        &self,
+        name: &str,
+        max: usize,
+        epoch: u64,
+        rate: Option<Window>,
+    ) -> Result<Claim> {
         let name = name.to_string();
         self.write(async |tx| {
             if epoch != tx.node as u64 {
-                return Ok((Vec::new(), false));
+                return Ok(Claim::default());
             }
             // A node found dead claims nothing more (its fence follows at its next
             // heartbeat). The share lock keeps it from being found dead mid-claim: the node
@@ -631,9 +688,22 @@ impl JobStorage for PgJobs {
                 .await
                 .map_err(|e| pg_error("checking this node is live", e))?;
             if live.is_none() {
-                return Ok((Vec::new(), false));
+                return Ok(Claim::default());
             }
-            // Rows another node is claiming are skipped, not waited for.
+            // With a start limit, the definition's flow row is locked: claims on every node
+            // count against one window.
+            let window = match rate {
+                Some(rate) => match lock_flow(tx, &name).await? {
+                    (true, _) => return Ok(Claim::default()),
+                    (false, stored) => Some(rate.room(Some(stored), tx.now)),
+                },
+                None => None,
+            };
+            let room = window.map_or(max, |(_, room)| {
+                usize::try_from(room).unwrap_or(usize::MAX).min(max)
+            });
+            // Rows another node is claiming are skipped, not waited for. A paused definition
+            // claims nothing.
             let rows = tx
                 .tx
                 .query_cached(
@@ -641,21 +711,23 @@ impl JobStorage for PgJobs {
                     // could not use the ready index, which holds only ready jobs.
                     &format!(
                         "SELECT id, record FROM jobs WHERE state = {READY} AND name = $1
+                           AND NOT EXISTS (SELECT 1 FROM job_flow
+                                           WHERE name = $1 AND paused_at IS NOT NULL)
                          ORDER BY priority DESC, ready_seq LIMIT $2 FOR UPDATE SKIP LOCKED"
                     ),
-                    &[&name, &(max as i64)],
+                    &[&name, &(room as i64)],
                 )
                 .await
                 .map_err(|e| pg_error("claiming jobs", e))?;
-            let mut out = Vec::with_capacity(rows.len());
+            let mut jobs = Vec::with_capacity(rows.len());
             let mut batch = Batch::default();
             for row in &rows {
                 let id = row.get::<_, i64>(0) as u64;
                 let job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
-                out.push(start_attempt(tx, &mut batch, id, job));
+                jobs.push(start_attempt(tx, &mut batch, id, job));
             }
             tx.write_batch(batch).await?;
-            let more = out.len() == max
+            let left = jobs.len() == room
                 && tx
                     .tx
                     .query_one_cached(
@@ -667,7 +739,46 @@ impl JobStorage for PgJobs {
                     .await
                     .map_err(|e| pg_error("looking for ready jobs", e))?
                     .get::<_, bool>(0);
-            Ok((out, more))
+            let mut claim = Claim {
+                more: left && room == max,
+                jobs,
+                limited_until: None,
+            };
+            if let (Some(rate), Some((mut counts, _))) = (rate, window) {
+                if !claim.jobs.is_empty() {
+                    counts.current = counts.current.saturating_add(claim.jobs.len() as u64);
+                    save_flow_counts(tx, &name, &counts).await?;
+                }
+                // The window held ready jobs back: the workers claim again when it has room.
+                if left && !claim.more {
+                    claim.limited_until = Some(tx.now.saturating_add(rate.wait(&counts, tx.now)));
+                }
+            }
+            Ok(claim)
+        })
+        .await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<bool> {
+        let name = name.to_string();
+        self.write(async |tx| {
+            let (was, _) = lock_flow(tx, &name).await?;
+            if was == paused {
+                return Ok(false);
+            }
+            tx.tx
+                .execute_cached(
+                    "UPDATE job_flow SET paused_at = $2 WHERE name = $1",
+                    &[&name, &paused.then_some(pg_ms(tx.now))],
+                )
+                .await
+                .map_err(|e| pg_error("pausing or resuming a job definition", e))?;
+            // A resume wakes the workers of every node (the ready notice at the commit).
+            let changed = true;
+            if changed && !paused {
+                tx.fx.ready.push(name.clone());
+            }
+            Ok(changed)
         })
         .await
     }
@@ -974,7 +1085,8 @@ impl JobStorage for PgJobs {
         let client = self.pg.client().await?;
         let rows = client
             .query_cached(
-                "SELECT name, state, count(*) FROM jobs GROUP BY name, state ORDER BY name",
+                "SELECT name, state, count(*) FROM jobs GROUP BY name, state
+                 UNION ALL SELECT name, (-1)::smallint, 0::bigint FROM job_flow WHERE paused_at IS NOT NULL",
                 &[],
             )
             .await
@@ -982,15 +1094,16 @@ impl JobStorage for PgJobs {
         let mut by_name: std::collections::BTreeMap<String, JobCounts> = Default::default();
         for row in rows {
             let name: String = row.get(0);
-            let state = state_of_code(row.get(1));
+            let code: i16 = row.get(1);
             let n = row.get::<_, i64>(2) as u64;
-            by_name
-                .entry(name.clone())
-                .or_insert_with(|| JobCounts {
-                    name,
-                    ..JobCounts::default()
-                })
-                .add(state, n);
+            let counts = by_name.entry(name.clone()).or_insert_with(|| JobCounts {
+                name,
+                ..JobCounts::default()
+            });
+            match code {
+                -1 => counts.paused = true,
+                code => counts.add(state_of_code(code), n),
+            }
         }
         Ok(by_name.into_values().collect())
     }

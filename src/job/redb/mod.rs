@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Weak};
 
-use super::effects::{Claimed, Effects, Handoff, JobHost};
+use super::effects::{Effects, Handoff, JobHost};
 use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted, info};
@@ -15,10 +15,11 @@ use super::ops::admin::RetryCursor;
 use super::ops::cancel::Cancelled;
 use super::ops::submit::NewJob;
 use super::record::{FailureV1, JobV1, StoredEvent, StoredJob};
-use super::storage::{AttemptClaim, JobQuery, JobStorage, ProgressUpdate};
-use super::tables::{JOB_EVENTS, JOB_INPUTS, JOB_READY, JOB_STEPS, JOBS};
+use super::storage::{AttemptClaim, Claim, JobQuery, JobStorage, ProgressUpdate};
+use super::tables::{JOB_EVENTS, JOB_FLOW, JOB_INPUTS, JOB_READY, JOB_STEPS, JOBS};
 use super::transition::{QUEUED_GAUGE, RUNNING_GAUGE, TALLY_PREFIX, owns};
 use crate::error::{Error, Result};
+use crate::ratelimit::window::Window;
 use crate::store::codec::decode;
 use crate::store::{Store, TxCtx};
 
@@ -137,9 +138,21 @@ impl JobStorage for RedbJobs {
             .read(|rtx| crate::index::has_ready(&rtx.open_table(JOB_READY)?, name))
     }
 
-    async fn claim(&self, name: &str, max: usize, epoch: u64) -> Result<(Vec<Claimed>, bool)> {
+    async fn claim(
+        &self,
+        name: &str,
+        max: usize,
+        epoch: u64,
+        rate: Option<Window>,
+    ) -> Result<Claim> {
         let name = name.to_string();
-        self.write(move |ctx, fx| ops::claim::claim(ctx, &name, max, epoch, fx))
+        self.write(move |ctx, fx| ops::claim::claim(ctx, &name, max, epoch, rate, fx))
+            .await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<bool> {
+        let name = name.to_string();
+        self.write(move |ctx, fx| ops::flow::set_paused(ctx, &name, paused, fx))
             .await
     }
 
@@ -299,9 +312,11 @@ impl JobStorage for RedbJobs {
     }
 
     async fn counts(&self) -> Result<Vec<JobCounts>> {
-        let tallies = self
-            .store
-            .read(|rtx| crate::store::meta::read_prefixed(rtx, TALLY_PREFIX))?;
+        let (tallies, paused) = self.store.read(|rtx| {
+            let tallies = crate::store::meta::read_prefixed(rtx, TALLY_PREFIX)?;
+            let paused = ops::flow::paused_names(&rtx.open_table(JOB_FLOW)?)?;
+            Ok((tallies, paused))
+        })?;
         let mut by_name: std::collections::BTreeMap<String, JobCounts> = Default::default();
         for (key, n) in tallies {
             let Some((state, name)) = key.split_once(':') else {
@@ -319,6 +334,15 @@ impl JobStorage for RedbJobs {
                     });
                 counts.add(state, n);
             }
+        }
+        for (name, _) in paused {
+            by_name
+                .entry(name.clone())
+                .or_insert_with(|| JobCounts {
+                    name,
+                    ..JobCounts::default()
+                })
+                .paused = true;
         }
         Ok(by_name.into_values().collect())
     }
