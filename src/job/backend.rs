@@ -6,7 +6,7 @@ use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, Submitted};
 use super::metrics::JobMetrics;
-use super::ops::admin::RetryCursor;
+use super::ops::admin::{QueuedCursor, RetryCursor};
 use super::ops::submit::NewJob;
 use super::redb::RedbJobs;
 use super::storage::{AttemptClaim, Claim, JobQuery, JobStorage, ProgressUpdate};
@@ -193,6 +193,34 @@ impl JobStorage for JobBackend {
             JobBackend::Redb(b) => b.retry_failed_batch(name, cursor, limit).await,
             #[cfg(feature = "postgres")]
             JobBackend::Postgres(b) => b.retry_failed_batch(name, cursor, limit).await,
+        }
+    }
+
+    async fn cancel_queued_batch(
+        &self,
+        name: String,
+        reason: String,
+        cursor: Option<QueuedCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<QueuedCursor>)> {
+        match self {
+            JobBackend::Redb(b) => b.cancel_queued_batch(name, reason, cursor, limit).await,
+            #[cfg(feature = "postgres")]
+            JobBackend::Postgres(b) => b.cancel_queued_batch(name, reason, cursor, limit).await,
+        }
+    }
+
+    async fn delete_failed_batch(
+        &self,
+        name: Option<String>,
+        before_ms: u64,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)> {
+        match self {
+            JobBackend::Redb(b) => b.delete_failed_batch(name, before_ms, cursor, limit).await,
+            #[cfg(feature = "postgres")]
+            JobBackend::Postgres(b) => b.delete_failed_batch(name, before_ms, cursor, limit).await,
         }
     }
 

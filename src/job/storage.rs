@@ -10,7 +10,7 @@ use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted};
 use super::metrics::JobMetrics;
-use super::ops::admin::RetryCursor;
+use super::ops::admin::{QueuedCursor, RetryCursor};
 use super::ops::submit::NewJob;
 use crate::error::Result;
 use crate::ratelimit::window::Window;
@@ -116,6 +116,25 @@ pub(crate) trait JobStorage {
     async fn retry_failed_batch(
         &self,
         name: Option<String>,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)>;
+    /// Cancels queued jobs of `name` with `reason`, looking at up to `limit` after `cursor`;
+    /// how many it cancelled and where to go on.
+    async fn cancel_queued_batch(
+        &self,
+        name: String,
+        reason: String,
+        cursor: Option<QueuedCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<QueuedCursor>)>;
+    /// Deletes failed and timed-out jobs of `name` (every name for `None`) that finished
+    /// before `before_ms`, looking at up to `limit` after `cursor`; how many it deleted and
+    /// where to go on.
+    async fn delete_failed_batch(
+        &self,
+        name: Option<String>,
+        before_ms: u64,
         cursor: Option<RetryCursor>,
         limit: usize,
     ) -> Result<(usize, Option<RetryCursor>)>;

@@ -82,19 +82,45 @@ impl Jobs {
     /// failed jobs in batches of 1,000, one transaction each, so it is safe beside running
     /// workers; a job that fails meanwhile may be retried too.
     pub async fn retry_all_failed(&self, name: Option<&str>) -> Result<u64> {
-        let (mut total, mut cursor) = (0u64, None);
-        loop {
-            let (retried, next) = self
-                .core
+        let name = name.map(str::to_string);
+        in_batches(|cursor| {
+            self.core
                 .backend
-                .retry_failed_batch(name.map(str::to_string), cursor, 1_000)
-                .await?;
-            total += retried as u64;
-            match next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(total),
-            }
-        }
+                .retry_failed_batch(name.clone(), cursor, BULK_BATCH)
+        })
+        .await
+    }
+
+    /// Cancels every queued job (ready, delayed or waiting for a retry) of the definition
+    /// `name` with `reason`; returns how many. In batches of 1,000, one transaction each, so
+    /// it is safe beside running workers: a job a worker starts meanwhile runs (cancel it by
+    /// id), and one submitted meanwhile may be cancelled too.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a bad name.
+    pub async fn cancel_all_queued(&self, name: &str, reason: &str) -> Result<u64> {
+        super::spec::validate_name(name)?;
+        in_batches(|cursor| {
+            self.core.backend.cancel_queued_batch(
+                name.to_string(),
+                reason.to_string(),
+                cursor,
+                BULK_BATCH,
+            )
+        })
+        .await
+    }
+
+    /// Deletes every failed and timed-out job of the definition `name` (of every definition
+    /// for `None`) that finished before `before_ms` (ms since the epoch), with its events,
+    /// steps and key; returns how many. In batches of 1,000, one transaction each.
+    pub async fn delete_failed_before(&self, name: Option<&str>, before_ms: u64) -> Result<u64> {
+        let name = name.map(str::to_string);
+        in_batches(|cursor| {
+            self.core
+                .backend
+                .delete_failed_batch(name.clone(), before_ms, cursor, BULK_BATCH)
+        })
+        .await
     }
 
     /// Deletes a finished job with its events, steps and idempotency key.
@@ -117,5 +143,26 @@ impl Jobs {
     /// Counters since open, and the jobs queued and running now.
     pub async fn metrics(&self) -> Result<JobMetrics> {
         self.core.backend.metrics().await
+    }
+}
+
+/// Items a bulk action acts on per transaction.
+const BULK_BATCH: usize = 1_000;
+
+/// Runs `batch` from the start, then from each cursor it returns, until it returns none;
+/// the total it acted on.
+async fn in_batches<C, F, Fut>(mut batch: F) -> Result<u64>
+where
+    F: FnMut(Option<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<(usize, Option<C>)>>,
+{
+    let (mut total, mut cursor) = (0u64, None);
+    loop {
+        let (acted, next) = batch(cursor).await?;
+        total += acted as u64;
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(total),
+        }
     }
 }

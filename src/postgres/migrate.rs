@@ -218,6 +218,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
              PRIMARY KEY (name, key)
          );
          CREATE INDEX rate_limits_expiry ON rate_limits (expires_at);
+         CREATE TABLE queue_paused (
+             name text PRIMARY KEY,
+             paused_at bigint NOT NULL
+         );
          CREATE TABLE job_flow (
              name text PRIMARY KEY,
              paused_at bigint,

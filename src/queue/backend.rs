@@ -64,6 +64,14 @@ impl QueueStorage for QueueBackend {
         }
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        match self {
+            QueueBackend::Redb(b) => b.set_paused(queue, paused).await,
+            #[cfg(feature = "postgres")]
+            QueueBackend::Postgres(b) => b.set_paused(queue, paused).await,
+        }
+    }
+
     async fn requeue_dead(&self, queue: &str, id: u64) -> Result<bool> {
         match self {
             QueueBackend::Redb(b) => b.requeue_dead(queue, id).await,

@@ -137,6 +137,21 @@ impl Queue {
             .collect())
     }
 
+    /// Pauses the queue: `receive` (on every handle of the queue, and on PostgreSQL on every
+    /// node) waits and `try_receive` gets nothing until [`resume`](Self::resume); sends,
+    /// acks, nacks, lease expiry and delays go on. Durable: still paused after a restart.
+    /// Shown by [`stats`](Self::stats) and [`Engine::queues`](crate::Engine::queues).
+    /// Returns false if it was paused already.
+    pub async fn pause(&self) -> Result<bool> {
+        self.core.backend.set_paused(&self.name, true).await
+    }
+
+    /// Resumes the queue: its waiting receivers are woken at once. Returns false if it was
+    /// not paused.
+    pub async fn resume(&self) -> Result<bool> {
+        self.core.backend.set_paused(&self.name, false).await
+    }
+
     /// The message with this id, in any state, if it is still stored.
     pub async fn get(&self, id: u64) -> Result<Option<MessageInfo>> {
         self.core.backend.get(&self.name, id).await

@@ -91,6 +91,9 @@ pub struct QueueStats {
     pub leased: u64,
     /// In the dead-letter list.
     pub dead: u64,
+    /// Paused ([`Queue::pause`](crate::Queue::pause)): nothing is delivered.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl QueueStats {

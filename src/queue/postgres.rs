@@ -12,7 +12,9 @@ use super::record::{DeadReason, MessageState, MessageV1, StoredMessage, StoredMe
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::postgres::{Cached, Grouped, Postgres, begin, commit, notify, pg_error, pg_limit};
+use crate::postgres::{
+    Cached, Grouped, Postgres, begin, commit, notify, pg_error, pg_limit, pg_ms,
+};
 use crate::store::codec::{decode, encode};
 use crate::timer::Timer;
 use crate::wakeups::Wakeups;
@@ -305,6 +307,7 @@ impl QueueStorage for PgQueue {
                     let rows = tx
                         .messages(
                             "SELECT id, record FROM queue_messages WHERE state = 1 AND queue = $1
+                               AND NOT EXISTS (SELECT 1 FROM queue_paused WHERE name = $1)
                              ORDER BY priority DESC, ready_seq LIMIT $2 FOR UPDATE SKIP LOCKED",
                             &[&queue, &want],
                         )
@@ -332,7 +335,8 @@ impl QueueStorage for PgQueue {
                 let more = tx
                     .tx
                     .query_one_cached(
-                        "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE state = 1 AND queue = $1)",
+                        "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE state = 1 AND queue = $1)
+                           AND NOT EXISTS (SELECT 1 FROM queue_paused WHERE name = $1)",
                         &[&queue],
                     )
                     .await
@@ -346,6 +350,39 @@ impl QueueStorage for PgQueue {
             self.receivers.wake(queue.as_str(), 1);
         }
         Ok(taken)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        let queue = queue.to_string();
+        let changed = self
+            .write(async |tx| {
+                let failed = |e| pg_error("pausing or resuming a queue", e);
+                let changed = if paused {
+                    tx.tx
+                        .execute_cached(
+                            "INSERT INTO queue_paused (name, paused_at) VALUES ($1, $2)
+                             ON CONFLICT (name) DO NOTHING",
+                            &[&queue, &pg_ms(tx.now)],
+                        )
+                        .await
+                        .map_err(failed)?
+                } else {
+                    tx.tx
+                        .execute_cached("DELETE FROM queue_paused WHERE name = $1", &[&queue])
+                        .await
+                        .map_err(failed)?
+                } > 0;
+                if changed && !paused {
+                    // Receivers on other nodes look again at the commit.
+                    tx.ready.push(queue.clone());
+                }
+                Ok(changed)
+            })
+            .await?;
+        if changed && !paused {
+            self.receivers.wake_all(queue.as_str());
+        }
+        Ok(changed)
     }
 
     async fn ack(&self, claim: DeliveryClaim) -> Result<bool> {
@@ -471,14 +508,18 @@ impl QueueStorage for PgQueue {
         let client = self.pg.client().await?;
         let rows = client
             .query_cached(
-                "SELECT state, count(*) FROM queue_messages WHERE queue = $1 GROUP BY state",
+                "SELECT state, count(*) FROM queue_messages WHERE queue = $1 GROUP BY state
+                 UNION ALL SELECT (-1)::smallint, 0::bigint FROM queue_paused WHERE name = $1",
                 &[&queue],
             )
             .await
             .map_err(|e| pg_error("counting messages", e))?;
         let mut stats = QueueStats::default();
         for row in rows {
-            stats.add(state_name(row.get(0)), row.get::<_, i64>(1) as u64);
+            match row.get::<_, i16>(0) {
+                -1 => stats.paused = true,
+                code => stats.add(state_name(code), row.get::<_, i64>(1) as u64),
+            }
         }
         Ok(stats)
     }
@@ -487,17 +528,19 @@ impl QueueStorage for PgQueue {
         let client = self.pg.client().await?;
         let rows = client
             .query_cached(
-                "SELECT queue, state, count(*) FROM queue_messages GROUP BY queue, state ORDER BY queue",
+                "SELECT queue, state, count(*) FROM queue_messages GROUP BY queue, state
+                 UNION ALL SELECT name, (-1)::smallint, 0::bigint FROM queue_paused",
                 &[],
             )
             .await
             .map_err(|e| pg_error("counting messages", e))?;
         let mut by_name: std::collections::BTreeMap<String, QueueStats> = Default::default();
         for row in rows {
-            by_name
-                .entry(row.get(0))
-                .or_default()
-                .add(state_name(row.get(1)), row.get::<_, i64>(2) as u64);
+            let stats = by_name.entry(row.get(0)).or_default();
+            match row.get::<_, i16>(1) {
+                -1 => stats.paused = true,
+                code => stats.add(state_name(code), row.get::<_, i64>(2) as u64),
+            }
         }
         Ok(by_name
             .into_iter()

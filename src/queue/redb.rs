@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
+use redb::ReadableTable;
+
 use super::info::{DeadLetter, MessageInfo, QueueStats, QueueSummary, SendReceipt, info};
 use super::ops;
 use super::record::{MessageState, MessageV1, StoredMessage};
 use super::rows::{Became, TALLY_PREFIX};
 use super::storage::{DeliveryClaim, NewMessage, QueueNack, QueueStorage, Taken};
-use super::tables::{QUEUE_DEAD, QUEUE_MESSAGES, QUEUE_PAYLOADS};
+use super::tables::{QUEUE_DEAD, QUEUE_MESSAGES, QUEUE_PAUSED, QUEUE_PAYLOADS};
 use crate::error::Result;
 use crate::store::codec::decode;
 use crate::store::{Store, TxCtx};
@@ -169,6 +171,19 @@ impl QueueStorage for RedbQueue {
         .await
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        let queue = queue.to_string();
+        self.write(move |ctx, this| {
+            let changed = ops::pause::set_paused(ctx, &queue, paused)?;
+            if changed && !paused {
+                let (receivers, queue) = (this.receivers.clone(), queue.clone());
+                ctx.after_commit(move || receivers.wake_all(queue.as_str()));
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
     async fn requeue_dead(&self, queue: &str, id: u64) -> Result<bool> {
         let queue = queue.to_string();
         self.write(move |ctx, this| {
@@ -233,14 +248,21 @@ impl QueueStorage for RedbQueue {
             for state in ["ready", "delayed", "leased", "dead"] {
                 stats.add(state, counter(&format!("{TALLY_PREFIX}{state}:{queue}"))?);
             }
+            stats.paused = rtx.open_table(QUEUE_PAUSED)?.get(queue)?.is_some();
             Ok(stats)
         })
     }
 
     async fn queues(&self) -> Result<Vec<QueueSummary>> {
-        let tallies = self
-            .store
-            .read(|rtx| crate::store::meta::read_prefixed(rtx, TALLY_PREFIX))?;
+        let (tallies, paused) = self.store.read(|rtx| {
+            let tallies = crate::store::meta::read_prefixed(rtx, TALLY_PREFIX)?;
+            let paused = rtx
+                .open_table(QUEUE_PAUSED)?
+                .iter()?
+                .map(|e| e.map(|(k, _)| k.value().to_string()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok((tallies, paused))
+        })?;
         let mut by_name: std::collections::BTreeMap<String, QueueStats> = Default::default();
         for (key, n) in tallies {
             if let Some((state, name)) = key.split_once(':')
@@ -248,6 +270,9 @@ impl QueueStorage for RedbQueue {
             {
                 by_name.entry(name.to_string()).or_default().add(state, n);
             }
+        }
+        for name in paused {
+            by_name.entry(name).or_default().paused = true;
         }
         Ok(by_name
             .into_iter()

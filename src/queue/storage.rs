@@ -84,6 +84,9 @@ pub(crate) trait QueueStorage {
     async fn send(&self, new: NewMessage) -> Result<SendReceipt>;
     /// Leases up to `max` ready messages of `queue` for `lease_ms` each.
     async fn take(&self, queue: &str, max: usize, lease_ms: u64) -> Result<Vec<Taken>>;
+    /// Pauses (`true`) or resumes `queue`: a paused queue delivers nothing. False if it
+    /// already was.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool>;
     /// Deletes the claimed message.
     async fn ack(&self, claim: DeliveryClaim) -> Result<bool>;
     /// Gives the claimed message back, or buries it when it is out of deliveries or too old.

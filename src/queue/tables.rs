@@ -32,8 +32,12 @@ pub(crate) const QUEUE_AGE: TableDefinition<(u64, u64), ()> = TableDefinition::n
 pub(crate) const QUEUE_KEYS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("queue_keys");
 
+/// Paused queues: name -> the instant it was paused (ms).
+pub(crate) const QUEUE_PAUSED: TableDefinition<&str, u64> = TableDefinition::new("queue_paused");
+
 /// Every table above, for the store to create and to recognise at open.
 pub(crate) const TABLES: &[&dyn SchemaTable] = &[
+    &QUEUE_PAUSED,
     &QUEUE_MESSAGES,
     &QUEUE_READY,
     &QUEUE_DELAYED,

@@ -20,7 +20,7 @@ use super::info::{
     CancelOutcome, JobCounts, JobEvent, JobInfo, JobPage, JobState, Submitted, info,
 };
 use super::metrics::{JobMetric, JobMetrics};
-use super::ops::admin::RetryCursor;
+use super::ops::admin::{QueuedCursor, RetryCursor};
 use super::ops::submit::NewJob;
 use super::record::{EventKindV1, EventV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob};
 use super::signal::StopReason;
@@ -132,6 +132,37 @@ impl PgJobs {
         }
         Ok(out)
     }
+}
+
+/// Cancels job `id` with `reason` (a running attempt is told to stop).
+async fn cancel_one(tx: &mut JobTx<'_>, id: u64, reason: &str) -> Result<CancelOutcome> {
+    let mut job = tx.load_known(id).await?;
+    if job.state.finished_code().is_some() {
+        return Ok(CancelOutcome::AlreadyFinished(JobState::of(&job.state)));
+    }
+    if let JobStateV1::Running { attempt, .. } = job.state {
+        tx.fx
+            .signals
+            .push((id, attempt, StopReason::Cancelled(reason.to_string())));
+    }
+    let state = JobStateV1::Cancelled {
+        reason: reason.to_string(),
+        at: tx.now,
+    };
+    enter_terminal(tx, &mut job, state);
+    tx.push_event(
+        id,
+        &mut job,
+        EventKindV1::Cancelled {
+            reason: reason.to_string(),
+        },
+    )
+    .await?;
+    tx.save(id, &job, false).await?;
+    tx.count(JobMetric::Cancelled {
+        name: job.name.clone(),
+    });
+    Ok(CancelOutcome::Cancelled)
 }
 
 /// Locks the flow row of definition `name` (made if missing): whether it is paused, and the
@@ -918,37 +949,8 @@ impl JobStorage for PgJobs {
     }
 
     async fn cancel(&self, id: u64, reason: String) -> Result<CancelOutcome> {
-        self.write(async |tx| {
-            let mut job = tx.load_known(id).await?;
-            if job.state.finished_code().is_some() {
-                return Ok(CancelOutcome::AlreadyFinished(JobState::of(&job.state)));
-            }
-            if let JobStateV1::Running { attempt, .. } = job.state {
-                tx.fx
-                    .signals
-                    .push((id, attempt, StopReason::Cancelled(reason.clone())));
-            }
-            let now = tx.now;
-            let state = JobStateV1::Cancelled {
-                reason: reason.clone(),
-                at: now,
-            };
-            enter_terminal(tx, &mut job, state);
-            tx.push_event(
-                id,
-                &mut job,
-                EventKindV1::Cancelled {
-                    reason: reason.clone(),
-                },
-            )
-            .await?;
-            tx.save(id, &job, false).await?;
-            tx.count(JobMetric::Cancelled {
-                name: job.name.clone(),
-            });
-            Ok(CancelOutcome::Cancelled)
-        })
-        .await
+        self.write(async |tx| cancel_one(tx, id, &reason).await)
+            .await
     }
 
     async fn retry(&self, id: u64) -> Result<()> {
@@ -985,6 +987,75 @@ impl JobStorage for PgJobs {
             }
             let next = (ids.len() == limit).then(|| (0, *ids.last().unwrap_or(&0)));
             Ok((ids.len(), next))
+        })
+        .await
+    }
+
+    async fn cancel_queued_batch(
+        &self,
+        name: String,
+        reason: String,
+        _cursor: Option<QueuedCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<QueuedCursor>)> {
+        // Cancelled jobs leave the queued states, so every batch starts from the top; rows
+        // another node is claiming are skipped.
+        self.write(async |tx| {
+            let rows = tx
+                .tx
+                .query_cached(
+                    "SELECT id FROM jobs WHERE name = $1 AND state IN ($2, $3)
+                     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED",
+                    &[&name, &rows::DELAYED, &READY, &pg_limit(limit)],
+                )
+                .await
+                .map_err(|e| pg_error("finding queued jobs", e))?;
+            for row in &rows {
+                cancel_one(tx, row.get::<_, i64>(0) as u64, &reason).await?;
+            }
+            let next = (rows.len() == limit).then_some(QueuedCursor::Ready);
+            Ok((rows.len(), next))
+        })
+        .await
+    }
+
+    async fn delete_failed_batch(
+        &self,
+        name: Option<String>,
+        before_ms: u64,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)> {
+        self.write(async |tx| {
+            let after = cursor.map_or(0, |(_, id)| id as i64);
+            let rows = tx
+                .tx
+                .query_cached(
+                    "SELECT id, record FROM jobs WHERE state IN ($1, $2) AND id > $3
+                       AND ($4::text IS NULL OR name = $4)
+                     ORDER BY id LIMIT $5",
+                    &[
+                        &rows::FAILED,
+                        &rows::TIMED_OUT,
+                        &after,
+                        &name,
+                        &pg_limit(limit),
+                    ],
+                )
+                .await
+                .map_err(|e| pg_error("finding failed jobs", e))?;
+            let mut old = Vec::new();
+            for row in &rows {
+                let job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
+                if job.state.finished_at().is_some_and(|at| at < before_ms) {
+                    old.push(row.get::<_, i64>(0));
+                }
+            }
+            erase(tx, &old).await?;
+            let next = (rows.len() == limit)
+                .then(|| rows.last().map(|r| (0, r.get::<_, i64>(0) as u64)))
+                .flatten();
+            Ok((old.len(), next))
         })
         .await
     }

@@ -11,7 +11,7 @@ use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted, info};
 use super::metrics::JobMetrics;
 use super::ops;
-use super::ops::admin::RetryCursor;
+use super::ops::admin::{QueuedCursor, RetryCursor};
 use super::ops::cancel::Cancelled;
 use super::ops::submit::NewJob;
 use super::record::{FailureV1, JobV1, StoredEvent, StoredJob};
@@ -243,6 +243,32 @@ impl JobStorage for RedbJobs {
     ) -> Result<(usize, Option<RetryCursor>)> {
         self.write(move |ctx, fx| {
             ops::admin::retry_failed_batch(ctx, name.as_deref(), cursor, limit, fx)
+        })
+        .await
+    }
+
+    async fn cancel_queued_batch(
+        &self,
+        name: String,
+        reason: String,
+        cursor: Option<QueuedCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<QueuedCursor>)> {
+        self.write(move |ctx, fx| {
+            ops::admin::cancel_queued_batch(ctx, &name, &reason, cursor, limit, fx)
+        })
+        .await
+    }
+
+    async fn delete_failed_batch(
+        &self,
+        name: Option<String>,
+        before_ms: u64,
+        cursor: Option<RetryCursor>,
+        limit: usize,
+    ) -> Result<(usize, Option<RetryCursor>)> {
+        self.write(move |ctx, _| {
+            ops::admin::delete_failed_batch(ctx, name.as_deref(), before_ms, cursor, limit)
         })
         .await
     }

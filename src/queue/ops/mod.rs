@@ -11,6 +11,7 @@ pub(crate) mod dead_letter;
 pub(crate) mod extend;
 pub(crate) mod maintain;
 pub(crate) mod nack;
+pub(crate) mod pause;
 pub(crate) mod recover;
 pub(crate) mod send;
 pub(crate) mod take;

@@ -20,6 +20,9 @@ pub(crate) fn take(
     max: usize,
 ) -> Result<(Vec<Taken>, bool)> {
     let mut out = Vec::new();
+    if super::pause::is_paused(ctx, queue)? {
+        return Ok((out, false));
+    }
     while out.len() < max {
         let next = {
             let mut ready = ctx.tx.open_table(QUEUE_READY)?;
