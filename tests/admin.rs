@@ -125,8 +125,8 @@ async fn jobs_are_listed_by_filter_newest_first_and_paged() {
     assert_eq!(
         overview["job_counts"],
         json!([
-            {"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0},
-            {"name": "parked", "queued": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0},
+            {"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0, "paused": false},
+            {"name": "parked", "queued": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0, "paused": false},
         ])
     );
     let (status, page) = get(&app, "/api/jobs").await;
@@ -325,12 +325,12 @@ async fn operations_change_exactly_what_they_say() {
         get(&app, "/api/queues/emails").await,
         (
             StatusCode::OK,
-            json!({"ready": 1, "delayed": 0, "leased": 0, "dead": 1})
+            json!({"ready": 1, "delayed": 0, "leased": 0, "dead": 1, "paused": false})
         )
     );
     assert_eq!(
         get(&app, "/api/overview").await.1["queues"],
-        json!([{"name": "emails", "ready": 1, "delayed": 0, "leased": 0, "dead": 1}])
+        json!([{"name": "emails", "ready": 1, "delayed": 0, "leased": 0, "dead": 1, "paused": false}])
     );
     let (_, metrics) = get(&app, "/metrics").await;
     let metrics = metrics.as_str().unwrap();
@@ -411,6 +411,14 @@ async fn a_read_only_router_refuses_every_operation() {
         refused
     );
     assert_eq!(post(&app, "/api/queues/q/dead/purge", None).await, refused);
+    for path in [
+        "/api/definitions/parked/pause",
+        "/api/queues/q/pause",
+        "/api/jobs/cancel-queued?name=parked",
+        "/api/jobs/delete-failed?before_ms=99999999999999",
+    ] {
+        assert_eq!(post(&app, path, None).await, refused, "{path}");
+    }
     let jobs = engine.jobs();
     assert_eq!(jobs.get(1).await.unwrap().unwrap().state, JobState::Failed);
     assert_eq!(jobs.get(3).await.unwrap().unwrap().state, JobState::Queued);
@@ -880,7 +888,83 @@ async fn bulk_operations_retry_every_failed_job_of_a_name_and_requeue_every_dead
     let (_, stats) = get(&app, "/api/queues/work").await;
     assert_eq!(
         stats,
-        json!({"ready": 3, "delayed": 0, "leased": 0, "dead": 0})
+        json!({"ready": 3, "delayed": 0, "leased": 0, "dead": 0, "paused": false})
+    );
+
+    // Pause and resume, of a queue and of a job definition.
+    assert_eq!(
+        post(&app, "/api/queues/work/pause", None).await,
+        (StatusCode::OK, json!({"changed": true}))
+    );
+    assert_eq!(
+        post(&app, "/api/queues/work/pause", None).await,
+        (StatusCode::OK, json!({"changed": false}))
+    );
+    assert_eq!(get(&app, "/api/queues/work").await.1["paused"], json!(true));
+    assert!(q.try_receive(1, secs(30)).await.unwrap().is_empty());
+    assert_eq!(
+        post(&app, "/api/queues/work/resume", None).await,
+        (StatusCode::OK, json!({"changed": true}))
+    );
+    assert_eq!(q.try_receive(3, secs(30)).await.unwrap().len(), 3);
+    assert_eq!(
+        post(&app, "/api/definitions/parked/pause", None).await,
+        (StatusCode::OK, json!({"changed": true}))
+    );
+    let (_, overview) = get(&app, "/api/overview").await;
+    let parked = overview["job_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "parked")
+        .cloned();
+    assert_eq!(parked.map(|c| c["paused"].clone()), Some(json!(true)));
+    assert_eq!(
+        post(&app, "/api/definitions/parked/resume", None).await,
+        (StatusCode::OK, json!({"changed": true}))
+    );
+    let (status, body) = post(&app, "/api/definitions//pause", None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("INVALID_ARGUMENT"))
+    );
+
+    // Cancel every queued job of a name; delete failed ones older than an instant.
+    // "parked" holds one queued job already; three more make four.
+    let parked = engine.job::<u32, ()>(JobSpec::new("parked")).unwrap();
+    let batch = (0..3).map(|n| parked.submit(n));
+    let last = parked.submit_many(batch).await.unwrap()[2].id;
+    assert_eq!(
+        post(
+            &app,
+            "/api/jobs/cancel-queued?name=parked",
+            Some(json!({"reason": "tidy"}))
+        )
+        .await,
+        (StatusCode::OK, json!({"count": 4}))
+    );
+    assert_eq!(
+        parked.join(last, None).await.unwrap(),
+        Outcome::Cancelled("tidy".into())
+    );
+    assert_eq!(
+        post(&app, "/api/jobs/cancel-queued", None).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let failed_now = engine.jobs().counts().await.unwrap();
+    let failed: u64 = failed_now.iter().map(|c| c.failed + c.timed_out).sum();
+    assert_eq!(
+        post(&app, "/api/jobs/delete-failed?before_ms=0", None).await,
+        (StatusCode::OK, json!({"count": 0}))
+    );
+    assert_eq!(
+        post(
+            &app,
+            "/api/jobs/delete-failed?before_ms=18446744073709551615",
+            None
+        )
+        .await,
+        (StatusCode::OK, json!({"count": failed}))
     );
     engine.shutdown(secs(5)).await.unwrap();
 }
@@ -902,7 +986,7 @@ async fn the_admin_api_answers_alike_over_postgres() {
     assert_eq!(overview["epoch"], engine.epoch());
     assert_eq!(
         overview["job_counts"],
-        json!([{"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0}])
+        json!([{"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0, "paused": false}])
     );
     let (_, page) = get(&app, "/api/jobs?state=failed").await;
     assert_eq!(ids(&page), [bounced]);

@@ -211,7 +211,7 @@ async fn operations_on_a_file_change_exactly_what_they_say() {
     let queues = json(on_file(&path, &["queues", "--json"]).await);
     assert_eq!(
         queues,
-        serde_json::json!([{"name": "emails", "ready": 3, "delayed": 0, "leased": 0, "dead": 0}])
+        serde_json::json!([{"name": "emails", "ready": 3, "delayed": 0, "leased": 0, "dead": 0, "paused": false}])
     );
     let (code, line) = failed(&on_file(&path, &["dlq", "emails", "delete", "7"]).await);
     assert_eq!(
@@ -238,6 +238,78 @@ async fn operations_on_a_file_change_exactly_what_they_say() {
     assert!(
         line.starts_with("jobfile: ") && line.ends_with("(UNKNOWN_SCHEDULE)"),
         "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_and_bulk_operations_on_a_file() {
+    let (_dir, path) = closed_file().await;
+    assert_eq!(
+        ok(on_file(&path, &["pause", "mail"]).await),
+        "job definition mail paused\n"
+    );
+    assert_eq!(
+        ok(on_file(&path, &["pause", "mail"]).await),
+        "job definition mail was paused already\n"
+    );
+    let stats = ok(on_file(&path, &["stats"]).await);
+    assert!(stats.contains("\nmail (paused) "), "{stats}");
+    let overview = json(on_file(&path, &["stats", "--json"]).await);
+    assert_eq!(overview["job_counts"][0]["name"], "mail");
+    assert_eq!(overview["job_counts"][0]["paused"], true);
+    assert_eq!(
+        ok(on_file(&path, &["resume", "mail"]).await),
+        "job definition mail resumed\n"
+    );
+    assert_eq!(
+        ok(on_file(&path, &["resume", "mail"]).await),
+        "job definition mail was not paused\n"
+    );
+    assert_eq!(
+        ok(on_file(&path, &["pause", "--queue", "emails"]).await),
+        "queue emails paused\n"
+    );
+    let queues = ok(on_file(&path, &["queues"]).await);
+    assert!(queues.contains("\nemails (paused) "), "{queues}");
+
+    // Two queued report jobs, cancelled together.
+    for key in ["a", "b"] {
+        ok(on_file(&path, &["trigger", "nightly-report", "--key", key]).await);
+    }
+    assert_eq!(
+        ok(on_file(&path, &["cancel", "--all-queued", "report"]).await),
+        "cancelled 2 queued jobs of report\n"
+    );
+    // The failed mail job ended in this century.
+    assert_eq!(
+        ok(on_file(
+            &path,
+            &["delete", "--failed-before", "2000-01-01T00:00:00Z"]
+        )
+        .await),
+        "deleted 0 failed jobs that ended before 2000-01-01T00:00:00Z\n"
+    );
+    assert_eq!(
+        ok(on_file(
+            &path,
+            &[
+                "delete",
+                "--failed-before",
+                "2100-01-01T00:00:00Z",
+                "--name",
+                "mail"
+            ]
+        )
+        .await),
+        "deleted 1 failed jobs of mail that ended before 2100-01-01T00:00:00Z\n"
+    );
+    let (code, line) = failed(&on_file(&path, &["delete", "--failed-before", "yesterday"]).await);
+    assert_eq!(
+        (code, line.as_str()),
+        (
+            2,
+            "jobfile: \"yesterday\" is not an instant: write it in RFC 3339, such as 2026-11-01T00:00:00Z"
+        )
     );
 }
 

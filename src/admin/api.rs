@@ -42,6 +42,12 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         .route("/api/jobs/{id}/events/live", get(live::job_events))
         .route("/api/running/live", get(live::running))
         .route("/api/jobs/retry-failed", post(retry_failed))
+        .route("/api/jobs/cancel-queued", post(cancel_queued))
+        .route("/api/jobs/delete-failed", post(delete_failed))
+        .route("/api/definitions/{name}/pause", post(pause_definition))
+        .route("/api/definitions/{name}/resume", post(resume_definition))
+        .route("/api/queues/{name}/pause", post(pause_queue))
+        .route("/api/queues/{name}/resume", post(resume_queue))
         .route("/api/jobs/{id}/retry", post(retry_job))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
         .route("/api/queues/{name}", get(queue_stats))
@@ -255,6 +261,90 @@ async fn retry_failed(
         .retry_all_failed(q.name.as_deref())
         .await?;
     Ok(Json(Count { count }))
+}
+
+/// The query of `POST /api/jobs/cancel-queued`: the definition, required.
+#[derive(Debug, Deserialize)]
+struct DefinitionQuery {
+    name: String,
+}
+
+/// `POST /api/jobs/cancel-queued?name=N` with an optional `{"reason": ...}`: every queued
+/// job of `N` cancelled.
+async fn cancel_queued(
+    State(admin): State<Admin>,
+    Query(q): Query<DefinitionQuery>,
+    body: Option<Json<CancelBody>>,
+) -> Result<Json<Count>, ApiError> {
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .unwrap_or_else(|| "cancelled by an operator".to_string());
+    let count = admin
+        .engine
+        .jobs()
+        .cancel_all_queued(&q.name, &reason)
+        .await?;
+    Ok(Json(Count { count }))
+}
+
+/// The query of `POST /api/jobs/delete-failed`.
+#[derive(Debug, Deserialize)]
+struct DeleteFailedQuery {
+    name: Option<String>,
+    before_ms: u64,
+}
+
+/// `POST /api/jobs/delete-failed?before_ms=T&name=N`: every failed or timed-out job of `N`
+/// (of every definition without `name`) that finished before `T`, deleted.
+async fn delete_failed(
+    State(admin): State<Admin>,
+    Query(q): Query<DeleteFailedQuery>,
+) -> Result<Json<Count>, ApiError> {
+    let count = admin
+        .engine
+        .jobs()
+        .delete_failed_before(q.name.as_deref(), q.before_ms)
+        .await?;
+    Ok(Json(Count { count }))
+}
+
+/// What a pause or a resume did.
+#[derive(Debug, Serialize)]
+struct Changed {
+    /// False if it was so already.
+    changed: bool,
+}
+
+async fn pause_definition(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Changed>, ApiError> {
+    let changed = admin.engine.jobs().pause(&name).await?;
+    Ok(Json(Changed { changed }))
+}
+
+async fn resume_definition(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Changed>, ApiError> {
+    let changed = admin.engine.jobs().resume(&name).await?;
+    Ok(Json(Changed { changed }))
+}
+
+async fn pause_queue(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Changed>, ApiError> {
+    let changed = admin.engine.queue(&name)?.pause().await?;
+    Ok(Json(Changed { changed }))
+}
+
+async fn resume_queue(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Changed>, ApiError> {
+    let changed = admin.engine.queue(&name)?.resume().await?;
+    Ok(Json(Changed { changed }))
 }
 
 async fn delete_job(

@@ -93,7 +93,11 @@ pub enum Command {
     /// Cancels a job (a running one is stopped at its next step or heartbeat).
     Cancel {
         /// The job id.
-        id: String,
+        #[arg(required_unless_present = "all_queued")]
+        id: Option<String>,
+        /// Instead of one job: every queued job of this definition.
+        #[arg(long, value_name = "NAME", conflicts_with = "id")]
+        all_queued: Option<String>,
         /// Why, recorded in the job's events.
         #[arg(long, default_value = "cancelled by an operator")]
         reason: String,
@@ -101,7 +105,32 @@ pub enum Command {
     /// Deletes a finished job with its events and steps.
     Delete {
         /// The job id.
-        id: String,
+        #[arg(required_unless_present = "failed_before")]
+        id: Option<String>,
+        /// Instead of one job: every failed or timed-out job that ended before this instant
+        /// (RFC 3339, such as 2026-11-01T00:00:00Z).
+        #[arg(long, value_name = "TIME", conflicts_with = "id")]
+        failed_before: Option<String>,
+        /// With --failed-before: only jobs of this definition.
+        #[arg(long, value_name = "NAME", requires = "failed_before")]
+        name: Option<String>,
+    },
+    /// Pauses a job definition (none of its jobs start) or, with --queue, a queue (nothing
+    /// is delivered). Running jobs finish. Durable until resumed.
+    Pause {
+        /// The job definition (or queue) name.
+        name: String,
+        /// NAME is a queue.
+        #[arg(long)]
+        queue: bool,
+    },
+    /// Resumes a paused job definition or, with --queue, a paused queue.
+    Resume {
+        /// The job definition (or queue) name.
+        name: String,
+        /// NAME is a queue.
+        #[arg(long)]
+        queue: bool,
     },
     /// Runs a schedule now, once per key.
     Trigger {

@@ -187,8 +187,23 @@ async fn command(client: &Client, command: Command, out: Out) -> Result<(), Fail
                 format!("job {id} is queued again with a fresh attempt budget")
             });
         }
-        Command::Cancel { id, reason } => {
-            let id = job_id(&id)?;
+        Command::Cancel {
+            all_queued: Some(name),
+            reason,
+            ..
+        } => {
+            let done = client
+                .post(
+                    &format!("/api/jobs/cancel-queued?name={}", enc(&name)),
+                    Some(json!({ "reason": reason })),
+                )
+                .await?;
+            out.print(&done, |d| {
+                format!("cancelled {} queued jobs of {name}", num(&d["count"]))
+            });
+        }
+        Command::Cancel { id, reason, .. } => {
+            let id = job_id(id.as_deref().unwrap_or_default())?;
             let done = client
                 .post(
                     &format!("/api/jobs/{id}/cancel"),
@@ -197,8 +212,34 @@ async fn command(client: &Client, command: Command, out: Out) -> Result<(), Fail
                 .await?;
             out.print(&done, |d| format!("job {id}: {}", cancel_outcome(d)));
         }
-        Command::Delete { id } => {
-            let id = job_id(&id)?;
+        Command::Delete {
+            failed_before: Some(before),
+            name,
+            ..
+        } => {
+            let before_ms = instant_ms(&before)?;
+            let mut path = format!("/api/jobs/delete-failed?before_ms={before_ms}");
+            if let Some(name) = &name {
+                path.push_str(&format!("&name={}", enc(name)));
+            }
+            let done = client.post(&path, None).await?;
+            out.print(&done, |d| {
+                let of = name
+                    .as_ref()
+                    .map(|n| format!(" of {n}"))
+                    .unwrap_or_default();
+                format!(
+                    "deleted {} failed jobs{of} that ended before {before}",
+                    num(&d["count"])
+                )
+            });
+        }
+        Command::Pause { name, queue } => pause_or_resume(client, out, &name, queue, true).await?,
+        Command::Resume { name, queue } => {
+            pause_or_resume(client, out, &name, queue, false).await?
+        }
+        Command::Delete { id, .. } => {
+            let id = job_id(id.as_deref().unwrap_or_default())?;
             let done = client.delete(&format!("/api/jobs/{id}")).await?;
             out.print(&done, |_| format!("job {id} deleted"));
         }
@@ -228,6 +269,47 @@ async fn command(client: &Client, command: Command, out: Out) -> Result<(), Fail
         }
     }
     Ok(())
+}
+
+/// Pauses (or resumes) the job definition or, with `queue`, the queue `name`.
+async fn pause_or_resume(
+    client: &Client,
+    out: Out,
+    name: &str,
+    queue: bool,
+    pause: bool,
+) -> Result<(), Failure> {
+    let verb = if pause { "pause" } else { "resume" };
+    let (kind, what) = if queue {
+        ("queues", "queue")
+    } else {
+        ("definitions", "job definition")
+    };
+    let done = client
+        .post(&format!("/api/{kind}/{}/{verb}", enc(name)), None)
+        .await?;
+    out.print(&done, |d| {
+        match (d["changed"] == Value::Bool(true), pause) {
+            (true, true) => format!("{what} {name} paused"),
+            (true, false) => format!("{what} {name} resumed"),
+            (false, true) => format!("{what} {name} was paused already"),
+            (false, false) => format!("{what} {name} was not paused"),
+        }
+    });
+    Ok(())
+}
+
+/// An instant as typed (RFC 3339), in ms since the epoch, or one line saying what one looks
+/// like.
+fn instant_ms(raw: &str) -> Result<u64, Failure> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{raw:?} is not an instant: write it in RFC 3339, such as 2026-11-01T00:00:00Z"
+            ))
+        })
 }
 
 /// A job id as typed, or one line saying what an id looks like.
@@ -338,7 +420,7 @@ fn stats(o: &Value) -> String {
     ]);
     for c in o["job_counts"].as_array().into_iter().flatten() {
         t.row(vec![
-            text(&c["name"]),
+            paused_name(c),
             num(&c["queued"]),
             num(&c["running"]),
             num(&c["completed"]),
@@ -477,12 +559,22 @@ fn job(d: &Value) -> String {
     out
 }
 
+/// The name of a job definition or queue, marked when it is paused.
+fn paused_name(summary: &Value) -> String {
+    let name = text(&summary["name"]);
+    if summary["paused"] == Value::Bool(true) {
+        format!("{name} (paused)")
+    } else {
+        name
+    }
+}
+
 fn queues(list: &Value) -> String {
     let mut t = Table::new(&["queue", "ready>", "delayed>", "leased>", "dead>"]);
     for q in list.as_array().into_iter().flatten() {
         let s = q; // the counts are flattened into the summary
         t.row(vec![
-            text(&q["name"]),
+            paused_name(q),
             num(&s["ready"]),
             num(&s["delayed"]),
             num(&s["leased"]),
