@@ -96,7 +96,9 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
         "{stdout}{stderr}"
     );
     assert!(stdout.contains("definitions: mail,render"), "{stdout}");
-    assert!(stdout.contains("queues: emails,2,0,0,1"), "{stdout}");
+    assert!(stdout.contains("queues: emails,2,0,0,1,Pause"), "{stdout}");
+    assert!(stdout.contains("queue paused and resumed: true"), "{stdout}");
+    assert!(stdout.contains("paused definition: mail paused"), "{stdout}");
     assert!(stdout.contains("progress: "), "{stdout}");
     assert!(stdout.contains(" N of 600 rendering"), "{stdout}");
     assert!(stdout.contains("eta: done by about ..."), "{stdout}");
@@ -115,6 +117,16 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
         mail.join(bounced, None).await.unwrap(),
         Outcome::Completed(ref s) if s == "sent to ann@example.com"
     ));
+    // What the clicks did, as the engine sees it.
+    let counts = engine.jobs().counts().await.unwrap();
+    let paused: Vec<&str> = counts
+        .iter()
+        .filter(|c| c.paused)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(paused, ["mail"]);
+    let emails = engine.queue("emails").unwrap().stats().await.unwrap();
+    assert!(!emails.paused);
     done.send(true).unwrap();
     server.stop().await.unwrap();
     engine.shutdown(Duration::from_secs(5)).await.unwrap();

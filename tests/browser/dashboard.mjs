@@ -1,7 +1,8 @@
 // Drives the admin dashboard as a person would, in headless Chromium: signs in with the token,
 // watches a running job's progress bar advance on the overview, opens that job's page, then
-// opens a failed job from the failed list, clicks Retry and waits until it has run. Saves a
-// screenshot of the overview and of the job page.
+// opens a failed job from the failed list, clicks Retry and waits until it has run, requeues a
+// dead letter, pauses and resumes a queue, and pauses a job definition. Saves a screenshot of
+// each page.
 //
 // Usage: node dashboard.mjs <admin url> <token> <screenshot dir>
 import { chromium } from "playwright-core";
@@ -71,6 +72,22 @@ try {
   await page.waitForFunction(() => !document.querySelector("#dead tr[data-msg]"), null, { timeout: 15000 });
   const ready = await page.$eval(".cards .card .v", (el) => el.textContent);
   console.log(`queue page: dead ${deadBefore} -> 0, ready ${ready}`);
+
+  // Pause the queue from its page, then resume it.
+  await page.click('button[data-flow="queues"][data-op="pause"]');
+  await page.waitForSelector(".actions .s-paused");
+  await page.screenshot({ path: `${outDir}/queue-paused.png`, fullPage: true });
+  await page.click('button[data-flow="queues"][data-op="resume"]');
+  await page.waitForSelector('button[data-flow="queues"][data-op="pause"]');
+  console.log("queue paused and resumed: " + !(await page.$(".actions .s-paused")));
+
+  // Pause a job definition from the overview: it is marked, and stays paused.
+  await page.click('nav a[data-nav="overview"]');
+  await page.click('button[data-flow="definitions"][data-target="mail"][data-op="pause"]');
+  await page.waitForSelector('tr[data-name="mail"] .s-paused');
+  const marked = await page.$eval('tr[data-name="mail"] td:first-child', (td) => td.textContent);
+  console.log("paused definition: " + marked);
+  await page.screenshot({ path: `${outDir}/definition-paused.png`, fullPage: true });
   console.log("OK");
 } finally {
   await browser.close();
