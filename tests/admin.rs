@@ -337,6 +337,8 @@ async fn operations_change_exactly_what_they_say() {
     for line in [
         "jobfile_queue_messages{queue=\"emails\",state=\"ready\"} 1",
         "jobfile_queue_messages{queue=\"emails\",state=\"dead\"} 1",
+        "jobfile_queue_paused{queue=\"emails\"} 0",
+        "jobfile_job_definition_paused{name=\"mail\"} 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
@@ -919,6 +921,9 @@ async fn bulk_operations_retry_every_failed_job_of_a_name_and_requeue_every_dead
         .find(|c| c["name"] == "parked")
         .cloned();
     assert_eq!(parked.map(|c| c["paused"].clone()), Some(json!(true)));
+    let (_, metrics) = get(&app, "/metrics").await;
+    let paused_line = "jobfile_job_definition_paused{name=\"parked\"} 1";
+    assert!(metrics.as_str().unwrap().lines().any(|l| l == paused_line));
     assert_eq!(
         post(&app, "/api/definitions/parked/resume", None).await,
         (StatusCode::OK, json!({"changed": true}))

@@ -97,8 +97,14 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
     );
     assert!(stdout.contains("definitions: mail,render"), "{stdout}");
     assert!(stdout.contains("queues: emails,2,0,0,1,Pause"), "{stdout}");
-    assert!(stdout.contains("queue paused and resumed: true"), "{stdout}");
-    assert!(stdout.contains("paused definition: mail paused"), "{stdout}");
+    assert!(
+        stdout.contains("queue paused and resumed: true"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("paused definition: mail paused"),
+        "{stdout}"
+    );
     assert!(stdout.contains("progress: "), "{stdout}");
     assert!(stdout.contains(" N of 600 rendering"), "{stdout}");
     assert!(stdout.contains("eta: done by about ..."), "{stdout}");

@@ -80,7 +80,11 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
         );
     }
     let by_state: Family<Vec<(String, String)>, Gauge> = Family::default();
+    let paused: Family<Vec<(String, String)>, Gauge> = Family::default();
     for c in engine.jobs().counts().await? {
+        paused
+            .get_or_create(&vec![("name".to_string(), c.name.clone())])
+            .set(i64::from(c.paused));
         for (state, n) in [
             ("queued", c.queued),
             ("running", c.running),
@@ -99,8 +103,17 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
         }
     }
     registry.register("jobs", "Jobs in the file by definition and state", by_state);
+    registry.register(
+        "job_definition_paused",
+        "1 while the job definition is paused (none of its jobs start)",
+        paused,
+    );
     let queues: Family<Vec<(String, String)>, Gauge> = Family::default();
+    let queues_paused: Family<Vec<(String, String)>, Gauge> = Family::default();
     for q in engine.queues().await? {
+        queues_paused
+            .get_or_create(&vec![("queue".to_string(), q.name.clone())])
+            .set(i64::from(q.stats.paused));
         for (state, n) in [
             ("ready", q.stats.ready),
             ("delayed", q.stats.delayed),
@@ -120,6 +133,11 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
         "queue_messages",
         "Queue messages by queue and state",
         queues,
+    );
+    registry.register(
+        "queue_paused",
+        "1 while the queue is paused (nothing is delivered)",
+        queues_paused,
     );
     let durations: Family<Vec<(String, String)>, HistogramSnapshot> = Family::default();
     for h in engine.jobs().attempt_durations() {
