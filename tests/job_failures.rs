@@ -606,3 +606,18 @@ in_both_places!(
     committed_steps_are_not_run_again_on_retry,
     a_step_id_used_twice_in_one_run_is_an_error,
 );
+
+in_memory_too!(
+    retryable_error_then_success,
+    a_permanent_error_is_not_retried,
+    attempts_exhausted_fails_with_the_last_error,
+    fixed_and_exponential_backoff_wait_exactly,
+    a_missed_lease_times_the_attempt_out_and_signals_the_handler,
+    heartbeats_keep_a_long_job_alive_and_extend_its_timeout,
+    the_attempt_timeout_fires_without_heartbeats_even_within_the_lease,
+    cancel_queued_running_and_finished_jobs,
+    a_panic_is_recorded_as_panic_and_retried,
+    an_input_that_no_longer_decodes_fails_permanently_and_the_worker_goes_on,
+    committed_steps_are_not_run_again_on_retry,
+    a_step_id_used_twice_in_one_run_is_an_error,
+);

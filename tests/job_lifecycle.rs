@@ -911,3 +911,19 @@ in_both_places!(
     claims_in_batches_take_each_ready_job_once_in_priority_order,
     progress_updates_within_one_second_make_one_event_holding_the_latest,
 );
+
+// In memory too, but for the two that reopen the engine or read the file's commit counts.
+in_memory_too!(
+    happy_path_with_steps_progress_and_events,
+    a_live_stream_sees_every_event_in_order_and_ends_after_the_terminal_one,
+    join_timeout_returns_a_timed_out_result_and_unknown_ids_are_errors,
+    a_job_submitted_without_a_handler_runs_once_one_is_registered,
+    the_same_key_gives_the_same_id_until_the_job_is_pruned,
+    higher_priority_first_fifo_within_a_priority,
+    delayed_jobs_start_exactly_on_time_and_at_wins_over_delay,
+    bad_submissions_and_definitions_are_typed_errors_that_write_nothing,
+    submit_many_is_one_commit_all_or_nothing,
+    attempt_durations_are_bucketed_by_definition_and_outcome,
+    the_metrics_callback_sees_each_event_and_a_panicking_one_is_ignored,
+    progress_updates_within_one_second_make_one_event_holding_the_latest,
+);

@@ -127,6 +127,7 @@ async fn stored_counts(place: &Place, engine: jobfile::Engine) -> u64 {
                 .unwrap();
             row.get::<_, i64>(0) as u64
         }
+        Place::Memory => unreachable!("these tests reopen: not in memory"),
     }
 }
 

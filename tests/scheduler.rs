@@ -501,6 +501,7 @@ async fn a_schedule_that_cannot_be_read_is_retried_then_dead_lettered_and_the_ot
                 .await
                 .unwrap();
         }
+        Place::Memory => unreachable!("this test reopens: not in memory"),
     }
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();

@@ -91,7 +91,20 @@ impl Engine {
 
     /// Opens the file with `options`.
     pub async fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Engine> {
-        let path = path.as_ref().to_path_buf();
+        Self::start(path.as_ref().to_path_buf(), options, false).await
+    }
+
+    /// An engine in memory (redb's memory backend), with default options: the same API and
+    /// behaviour as on a file, without a file, a lock or a log, and nothing outlives it. For
+    /// an application's own tests (see the README's "Testing your jobs"): with a
+    /// [`ManualClock`](crate::ManualClock) and [`EngineOptions::manual_workers`], jobs run
+    /// only when the test calls [`Engine::drain`].
+    pub async fn in_memory() -> Result<Engine> {
+        EngineOptions::default().open_in_memory().await
+    }
+
+    /// Opens the store at `path`, or in memory, and starts the engine.
+    async fn start(path: PathBuf, options: EngineOptions, in_memory: bool) -> Result<Engine> {
         let store = Arc::new(Store::new(&path, options.clock.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let queues = Arc::new(QueueCore::new(store.clone(), stop_rx.clone()));
@@ -101,6 +114,7 @@ impl Engine {
             options.on_job_metric.clone().map(|h| h.0),
             stop_rx.clone(),
         );
+        jobs.set_manual_workers(options.manual_workers);
         let mutexes = Arc::new(MutexCore::new(store.clone(), stop_rx.clone()));
         let ephemeral = Arc::new(EphemeralCore::new(
             store.clone(),
@@ -128,11 +142,11 @@ impl Engine {
         ];
         let epoch = {
             let (store, primitives) = (store.clone(), primitives.clone());
-            tokio::task::spawn_blocking(move || open_store(&store, options, &primitives))
+            tokio::task::spawn_blocking(move || open_store(&store, options, &primitives, in_memory))
                 .await
                 .map_err(open_panicked)??
         };
-        tracing::info!(path = %path.display(), epoch, "jobfile opened");
+        tracing::info!(path = %path.display(), epoch, in_memory, "jobfile opened");
         let tasks = primitives
             .iter()
             .filter(|p| p.timer().is_some())
@@ -320,6 +334,43 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs every job that is due now to its end, in the calling task, and returns each
+    /// attempt that ran with where it left its job, in the order they ran: first the timed
+    /// work due at the clock's time (as [`tick`](Self::tick)), then rounds that each take
+    /// the next due job of every registered definition, until a round finds none. A retry
+    /// due at once runs in the same drain; one with a backoff runs in a later drain, once the
+    /// clock has reached it. A paused definition's jobs are left queued, and a start limit
+    /// holds as with workers.
+    ///
+    /// Meant for tests, with [`EngineOptions::manual_workers`]: then only drains run jobs, so
+    /// the report is exactly what ran. With workers running, it runs only what they have not
+    /// taken, and does not wait for them. A handler that keeps submitting due jobs of its
+    /// own keeps the drain going.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> jobfile::Result<()> {
+    /// use jobfile::{EngineOptions, JobCtx, JobError, JobSpec, JobState};
+    /// let engine = EngineOptions::new().manual_workers(true).open_in_memory().await?;
+    /// let double = engine.register(JobSpec::new("double"), |_: JobCtx, n: u32| async move {
+    ///     Ok::<_, JobError>(n * 2)
+    /// })?;
+    /// let id = double.submit(21).await?.id;
+    /// let ran = engine.drain().await?;
+    /// assert_eq!((ran[0].id, ran[0].state), (id, JobState::Completed));
+    /// # Ok(()) }
+    /// ```
+    pub async fn drain(&self) -> Result<Vec<crate::Drained>> {
+        let mut ran = Vec::new();
+        loop {
+            self.tick().await?;
+            let round = crate::job::drain::round(&self.inner.jobs).await?;
+            if round.is_empty() {
+                return Ok(ran);
+            }
+            ran.extend(round);
+        }
+    }
+
     /// Commits made to the file and ops they carried since open. On PostgreSQL, all zero: the
     /// database keeps its own statistics (`pg_stat_database`, `pg_stat_user_tables`).
     pub fn store_stats(&self) -> StoreStats {
@@ -399,20 +450,25 @@ impl EngineOptions {
     pub async fn open(self, path: impl AsRef<Path>) -> Result<Engine> {
         Engine::open_with(path, self).await
     }
+
+    /// An engine in memory with these options. See [`Engine::in_memory`](crate::Engine::in_memory).
+    pub async fn open_in_memory(self) -> Result<Engine> {
+        Engine::start(PathBuf::from(IN_MEMORY), self, true).await
+    }
 }
 
-/// Takes the leader lock (or waits for it) and opens the store; every primitive recovers in
-/// the transaction that starts the new epoch. Blocking. Returns the epoch.
+/// What [`Engine::path`] shows for an engine in memory.
+const IN_MEMORY: &str = ":memory:";
+
+/// Takes the leader lock (or waits for it) and opens the store, or opens one in memory; every
+/// primitive recovers in the transaction that starts the new epoch. Blocking. Returns the
+/// epoch.
 fn open_store(
     store: &Store,
     options: EngineOptions,
     primitives: &[Arc<dyn Primitive>],
+    in_memory: bool,
 ) -> Result<u64> {
-    let lock = if options.standby {
-        LeaderLock::acquire_blocking(store.path())?
-    } else {
-        LeaderLock::try_acquire(store.path())?
-    };
     let config = StoreConfig {
         durability: options.durability,
         max_batch: options.max_batch,
@@ -424,12 +480,20 @@ fn open_store(
         compact: options.compact_on_open,
     };
     let schema = primitives.iter().map(|p| p.tables()).collect();
-    let (epoch, ()) = store.open(lock, config, schema, |ctx, epoch| {
+    let recover = |ctx: &mut crate::store::TxCtx<'_>, epoch| {
         primitives
             .iter()
             .try_for_each(|p| p.clone().recover(ctx, epoch))
-    })?;
-    Ok(epoch)
+    };
+    if in_memory {
+        return Ok(store.open_in_memory(config, schema, recover)?.0);
+    }
+    let lock = if options.standby {
+        LeaderLock::acquire_blocking(store.path())?
+    } else {
+        LeaderLock::try_acquire(store.path())?
+    };
+    Ok(store.open(lock, config, schema, recover)?.0)
 }
 
 /// Runs `primitive`'s passes whenever its timer comes due, until the engine stops.

@@ -24,6 +24,7 @@ pub struct EngineOptions {
     pub(super) compact_on_open: bool,
     pub(super) faults: Option<FaultInjector>,
     pub(super) max_running_jobs: usize,
+    pub(super) manual_workers: bool,
     pub(super) on_job_metric: Option<MetricHook>,
     pub(super) ephemeral_change_retention: Duration,
     #[cfg(feature = "cron")]
@@ -78,6 +79,7 @@ impl Default for EngineOptions {
             compact_on_open: false,
             faults: None,
             max_running_jobs: 256,
+            manual_workers: false,
             on_job_metric: None,
             ephemeral_change_retention: Duration::from_secs(3600),
             #[cfg(feature = "cron")]
@@ -99,6 +101,15 @@ impl EngineOptions {
     /// The defaults: fail at once if the file is held, fsync every commit, system clock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Registered handlers start no workers: jobs run only when the application calls
+    /// [`Engine::drain`](crate::Engine::drain), one at a time, in the calling task. For tests
+    /// that decide exactly when jobs run (with a [`ManualClock`](crate::ManualClock), down to
+    /// the millisecond). Default `false`.
+    pub fn manual_workers(mut self, manual: bool) -> Self {
+        self.manual_workers = manual;
+        self
     }
 
     /// Wait for the file instead of failing with [`Error::Locked`](crate::Error::Locked): the open completes the moment

@@ -95,6 +95,7 @@ pub(super) async fn connect(url: &str, options: EngineOptions) -> Result<Engine>
         },
     );
     jobs.set_epoch(id as u64);
+    jobs.set_manual_workers(options.manual_workers);
     let listener = (!options.pg_poll_only).then(|| {
         Listener::start(
             pg.clone(),

@@ -39,6 +39,10 @@ pub(crate) struct JobCore {
     watchers: Mutex<HashMap<u64, watch::Sender<u64>>>,
     running: Mutex<HashMap<u64, Arc<AttemptSignal>>>,
     registered: Mutex<Vec<String>>,
+    /// The registered handlers, in the order they were registered (for [`Engine::drain`](crate::Engine::drain)).
+    definitions: Mutex<Vec<Arc<super::worker::Definition>>>,
+    /// Handlers start no workers: jobs run only when drained.
+    manual: std::sync::atomic::AtomicBool,
     targets: Mutex<HashMap<String, Arc<DispatchTarget>>>,
     active: AtomicUsize,
     idle: Notify,
@@ -89,6 +93,8 @@ impl JobCore {
             watchers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             registered: Mutex::new(Vec::new()),
+            definitions: Mutex::new(Vec::new()),
+            manual: std::sync::atomic::AtomicBool::new(false),
             targets: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -159,6 +165,26 @@ impl JobCore {
         }
         names.push(name.to_string());
         true
+    }
+
+    /// Makes registered handlers start no workers (jobs run only when drained).
+    pub(crate) fn set_manual_workers(&self, manual: bool) {
+        self.manual.store(manual, Ordering::Relaxed);
+    }
+
+    /// Whether registered handlers start workers.
+    pub(crate) fn manual_workers(&self) -> bool {
+        self.manual.load(Ordering::Relaxed)
+    }
+
+    /// Keeps a registered handler, for [`Engine::drain`](crate::Engine::drain).
+    pub(crate) fn add_definition(&self, def: Arc<super::worker::Definition>) {
+        lock(&self.definitions).push(def);
+    }
+
+    /// The registered handlers, in the order they were registered.
+    pub(crate) fn definitions(&self) -> Vec<Arc<super::worker::Definition>> {
+        lock(&self.definitions).clone()
     }
 
     /// Lets submits of `name` start attempts directly for these workers.

@@ -101,6 +101,11 @@ where
             result_limit: limit,
             invoke: Box::new(invoke),
         });
+        self.core.add_definition(def.clone());
+        if self.core.manual_workers() {
+            // No worker and no hand-off: the jobs run when the application drains them.
+            return Ok(());
+        }
         let (handoff, handoffs) = tokio::sync::mpsc::unbounded_channel();
         self.core.add_target(
             &self.spec.name,
@@ -237,6 +242,29 @@ where
         }
     }
 
+    /// Every job of this definition the engine holds (retained finished ones too), oldest
+    /// first, with its input decoded: what a test asserts was submitted. Read in pages of
+    /// 1,000.
+    ///
+    /// Errors: [`Error::TypeMismatch`](crate::Error::TypeMismatch) for a stored input that no
+    /// longer decodes into `I`.
+    pub async fn submitted(&self) -> Result<Vec<SubmittedJob<I>>>
+    where
+        I: DeserializeOwned,
+    {
+        let jobs = super::view::all_of(&self.core, &self.spec.name).await?;
+        jobs.into_iter()
+            .map(|job| {
+                let input =
+                    serde_json::from_slice(&job.input_json).map_err(|e| Error::TypeMismatch {
+                        what: format!("the input of job {}", job.id),
+                        detail: e.to_string(),
+                    })?;
+                Ok(SubmittedJob { input, job })
+            })
+            .collect()
+    }
+
     /// The job without its input, if it exists and is of this handle's definition.
     async fn existing(&self, id: u64) -> Result<JobInfo> {
         let job = self.core.backend.get(id, false).await?;
@@ -255,4 +283,14 @@ where
             })
         }
     }
+}
+
+/// A job as [`JobHandle::submitted`] lists it: its decoded input beside its record.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SubmittedJob<I> {
+    /// The input it was submitted with.
+    pub input: I,
+    /// The job as stored (id, state, key, meta, when it may run, ...).
+    pub job: JobInfo,
 }

@@ -9,6 +9,7 @@ pub(crate) mod backend;
 mod backoff;
 pub(crate) mod core;
 mod ctx;
+pub(crate) mod drain;
 mod durations;
 pub(crate) mod effects;
 mod error;
@@ -34,10 +35,11 @@ mod worker;
 
 pub use backoff::Backoff;
 pub use ctx::JobCtx;
+pub use drain::Drained;
 pub use durations::AttemptDurations;
 pub use error::{JobError, JobFailure};
 pub use events::{JobEventStream, JobEvents};
-pub use handle::JobHandle;
+pub use handle::{JobHandle, SubmittedJob};
 pub use info::{
     CancelOutcome, Items, JobCounts, JobEvent, JobEventKind, JobInfo, JobPage, JobState, Outcome,
     Progress, Submitted,

@@ -43,6 +43,13 @@ impl Jobs {
         self.core.backend.counts().await
     }
 
+    /// Every job of the definition `name` the engine holds (retained finished ones too),
+    /// oldest first, with its input: what a test asserts was submitted. Read in pages of
+    /// 1,000. See [`JobHandle::submitted`](crate::JobHandle::submitted) for the inputs typed.
+    pub async fn submitted(&self, name: &str) -> Result<Vec<JobInfo>> {
+        all_of(&self.core, name).await
+    }
+
     /// Pauses the definition `name`: no attempt of it starts (claimed by a worker or handed
     /// to one by a submit) until [`resume`](Self::resume); running attempts finish, and
     /// submits are stored and queued as usual. Durable: still paused after a restart, and on
@@ -163,6 +170,31 @@ where
         match next {
             Some(next) => cursor = Some(next),
             None => return Ok(total),
+        }
+    }
+}
+
+/// Every job of `name`, oldest first, in pages of 1,000.
+pub(crate) async fn all_of(core: &JobCore, name: &str) -> Result<Vec<JobInfo>> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = core
+            .backend
+            .list(super::storage::JobQuery {
+                name: Some(name.to_string()),
+                state: None,
+                meta: None,
+                after,
+                oldest_first: true,
+                limit: BULK_BATCH,
+                scan_limit: None,
+            })
+            .await?;
+        all.extend(page.jobs);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
         }
     }
 }

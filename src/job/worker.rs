@@ -50,6 +50,25 @@ pub(crate) async fn take_handoffs(
 }
 
 fn start(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed, slot: Slot) {
+    tokio::spawn(attempt(core, def, job, slot));
+}
+
+/// Runs a started attempt to its end, in the calling task: what [`Engine::drain`](crate::Engine::drain) does
+/// with each job it claims.
+pub(crate) async fn run_here(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed) {
+    let Some(slot) = acquire(core, def).await else {
+        return;
+    };
+    attempt(core, def, job, slot).await;
+}
+
+/// The attempt of a claimed job, with its stop signal.
+fn attempt(
+    core: &Arc<JobCore>,
+    def: &Arc<Definition>,
+    job: Claimed,
+    slot: Slot,
+) -> impl Future<Output = ()> + Send + 'static {
     // The signal was registered when the claim committed, before the claim was answered.
     let signal = match core.running_signal(job.id) {
         Some(signal) if signal.attempt == job.attempt => signal,
@@ -59,7 +78,7 @@ fn start(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed, slot: Slot) {
         }
     };
     signal.set_definition(def.name.clone());
-    tokio::spawn(run_attempt(core.clone(), def.clone(), job, signal, slot));
+    run_attempt(core.clone(), def.clone(), job, signal, slot)
 }
 
 pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {

@@ -1,6 +1,6 @@
-//! The file's storage backend: redb's file backend behind a fence that poisoning closes (from
-//! then on nothing reaches the file, not even what redb would write as it closes), and in tests
-//! behind a [`FaultInjector`].
+//! The store's storage backend: redb's file backend (or, for an engine in memory, its memory
+//! backend) behind a fence that poisoning closes (from then on nothing reaches the file, not
+//! even what redb would write as it closes), and in tests behind a [`FaultInjector`].
 
 use std::fs::File;
 use std::io;
@@ -8,14 +8,14 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::backends::FileBackend;
+use redb::backends::{FileBackend, InMemoryBackend};
 use redb::{BackendError, StorageBackend};
 
 use super::faults::FaultInjector;
 
 #[derive(Debug)]
 pub(crate) struct Backend {
-    inner: FileBackend,
+    inner: Box<dyn StorageBackend>,
     faults: Option<FaultInjector>,
     fence: Arc<AtomicBool>,
 }
@@ -27,10 +27,19 @@ impl Backend {
         fence: Arc<AtomicBool>,
     ) -> Result<Self, redb::DatabaseError> {
         Ok(Backend {
-            inner: FileBackend::new(file)?,
+            inner: Box::new(FileBackend::new(file)?),
             faults,
             fence,
         })
+    }
+
+    /// A backend in memory: nothing outlives the engine.
+    pub(crate) fn memory(fence: Arc<AtomicBool>) -> Self {
+        Backend {
+            inner: Box::new(InMemoryBackend::new()),
+            faults: None,
+            fence,
+        }
     }
 
     fn check_fence(&self) -> io::Result<()> {

@@ -323,6 +323,42 @@ impl Store {
                 );
             }
         }
+        let log = wal::Wal::open(path, config.faults.clone())?;
+        let opened = self.start(db, Some(identity), Some(log), &config, &schema, recover)?;
+        if let Some(lock) = lock.take() {
+            put(&self.lock, lock);
+        }
+        Ok(opened)
+    }
+
+    /// Opens a store in memory (no file, no lock, no log): `recover` runs in the transaction
+    /// that starts epoch 1. Nothing outlives the engine.
+    pub(crate) fn open_in_memory<R>(
+        &self,
+        config: StoreConfig,
+        schema: Schema,
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
+    ) -> Result<(u64, R)> {
+        let mut builder = Builder::new();
+        builder.set_cache_size(config.cache_bytes);
+        let db = builder
+            .create_with_backend(Backend::memory(self.shared.fence.clone()))
+            .map_err(|e| Error::Storage(format!("creating a database in memory: {e}")))?;
+        self.start(db, None, None, &config, &schema, recover)
+    }
+
+    /// Starts the writer (and the log's thread) on `db`, after the first transaction has
+    /// replayed `log` (the log and what it holds; `None` in memory) and run `recover`.
+    fn start<R>(
+        &self,
+        db: redb::Database,
+        identity: Option<FileIdentity>,
+        log: Option<(wal::Wal, Vec<u8>)>,
+        config: &StoreConfig,
+        schema: &Schema,
+        recover: impl FnOnce(&mut TxCtx<'_>, u64) -> Result<R>,
+    ) -> Result<(u64, R)> {
+        let path = self.path.as_path();
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let mut writer = Writer::new(
@@ -339,13 +375,20 @@ impl Store {
                 checkpoint_every: config.checkpoint_every,
             },
         );
-        let (wal, log) = wal::Wal::open(path, config.faults.clone())?;
-        let (epoch, recovered) = writer.run_init(&schema, &log, recover)?;
+        let (wal, log) = log.unzip();
+        let (epoch, recovered) =
+            writer.run_init(schema, log.as_deref().unwrap_or_default(), recover)?;
         drop(log);
-        let log_thread = writer.start_log(wal).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let log_thread = match wal {
+            Some(wal) => writer.start_log(wal).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => {
+                writer.start_without_log();
+                None
+            }
+        };
         let handle = std::thread::Builder::new()
             .name("jobfile-writer".into())
             .spawn(move || writer.run())
@@ -358,9 +401,6 @@ impl Store {
         put(&self.writer, handle);
         if let Some(id) = log_thread {
             put(&self.log_thread, id);
-        }
-        if let Some(lock) = lock.take() {
-            put(&self.lock, lock);
         }
         Ok((epoch, recovered))
     }

@@ -290,8 +290,9 @@ pub(crate) struct Writer {
     checkpoint_bytes: u64,
     checkpoint_every: Duration,
     counters: HashMap<Cow<'static, str>, Counter>,
-    /// The data file as opened, and when the path was last checked to still name it.
-    identity: FileIdentity,
+    /// The data file as opened (`None` in memory), and when the path was last checked to
+    /// still name it.
+    identity: Option<FileIdentity>,
     identity_checked: Option<Instant>,
     log: Log,
 }
@@ -299,7 +300,8 @@ pub(crate) struct Writer {
 /// The writer's side of the log: where records go, and what numbers them.
 struct Log {
     sink: Sink,
-    path: PathBuf,
+    /// The log's path; `None` in memory.
+    path: Option<PathBuf>,
     /// The generation the file's metadata names since the last checkpoint.
     generation: u64,
     /// The last record's number in this generation.
@@ -331,6 +333,8 @@ enum Sink {
         unsynced_since: Option<Instant>,
         flush_every: Duration,
     },
+    /// An engine in memory: nothing is logged, a commit is answered at once.
+    Memory,
 }
 
 /// How often, while writing, the writer checks that the path still names the open file.
@@ -342,10 +346,10 @@ impl Writer {
         rx: Receiver<Msg>,
         shared: Arc<StoreShared>,
         clock: Arc<dyn Clock>,
-        identity: FileIdentity,
+        identity: Option<FileIdentity>,
         settings: WriterSettings,
     ) -> Self {
-        let path = wal::path_for(identity.path());
+        let path = identity.as_ref().map(|i| wal::path_for(i.path()));
         Writer {
             db,
             rx,
@@ -373,6 +377,11 @@ impl Writer {
 
     /// Starts logging to `wal` (after [`Writer::run_init`] has replayed it). For fsync'd
     /// commits that starts the log's thread, whose id is returned: hooks run on it.
+    /// An engine in memory logs nothing.
+    pub(crate) fn start_without_log(&mut self) {
+        self.log.sink = Sink::Memory;
+    }
+
     pub(crate) fn start_log(&mut self, wal: Wal) -> std::io::Result<Option<ThreadId>> {
         if let Durability::Relaxed { flush_every } = self.durability {
             self.log.sink = Sink::Direct {
@@ -449,7 +458,8 @@ impl Writer {
             }
         }
         // A clean close leaves the file whole on its own: a last checkpoint, and no log.
-        let whole = self.shared.poisoned().is_none() && self.checkpoint();
+        let whole =
+            self.log.path.is_some() && self.shared.poisoned().is_none() && self.checkpoint();
         match std::mem::replace(&mut self.log.sink, Sink::Unstarted) {
             Sink::Syncer { sender, thread, .. } => {
                 let _ = sender.send(LogMsg::Close);
@@ -466,8 +476,8 @@ impl Writer {
             }
             _ => {}
         }
-        if whole {
-            let _ = std::fs::remove_file(&self.log.path);
+        if let Some(path) = self.log.path.as_ref().filter(|_| whole) {
+            let _ = std::fs::remove_file(path);
         }
         // Anything still queued is refused rather than left hanging.
         while let Ok(Msg::Op(op)) = self.rx.try_recv() {
@@ -577,13 +587,17 @@ impl Writer {
                 wal.restart();
                 *unsynced_since = None;
             }
-            Sink::Unstarted => {}
+            Sink::Unstarted | Sink::Memory => {}
         }
     }
 
     /// Logs a committed batch's changes; `done` is carried out once they are durable (at once
     /// after everything before it, for a batch that changed nothing).
     fn log_batch(&mut self, changes: Changes, done: Done) {
+        if let Sink::Memory = self.log.sink {
+            self.shared.mark_durable(done.visible);
+            return done.finish();
+        }
         let mut frame = std::mem::take(&mut self.log.frame);
         frame.clear();
         if !changes.is_empty() {
@@ -663,6 +677,7 @@ impl Writer {
                 }
             }
             Sink::Unstarted => done.fail("the log is not started"),
+            Sink::Memory => unreachable!("answered above"),
         }
     }
 
@@ -750,6 +765,9 @@ impl Writer {
     /// the file this writer writes. A file deleted or replaced under the engine would take
     /// every later write where no open of the path finds it.
     fn check_identity(&mut self) -> Result<()> {
+        let Some(identity) = &self.identity else {
+            return Ok(());
+        };
         if self
             .identity_checked
             .is_some_and(|at| at.elapsed() < IDENTITY_CHECK_EVERY)
@@ -757,8 +775,8 @@ impl Writer {
             return Ok(());
         }
         self.identity_checked = Some(Instant::now());
-        self.identity.check().map_err(|what| Error::FileReplaced {
-            path: self.identity.path().to_path_buf(),
+        identity.check().map_err(|what| Error::FileReplaced {
+            path: identity.path().to_path_buf(),
             detail: format!(
                 "{what}; writes are refused from now on, as no open of the path would find them"
             ),

@@ -162,6 +162,8 @@ pub enum Place {
         path: std::path::PathBuf,
     },
     Postgres(PgSchema),
+    /// An engine in memory (`EngineOptions::open_in_memory`): nothing survives a reopen.
+    Memory,
 }
 
 impl Place {
@@ -180,6 +182,7 @@ impl Place {
         match self {
             Place::File { .. } => Place::file(),
             Place::Postgres(_) => Place::postgres().expect("configured"),
+            Place::Memory => Place::Memory,
         }
     }
 
@@ -191,7 +194,7 @@ impl Place {
     pub fn path(&self) -> &std::path::Path {
         match self {
             Place::File { path, .. } => path,
-            Place::Postgres(_) => panic!("a file-only step on PostgreSQL"),
+            Place::Postgres(_) | Place::Memory => panic!("a file-only step elsewhere"),
         }
     }
 
@@ -199,7 +202,7 @@ impl Place {
     pub fn schema(&self) -> &PgSchema {
         match self {
             Place::Postgres(schema) => schema,
-            Place::File { .. } => panic!("a PostgreSQL-only step on a file"),
+            Place::File { .. } | Place::Memory => panic!("a PostgreSQL-only step elsewhere"),
         }
     }
 
@@ -213,6 +216,7 @@ impl Place {
                 .connect(&s.url)
                 .await
                 .expect("connect"),
+            Place::Memory => options.open_in_memory().await.expect("open in memory"),
         }
     }
 
@@ -244,6 +248,22 @@ macro_rules! in_both_places {
                 async fn $name() {
                     let Some(place) = $crate::common::pg::Place::postgres() else { return };
                     super::$name(place).await
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each named `async fn name(place: Place)` once more, on an engine in memory: the
+/// behaviour tests that need no reopen (nothing survives one in memory).
+#[macro_export]
+macro_rules! in_memory_too {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::pg::Place::Memory).await
                 }
             )*
         }
