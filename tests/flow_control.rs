@@ -255,11 +255,12 @@ in_both_places!(
     bad_flow_arguments_are_typed_errors,
 );
 
-/// The child: pauses "mail" and says so, then waits to be killed.
+/// The child: pauses "mail" (role `pause`), or starts 3 of 5 rate-limited jobs (role
+/// `limit`), says so, then waits to be killed.
 #[test]
 #[ignore = "child process entry point, started by the tests in this file"]
 fn child_entry() {
-    let Some((_role, path)) = child_role() else {
+    let Some((role, path)) = child_role() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -269,8 +270,25 @@ fn child_entry() {
             .open(&path)
             .await
             .expect("child open");
-        engine.jobs().pause("mail").await.expect("pause");
-        println!("paused");
+        if role == "pause" {
+            engine.jobs().pause("mail").await.expect("pause");
+            println!("paused");
+        } else {
+            // Three attempts start at T0 under a limit of 3 per 10 s, and hang.
+            let sms = engine
+                .register(
+                    JobSpec::new("sms").concurrency(10).rate_limit(3, secs(10)),
+                    |ctx: jobfile::JobCtx, _: u32| async move {
+                        println!("started {}", ctx.id());
+                        std::future::pending::<()>().await;
+                        Ok::<u32, JobError>(0)
+                    },
+                )
+                .expect("register");
+            // One commit: every job is in before any starts.
+            let batch = (0..5).map(|n| sms.submit(n));
+            sms.submit_many(batch).await.expect("submit");
+        }
         std::future::pending::<()>().await;
     });
 }
@@ -300,6 +318,47 @@ fn an_acknowledged_pause_survives_sigkill() {
         assert_eq!(state(&engine, id).await, JobState::Queued);
         engine.jobs().resume("mail").await.unwrap();
         assert_eq!(mail.join(id, None).await.unwrap(), Outcome::Completed(1));
+        engine.shutdown(secs(1)).await.unwrap();
+    });
+}
+
+/// The start limit's counts survive a SIGKILL: the 3 attempts a killed process started at T0
+/// used the window, so after the reopen none of the 5 jobs (the 3 recovered, 2 never started)
+/// starts before the window has room, 10.001 s after T0.
+#[test]
+fn the_start_limit_survives_sigkill() {
+    let (_dir, path) = temp_file();
+    let (mut child, mut out) = spawn_child("child_entry", "limit", &path);
+    for _ in 0..3 {
+        wait_for_line(&mut out, "started ");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let clock = ManualClock::new(T0 + 5_000);
+        let engine = EngineOptions::new()
+            .clock(clock.clone())
+            .open(&path)
+            .await
+            .unwrap();
+        let sms = echo(
+            &engine,
+            JobSpec::new("sms").concurrency(10).rate_limit(3, secs(10)),
+        );
+        engine.tick().await.unwrap();
+        let counts = counts_of(&engine, "sms").await;
+        assert_eq!((counts.queued, counts.running), (5, 0));
+        clock.set(T0 + 10_000);
+        engine.tick().await.unwrap();
+        assert_eq!(counts_of(&engine, "sms").await.queued, 5);
+        clock.set(T0 + 10_001);
+        // The recovered jobs went back behind the two that never started: job 4 is first in
+        // line, and starts then, alone.
+        assert_eq!(started_at(&engine, 4).await, T0 + 10_001);
+        assert_eq!(sms.join(4, None).await.unwrap(), Outcome::Completed(3));
+        let counts = counts_of(&engine, "sms").await;
+        assert_eq!((counts.queued, counts.completed), (4, 1));
         engine.shutdown(secs(1)).await.unwrap();
     });
 }
