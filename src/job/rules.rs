@@ -1,11 +1,14 @@
 //! What every job backend decides the same way about a record, whatever stores it: the record
 //! a submit makes, which jobs may be retried or deleted, the failures and reasons recorded when
-//! an attempt's process dies or its time runs out, and what a progress report changes.
+//! an attempt's process dies or its time runs out, what a progress report changes, and how a
+//! claim applies a definition's start limit.
 
+use super::effects::Claimed;
 use super::ops::submit::NewJob;
 use super::record::{EventKindV1, FailureV1, JobStateV1, JobV1};
-use super::storage::ProgressUpdate;
+use super::storage::{Claim, ProgressUpdate};
 use crate::error::{Error, Result};
+use crate::ratelimit::window::{Counts, Window};
 
 impl JobV1 {
     /// The record of `new`, stored at `now`, before its first event and its queued state.
@@ -130,4 +133,48 @@ impl ProgressUpdate {
             },
         }
     }
+}
+
+/// How many of `max` free slots may take a job now under the start limit `rate`, whose
+/// window's counts are `stored`; with the window, for [`settle_claim`].
+pub(crate) fn start_room(
+    rate: Option<Window>,
+    stored: Option<Counts>,
+    now: u64,
+    max: usize,
+) -> (usize, Option<(Window, Counts)>) {
+    match rate {
+        None => (max, None),
+        Some(rate) => {
+            let (counts, room) = rate.room(stored, now);
+            let room = usize::try_from(room).unwrap_or(usize::MAX).min(max);
+            (room, Some((rate, counts)))
+        }
+    }
+}
+
+/// The claim that started `jobs` with `room` of `max` slots allowed (`left`: ready jobs
+/// remain), and the start limit's counts to store when any started.
+pub(crate) fn settle_claim(
+    jobs: Vec<Claimed>,
+    (room, max): (usize, usize),
+    left: bool,
+    window: Option<(Window, Counts)>,
+    now: u64,
+) -> (Claim, Option<Counts>) {
+    let mut claim = Claim {
+        more: left && room == max,
+        jobs,
+        limited_until: None,
+    };
+    let Some((rate, mut counts)) = window else {
+        return (claim, None);
+    };
+    counts.current = counts.current.saturating_add(claim.jobs.len() as u64);
+    // The window held ready jobs back: the workers claim again when it has room.
+    if left && !claim.more {
+        claim.limited_until = Some(now.saturating_add(rate.wait(&counts, now)));
+    }
+    let started = !claim.jobs.is_empty();
+    (claim, started.then_some(counts))
 }

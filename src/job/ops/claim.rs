@@ -6,6 +6,7 @@ use crate::index::{has_ready, take_ready};
 use crate::job::effects::{Claimed, Effects};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
+use crate::job::rules::{settle_claim, start_room};
 use crate::job::storage::Claim;
 use crate::job::tables::JOB_READY;
 use crate::job::transition::{enter_running, load, push_event, save};
@@ -27,10 +28,8 @@ pub(crate) fn claim(
     if flow.paused_at.is_some() {
         return Ok(Claim::default());
     }
-    let window = rate.map(|rate| rate.room(flow.starts.clone().map(Into::into), ctx.now));
-    let room = window.map_or(max, |(_, room)| {
-        usize::try_from(room).unwrap_or(usize::MAX).min(max)
-    });
+    let stored = flow.starts.clone().map(Into::into);
+    let (room, window) = start_room(rate, stored, ctx.now, max);
     // The first `room` entries of the name's range, taken off the ready index in one pass: one
     // descent and one rewrite per leaf, where a lookup and a removal per job took two descents.
     let ids = match room {
@@ -48,21 +47,10 @@ pub(crate) fn claim(
         jobs.push(start_attempt(ctx, id, job, epoch, fx)?);
     }
     let left = jobs.len() == room && any_ready(ctx, name)?;
-    let mut claim = Claim {
-        more: left && room == max,
-        jobs,
-        limited_until: None,
-    };
-    if let (Some(rate), Some((mut counts, _))) = (rate, window) {
-        if !claim.jobs.is_empty() {
-            counts.current = counts.current.saturating_add(claim.jobs.len() as u64);
-            flow.starts = Some(counts.into());
-            save_flow(ctx, name, flow)?;
-        }
-        // The window held ready jobs back: the workers claim again when it has room.
-        if left && !claim.more {
-            claim.limited_until = Some(ctx.now.saturating_add(rate.wait(&counts, ctx.now)));
-        }
+    let (claim, counts) = settle_claim(jobs, (room, max), left, window, ctx.now);
+    if let Some(counts) = counts {
+        flow.starts = Some(counts.into());
+        save_flow(ctx, name, flow)?;
     }
     Ok(claim)
 }

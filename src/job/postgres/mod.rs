@@ -23,6 +23,7 @@ use super::metrics::{JobMetric, JobMetrics};
 use super::ops::admin::{QueuedCursor, RetryCursor};
 use super::ops::submit::NewJob;
 use super::record::{EventKindV1, EventV1, FailureV1, JobStateV1, JobV1, StoredEvent, StoredJob};
+use super::rules::{settle_claim, start_room};
 use super::signal::StopReason;
 use super::storage::{AttemptClaim, Claim, JobQuery, JobStorage, ProgressUpdate};
 use super::transition::owns;
@@ -132,6 +133,41 @@ impl PgJobs {
         }
         Ok(out)
     }
+}
+
+/// Up to `limit` failed and timed-out jobs of `name` (every name for `None`) after
+/// `cursor`, by id: their ids and records.
+async fn failed_page(
+    tx: &mut JobTx<'_>,
+    name: &Option<String>,
+    cursor: Option<RetryCursor>,
+    limit: usize,
+) -> Result<Vec<(i64, Vec<u8>)>> {
+    let after = cursor.map_or(0, |(_, id)| id as i64);
+    let rows = tx
+        .tx
+        .query_cached(
+            "SELECT id, record FROM jobs WHERE state IN ($1, $2) AND id > $3
+               AND ($4::text IS NULL OR name = $4)
+             ORDER BY id LIMIT $5",
+            &[
+                &rows::FAILED,
+                &rows::TIMED_OUT,
+                &after,
+                name,
+                &pg_limit(limit),
+            ],
+        )
+        .await
+        .map_err(|e| pg_error("finding failed jobs", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Where a walk over failed jobs goes on after a page of `limit`: `None` once it was short.
+fn next_failed(page: &[(i64, Vec<u8>)], limit: usize) -> Option<RetryCursor> {
+    (page.len() == limit)
+        .then(|| page.last().map(|(id, _)| (0, *id as u64)))
+        .flatten()
 }
 
 /// Cancels job `id` with `reason` (a running attempt is told to stop).
@@ -723,16 +759,14 @@ impl JobStorage for PgJobs {
             }
             // With a start limit, the definition's flow row is locked: claims on every node
             // count against one window.
-            let window = match rate {
-                Some(rate) => match lock_flow(tx, &name).await? {
+            let stored = match rate {
+                Some(_) => match lock_flow(tx, &name).await? {
                     (true, _) => return Ok(Claim::default()),
-                    (false, stored) => Some(rate.room(Some(stored), tx.now)),
+                    (false, stored) => Some(stored),
                 },
                 None => None,
             };
-            let room = window.map_or(max, |(_, room)| {
-                usize::try_from(room).unwrap_or(usize::MAX).min(max)
-            });
+            let (room, window) = start_room(rate, stored, tx.now, max);
             // Rows another node is claiming are skipped, not waited for. A paused definition
             // claims nothing.
             let rows = tx
@@ -770,20 +804,9 @@ impl JobStorage for PgJobs {
                     .await
                     .map_err(|e| pg_error("looking for ready jobs", e))?
                     .get::<_, bool>(0);
-            let mut claim = Claim {
-                more: left && room == max,
-                jobs,
-                limited_until: None,
-            };
-            if let (Some(rate), Some((mut counts, _))) = (rate, window) {
-                if !claim.jobs.is_empty() {
-                    counts.current = counts.current.saturating_add(claim.jobs.len() as u64);
-                    save_flow_counts(tx, &name, &counts).await?;
-                }
-                // The window held ready jobs back: the workers claim again when it has room.
-                if left && !claim.more {
-                    claim.limited_until = Some(tx.now.saturating_add(rate.wait(&counts, tx.now)));
-                }
+            let (claim, counts) = settle_claim(jobs, (room, max), left, window, tx.now);
+            if let Some(counts) = counts {
+                save_flow_counts(tx, &name, &counts).await?;
             }
             Ok(claim)
         })
@@ -964,29 +987,11 @@ impl JobStorage for PgJobs {
         limit: usize,
     ) -> Result<(usize, Option<RetryCursor>)> {
         self.write(async |tx| {
-            let after = cursor.map_or(0, |(_, id)| id as i64);
-            let rows = tx
-                .tx
-                .query_cached(
-                    "SELECT id FROM jobs WHERE state IN ($1, $2) AND id > $3
-                       AND ($4::text IS NULL OR name = $4)
-                     ORDER BY id LIMIT $5",
-                    &[
-                        &rows::FAILED,
-                        &rows::TIMED_OUT,
-                        &after,
-                        &name,
-                        &pg_limit(limit),
-                    ],
-                )
-                .await
-                .map_err(|e| pg_error("finding failed jobs", e))?;
-            let ids: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
-            for &id in &ids {
-                retry_one(tx, id).await?;
+            let rows = failed_page(tx, &name, cursor, limit).await?;
+            for (id, _) in &rows {
+                retry_one(tx, *id as u64).await?;
             }
-            let next = (ids.len() == limit).then(|| (0, *ids.last().unwrap_or(&0)));
-            Ok((ids.len(), next))
+            Ok((rows.len(), next_failed(&rows, limit)))
         })
         .await
     }
@@ -1027,35 +1032,16 @@ impl JobStorage for PgJobs {
         limit: usize,
     ) -> Result<(usize, Option<RetryCursor>)> {
         self.write(async |tx| {
-            let after = cursor.map_or(0, |(_, id)| id as i64);
-            let rows = tx
-                .tx
-                .query_cached(
-                    "SELECT id, record FROM jobs WHERE state IN ($1, $2) AND id > $3
-                       AND ($4::text IS NULL OR name = $4)
-                     ORDER BY id LIMIT $5",
-                    &[
-                        &rows::FAILED,
-                        &rows::TIMED_OUT,
-                        &after,
-                        &name,
-                        &pg_limit(limit),
-                    ],
-                )
-                .await
-                .map_err(|e| pg_error("finding failed jobs", e))?;
+            let rows = failed_page(tx, &name, cursor, limit).await?;
             let mut old = Vec::new();
-            for row in &rows {
-                let job = decode::<StoredJob>("jobs", row.get(1))?.into_job();
+            for (id, record) in &rows {
+                let job = decode::<StoredJob>("jobs", record)?.into_job();
                 if job.state.finished_at().is_some_and(|at| at < before_ms) {
-                    old.push(row.get::<_, i64>(0));
+                    old.push(*id);
                 }
             }
             erase(tx, &old).await?;
-            let next = (rows.len() == limit)
-                .then(|| rows.last().map(|r| (0, r.get::<_, i64>(0) as u64)))
-                .flatten();
-            Ok((old.len(), next))
+            Ok((old.len(), next_failed(&rows, limit)))
         })
         .await
     }
