@@ -788,6 +788,7 @@ async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_
             ("job_delayed", 0),
             ("job_events", 0),
             ("job_finished", 1),
+            ("job_flow", 0),
             ("job_inputs", 0),
             ("job_keys", 0),
             ("job_leases", 0),
