@@ -131,7 +131,7 @@ async fn queue_topic_and_set_values_serialize_with_stable_names() {
     assert_eq!(info["payload"], json!([104, 105]));
     assert_eq!(
         serde_json::to_value(q.stats().await.unwrap()).unwrap(),
-        json!({"ready": 0, "delayed": 1, "leased": 0, "dead": 0})
+        json!({"ready": 0, "delayed": 1, "leased": 0, "dead": 0, "paused": false})
     );
 
     let topic = engine.topic("orders").unwrap();
