@@ -185,6 +185,45 @@ async fn bad_names_owners_and_ttls_are_typed_errors(place: Place) {
     assert_eq!(m.holder().await.unwrap(), None);
 }
 
+async fn acquisitions_racing_releases_never_fail_and_never_overlap(place: Place) {
+    // A release deletes the mutex's row; an acquisition on another connection that runs at
+    // the same moment must still lock a row, never find none. 300 rounds of two owners.
+    let (engine, _clock) = place.open_at(T0).await;
+    let m = engine.mutex("race").unwrap();
+    let held = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let owners: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|owner| {
+            let (m, held) = (m.clone(), held.clone());
+            tokio::spawn(async move {
+                let mut got = 0u64;
+                for _ in 0..300 {
+                    if let Some(lease) = m.try_acquire(owner, secs(30)).await.unwrap() {
+                        let others = held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        assert_eq!(others, 0, "two owners held the mutex at once");
+                        tokio::task::yield_now().await;
+                        held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        m.release(&lease).await.unwrap();
+                        got += 1;
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for o in owners {
+        total += o.await.unwrap();
+    }
+    assert_eq!(m.holder().await.unwrap(), None);
+    let next = m.try_acquire("c", secs(30)).await.unwrap().unwrap();
+    assert_eq!(
+        next.token,
+        total + 1,
+        "one token per acquisition, none lost"
+    );
+}
+
 in_both_places!(
     one_holder_at_a_time_and_tokens_grow_with_every_acquisition,
     an_expired_lease_can_be_taken_and_the_old_owner_is_told,
@@ -192,4 +231,5 @@ in_both_places!(
     with_lock_runs_the_work_holding_the_lease_then_releases_it,
     fencing_tokens_keep_growing_across_a_reopen,
     bad_names_owners_and_ttls_are_typed_errors,
+    acquisitions_racing_releases_never_fail_and_never_overlap,
 );

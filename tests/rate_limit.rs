@@ -192,6 +192,27 @@ async fn bad_arguments_are_typed_errors(place: Place) {
     assert_eq!(limit.window(), ms(1));
 }
 
+async fn checks_racing_resets_never_fail(place: Place) {
+    // A reset deletes the identifier's row; a check on another connection at the same moment
+    // must still lock a row, never find none. 300 of each.
+    let (engine, _clock) = place.open_at(T0).await;
+    let limit = engine.rate_limit("race", 1_000, secs(60)).unwrap();
+    let checks = {
+        let limit = limit.clone();
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                limit.check("k").await.unwrap();
+            }
+        })
+    };
+    for _ in 0..300 {
+        limit.reset("k").await.unwrap();
+    }
+    checks.await.unwrap();
+    limit.reset("k").await.unwrap();
+    assert_eq!(limit.check("k").await.unwrap().remaining, 999);
+}
+
 in_both_places!(
     the_window_slides_exactly,
     a_burst_at_the_boundary_cannot_double_the_limit,
@@ -199,6 +220,7 @@ in_both_places!(
     counts_survive_a_restart,
     counts_are_dropped_two_windows_after_the_last_check,
     concurrent_checks_pass_exactly_the_limit,
+    checks_racing_resets_never_fail,
     bad_arguments_are_typed_errors,
 );
 

@@ -70,19 +70,14 @@ impl MutexStorage for PgMutex {
             .transaction()
             .await
             .map_err(|e| pg_error("beginning a mutex acquisition", e))?;
-        // The row exists (an expired placeholder if new) so that it can be locked.
-        tx.execute_cached(
-            "INSERT INTO mutexes (name, owner, token, expires_at) VALUES ($1, '', 0, 0)
-             ON CONFLICT (name) DO NOTHING",
-            &[&name],
-        )
-        .await
-        .map_err(|e| pg_error("acquiring a mutex", e))?;
+        // One statement makes the row (an expired placeholder if new) and locks it: a release
+        // that deletes the row between a separate insert and lock cannot leave nothing to lock.
         let row = tx
             .query_one_cached(
                 &format!(
-                    "SELECT expires_at, coalesce($2::bigint, {DB_NOW_MS})
-                     FROM mutexes WHERE name = $1 FOR UPDATE"
+                    "INSERT INTO mutexes (name, owner, token, expires_at) VALUES ($1, '', 0, 0)
+                     ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+                     RETURNING expires_at, coalesce($2::bigint, {DB_NOW_MS})"
                 ),
                 &[&name, &self.now()],
             )

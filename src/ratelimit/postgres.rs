@@ -51,18 +51,14 @@ impl RateLimitStorage for PgRateLimits {
         let failed = |e| pg_error("checking a rate limit", e);
         let mut client = self.pg.client().await?;
         let (tx, now) = begin(&mut client, self.now(), "a rate-limit check").await?;
-        // The row exists (empty counts if new) so that it can be locked.
-        tx.execute_cached(
-            "INSERT INTO rate_limits (name, key, window_ms, start_ms, current, previous, expires_at)
-             VALUES ($1, $2, 0, 0, 0, 0, 0) ON CONFLICT (name, key) DO NOTHING",
-            &[&name, &key],
-        )
-        .await
-        .map_err(failed)?;
+        // One statement makes the row (empty counts if new) and locks it: a reset or expiry
+        // that deletes the row between a separate insert and lock cannot leave nothing to lock.
         let row = tx
             .query_one_cached(
-                "SELECT window_ms, start_ms, current, previous FROM rate_limits
-                 WHERE name = $1 AND key = $2 FOR UPDATE",
+                "INSERT INTO rate_limits (name, key, window_ms, start_ms, current, previous, expires_at)
+                 VALUES ($1, $2, 0, 0, 0, 0, 0)
+                 ON CONFLICT (name, key) DO UPDATE SET name = EXCLUDED.name
+                 RETURNING window_ms, start_ms, current, previous",
                 &[&name, &key],
             )
             .await

@@ -205,18 +205,12 @@ async fn cancel_one(tx: &mut JobTx<'_>, id: u64, reason: &str) -> Result<CancelO
 /// counts of its start limit's window.
 async fn lock_flow(tx: &mut JobTx<'_>, name: &str) -> Result<(bool, Counts)> {
     let failed = |e| pg_error("reading a job definition's flow control", e);
-    tx.tx
-        .execute_cached(
-            "INSERT INTO job_flow (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            &[&name],
-        )
-        .await
-        .map_err(failed)?;
     let row = tx
         .tx
         .query_one_cached(
-            "SELECT paused_at IS NOT NULL, window_ms, start_ms, current, previous
-             FROM job_flow WHERE name = $1 FOR UPDATE",
+            "INSERT INTO job_flow (name) VALUES ($1)
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+             RETURNING paused_at IS NOT NULL, window_ms, start_ms, current, previous",
             &[&name],
         )
         .await
