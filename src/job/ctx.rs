@@ -112,6 +112,45 @@ impl JobCtx {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The output of job `id`, one this job was submitted to run after
+    /// ([`Submit::after`](crate::Submit::after)), decoded as `T`; `None` when that job did not
+    /// complete (a dependency declared with
+    /// [`after_allowing_failure`](crate::Submit::after_allowing_failure) that failed, timed
+    /// out or was cancelled).
+    ///
+    /// Errors that a retry cannot mend, so the job fails at once: code `NOT_A_DEPENDENCY` when
+    /// `id` is not one of this job's dependencies, `DEPENDENCY_GONE` when that job was already
+    /// removed (its retention ended), `DEPENDENCY_DECODE` when its output does not decode as
+    /// `T`. A storage failure is `ENGINE`, as everywhere.
+    pub async fn dependency_output<T: DeserializeOwned>(
+        &self,
+        id: u64,
+    ) -> Result<Option<T>, JobError> {
+        let backend = &self.inner.core.backend;
+        let me = backend
+            .get(self.inner.id, false)
+            .await?
+            .ok_or(Error::UnknownJob { id: self.inner.id })?;
+        if !me.after.iter().any(|d| d.id == id) {
+            return Err(JobError::permanent(format!(
+                "job {id} is not one that job {} runs after",
+                self.inner.id
+            ))
+            .code("NOT_A_DEPENDENCY"));
+        }
+        let Some(dep) = backend.get(id, false).await? else {
+            return Err(JobError::permanent(format!(
+                "job {id}, which this job runs after, was removed when its retention ended"
+            ))
+            .code("DEPENDENCY_GONE"));
+        };
+        match super::info::outcome_of::<T>(dep) {
+            Ok(Some(super::info::Outcome::Completed(out))) => Ok(Some(out)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(JobError::permanent(e.to_string()).code("DEPENDENCY_DECODE")),
+        }
+    }
+
     /// True once the attempt was asked to stop (cancel, timeout or shutdown).
     pub fn is_cancelled(&self) -> bool {
         self.inner.signal.reason().is_some()

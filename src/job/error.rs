@@ -125,7 +125,8 @@ where
 /// lease, or past the attempt timeout), `CRASH_LOOP` (the process died while running it more
 /// often than the crash budget allows), `INPUT_DECODE` (the stored input no longer fits the
 /// handler's input type), `DUPLICATE_STEP`, `STEP_DECODE`, `OUTPUT_TOO_LARGE`,
-/// `STEP_TOO_LARGE`. Handlers choose their own codes; the default is `ERROR`.
+/// `STEP_TOO_LARGE`, `NOT_A_DEPENDENCY`, `DEPENDENCY_GONE`, `DEPENDENCY_DECODE`. Handlers
+/// choose their own codes; the default is `ERROR`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct JobFailure {

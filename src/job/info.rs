@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Submitted to run after other jobs ([`Submit::after`](crate::Submit::after)), some of
+    /// which have not ended yet.
+    Waiting,
     /// Waiting to run (maybe delayed, or backing off after a failed attempt).
     Queued,
     /// An attempt is running.
@@ -38,13 +41,15 @@ impl JobState {
             JobStateV1::Failed { .. } => JobState::Failed,
             JobStateV1::Cancelled { .. } => JobState::Cancelled,
             JobStateV1::TimedOut { .. } => JobState::TimedOut,
+            JobStateV1::Waiting { .. } => JobState::Waiting,
         }
     }
 
-    /// The state's stable name: `queued`, `running`, `completed`, `failed`, `cancelled`,
-    /// `timed_out`.
+    /// The state's stable name: `waiting`, `queued`, `running`, `completed`, `failed`,
+    /// `cancelled`, `timed_out`.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Waiting => "waiting",
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Completed => "completed",
@@ -56,21 +61,26 @@ impl JobState {
 
     /// The state named `name` (as [`as_str`](JobState::as_str) gives it).
     pub(crate) fn from_name(name: &str) -> Option<JobState> {
-        [
-            JobState::Queued,
-            JobState::Running,
-            JobState::Completed,
-            JobState::Failed,
-            JobState::Cancelled,
-            JobState::TimedOut,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        JobState::ALL.into_iter().find(|s| s.as_str() == name)
     }
+
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 7] = [
+        JobState::Waiting,
+        JobState::Queued,
+        JobState::Running,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::TimedOut,
+    ];
 
     /// True for `completed`, `failed`, `cancelled` and `timed_out`.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
+        !matches!(
+            self,
+            JobState::Waiting | JobState::Queued | JobState::Running
+        )
     }
 
     pub(crate) fn finished_code(self) -> Option<u8> {
@@ -79,7 +89,7 @@ impl JobState {
             JobState::Failed => Some(3),
             JobState::Cancelled => Some(4),
             JobState::TimedOut => Some(5),
-            JobState::Queued | JobState::Running => None,
+            JobState::Waiting | JobState::Queued | JobState::Running => None,
         }
     }
 
@@ -142,6 +152,9 @@ impl Items {
 pub struct JobCounts {
     /// The definition name.
     pub name: String,
+    /// Waiting for the jobs they run after.
+    #[serde(default)]
+    pub waiting: u64,
     /// Waiting to run (now or later).
     pub queued: u64,
     /// Running now.
@@ -163,6 +176,7 @@ impl JobCounts {
     /// Adds `n` jobs in `state`.
     pub(crate) fn add(&mut self, state: JobState, n: u64) {
         let slot = match state {
+            JobState::Waiting => &mut self.waiting,
             JobState::Queued => &mut self.queued,
             JobState::Running => &mut self.running,
             JobState::Completed => &mut self.completed,
@@ -215,7 +229,8 @@ pub struct JobInfo {
     pub last_error: Option<JobFailure>,
     /// The latest progress.
     pub progress: Option<Progress>,
-    /// For a queued job, when it may run (ms since the epoch).
+    /// For a queued job, when it may run (ms since the epoch); for a waiting one, the earliest
+    /// it may run once the jobs it runs after have ended.
     pub run_at_ms: Option<u64>,
     /// For a running job, its lease deadline.
     pub lease_deadline_ms: Option<u64>,
@@ -229,13 +244,36 @@ pub struct JobInfo {
     pub finished_at_ms: Option<u64>,
     /// Events in its stream so far.
     pub events: u32,
+    /// The jobs it was submitted to run after ([`Submit::after`](crate::Submit::after)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
+    /// For a waiting job, how many of those have not ended yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<u32>,
+}
+
+/// A job another runs after: see [`Submit::after`](crate::Submit::after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Dependency {
+    /// The job's id.
+    pub id: u64,
+    /// The dependent runs however this job ends, not only when it completes
+    /// ([`Submit::after_allowing_failure`](crate::Submit::after_allowing_failure)).
+    pub allow_failure: bool,
 }
 
 pub(crate) fn info(id: u64, job: JobV1) -> JobInfo {
     let state = JobState::of(&job.state);
     let finished_at_ms = job.state.finished_at();
+    let waiting_for = match job.state {
+        JobStateV1::Waiting { remaining, .. } => Some(remaining),
+        _ => None,
+    };
     let (run_at_ms, lease_deadline_ms, output_json, cancel_reason) = match job.state {
-        JobStateV1::Queued { run_at, .. } => (Some(run_at), None, None, None),
+        JobStateV1::Queued { run_at, .. } | JobStateV1::Waiting { run_at, .. } => {
+            (Some(run_at), None, None, None)
+        }
         JobStateV1::Running { lease_deadline, .. } => (None, Some(lease_deadline), None, None),
         JobStateV1::Completed { output, .. } => (None, None, Some(output), None),
         JobStateV1::Cancelled { reason, .. } => (None, None, None, Some(reason)),
@@ -268,6 +306,15 @@ pub(crate) fn info(id: u64, job: JobV1) -> JobInfo {
         updated_at_ms: job.updated_at,
         finished_at_ms,
         events: job.next_event,
+        after: job
+            .after
+            .iter()
+            .map(|d| Dependency {
+                id: d.id,
+                allow_failure: d.allow_failure,
+            })
+            .collect(),
+        waiting_for,
     }
 }
 
@@ -319,7 +366,7 @@ pub(crate) fn outcome_of<O: DeserializeOwned>(job: JobInfo) -> Result<Option<Out
         })
     };
     Ok(Some(match job.state {
-        JobState::Queued | JobState::Running => return Ok(None),
+        JobState::Waiting | JobState::Queued | JobState::Running => return Ok(None),
         JobState::Completed => {
             let output = job.output_json.as_deref().unwrap_or_default();
             let out = serde_json::from_slice(output).map_err(|e| Error::TypeMismatch {
@@ -413,12 +460,14 @@ pub enum JobEventKind {
         /// The reason given.
         reason: String,
     },
+    /// Every job it was submitted to run after has ended: it is queued.
+    DependenciesMet,
 }
 
 impl JobEventKind {
     /// The event's stable name: `submitted`, `started`, `step_completed`, `progress`,
     /// `heartbeat`, `retry_scheduled`, `recovered`, `completed`, `failed`, `timed_out`,
-    /// `cancelled`.
+    /// `cancelled`, `dependencies_met`.
     pub fn name(&self) -> &'static str {
         match self {
             JobEventKind::Submitted => "submitted",
@@ -432,6 +481,7 @@ impl JobEventKind {
             JobEventKind::Failed { .. } => "failed",
             JobEventKind::TimedOut { .. } => "timed_out",
             JobEventKind::Cancelled { .. } => "cancelled",
+            JobEventKind::DependenciesMet => "dependencies_met",
         }
     }
 
@@ -482,6 +532,7 @@ impl From<EventKindV1> for JobEventKind {
                 error: error.into(),
             },
             EventKindV1::Cancelled { reason } => JobEventKind::Cancelled { reason },
+            EventKindV1::DependenciesMet => JobEventKind::DependenciesMet,
         }
     }
 }

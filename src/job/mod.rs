@@ -41,8 +41,8 @@ pub use error::{JobError, JobFailure};
 pub use events::{JobEventStream, JobEvents};
 pub use handle::{JobHandle, SubmittedJob};
 pub use info::{
-    CancelOutcome, Items, JobCounts, JobEvent, JobEventKind, JobInfo, JobPage, JobState, Outcome,
-    Progress, Submitted,
+    CancelOutcome, Dependency, Items, JobCounts, JobEvent, JobEventKind, JobInfo, JobPage,
+    JobState, Outcome, Progress, Submitted,
 };
 pub use list::ListJobs;
 pub use metrics::{JobMetric, JobMetrics, MetricCallback};

@@ -21,6 +21,25 @@ pub(crate) enum StoredJob {
     /// As `V3`, and the last field is the items form of the latest progress, `(done, total)`
     /// (see [`JobV1::progress_items`]). Written from format version 3 on.
     V4(JobV1, Vec<EventV1>, bool, Option<(u64, u64)>),
+    /// As `V4`, then the jobs it runs after (see [`JobV1::after`]) and whether jobs wait for
+    /// it (see [`JobV1::has_dependents`]). Written from format version 6 on, for jobs with
+    /// dependencies or dependents only.
+    V5(
+        JobV1,
+        Vec<EventV1>,
+        bool,
+        Option<(u64, u64)>,
+        Vec<DependencyV1>,
+        bool,
+    ),
+}
+
+/// A job another job runs after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DependencyV1 {
+    pub(crate) id: u64,
+    /// The dependent runs whichever way this one ends, not only when it completes.
+    pub(crate) allow_failure: bool,
 }
 
 /// A definition's flow control, in the job flow table. Versioned: only ever add variants.
@@ -58,12 +77,21 @@ impl StoredJob {
                 job.progress_items = items;
                 job
             }
+            StoredJob::V5(mut job, events, input_apart, items, after, has_dependents) => {
+                job.inline_events = events;
+                job.input_apart = input_apart;
+                job.progress_items = items;
+                job.after = after;
+                job.has_dependents = has_dependents;
+                job
+            }
         }
     }
 }
 
-/// The borrowed twin of [`StoredJob`]: same bytes, no clone of the input. Always written as
-/// the newest version.
+/// The borrowed twin of [`StoredJob`]: same bytes, no clone of the input. Written as the
+/// newest version, except that a job without dependencies or dependents is written as `V4`,
+/// which builds from before dependencies read too.
 #[derive(Debug, Serialize)]
 pub(crate) enum StoredJobRef<'a> {
     /// No longer written (but by a test helper); kept so that later variants keep their index.
@@ -76,11 +104,30 @@ pub(crate) enum StoredJobRef<'a> {
     #[allow(dead_code)]
     V3(&'a JobV1, &'a [EventV1], bool),
     V4(&'a JobV1, &'a [EventV1], bool, Option<(u64, u64)>),
+    V5(
+        &'a JobV1,
+        &'a [EventV1],
+        bool,
+        Option<(u64, u64)>,
+        &'a [DependencyV1],
+        bool,
+    ),
 }
 
 impl<'a> StoredJobRef<'a> {
     pub(crate) fn new(job: &'a JobV1) -> Self {
-        StoredJobRef::V4(job, &job.inline_events, job.input_apart, job.progress_items)
+        if job.after.is_empty() && !job.has_dependents {
+            StoredJobRef::V4(job, &job.inline_events, job.input_apart, job.progress_items)
+        } else {
+            StoredJobRef::V5(
+                job,
+                &job.inline_events,
+                job.input_apart,
+                job.progress_items,
+                &job.after,
+                job.has_dependents,
+            )
+        }
     }
 }
 
@@ -131,6 +178,14 @@ pub(crate) struct JobV1 {
     /// the `V1` layout; [`StoredJob::V4`] stores it beside it.
     #[serde(skip)]
     pub(crate) progress_items: Option<(u64, u64)>,
+    /// The jobs it runs after, as submitted. Not part of the `V1` layout; [`StoredJob::V5`]
+    /// stores it beside it.
+    #[serde(skip)]
+    pub(crate) after: Vec<DependencyV1>,
+    /// Jobs were submitted to run after it: when it ends, the dependents table is read for
+    /// them (jobs without any skip that read). [`StoredJob::V5`] stores it.
+    #[serde(skip)]
+    pub(crate) has_dependents: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +215,12 @@ pub(crate) enum JobStateV1 {
     },
     TimedOut {
         at: u64,
+    },
+    /// Waiting for `remaining` of the jobs it runs after to end; then queued, to run at
+    /// `run_at` at the earliest. Listed in the dependents table under each of those jobs.
+    Waiting {
+        run_at: u64,
+        remaining: u32,
     },
 }
 
@@ -327,6 +388,8 @@ pub(crate) enum EventKindV1 {
         done: u64,
         total: u64,
     },
+    /// Every job it ran after has ended: it is queued (format version 6 on).
+    DependenciesMet,
 }
 
 /// A typical job record after submit → start → complete: a 16-byte JSON input, one meta pair,
@@ -380,5 +443,7 @@ pub(crate) fn sample_job(events: usize) -> JobV1 {
         inline_events,
         input_apart: false,
         progress_items: None,
+        after: Vec::new(),
+        has_dependents: false,
     }
 }

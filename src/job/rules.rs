@@ -4,8 +4,9 @@
 //! claim applies a definition's start limit.
 
 use super::effects::Claimed;
+use super::info::JobState;
 use super::ops::submit::NewJob;
-use super::record::{EventKindV1, FailureV1, JobStateV1, JobV1};
+use super::record::{DependencyV1, EventKindV1, FailureV1, JobStateV1, JobV1};
 use super::storage::{Claim, ProgressUpdate};
 use crate::error::{Error, Result};
 use crate::ratelimit::window::{Counts, Window};
@@ -39,6 +40,8 @@ impl JobV1 {
             updated_at: now,
             inline_events: Vec::new(),
             input_apart,
+            after: new.after.clone(),
+            has_dependents: false,
         }
     }
 
@@ -177,4 +180,33 @@ pub(crate) fn settle_claim(
     }
     let started = !claim.jobs.is_empty();
     (claim, started.then_some(counts))
+}
+
+/// How a job that another runs after stands for that dependent.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DependencyVerdict {
+    /// It has not ended.
+    Pending,
+    /// It ended as the dependent needs: completed, or any way with `allow_failure`.
+    Met,
+    /// It ended another way: the dependent is cancelled with this reason.
+    Broken(String),
+}
+
+/// What dependency `dep` (job `name`, in `state`) means for the job that runs after it.
+pub(crate) fn dependency_verdict(
+    dep: &DependencyV1,
+    name: &str,
+    state: JobState,
+) -> DependencyVerdict {
+    match state {
+        JobState::Waiting | JobState::Queued | JobState::Running => DependencyVerdict::Pending,
+        JobState::Completed => DependencyVerdict::Met,
+        _ if dep.allow_failure => DependencyVerdict::Met,
+        ended => DependencyVerdict::Broken(format!(
+            "job {} ({name}), which this job runs after, ended {}",
+            dep.id,
+            ended.as_str()
+        )),
+    }
 }

@@ -13,6 +13,7 @@ use super::backoff::Backoff;
 use super::core::JobCore;
 use super::info::Submitted;
 use super::ops::submit::NewJob;
+use super::record::DependencyV1;
 use super::spec::{self, JobSpec};
 use super::storage::JobStorage;
 use crate::clock::millis;
@@ -33,6 +34,7 @@ pub struct Submit<'a, I, O> {
     lease: Option<Duration>,
     timeout: Option<Duration>,
     meta: Vec<(String, String)>,
+    after: Vec<DependencyV1>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -51,6 +53,7 @@ impl<'a, I, O> Submit<'a, I, O> {
             lease: None,
             timeout: None,
             meta: Vec::new(),
+            after: Vec::new(),
             _output: PhantomData,
         }
     }
@@ -100,6 +103,41 @@ impl<'a, I, O> Submit<'a, I, O> {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+    /// Runs the job only after every job in `ids` has completed: until then it is
+    /// [`waiting`](crate::JobState::Waiting). If one of them fails, times out or is cancelled,
+    /// this job is cancelled, with a reason naming it (and so are the jobs waiting for this
+    /// one). Each id must be of an existing job, so dependencies cannot form a cycle. The
+    /// handler reads their outputs with [`JobCtx::dependency_output`](crate::JobCtx::dependency_output).
+    ///
+    /// ```no_run
+    /// # use jobfile::{Engine, JobSpec};
+    /// # async fn demo(engine: Engine) -> jobfile::Result<()> {
+    /// let resize = engine.jobs().define::<String, String>(JobSpec::new("resize"))?;
+    /// let upload = engine.jobs().define::<(), String>(JobSpec::new("upload"))?;
+    /// let small = resize.submit("a.png".to_string()).await?;
+    /// let large = resize.submit("b.png".to_string()).await?;
+    /// upload.submit(()).after(&[small.id, large.id]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn after(mut self, ids: &[u64]) -> Self {
+        self.depend(ids, false);
+        self
+    }
+    /// Runs the job after every job in `ids` has ended, however it ended (completed, failed,
+    /// timed out or cancelled); otherwise as [`after`](Submit::after).
+    pub fn after_allowing_failure(mut self, ids: &[u64]) -> Self {
+        self.depend(ids, true);
+        self
+    }
+    fn depend(&mut self, ids: &[u64], allow_failure: bool) {
+        for &id in ids {
+            match self.after.iter_mut().find(|d| d.id == id) {
+                // Named twice: it may fail only if both said so.
+                Some(d) => d.allow_failure &= allow_failure,
+                None => self.after.push(DependencyV1 { id, allow_failure }),
+            }
+        }
     }
     /// Adds a meta entry (a correlation id, say: the key `correlation_id` is put on the
     /// attempt's tracing span).
@@ -169,6 +207,7 @@ impl<I: Serialize, O> Submit<'_, I, O> {
             retention_ms: millis(spec.retention),
             crash_budget: spec.crash_budget,
             run_at,
+            after: self.after.clone(),
         })
     }
 }

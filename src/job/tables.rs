@@ -32,6 +32,10 @@ pub(crate) const JOB_FINISHED: TableDefinition<(u8, u64), ()> =
 /// Terminal jobs by the instant their retention ends: (purge at ms, job id).
 pub(crate) const JOB_RETENTION: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("job_retention");
+/// Jobs waiting for others: (the job waited for, the waiting job). An entry is removed when
+/// the job waited for ends, and the waiting job is queued once none of its entries is left.
+pub(crate) const JOB_DEPENDENTS: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("job_dependents");
 /// Each definition's flow control: name -> whether it is paused, and the counts of its start
 /// limit's window.
 pub(crate) const JOB_FLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("job_flow");
@@ -49,4 +53,5 @@ pub(crate) const TABLES: &[&dyn SchemaTable] = &[
     &JOB_FINISHED,
     &JOB_RETENTION,
     &JOB_FLOW,
+    &JOB_DEPENDENTS,
 ];

@@ -152,6 +152,10 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
             }
             tally(ctx, &job.name, JobState::Running, -1)?;
         }
+        JobStateV1::Waiting { .. } => {
+            // Its entries in the dependents table go when the jobs it waits for end.
+            tally(ctx, &job.name, JobState::Waiting, -1)?;
+        }
         terminal => {
             tally(ctx, &job.name, JobState::of(terminal), -1)?;
             if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
@@ -216,8 +220,26 @@ pub(crate) fn enter_running(
     tally(ctx, &job.name, JobState::Running, 1)
 }
 
-/// Moves the job to a terminal state and starts its retention.
+/// Moves the job to a terminal state and starts its retention; in the same transaction, the
+/// jobs waiting for it are queued or cancelled (see [`depend`](super::ops::depend)). The
+/// caller saves the job.
 pub(crate) fn enter_terminal(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    state: JobStateV1,
+    fx: &mut Effects,
+) -> Result<()> {
+    settle_terminal(ctx, id, job, state, fx)?;
+    if std::mem::take(&mut job.has_dependents) {
+        super::ops::depend::release_dependents(ctx, id, &job.name, JobState::of(&job.state), fx)?;
+    }
+    Ok(())
+}
+
+/// Moves the job to a terminal state and starts its retention, leaving the jobs waiting for
+/// it to the caller.
+pub(crate) fn settle_terminal(
     ctx: &mut TxCtx<'_>,
     id: u64,
     job: &mut JobV1,

@@ -74,6 +74,7 @@ impl JobTemplateV1 {
             retention_ms: self.retention_ms,
             crash_budget: self.crash_budget,
             run_at: None,
+            after: Vec::new(),
         }
     }
 }

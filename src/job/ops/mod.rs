@@ -9,6 +9,7 @@
 pub(crate) mod admin;
 pub(crate) mod cancel;
 pub(crate) mod claim;
+pub(crate) mod depend;
 pub(crate) mod finish;
 pub(crate) mod flow;
 pub(crate) mod recover;

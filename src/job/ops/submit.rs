@@ -3,14 +3,16 @@
 use redb::ReadableTable;
 
 use super::claim::{any_ready, start_attempt};
+use super::depend::{self, AtSubmit};
 use super::flow::load_flow;
 use crate::error::Result;
 use crate::job::effects::Claimed;
 use crate::job::effects::Effects;
+use crate::job::info::JobState;
 use crate::job::metrics::JobMetric;
-use crate::job::record::{BackoffV1, EventKindV1, JobStateV1, JobV1};
+use crate::job::record::{BackoffV1, DependencyV1, EventKindV1, JobStateV1, JobV1};
 use crate::job::tables::{JOB_INPUTS, JOB_KEYS};
-use crate::job::transition::{enter_queued, new_id, push_event, save};
+use crate::job::transition::{enter_queued, new_id, push_event, save, settle_terminal, tally};
 use crate::store::TxCtx;
 
 /// A job as submitted, before it has an id. Validated by the caller.
@@ -29,6 +31,8 @@ pub(crate) struct NewJob {
     pub(crate) crash_budget: u32,
     /// When it may first run; `None` for at once.
     pub(crate) run_at: Option<u64>,
+    /// The jobs it runs after, each once.
+    pub(crate) after: Vec<DependencyV1>,
 }
 
 /// What a submit did.
@@ -84,6 +88,37 @@ pub(crate) fn submit(
         },
     )?;
     let run_at = new.run_at.unwrap_or(ctx.now);
+    let not_started = SubmitOutcome {
+        id,
+        deduplicated: false,
+        started: None,
+    };
+    match depend::at_submit(ctx, id, &new.after)? {
+        AtSubmit::Met => {}
+        AtSubmit::Wait(remaining) => {
+            job.state = JobStateV1::Waiting { run_at, remaining };
+            tally(ctx, &new.name, JobState::Waiting, 1)?;
+            save(ctx, id, &job)?;
+            return Ok(not_started);
+        }
+        AtSubmit::Broken(reason) => {
+            let state = JobStateV1::Cancelled {
+                reason: reason.clone(),
+                at: ctx.now,
+            };
+            settle_terminal(ctx, id, &mut job, state, fx)?;
+            push_event(ctx, id, &mut job, EventKindV1::Cancelled { reason }, fx)?;
+            save(ctx, id, &job)?;
+            crate::job::effects::count(
+                ctx,
+                fx,
+                JobMetric::Cancelled {
+                    name: new.name.clone(),
+                },
+            )?;
+            return Ok(not_started);
+        }
+    }
     if let Some(epoch) = start_in
         && run_at <= ctx.now
         && !any_ready(ctx, &new.name)?
@@ -102,9 +137,5 @@ pub(crate) fn submit(
     }
     enter_queued(ctx, id, &mut job, run_at, fx)?;
     save(ctx, id, &job)?;
-    Ok(SubmitOutcome {
-        id,
-        deduplicated: false,
-        started: None,
-    })
+    Ok(not_started)
 }

@@ -28,6 +28,9 @@ pub(crate) const COMPLETED: i16 = 3;
 pub(crate) const FAILED: i16 = 4;
 pub(crate) const CANCELLED: i16 = 5;
 pub(crate) const TIMED_OUT: i16 = 6;
+/// Waiting for the jobs it runs after. Below the others, so that `state >= COMPLETED` stays
+/// the finished states.
+pub(crate) const WAITING: i16 = -1;
 
 /// Progress events are coalesced per second of the clock, as in the file.
 const PROGRESS_WINDOW_MS: u64 = 1_000;
@@ -377,6 +380,11 @@ impl Columns {
             JobStateV1::Failed { at } => finished(FAILED, *at),
             JobStateV1::Cancelled { at, .. } => finished(CANCELLED, *at),
             JobStateV1::TimedOut { at } => finished(TIMED_OUT, *at),
+            JobStateV1::Waiting { .. } => Columns {
+                state: WAITING,
+                node: None,
+                due_at: None,
+            },
         }
     }
 }
@@ -385,6 +393,7 @@ impl Columns {
 pub(crate) fn codes_of(state: crate::job::JobState) -> &'static [i16] {
     use crate::job::JobState;
     match state {
+        JobState::Waiting => &[WAITING],
         JobState::Queued => &[DELAYED, READY],
         JobState::Running => &[RUNNING],
         JobState::Completed => &[COMPLETED],

@@ -46,7 +46,9 @@ pub(super) fn page(rtx: &ReadTransaction, query: &JobQuery) -> Result<JobPage> {
                 }
             }
         }
-        None if query.state.is_some() && !large(rtx, query.state)? => {
+        None if matches!(query.state, Some(JobState::Queued | JobState::Running))
+            && !large(rtx, query.state)? =>
+        {
             // Queued or running: their indexes are ordered by time, not id; while the sets
             // are small they are read whole and sorted (a large one is walked by id below).
             let mut ids = Vec::new();
