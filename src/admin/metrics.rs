@@ -86,6 +86,7 @@ pub(super) async fn scrape(State(admin): State<Admin>) -> Result<impl IntoRespon
             .get_or_create(&vec![("name".to_string(), c.name.clone())])
             .set(i64::from(c.paused));
         for (state, n) in [
+            ("waiting", c.waiting),
             ("queued", c.queued),
             ("running", c.running),
             ("completed", c.completed),

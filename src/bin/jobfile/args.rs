@@ -150,7 +150,7 @@ pub struct JobsArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Only jobs in this state.
-    #[arg(long, value_parser = ["queued", "running", "completed", "failed", "cancelled", "timed_out"])]
+    #[arg(long, value_parser = ["waiting", "queued", "running", "completed", "failed", "cancelled", "timed_out"])]
     pub state: Option<String>,
     /// Only jobs with this meta entry, as key:value (a correlation id, say).
     #[arg(long, value_name = "KEY:VALUE")]

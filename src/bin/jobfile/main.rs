@@ -411,6 +411,7 @@ fn stats(o: &Value) -> String {
     ));
     let mut t = Table::new(&[
         "job",
+        "waiting>",
         "queued>",
         "running>",
         "completed>",
@@ -421,6 +422,7 @@ fn stats(o: &Value) -> String {
     for c in o["job_counts"].as_array().into_iter().flatten() {
         t.row(vec![
             paused_name(c),
+            num(&c["waiting"]),
             num(&c["queued"]),
             num(&c["running"]),
             num(&c["completed"]),
@@ -520,6 +522,20 @@ fn job(d: &Value) -> String {
     ]);
     if !j["cancel_reason"].is_null() {
         rows.push(("cancelled", text(&j["cancel_reason"])));
+    }
+    if let Some(after) = j["after"].as_array() {
+        let ids: Vec<String> = after
+            .iter()
+            .map(|d| match d["allow_failure"].as_bool() {
+                Some(true) => format!("{} (any outcome)", d["id"]),
+                _ => d["id"].to_string(),
+            })
+            .collect();
+        let mut line = ids.join(", ");
+        if let Some(n) = j["waiting_for"].as_u64() {
+            line.push_str(&format!("; waiting for {n}"));
+        }
+        rows.push(("runs after", line));
     }
     let steps: Vec<String> = events
         .iter()
