@@ -97,10 +97,11 @@ pub use ephemeral::{
 pub use error::{Error, Held, Result};
 pub use feed::Feed;
 pub use job::{
-    AttemptDurations, Backoff, CancelOutcome, Dependency, Drained, Items, JobCounts, JobCtx,
-    JobError, JobEvent, JobEventKind, JobEventStream, JobEvents, JobFailure, JobHandle, JobInfo,
-    JobMetric, JobMetrics, JobPage, JobSpec, JobState, Jobs, ListJobs, MetricCallback, Outcome,
-    Progress, StopReason, Submit, Submitted, SubmittedJob,
+    AttemptDurations, Backoff, Batch, BatchBuilder, BatchInfo, BatchOutcome, CancelOutcome,
+    Dependency, Drained, Items, JobCounts, JobCtx, JobError, JobEvent, JobEventKind,
+    JobEventStream, JobEvents, JobFailure, JobHandle, JobInfo, JobMetric, JobMetrics, JobPage,
+    JobSpec, JobState, Jobs, ListJobs, MetricCallback, Outcome, Progress, StopReason, Submit,
+    Submitted, SubmittedJob,
 };
 pub use lock::LockHolder;
 pub use mutex::{FencedMutex, MutexLease};

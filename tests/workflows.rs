@@ -9,8 +9,8 @@ use std::path::Path;
 
 use common::{T0, secs};
 use jobfile::{
-    Dependency, Engine, EngineOptions, Error, JobCtx, JobError, JobEventKind, JobSpec, JobState,
-    ManualClock, Outcome,
+    BatchOutcome, Dependency, Engine, EngineOptions, Error, JobCtx, JobError, JobEventKind,
+    JobHandle, JobSpec, JobState, ManualClock, Outcome,
 };
 
 async fn in_memory(clock: &ManualClock) -> Engine {
@@ -388,4 +388,301 @@ async fn dependencies_are_refused_on_postgresql_for_now() {
     }
     // Submits without dependencies made at the same time are not refused with it.
     assert!(resize.submit(3).await.is_ok());
+}
+
+// Batches.
+
+/// `member` completes with its input, fails for 0; `summary` and `success` record the outcome
+/// they get.
+fn register_batch(
+    engine: &Engine,
+) -> (
+    JobHandle<u64, u64>,
+    JobHandle<BatchOutcome, BatchOutcome>,
+    JobHandle<BatchOutcome, BatchOutcome>,
+) {
+    let member = engine
+        .register(JobSpec::new("member"), |_: JobCtx, n: u64| async move {
+            if n == 0 {
+                return Err(JobError::permanent("zero"));
+            }
+            Ok::<_, JobError>(n)
+        })
+        .unwrap();
+    let summary = engine
+        .register(
+            JobSpec::new("summary"),
+            |_: JobCtx, o: BatchOutcome| async move { Ok::<_, JobError>(o) },
+        )
+        .unwrap();
+    let success = engine
+        .register(
+            JobSpec::new("success"),
+            |_: JobCtx, o: BatchOutcome| async move { Ok::<_, JobError>(o) },
+        )
+        .unwrap();
+    (member, summary, success)
+}
+
+fn outcome(batch: u64, total: u64, completed: u64, failed: u64, cancelled: u64) -> BatchOutcome {
+    let mut o = BatchOutcome::default();
+    o.batch = batch;
+    o.total = total;
+    o.completed = completed;
+    o.failed = failed;
+    o.cancelled = cancelled;
+    o
+}
+
+#[tokio::test]
+async fn a_batch_fires_its_callbacks_once_when_the_last_member_ends() {
+    let clock = ManualClock::new(T0);
+    let engine = in_memory(&clock).await;
+    let (member, summary, success) = register_batch(&engine);
+    let batch = engine
+        .batch()
+        .on_complete(&summary)
+        .on_success(&success)
+        .open()
+        .await
+        .unwrap();
+    let a = member.submit(1).batch(&batch).await.unwrap().id;
+    let b = member
+        .submit(2)
+        .batch(&batch)
+        .delay(secs(10))
+        .await
+        .unwrap()
+        .id;
+    assert!(batch.seal().await.unwrap());
+    assert!(!batch.seal().await.unwrap(), "sealed once");
+
+    assert_eq!(drained(&engine).await, [(a, JobState::Completed)]);
+    let info = batch.info().await.unwrap();
+    assert_eq!(
+        (
+            info.total,
+            info.done,
+            info.completed,
+            info.queued,
+            info.callbacks.len()
+        ),
+        (2, 1, 1, 1, 0)
+    );
+    assert!(summary.submitted().await.unwrap().is_empty());
+
+    clock.advance(secs(10));
+    let ran = drained(&engine).await;
+    let info = batch.info().await.unwrap();
+    assert_eq!(info.finished_at_ms, Some(T0 + 10_000));
+    let [complete_cb, success_cb] = info.callbacks[..] else {
+        panic!("two callbacks: {:?}", info.callbacks)
+    };
+    assert_eq!(
+        ran,
+        [
+            (b, JobState::Completed),
+            (complete_cb, JobState::Completed),
+            (success_cb, JobState::Completed)
+        ]
+    );
+    let expected = outcome(batch.id(), 2, 2, 0, 0);
+    assert_eq!(
+        summary.join(complete_cb, None).await.unwrap(),
+        Outcome::Completed(expected)
+    );
+    assert_eq!(
+        success.join(success_cb, None).await.unwrap(),
+        Outcome::Completed(expected)
+    );
+    assert_eq!(summary.submitted().await.unwrap().len(), 1);
+    // Nothing fires again.
+    clock.advance(secs(60));
+    assert!(drained(&engine).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_with_a_failed_member_fires_on_complete_only() {
+    let clock = ManualClock::new(T0);
+    let engine = in_memory(&clock).await;
+    let (member, summary, success) = register_batch(&engine);
+    let batch = engine
+        .batch()
+        .on_complete(&summary)
+        .on_success(&success)
+        .open()
+        .await
+        .unwrap();
+    for n in [1, 0, 3] {
+        member.submit(n).batch(&batch).await.unwrap();
+    }
+    batch.seal().await.unwrap();
+    drained(&engine).await;
+    let info = batch.info().await.unwrap();
+    assert_eq!(
+        (info.completed, info.failed, info.callbacks.len()),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        summary.join(info.callbacks[0], None).await.unwrap(),
+        Outcome::Completed(outcome(batch.id(), 3, 2, 1, 0))
+    );
+    assert!(success.submitted().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unsealed_batch_waits_and_a_sealed_one_takes_no_member() {
+    let clock = ManualClock::new(T0);
+    let engine = in_memory(&clock).await;
+    let (member, summary, _) = register_batch(&engine);
+    let batch = engine.batch().on_complete(&summary).open().await.unwrap();
+    member.submit(1).batch(&batch).await.unwrap();
+    drained(&engine).await;
+    assert!(summary.submitted().await.unwrap().is_empty(), "not sealed");
+    // Sealed after every member ended: the callback is submitted by the seal.
+    batch.seal().await.unwrap();
+    assert_eq!(summary.submitted().await.unwrap().len(), 1);
+    let before = member.submitted().await.unwrap().len();
+    match member.submit(2).batch(&batch).await {
+        Err(Error::InvalidArgument { what, detail }) => {
+            assert_eq!(what, "batch");
+            assert!(detail.contains("is sealed"), "{detail}");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert_eq!(
+        member.submitted().await.unwrap().len(),
+        before,
+        "nothing stored"
+    );
+    match member.submit(2).batch(&engine.batch_with_id(999)).await {
+        Err(Error::InvalidArgument { what: "batch", .. }) => {}
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    // An empty batch finishes at its seal.
+    let empty = engine.batch().on_complete(&summary).open().await.unwrap();
+    empty.seal().await.unwrap();
+    let info = empty.info().await.unwrap();
+    assert_eq!((info.total, info.callbacks.len()), (0, 1));
+}
+
+#[tokio::test]
+async fn a_batch_is_cancelled_as_a_whole_and_then_finishes() {
+    let clock = ManualClock::new(T0);
+    let engine = in_memory(&clock).await;
+    let (member, summary, _) = register_batch(&engine);
+    let batch = engine.batch().on_complete(&summary).open().await.unwrap();
+    let first = member.submit(1).batch(&batch).await.unwrap().id;
+    for n in 2..=2_500 {
+        member
+            .submit(n)
+            .batch(&batch)
+            .delay(secs(10))
+            .await
+            .unwrap();
+    }
+    batch.seal().await.unwrap();
+    assert_eq!(drained(&engine).await, [(first, JobState::Completed)]);
+    assert_eq!(batch.cancel("import aborted").await.unwrap(), 2_499);
+    let info = batch.info().await.unwrap();
+    assert_eq!(
+        (info.total, info.done, info.completed, info.cancelled),
+        (2_500, 2_500, 1, 2_499)
+    );
+    assert_eq!(
+        drained(&engine).await,
+        [(info.callbacks[0], JobState::Completed)]
+    );
+    assert_eq!(
+        summary.join(info.callbacks[0], None).await.unwrap(),
+        Outcome::Completed(outcome(batch.id(), 2_500, 1, 0, 2_499))
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_10_000_reports_its_progress() {
+    let clock = ManualClock::new(T0);
+    let engine = in_memory(&clock).await;
+    let (member, summary, success) = register_batch(&engine);
+    let batch = engine
+        .batch()
+        .on_complete(&summary)
+        .on_success(&success)
+        .open()
+        .await
+        .unwrap();
+    // 10,000 members in one transaction; the second half due a minute later.
+    let submits = (1..=10_000u64).map(|n| {
+        let submit = member.submit(n).batch(&batch);
+        if n > 5_000 {
+            submit.delay(secs(60))
+        } else {
+            submit
+        }
+    });
+    member.submit_many(submits).await.unwrap();
+    batch.seal().await.unwrap();
+    let info = batch.info().await.unwrap();
+    assert_eq!((info.total, info.done, info.queued), (10_000, 0, 10_000));
+    assert_eq!(drained(&engine).await.len(), 5_000);
+    let info = batch.info().await.unwrap();
+    assert_eq!(
+        (info.done, info.completed, info.queued),
+        (5_000, 5_000, 5_000)
+    );
+    clock.advance(secs(60));
+    assert_eq!(
+        drained(&engine).await.len(),
+        5_002,
+        "the rest and both callbacks"
+    );
+    let info = batch.info().await.unwrap();
+    assert_eq!(
+        (info.done, info.completed, info.callbacks.len()),
+        (10_000, 10_000, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_batch_survives_a_restart() {
+    let (_dir, path) = common::temp_file();
+    let clock = ManualClock::new(T0);
+    let id = {
+        let engine = on_file(&path, &clock).await;
+        let (member, summary, _) = register_batch(&engine);
+        let batch = engine.batch().on_complete(&summary).open().await.unwrap();
+        member.submit(5).batch(&batch).await.unwrap();
+        batch.seal().await.unwrap();
+        engine.shutdown(secs(1)).await.unwrap();
+        batch.id()
+    };
+    let engine = on_file(&path, &clock).await;
+    let (_, summary, _) = register_batch(&engine);
+    let batch = engine.batch_with_id(id);
+    assert_eq!(batch.info().await.unwrap().queued, 1);
+    drained(&engine).await;
+    let info = batch.info().await.unwrap();
+    assert_eq!(
+        summary.join(info.callbacks[0], None).await.unwrap(),
+        Outcome::Completed(outcome(id, 1, 1, 0, 0))
+    );
+}
+
+#[tokio::test]
+async fn batches_are_refused_on_postgresql_for_now() {
+    let Some(place) = common::pg::Place::postgres() else {
+        return;
+    };
+    let (engine, _clock) = place.open_at(T0).await;
+    match engine.batch().open().await {
+        Err(Error::Unsupported { what, backend }) => {
+            assert_eq!((what, backend), ("batches", "PostgreSQL"))
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    let member = engine.job::<u64, u64>(JobSpec::new("member")).unwrap();
+    assert!(matches!(
+        member.submit(1).batch(&engine.batch_with_id(1)).await,
+        Err(Error::Unsupported { .. })
+    ));
 }

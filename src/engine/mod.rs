@@ -23,7 +23,7 @@ use crate::ephemeral::core::EphemeralCore;
 use crate::ephemeral::{Ephemeral, EphemeralOptions, SetSummary};
 use crate::error::{Error, Result};
 use crate::job::core::JobCore;
-use crate::job::{JobCtx, JobError, JobHandle, JobSpec, Jobs};
+use crate::job::{Batch, BatchBuilder, JobCtx, JobError, JobHandle, JobSpec, Jobs};
 use crate::lock::LeaderLock;
 use crate::mutex::core::MutexCore;
 use crate::mutex::{FencedMutex, MutexLease};
@@ -309,6 +309,20 @@ impl Engine {
     /// one over 256 bytes, a zero limit or a window under 1 ms.
     pub fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateLimit> {
         RateLimit::new(self.inner.rate_limits.clone(), name, limit, window)
+    }
+
+    /// Starts a batch: jobs submitted into it with [`Submit::batch`](crate::Submit::batch),
+    /// and callback jobs submitted once every one has ended (`on_complete`), or only if every
+    /// one completed (`on_success`), in the transaction that ends the last member. Batches
+    /// are kept in the file (not yet on PostgreSQL: [`Error::Unsupported`]).
+    pub fn batch(&self) -> BatchBuilder {
+        BatchBuilder::new(self.inner.jobs.clone())
+    }
+
+    /// The batch with id `id`, opened earlier (maybe by an earlier process): to seal,
+    /// inspect or cancel it.
+    pub fn batch_with_id(&self, id: u64) -> Batch {
+        Batch::new(self.inner.jobs.clone(), id)
     }
 
     /// Every job, whatever its definition: inspect, list, the dead-letter view, events, metrics.

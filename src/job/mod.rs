@@ -7,6 +7,7 @@
 
 pub(crate) mod backend;
 mod backoff;
+mod batch;
 pub(crate) mod core;
 mod ctx;
 pub(crate) mod drain;
@@ -34,6 +35,7 @@ mod view;
 mod worker;
 
 pub use backoff::Backoff;
+pub use batch::{Batch, BatchBuilder, BatchInfo, BatchOutcome};
 pub use ctx::JobCtx;
 pub use drain::Drained;
 pub use durations::AttemptDurations;

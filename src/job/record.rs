@@ -21,9 +21,9 @@ pub(crate) enum StoredJob {
     /// As `V3`, and the last field is the items form of the latest progress, `(done, total)`
     /// (see [`JobV1::progress_items`]). Written from format version 3 on.
     V4(JobV1, Vec<EventV1>, bool, Option<(u64, u64)>),
-    /// As `V4`, then the jobs it runs after (see [`JobV1::after`]) and whether jobs wait for
-    /// it (see [`JobV1::has_dependents`]). Written from format version 6 on, for jobs with
-    /// dependencies or dependents only.
+    /// As `V4`, then the jobs it runs after (see [`JobV1::after`]), whether jobs wait for
+    /// it (see [`JobV1::has_dependents`]) and its batch (see [`JobV1::batch`]). Written from
+    /// format version 6 on, for jobs with dependencies, dependents or a batch only.
     V5(
         JobV1,
         Vec<EventV1>,
@@ -31,6 +31,7 @@ pub(crate) enum StoredJob {
         Option<(u64, u64)>,
         Vec<DependencyV1>,
         bool,
+        Option<u64>,
     ),
 }
 
@@ -77,12 +78,13 @@ impl StoredJob {
                 job.progress_items = items;
                 job
             }
-            StoredJob::V5(mut job, events, input_apart, items, after, has_dependents) => {
+            StoredJob::V5(mut job, events, input_apart, items, after, has_dependents, batch) => {
                 job.inline_events = events;
                 job.input_apart = input_apart;
                 job.progress_items = items;
                 job.after = after;
                 job.has_dependents = has_dependents;
+                job.batch = batch;
                 job
             }
         }
@@ -90,8 +92,8 @@ impl StoredJob {
 }
 
 /// The borrowed twin of [`StoredJob`]: same bytes, no clone of the input. Written as the
-/// newest version, except that a job without dependencies or dependents is written as `V4`,
-/// which builds from before dependencies read too.
+/// newest version, except that a job without dependencies, dependents or a batch is written
+/// as `V4`, which builds from before those read too.
 #[derive(Debug, Serialize)]
 pub(crate) enum StoredJobRef<'a> {
     /// No longer written (but by a test helper); kept so that later variants keep their index.
@@ -111,12 +113,13 @@ pub(crate) enum StoredJobRef<'a> {
         Option<(u64, u64)>,
         &'a [DependencyV1],
         bool,
+        Option<u64>,
     ),
 }
 
 impl<'a> StoredJobRef<'a> {
     pub(crate) fn new(job: &'a JobV1) -> Self {
-        if job.after.is_empty() && !job.has_dependents {
+        if job.after.is_empty() && !job.has_dependents && job.batch.is_none() {
             StoredJobRef::V4(job, &job.inline_events, job.input_apart, job.progress_items)
         } else {
             StoredJobRef::V5(
@@ -126,6 +129,7 @@ impl<'a> StoredJobRef<'a> {
                 job.progress_items,
                 &job.after,
                 job.has_dependents,
+                job.batch,
             )
         }
     }
@@ -186,6 +190,47 @@ pub(crate) struct JobV1 {
     /// them (jobs without any skip that read). [`StoredJob::V5`] stores it.
     #[serde(skip)]
     pub(crate) has_dependents: bool,
+    /// The batch it is a member of. [`StoredJob::V5`] stores it.
+    #[serde(skip)]
+    pub(crate) batch: Option<u64>,
+}
+
+/// A batch of jobs, in the batches table. Versioned: only ever add variants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredBatch {
+    V1(BatchV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BatchV1 {
+    pub(crate) created_at: u64,
+    /// No more members may join; its callbacks fire once every member has ended.
+    pub(crate) sealed: bool,
+    /// Members, ended or not (those removed at the end of their retention no longer count).
+    pub(crate) total: u64,
+    /// Members ended: completed, failed, cancelled, timed out.
+    pub(crate) ended: [u64; 4],
+    pub(crate) on_complete: Option<CallbackV1>,
+    pub(crate) on_success: Option<CallbackV1>,
+    /// When every member had ended and the callbacks were submitted.
+    pub(crate) finished_at: Option<u64>,
+    /// The callback jobs submitted then.
+    pub(crate) callbacks: Vec<u64>,
+}
+
+/// The job a batch submits when it finishes: a definition's settings, without the input
+/// (the batch's outcome is the input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CallbackV1 {
+    pub(crate) name: String,
+    pub(crate) priority: i32,
+    pub(crate) meta: Vec<(String, String)>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: BackoffV1,
+    pub(crate) lease_ms: u64,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retention_ms: u64,
+    pub(crate) crash_budget: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -445,5 +490,6 @@ pub(crate) fn sample_job(events: usize) -> JobV1 {
         progress_items: None,
         after: Vec::new(),
         has_dependents: false,
+        batch: None,
     }
 }

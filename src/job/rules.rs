@@ -42,6 +42,7 @@ impl JobV1 {
             input_apart,
             after: new.after.clone(),
             has_dependents: false,
+            batch: None,
         }
     }
 

@@ -35,6 +35,7 @@ pub struct Submit<'a, I, O> {
     timeout: Option<Duration>,
     meta: Vec<(String, String)>,
     after: Vec<DependencyV1>,
+    batch: Option<u64>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -54,6 +55,7 @@ impl<'a, I, O> Submit<'a, I, O> {
             timeout: None,
             meta: Vec::new(),
             after: Vec::new(),
+            batch: None,
             _output: PhantomData,
         }
     }
@@ -128,6 +130,12 @@ impl<'a, I, O> Submit<'a, I, O> {
     /// timed out or cancelled); otherwise as [`after`](Submit::after).
     pub fn after_allowing_failure(mut self, ids: &[u64]) -> Self {
         self.depend(ids, true);
+        self
+    }
+    /// Makes the job a member of `batch` (see [`Engine::batch`](crate::Engine::batch)). The
+    /// batch must not be sealed yet.
+    pub fn batch(mut self, batch: &crate::Batch) -> Self {
+        self.batch = Some(batch.id());
         self
     }
     fn depend(&mut self, ids: &[u64], allow_failure: bool) {
@@ -208,6 +216,7 @@ impl<I: Serialize, O> Submit<'_, I, O> {
             crash_budget: spec.crash_budget,
             run_at,
             after: self.after.clone(),
+            batch: self.batch,
         })
     }
 }

@@ -36,6 +36,11 @@ pub(crate) const JOB_RETENTION: TableDefinition<(u64, u64), ()> =
 /// the job waited for ends, and the waiting job is queued once none of its entries is left.
 pub(crate) const JOB_DEPENDENTS: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("job_dependents");
+/// Batches of jobs: batch id -> the batch (members counted by how they ended, callbacks).
+pub(crate) const JOB_BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("job_batches");
+/// The members of each batch: (batch id, job id).
+pub(crate) const JOB_BATCH_MEMBERS: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("job_batch_members");
 /// Each definition's flow control: name -> whether it is paused, and the counts of its start
 /// limit's window.
 pub(crate) const JOB_FLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("job_flow");
@@ -54,4 +59,6 @@ pub(crate) const TABLES: &[&dyn SchemaTable] = &[
     &JOB_RETENTION,
     &JOB_FLOW,
     &JOB_DEPENDENTS,
+    &JOB_BATCHES,
+    &JOB_BATCH_MEMBERS,
 ];

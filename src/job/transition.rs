@@ -158,6 +158,9 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
         }
         terminal => {
             tally(ctx, &job.name, JobState::of(terminal), -1)?;
+            if let Some(batch) = job.batch {
+                super::ops::batch::member_reopened(ctx, batch, JobState::of(terminal))?;
+            }
             if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
                 // A completed job has an entry only if an earlier version wrote it.
                 ctx.table(JOB_FINISHED)?.remove((code, id))?;
@@ -237,8 +240,8 @@ pub(crate) fn enter_terminal(
     Ok(())
 }
 
-/// Moves the job to a terminal state and starts its retention, leaving the jobs waiting for
-/// it to the caller.
+/// Moves the job to a terminal state and starts its retention, and counts it in its batch
+/// (which may submit the batch's callbacks), leaving the jobs waiting for it to the caller.
 pub(crate) fn settle_terminal(
     ctx: &mut TxCtx<'_>,
     id: u64,
@@ -256,6 +259,9 @@ pub(crate) fn settle_terminal(
     }
     tally(ctx, &job.name, JobState::of(&state), 1)?;
     job.state = state;
+    if let Some(batch) = job.batch {
+        super::ops::batch::member_ended(ctx, batch, JobState::of(&job.state), fx)?;
+    }
     Ok(())
 }
 
@@ -383,6 +389,9 @@ pub(crate) fn input_of(
 /// Deletes the job with its events, steps, input and key.
 pub(crate) fn erase(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<()> {
     leave_state(ctx, id, job)?;
+    if let Some(batch) = job.batch {
+        super::ops::batch::member_removed(ctx, batch, id)?;
+    }
     if job.input_apart {
         ctx.table(JOB_INPUTS)?.remove(id)?;
     }

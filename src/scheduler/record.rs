@@ -75,6 +75,7 @@ impl JobTemplateV1 {
             crash_budget: self.crash_budget,
             run_at: None,
             after: Vec::new(),
+            batch: None,
         }
     }
 }

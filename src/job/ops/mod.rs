@@ -7,6 +7,7 @@
 //! once, after the commit. State changes go through [`transition`](super::transition).
 
 pub(crate) mod admin;
+pub(crate) mod batch;
 pub(crate) mod cancel;
 pub(crate) mod claim;
 pub(crate) mod depend;

@@ -33,6 +33,8 @@ pub(crate) struct NewJob {
     pub(crate) run_at: Option<u64>,
     /// The jobs it runs after, each once.
     pub(crate) after: Vec<DependencyV1>,
+    /// The batch it joins.
+    pub(crate) batch: Option<u64>,
 }
 
 /// What a submit did.
@@ -88,6 +90,9 @@ pub(crate) fn submit(
         },
     )?;
     let run_at = new.run_at.unwrap_or(ctx.now);
+    if let Some(batch) = new.batch {
+        super::batch::join(ctx, batch, id, &mut job)?;
+    }
     let not_started = SubmitOutcome {
         id,
         deduplicated: false,

@@ -701,7 +701,7 @@ async fn complete_many(tx: &mut JobTx<'_>, group: &[Completion]) -> Result<Vec<b
 
 impl JobStorage for PgJobs {
     async fn submit(&self, new: NewJob) -> Result<Submitted> {
-        refuse_dependencies(std::slice::from_ref(&new))?;
+        refuse_workflows(std::slice::from_ref(&new))?;
         // Submits made together share one transaction.
         self.submits
             .run(new, |group| async move {
@@ -711,7 +711,7 @@ impl JobStorage for PgJobs {
     }
 
     async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
-        refuse_dependencies(&jobs)?;
+        refuse_workflows(&jobs)?;
         self.write(async |tx| submit_batch(tx, &jobs).await).await
     }
 
@@ -1324,11 +1324,17 @@ async fn erase(tx: &mut JobTx<'_>, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Jobs that run after others are kept in the file only, so far.
-fn refuse_dependencies(jobs: &[NewJob]) -> Result<()> {
+/// Jobs that run after others, and batches, are kept in the file only, so far.
+fn refuse_workflows(jobs: &[NewJob]) -> Result<()> {
     if jobs.iter().any(|job| !job.after.is_empty()) {
         return Err(Error::Unsupported {
             what: "running a job after others (`Submit::after`)",
+            backend: "PostgreSQL",
+        });
+    }
+    if jobs.iter().any(|job| job.batch.is_some()) {
+        return Err(Error::Unsupported {
+            what: "batches",
             backend: "PostgreSQL",
         });
     }
