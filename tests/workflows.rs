@@ -392,15 +392,11 @@ async fn dependencies_are_refused_on_postgresql_for_now() {
 
 // Batches.
 
-/// `member` completes with its input, fails for 0; `summary` and `success` record the outcome
-/// they get.
-fn register_batch(
-    engine: &Engine,
-) -> (
-    JobHandle<u64, u64>,
-    JobHandle<BatchOutcome, BatchOutcome>,
-    JobHandle<BatchOutcome, BatchOutcome>,
-) {
+type Callback = JobHandle<BatchOutcome, BatchOutcome>;
+
+/// `member` completes with its input, fails for 0; `summary` and `success` (the callbacks)
+/// complete with the outcome they get.
+fn register_batch(engine: &Engine) -> (JobHandle<u64, u64>, Callback, Callback) {
     let member = engine
         .register(JobSpec::new("member"), |_: JobCtx, n: u64| async move {
             if n == 0 {
@@ -409,19 +405,20 @@ fn register_batch(
             Ok::<_, JobError>(n)
         })
         .unwrap();
-    let summary = engine
-        .register(
-            JobSpec::new("summary"),
-            |_: JobCtx, o: BatchOutcome| async move { Ok::<_, JobError>(o) },
-        )
-        .unwrap();
-    let success = engine
-        .register(
-            JobSpec::new("success"),
-            |_: JobCtx, o: BatchOutcome| async move { Ok::<_, JobError>(o) },
-        )
-        .unwrap();
+    let (summary, success) = register_callbacks(engine);
     (member, summary, success)
+}
+
+fn register_callbacks(engine: &Engine) -> (Callback, Callback) {
+    let callback = |name| {
+        engine
+            .register(
+                JobSpec::new(name),
+                |_: JobCtx, o: BatchOutcome| async move { Ok::<_, JobError>(o) },
+            )
+            .unwrap()
+    };
+    (callback("summary"), callback("success"))
 }
 
 fn outcome(batch: u64, total: u64, completed: u64, failed: u64, cancelled: u64) -> BatchOutcome {
@@ -685,4 +682,153 @@ async fn batches_are_refused_on_postgresql_for_now() {
         member.submit(1).batch(&engine.batch_with_id(1)).await,
         Err(Error::Unsupported { .. })
     ));
+}
+
+// Crash safety: SIGKILL around the last member's completion.
+
+/// The child: opens a batch of 20 members (concurrency 4) with both callbacks, sealed, and a
+/// `final` job after all 20, prints `sealed`, then runs them, printing `finishing` as each
+/// member's handler returns.
+#[test]
+#[ignore = "child process entry point, started by the tests in this file"]
+fn child_entry() {
+    let Some((_role, path)) = common::child_role() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async move {
+        let engine = EngineOptions::new().open(&path).await.expect("child open");
+        let (summary, success) = register_callbacks(&engine);
+        engine
+            .register(
+                JobSpec::new("member").concurrency(4),
+                |ctx: JobCtx, n: u64| async move {
+                    tokio::time::sleep(std::time::Duration::from_micros(300 * (ctx.id() % 4)))
+                        .await;
+                    println!("finishing {}", ctx.id());
+                    Ok::<_, JobError>(n)
+                },
+            )
+            .expect("register");
+        let member = engine.job::<u64, u64>(JobSpec::new("member")).unwrap();
+        let finals = engine.job::<u64, u64>(JobSpec::new("final")).unwrap();
+        let batch = engine
+            .batch()
+            .on_complete(&summary)
+            .on_success(&success)
+            .open()
+            .await
+            .expect("open");
+        let submits = (1..=MEMBERS).map(|n| {
+            member
+                .submit(n)
+                .batch(&batch)
+                .delay(std::time::Duration::from_millis(100))
+        });
+        let ids: Vec<u64> = member
+            .submit_many(submits)
+            .await
+            .expect("members")
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        finals.submit(0).after(&ids).await.expect("final");
+        batch.seal().await.expect("seal");
+        println!("sealed");
+        std::future::pending::<()>().await;
+    });
+}
+
+const MEMBERS: u64 = 20;
+
+/// After each of 24 SIGKILLs timed around the last member's completion, the reopened file
+/// holds the callbacks exactly when every member has ended (never one without the other, never
+/// twice), with the members' counts, and the `final` job waits for exactly the members that
+/// have not completed; then everything left runs, and each callback exists once.
+#[test]
+fn a_batch_callback_fires_exactly_once_across_sigkills_around_the_last_completion() {
+    let mut rng = common::Rng::new();
+    let (mut finished_before_kill, mut finished_after) = (0, 0);
+    for round in 0..24 {
+        let (_dir, path) = common::temp_file();
+        let (mut child, mut out) = common::spawn_child("child_entry", "batch", &path);
+        common::wait_for_line(&mut out, "sealed");
+        // The members become due 100 ms after the submit; kill after the k-th of the 20
+        // handlers returned, k from 17 to 20, and up to 3 ms later.
+        let k = 17 + rng.below(4);
+        for _ in 0..k {
+            common::wait_for_line(&mut out, "finishing ");
+        }
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(3_000)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let engine = EngineOptions::new()
+                .manual_workers(true)
+                .open(&path)
+                .await
+                .unwrap();
+            let (_, summary, success) = register_batch(&engine);
+            engine
+                .register(JobSpec::new("final"), |_: JobCtx, n: u64| async move {
+                    Ok::<_, JobError>(n)
+                })
+                .unwrap();
+            let batch = engine.batch_with_id(1);
+            let info = batch.info().await.unwrap();
+            assert_eq!(info.total, MEMBERS, "round {round}");
+            assert_eq!(
+                info.done, info.completed,
+                "round {round}: members only complete"
+            );
+            let summaries = summary.submitted().await.unwrap();
+            let successes = success.submitted().await.unwrap();
+            let final_job = engine.jobs().get(MEMBERS + 1).await.unwrap().unwrap();
+            if info.done == MEMBERS {
+                finished_before_kill += 1;
+                assert_eq!(summaries.len(), 1, "round {round}");
+                assert_eq!(successes.len(), 1, "round {round}");
+                assert_eq!(
+                    info.callbacks,
+                    [summaries[0].job.id, successes[0].job.id],
+                    "round {round}"
+                );
+                assert_eq!(summaries[0].input, outcome(1, MEMBERS, MEMBERS, 0, 0));
+                assert_ne!(final_job.state, JobState::Waiting, "round {round}");
+            } else {
+                finished_after += 1;
+                assert!(
+                    summaries.is_empty() && successes.is_empty(),
+                    "round {round}"
+                );
+                assert!(info.callbacks.is_empty(), "round {round}");
+                assert_eq!(final_job.state, JobState::Waiting, "round {round}");
+                assert_eq!(
+                    final_job.waiting_for,
+                    Some((MEMBERS - info.done) as u32),
+                    "round {round}"
+                );
+            }
+            // Everything left runs now (the recovered members too); the callbacks still exist
+            // once each.
+            engine.drain().await.unwrap();
+            let info = batch.info().await.unwrap();
+            assert_eq!((info.done, info.completed), (MEMBERS, MEMBERS));
+            let summaries = summary.submitted().await.unwrap();
+            assert_eq!(summaries.len(), 1, "round {round}");
+            assert_eq!(success.submitted().await.unwrap().len(), 1, "round {round}");
+            assert_eq!(summaries[0].job.state, JobState::Completed);
+            assert_eq!(
+                engine.jobs().get(MEMBERS + 1).await.unwrap().unwrap().state,
+                JobState::Completed,
+                "round {round}"
+            );
+            engine.shutdown(secs(1)).await.unwrap();
+        });
+    }
+    eprintln!(
+        "24 kills: the batch had finished before {finished_before_kill}, after {finished_after}"
+    );
 }
