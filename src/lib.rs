@@ -86,6 +86,7 @@ mod scheduler;
 mod store;
 mod timer;
 mod topic;
+mod transaction;
 mod wakeups;
 
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
@@ -121,6 +122,7 @@ pub use topic::{
     ConsumerGroup, GroupDelivery, GroupSummary, PublishEvent, Published, StartAt, Topic,
     TopicEvent, TopicOptions, TopicStream, TopicSummary,
 };
+pub use transaction::Transaction;
 
 #[cfg(feature = "testing")]
 pub mod testing;

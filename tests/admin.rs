@@ -125,8 +125,8 @@ async fn jobs_are_listed_by_filter_newest_first_and_paged() {
     assert_eq!(
         overview["job_counts"],
         json!([
-            {"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0, "paused": false},
-            {"name": "parked", "queued": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0, "paused": false},
+            {"name": "mail", "waiting": 0, "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0, "paused": false},
+            {"name": "parked", "waiting": 0, "queued": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0, "paused": false},
         ])
     );
     let (status, page) = get(&app, "/api/jobs").await;
@@ -991,7 +991,7 @@ async fn the_admin_api_answers_alike_over_postgres() {
     assert_eq!(overview["epoch"], engine.epoch());
     assert_eq!(
         overview["job_counts"],
-        json!([{"name": "mail", "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0, "paused": false}])
+        json!([{"name": "mail", "waiting": 0, "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timed_out": 0, "paused": false}])
     );
     let (_, page) = get(&app, "/api/jobs?state=failed").await;
     assert_eq!(ids(&page), [bounced]);

@@ -59,11 +59,15 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
     // Failed and completed mail jobs, a dead letter, a topic, a set, a mutex, a schedule.
     let common::operator::Populated { mail, bounced, .. } =
         common::operator::populate(&engine).await;
-    render
+    let rendering = render
         .submit(600)
         .meta("correlation_id", "req-7")
         .await
-        .unwrap();
+        .unwrap()
+        .id;
+    // A job that runs after the render: waiting for as long as the test lasts.
+    let publish = engine.job::<u32, ()>(JobSpec::new("publish")).unwrap();
+    publish.submit(1).after(&[rendering]).await.unwrap();
 
     let server = engine
         .serve_admin(
@@ -95,7 +99,17 @@ async fn the_dashboard_shows_live_progress_and_retries_a_failed_job() {
         out.status.success() && stdout.contains("OK"),
         "{stdout}{stderr}"
     );
-    assert!(stdout.contains("definitions: mail,render"), "{stdout}");
+    assert!(
+        stdout.contains("definitions: mail,publish,render"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("waiting: publish 1"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "waiting job: waiting, runs after {rendering} · waiting for 1"
+        )),
+        "{stdout}"
+    );
     assert!(stdout.contains("queues: emails,2,0,0,1,Pause"), "{stdout}");
     assert!(
         stdout.contains("queue paused and resumed: true"),

@@ -785,7 +785,10 @@ async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_
     assert_eq!(
         table_rows(&path, "job_"),
         [
+            ("job_batch_members", 0),
+            ("job_batches", 0),
             ("job_delayed", 0),
+            ("job_dependents", 0),
             ("job_events", 0),
             ("job_finished", 1),
             ("job_flow", 0),

@@ -37,6 +37,7 @@ use crate::scheduler::{Scheduler, SchedulerCore};
 use crate::store::{Store, StoreConfig, StoreStats};
 use crate::topic::core::TopicCore;
 use crate::topic::{Topic, TopicOptions, TopicSummary};
+use crate::transaction::Transaction;
 
 /// An open jobfile: the single owner of the file while it lives.
 ///
@@ -323,6 +324,73 @@ impl Engine {
     /// inspect or cancel it.
     pub fn batch_with_id(&self, id: u64) -> Batch {
         Batch::new(self.inner.jobs.clone(), id)
+    }
+
+    /// Runs `f` as one transaction of the file: the application's own tables (bytes to bytes,
+    /// see [`Transaction`]) and the jobs it submits are committed together, or not at all.
+    /// An error `f` returns rolls everything back and is returned as it was. The transaction
+    /// joins the group commit of the engine's own writes, so it costs what a submit costs,
+    /// plus its own writes, and is as durable (acknowledged means durable, recovered from the
+    /// write-ahead log after a crash).
+    ///
+    /// `f` runs on the file's writer thread, while every other write waits: keep it short,
+    /// never block in it, and make it depend on nothing but the transaction, as it may run
+    /// more than once (when another write of its group fails, each is run again alone). What
+    /// it returns is from its last run. Its tables are named freely: stored with a prefix,
+    /// no name reaches one of jobfile's own tables.
+    ///
+    /// ```no_run
+    /// # use jobfile::{Engine, JobSpec};
+    /// # async fn demo(engine: Engine) -> jobfile::Result<()> {
+    /// let email = engine.job::<String, ()>(JobSpec::new("order-email"))?;
+    /// let order_id: u64 = 1042;
+    /// engine
+    ///     .transaction(move |tx| {
+    ///         tx.insert("orders", &order_id.to_be_bytes(), br#"{"total":1999}"#)?;
+    ///         tx.submit(email.submit(format!("order {order_id} confirmed")))?;
+    ///         Ok::<_, jobfile::Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors: those of `f`; [`Error::Unsupported`] on PostgreSQL, where an application
+    /// keeps its own tables in its own database.
+    pub async fn transaction<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnMut(&mut Transaction<'_, '_>) -> std::result::Result<T, E> + Send + 'static,
+    {
+        crate::transaction::run(&self.inner.jobs, f).await
+    }
+
+    /// The value under `key` in the application table `table`, as last committed (see
+    /// [`Engine::transaction`]). A table never written reads as empty.
+    pub fn app_get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        crate::transaction::read(&self.inner.jobs, table, |t| {
+            Ok(t.get(key)?.map(|v| v.value().to_vec()))
+        })
+        .map(Option::flatten)
+    }
+
+    /// Up to `limit` entries of the application table `table` from key `from` on, in key
+    /// order, as last committed.
+    pub fn app_range(
+        &self,
+        table: &str,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        crate::transaction::read(&self.inner.jobs, table, |t| {
+            let mut out = Vec::new();
+            for entry in t.range(from..)?.take(limit) {
+                let (k, v) = entry?;
+                out.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+        .map(Option::unwrap_or_default)
     }
 
     /// Every job, whatever its definition: inspect, list, the dead-letter view, events, metrics.

@@ -60,6 +60,11 @@ impl<'a, I, O> Submit<'a, I, O> {
         }
     }
 
+    /// The engine's job state this submit stores into.
+    pub(crate) fn core(&self) -> &Arc<JobCore> {
+        self.core
+    }
+
     /// The name of the definition this submit is for.
     pub(crate) fn name(&self) -> &str {
         &self.spec.name
@@ -115,8 +120,8 @@ impl<'a, I, O> Submit<'a, I, O> {
     /// ```no_run
     /// # use jobfile::{Engine, JobSpec};
     /// # async fn demo(engine: Engine) -> jobfile::Result<()> {
-    /// let resize = engine.jobs().define::<String, String>(JobSpec::new("resize"))?;
-    /// let upload = engine.jobs().define::<(), String>(JobSpec::new("upload"))?;
+    /// let resize = engine.job::<String, String>(JobSpec::new("resize"))?;
+    /// let upload = engine.job::<(), String>(JobSpec::new("upload"))?;
     /// let small = resize.submit("a.png".to_string()).await?;
     /// let large = resize.submit("b.png".to_string()).await?;
     /// upload.submit(()).after(&[small.id, large.id]).await?;

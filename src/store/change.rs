@@ -109,6 +109,21 @@ impl WriteTx {
         })
     }
 
+    /// The application table stored as `name` (prefix included), its writes noted. Made if
+    /// the file lacks it.
+    pub(crate) fn open_app_table(
+        &self,
+        name: &str,
+    ) -> Result<LoggedTable<'_, &'static [u8], &'static [u8]>> {
+        let table = self.tx.open_table(super::tables::AppTable::new(name))?;
+        let number = self.changes.borrow_mut().table(name);
+        Ok(LoggedTable {
+            table,
+            changes: &self.changes,
+            number,
+        })
+    }
+
     /// The transaction itself, for what the store does outside any batch's changes (creating
     /// tables, committing).
     pub(crate) fn inner(&self) -> &WriteTransaction {
@@ -267,20 +282,31 @@ pub(crate) fn replay(
         if changes.is_empty() {
             continue;
         }
-        let table = tables
-            .iter()
-            .find(|t| t.table_name() == *name)
-            .ok_or_else(|| Error::Corrupt {
-                table: "write-ahead log",
-                detail: format!("a record changes table {name}, which this build does not know"),
-            })?;
-        table.replay(
-            tx,
-            &mut changes.iter().map(|c| match c {
-                Change::Put(k, v) => (*k, Some(*v)),
-                Change::Delete(k) => (*k, None),
-            }),
-        )?;
+        let mut changes = changes.iter().map(|c| match c {
+            Change::Put(k, v) => (*k, Some(*v)),
+            Change::Delete(k) => (*k, None),
+        });
+        match tables.iter().find(|t| t.table_name() == *name) {
+            Some(table) => table.replay(tx, &mut changes)?,
+            // An application's table: bytes to bytes, whatever its name.
+            None if name.starts_with(super::tables::APP_TABLE_PREFIX) => {
+                let mut table = tx.open_table(super::tables::AppTable::new(name))?;
+                for (key, value) in changes {
+                    match value {
+                        Some(value) => table.insert(key, value)?,
+                        None => table.remove(key)?,
+                    };
+                }
+            }
+            None => {
+                return Err(Error::Corrupt {
+                    table: "write-ahead log",
+                    detail: format!(
+                        "a record changes table {name}, which this build does not know"
+                    ),
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -311,4 +337,65 @@ pub(crate) fn all_tables(schema: &Schema) -> Vec<&'static dyn super::SchemaTable
     let mut tables: Vec<&'static dyn super::SchemaTable> = vec![&super::meta::META];
     tables.extend(schema.iter().flat_map(|t| t.iter().copied()));
     tables
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{Database, ReadableDatabase, ReadableTable};
+
+    use super::*;
+
+    fn memory_db() -> Database {
+        Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_application_tables_changes_replay_without_being_declared() {
+        let first = memory_db();
+        let tx = WriteTx::new(first.begin_write().unwrap());
+        {
+            let mut orders = tx.open_app_table("app:orders").unwrap();
+            orders.insert(&b"1"[..], &b"paid"[..]).unwrap();
+            orders.insert(&b"2"[..], &b"open"[..]).unwrap();
+            orders.remove(&b"1"[..]).unwrap();
+        }
+        let (_, changes) = tx.into_parts();
+        let record = changes.into_bytes();
+
+        let second = memory_db();
+        let wtx = second.begin_write().unwrap();
+        replay(&wtx, &record, &[]).unwrap();
+        wtx.commit().unwrap();
+        let rtx = second.begin_read().unwrap();
+        let orders = rtx
+            .open_table(super::super::tables::AppTable::new("app:orders"))
+            .unwrap();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = orders
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .collect();
+        assert_eq!(rows, [(b"2".to_vec(), b"open".to_vec())]);
+
+        // A table that is neither declared nor an application's is a corrupt record.
+        let tx = WriteTx::new(first.begin_write().unwrap());
+        {
+            let def: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("other");
+            let table = tx.inner().open_table(def).unwrap();
+            drop(table);
+            let number = tx.changes.borrow_mut().table("other");
+            tx.changes.borrow_mut().put(number, b"k", b"v");
+        }
+        let (_, changes) = tx.into_parts();
+        let wtx = second.begin_write().unwrap();
+        assert!(matches!(
+            replay(&wtx, &changes.into_bytes(), &[]),
+            Err(Error::Corrupt { .. })
+        ));
+    }
 }

@@ -75,6 +75,7 @@ pub(crate) fn inspect(
     }
     let known = |name: &str| {
         name == META.name()
+            || name.starts_with(super::tables::APP_TABLE_PREFIX)
             || schema
                 .iter()
                 .flat_map(|tables| tables.iter())

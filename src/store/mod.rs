@@ -32,7 +32,7 @@ use crate::file_identity::FileIdentity;
 use crate::lock::LeaderLock;
 use backend::Backend;
 use faults::FaultInjector;
-pub(crate) use tables::{Schema, SchemaTable};
+pub(crate) use tables::{APP_TABLE_PREFIX, Schema, SchemaTable};
 use writer::{Msg, TypedOp, Writer, WriterSettings};
 pub(crate) use writer::{TxCtx, damaged};
 

@@ -55,6 +55,14 @@ impl<K: Key + Sync + 'static, V: Value + Sync + 'static> SchemaTable
     }
 }
 
+/// The prefix of the tables an application keeps in the file (see
+/// [`Engine::transaction`](crate::Engine::transaction)): bytes to bytes, made when first
+/// written, replayed from the log like any other, and never one of jobfile's own.
+pub(crate) const APP_TABLE_PREFIX: &str = "app:";
+
+/// An application table: keys and values are bytes.
+pub(crate) type AppTable<'n> = TableDefinition<'n, &'static [u8], &'static [u8]>;
+
 /// Every table a file of this build holds besides the store's own metadata: one list per
 /// primitive.
 pub(crate) type Schema = Vec<&'static [&'static dyn SchemaTable]>;

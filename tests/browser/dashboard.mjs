@@ -35,6 +35,7 @@ try {
   console.log(`overview progress ${first}% -> ${await width()}%`);
   const counts = await page.$$eval("tr[data-name] td:first-child", (tds) => tds.map((td) => td.textContent));
   console.log("definitions: " + counts.join(","));
+  console.log("waiting: publish " + (await page.$eval('tr[data-name="publish"] td:nth-child(2)', (td) => td.textContent)));
   const queues = await page.$$eval("#queues tbody tr td", (tds) => tds.map((td) => td.textContent));
   console.log("queues: " + queues.join(","));
   await page.screenshot({ path: `${outDir}/overview.png`, fullPage: true });
@@ -50,6 +51,16 @@ try {
   await page.waitForFunction((n) => document.querySelectorAll("#events li").length > n, before, { timeout: 15000 });
   console.log(`timeline ${before} -> ${await page.$$eval("#events li", (lis) => lis.length)} events`);
   await page.screenshot({ path: `${outDir}/running-job.png`, fullPage: true });
+
+  // The waiting job, from its definition's row: what it runs after.
+  await page.click('nav a[data-nav="overview"]');
+  await page.click('tr[data-name="publish"]');
+  await page.waitForSelector("#jobs tbody tr[data-id]");
+  await page.click("#jobs tbody tr[data-id]");
+  await page.waitForSelector("h2 .state.s-waiting");
+  const after = await page.$eval("#after", (el) => el.textContent);
+  console.log(`waiting job: ${await page.$eval("h2 .state", (el) => el.textContent)}, runs after ${after}`);
+  await page.screenshot({ path: `${outDir}/waiting-job.png`, fullPage: true });
 
   // A failed job, from the failed list: Retry, and it runs to completion.
   await page.click('nav a[data-nav="failed"]');
