@@ -167,6 +167,14 @@ pub enum Error {
         id: u64,
     },
 
+    /// No batch with this id exists (it was never opened, or every member of a finished
+    /// batch was removed at the end of its retention, and the batch with them).
+    #[error("no batch {id}")]
+    UnknownBatch {
+        /// The batch id that was not found.
+        id: u64,
+    },
+
     /// No schedule with this id is registered.
     #[error("no schedule {id:?} is registered")]
     UnknownSchedule {

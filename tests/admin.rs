@@ -1188,3 +1188,69 @@ async fn the_openapi_description_matches_the_routes_and_the_answers() {
     let (_, cancelled) = post(&app, "/api/jobs/3/cancel", None).await;
     conforms(&spec, "CancelOutcome", &cancelled);
 }
+
+#[tokio::test]
+async fn a_batch_is_read_and_cancelled_as_a_whole() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let member = engine.job::<u32, ()>(JobSpec::new("member")).unwrap();
+    let summary = engine
+        .job::<jobfile::BatchOutcome, ()>(JobSpec::new("summary"))
+        .unwrap();
+    let batch = engine.batch().on_complete(&summary).open().await.unwrap();
+    for n in 0..3 {
+        member.submit(n).batch(&batch).await.unwrap();
+    }
+    batch.seal().await.unwrap();
+    let app = admin::router(engine.clone(), AdminOptions::with_token(TOKEN));
+    let id = batch.id();
+    assert_eq!(
+        get(&app, &format!("/api/batches/{id}")).await,
+        (
+            StatusCode::OK,
+            json!({"id": id, "sealed": true, "total": 3, "done": 0, "waiting": 0, "queued": 3,
+                "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0,
+                "created_at_ms": common::T0, "finished_at_ms": null, "callbacks": []})
+        )
+    );
+    assert_eq!(
+        get(&app, "/api/batches/99").await,
+        (
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "UNKNOWN_BATCH", "message": "no batch 99"}})
+        )
+    );
+    let read_only = admin::router(
+        engine.clone(),
+        AdminOptions::with_token(TOKEN).read_only(true),
+    );
+    assert_eq!(
+        post(&read_only, &format!("/api/batches/{id}/cancel"), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(
+            &app,
+            &format!("/api/batches/{id}/cancel"),
+            Some(json!({"reason": "import aborted"}))
+        )
+        .await,
+        (StatusCode::OK, json!({"count": 3}))
+    );
+    let (_, after) = get(&app, &format!("/api/batches/{id}")).await;
+    assert_eq!(
+        (
+            &after["done"],
+            &after["cancelled"],
+            &after["finished_at_ms"]
+        ),
+        (&json!(3), &json!(3), &json!(common::T0))
+    );
+    let callback = after["callbacks"][0].as_u64().unwrap();
+    let (_, job) = get(&app, &format!("/api/jobs/{callback}")).await;
+    assert_eq!(job["job"]["name"], "summary");
+    let member_job = engine.jobs().get(1).await.unwrap().unwrap();
+    assert_eq!(member_job.cancel_reason.as_deref(), Some("import aborted"));
+}

@@ -558,3 +558,43 @@ async fn events_follow_and_watch_show_a_running_job_until_it_ends() {
     server.stop().await.unwrap();
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_batch_is_shown_and_cancelled() {
+    let (_dir, path) = temp_file();
+    let id = {
+        let engine = Engine::open(&path).await.unwrap();
+        let member = engine.job::<u32, ()>(JobSpec::new("member")).unwrap();
+        let batch = engine.batch().open().await.unwrap();
+        for n in 0..2 {
+            member.submit(n).batch(&batch).await.unwrap();
+        }
+        engine.shutdown(Duration::from_secs(5)).await.unwrap();
+        batch.id()
+    };
+    let shown = ok(on_file(&path, &["batch", &id.to_string()]).await);
+    println!("{shown}");
+    assert!(
+        shown.starts_with(&format!("batch {id} · open (not sealed) · 0 of 2 done\n")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "WAITING  QUEUED  RUNNING  COMPLETED  FAILED  CANCELLED  TIMED OUT\n      \
+             0       2        0          0       0          0          0\n"
+        ),
+        "{shown}"
+    );
+    assert!(shown.ends_with("callbacks  -\n"), "{shown}");
+    assert_eq!(
+        ok(on_file(&path, &["cancel", "--batch", &id.to_string()]).await),
+        format!("cancelled 2 members of batch {id}\n")
+    );
+    let out = on_file(&path, &["batch", "x1"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("\"x1\" is not a batch id"),
+        "{}",
+        stderr(&out)
+    );
+}

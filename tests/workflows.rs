@@ -553,7 +553,7 @@ async fn an_unsealed_batch_waits_and_a_sealed_one_takes_no_member() {
         "nothing stored"
     );
     match member.submit(2).batch(&engine.batch_with_id(999)).await {
-        Err(Error::InvalidArgument { what: "batch", .. }) => {}
+        Err(Error::UnknownBatch { id: 999 }) => {}
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     // An empty batch finishes at its seal.

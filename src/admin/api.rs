@@ -11,9 +11,9 @@ use super::error::ApiError;
 use super::options::AdminOptions;
 use super::{auth, dashboard, live, metrics, openapi};
 use crate::{
-    CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobEventKind, JobInfo, JobMetrics,
-    JobPage, JobState, MutexLease, QueueStats, QueueSummary, ScheduleInfo, SetSummary, StoreStats,
-    Submitted, TopicSummary,
+    BatchInfo, CancelOutcome, DeadLetter, Engine, JobCounts, JobEvent, JobEventKind, JobInfo,
+    JobMetrics, JobPage, JobState, MutexLease, QueueStats, QueueSummary, ScheduleInfo, SetSummary,
+    StoreStats, Submitted, TopicSummary,
 };
 
 /// The largest request body an operation takes.
@@ -50,6 +50,8 @@ pub(super) fn routes(engine: Engine, options: AdminOptions) -> Router {
         .route("/api/queues/{name}/resume", post(resume_queue))
         .route("/api/jobs/{id}/retry", post(retry_job))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/batches/{id}", get(batch))
+        .route("/api/batches/{id}/cancel", post(cancel_batch))
         .route("/api/queues/{name}", get(queue_stats))
         .route("/api/queues/{name}/dead", get(dead_letters))
         .route("/api/queues/{name}/dead/purge", post(purge_dead))
@@ -370,6 +372,25 @@ async fn cancel_job(
         .and_then(|Json(b)| b.reason)
         .unwrap_or_else(|| "cancelled by an operator".to_string());
     Ok(Json(admin.engine.jobs().cancel(id, &reason).await?))
+}
+
+async fn batch(
+    State(admin): State<Admin>,
+    Path(id): Path<u64>,
+) -> Result<Json<BatchInfo>, ApiError> {
+    Ok(Json(admin.engine.batch_with_id(id).info().await?))
+}
+
+async fn cancel_batch(
+    State(admin): State<Admin>,
+    Path(id): Path<u64>,
+    body: Option<Json<CancelBody>>,
+) -> Result<Json<Count>, ApiError> {
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .unwrap_or_else(|| "cancelled by an operator".to_string());
+    let count = admin.engine.batch_with_id(id).cancel(&reason).await?;
+    Ok(Json(Count { count }))
 }
 
 async fn queue_stats(

@@ -72,6 +72,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let (status, code) = match &e {
             Error::UnknownJob { .. } => (StatusCode::NOT_FOUND, "UNKNOWN_JOB"),
+            Error::UnknownBatch { .. } => (StatusCode::NOT_FOUND, "UNKNOWN_BATCH"),
             Error::UnknownMessage { .. } => (StatusCode::NOT_FOUND, "UNKNOWN_MESSAGE"),
             Error::UnknownSchedule { .. } => (StatusCode::NOT_FOUND, "UNKNOWN_SCHEDULE"),
             Error::InvalidArgument { .. } => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),

@@ -51,6 +51,11 @@ pub enum Command {
         /// The job id.
         id: String,
     },
+    /// One batch: its members by state, its progress and its callbacks.
+    Batch {
+        /// The batch id.
+        id: String,
+    },
     /// A job's event history; with --follow, then each new event until the job ends.
     Events {
         /// The job id.
@@ -93,11 +98,14 @@ pub enum Command {
     /// Cancels a job (a running one is stopped at its next step or heartbeat).
     Cancel {
         /// The job id.
-        #[arg(required_unless_present = "all_queued")]
+        #[arg(required_unless_present_any = ["all_queued", "batch"])]
         id: Option<String>,
         /// Instead of one job: every queued job of this definition.
-        #[arg(long, value_name = "NAME", conflicts_with = "id")]
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["id", "batch"])]
         all_queued: Option<String>,
+        /// Instead of one job: every member of this batch that has not ended.
+        #[arg(long, value_name = "BATCH", conflicts_with = "id")]
+        batch: Option<String>,
         /// Why, recorded in the job's events.
         #[arg(long, default_value = "cancelled by an operator")]
         reason: String,

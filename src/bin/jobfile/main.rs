@@ -92,6 +92,10 @@ async fn command(client: &Client, command: Command, out: Out) -> Result<(), Fail
             let id = job_id(&id)?;
             out.print(&client.get(&format!("/api/jobs/{id}")).await?, job);
         }
+        Command::Batch { id } => {
+            let id = batch_id(&id)?;
+            out.print(&client.get(&format!("/api/batches/{id}")).await?, batch);
+        }
         Command::Events { id, follow } => {
             let id = job_id(&id)?;
             if follow {
@@ -200,6 +204,22 @@ async fn command(client: &Client, command: Command, out: Out) -> Result<(), Fail
                 .await?;
             out.print(&done, |d| {
                 format!("cancelled {} queued jobs of {name}", num(&d["count"]))
+            });
+        }
+        Command::Cancel {
+            batch: Some(batch),
+            reason,
+            ..
+        } => {
+            let id = batch_id(&batch)?;
+            let done = client
+                .post(
+                    &format!("/api/batches/{id}/cancel"),
+                    Some(json!({ "reason": reason })),
+                )
+                .await?;
+            out.print(&done, |d| {
+                format!("cancelled {} members of batch {id}", num(&d["count"]))
             });
         }
         Command::Cancel { id, reason, .. } => {
@@ -319,6 +339,65 @@ fn job_id(raw: &str) -> Result<u64, Failure> {
             "{raw:?} is not a job id: ids are whole numbers such as 42; `jobfile jobs` lists them"
         ))
     })
+}
+
+/// A batch id as typed.
+fn batch_id(raw: &str) -> Result<u64, Failure> {
+    raw.trim().parse().map_err(|_| {
+        Failure::usage(format!(
+            "{raw:?} is not a batch id: ids are whole numbers such as 3, as `Batch::id` gives them"
+        ))
+    })
+}
+
+/// A batch: its progress, its members by state, and its callbacks.
+fn batch(b: &Value) -> String {
+    let state = match (b["sealed"].as_bool(), b["finished_at_ms"].as_u64()) {
+        (_, Some(at)) => format!("finished {}", render::utc(at)),
+        (Some(true), None) => "sealed, running".to_string(),
+        _ => "open (not sealed)".to_string(),
+    };
+    let mut t = Table::new(&[
+        "waiting>",
+        "queued>",
+        "running>",
+        "completed>",
+        "failed>",
+        "cancelled>",
+        "timed out>",
+    ]);
+    t.row(
+        [
+            "waiting",
+            "queued",
+            "running",
+            "completed",
+            "failed",
+            "cancelled",
+            "timed_out",
+        ]
+        .iter()
+        .map(|k| num(&b[*k]))
+        .collect(),
+    );
+    let callbacks: Vec<String> = b["callbacks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("job {c}"))
+        .collect();
+    format!(
+        "batch {} · {state} · {} of {} done\n\n{}\n\ncallbacks  {}",
+        b["id"],
+        num(&b["done"]),
+        num(&b["total"]),
+        t.render(),
+        if callbacks.is_empty() {
+            "-".to_string()
+        } else {
+            callbacks.join(", ")
+        }
+    )
 }
 
 /// A queue message id as typed.

@@ -100,10 +100,7 @@ fn load_known(ctx: &mut TxCtx<'_>, id: u64) -> Result<BatchV1> {
 }
 
 pub(crate) fn unknown(id: u64) -> Error {
-    Error::invalid(
-        "batch",
-        format!("batch {id} does not exist (or all its members were removed)"),
-    )
+    Error::UnknownBatch { id }
 }
 
 fn save(ctx: &mut TxCtx<'_>, id: u64, batch: &BatchV1) -> Result<()> {
