@@ -9,7 +9,7 @@ use super::core::JobCore;
 use super::handle::JobHandle;
 use super::info::JobState;
 use super::ops;
-use super::record::CallbackV1;
+use super::record::JobTemplateV1;
 use super::redb::RedbJobs;
 use super::tables::{JOB_BATCH_MEMBERS, JOB_BATCHES, JOBS};
 use crate::error::{Error, Result};
@@ -75,8 +75,8 @@ pub struct BatchInfo {
 #[must_use = "a batch is stored only when opened"]
 pub struct BatchBuilder {
     core: Arc<JobCore>,
-    on_complete: Option<Result<CallbackV1>>,
-    on_success: Option<Result<CallbackV1>>,
+    on_complete: Option<Result<JobTemplateV1>>,
+    on_success: Option<Result<JobTemplateV1>>,
 }
 
 impl BatchBuilder {
@@ -123,12 +123,12 @@ impl BatchBuilder {
     }
 }
 
-fn callback<O>(handle: &JobHandle<BatchOutcome, O>) -> Result<CallbackV1>
+fn callback<O>(handle: &JobHandle<BatchOutcome, O>) -> Result<JobTemplateV1>
 where
     O: Serialize + serde::de::DeserializeOwned + Send + 'static,
 {
     let new = handle.submit(BatchOutcome::default()).prepare()?;
-    Ok(CallbackV1::of(&new))
+    Ok(JobTemplateV1::from_new_job(new))
 }
 
 /// The file's job storage, which batches need.

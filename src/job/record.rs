@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::backoff::Backoff;
 use super::error::JobFailure;
+use super::ops::submit::NewJob;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredJob {
@@ -210,19 +211,21 @@ pub(crate) struct BatchV1 {
     pub(crate) total: u64,
     /// Members ended: completed, failed, cancelled, timed out.
     pub(crate) ended: [u64; 4],
-    pub(crate) on_complete: Option<CallbackV1>,
-    pub(crate) on_success: Option<CallbackV1>,
+    /// The callbacks (their inputs are replaced by the batch's outcome).
+    pub(crate) on_complete: Option<JobTemplateV1>,
+    pub(crate) on_success: Option<JobTemplateV1>,
     /// When every member had ended and the callbacks were submitted.
     pub(crate) finished_at: Option<u64>,
     /// The callback jobs submitted then.
     pub(crate) callbacks: Vec<u64>,
 }
 
-/// The job a batch submits when it finishes: a definition's settings, without the input
-/// (the batch's outcome is the input).
+/// A job to submit later (by a schedule, or when a batch finishes): a definition's settings
+/// and an input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct CallbackV1 {
+pub(crate) struct JobTemplateV1 {
     pub(crate) name: String,
+    pub(crate) input: Vec<u8>,
     pub(crate) priority: i32,
     pub(crate) meta: Vec<(String, String)>,
     pub(crate) max_attempts: u32,
@@ -231,6 +234,43 @@ pub(crate) struct CallbackV1 {
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) retention_ms: u64,
     pub(crate) crash_budget: u32,
+}
+
+impl JobTemplateV1 {
+    pub(crate) fn from_new_job(j: NewJob) -> Self {
+        JobTemplateV1 {
+            name: j.name,
+            input: j.input,
+            priority: j.priority,
+            meta: j.meta,
+            max_attempts: j.max_attempts,
+            backoff: j.backoff,
+            lease_ms: j.lease_ms,
+            timeout_ms: j.timeout_ms,
+            retention_ms: j.retention_ms,
+            crash_budget: j.crash_budget,
+        }
+    }
+
+    /// The job to submit now: the template's, with `input` and `key`.
+    pub(crate) fn job(&self, input: Vec<u8>, key: Option<String>) -> NewJob {
+        NewJob {
+            name: self.name.clone(),
+            input,
+            priority: self.priority,
+            key,
+            meta: self.meta.clone(),
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            lease_ms: self.lease_ms,
+            timeout_ms: self.timeout_ms,
+            retention_ms: self.retention_ms,
+            crash_budget: self.crash_budget,
+            run_at: None,
+            after: Vec::new(),
+            batch: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

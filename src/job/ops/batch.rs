@@ -7,53 +7,17 @@
 
 use redb::ReadableTable;
 
-use super::submit::{NewJob, submit};
+use super::submit::submit;
 use crate::error::{Error, Result};
 use crate::job::batch::BatchOutcome;
 use crate::job::effects::Effects;
 use crate::job::info::JobState;
-use crate::job::record::{BatchV1, CallbackV1, JobV1, StoredBatch};
+use crate::job::record::{BatchV1, JobTemplateV1, JobV1, StoredBatch};
 use crate::job::tables::{JOB_BATCH_MEMBERS, JOB_BATCHES};
 use crate::store::TxCtx;
 use crate::store::codec::{decode, encode};
 
 const BATCH_COUNTER: &str = "next:batch";
-
-impl CallbackV1 {
-    /// The callback settings of a submit prepared for the callback's definition.
-    pub(crate) fn of(new: &NewJob) -> CallbackV1 {
-        CallbackV1 {
-            name: new.name.clone(),
-            priority: new.priority,
-            meta: new.meta.clone(),
-            max_attempts: new.max_attempts,
-            backoff: new.backoff,
-            lease_ms: new.lease_ms,
-            timeout_ms: new.timeout_ms,
-            retention_ms: new.retention_ms,
-            crash_budget: new.crash_budget,
-        }
-    }
-
-    fn job(&self, input: Vec<u8>) -> NewJob {
-        NewJob {
-            name: self.name.clone(),
-            input,
-            priority: self.priority,
-            key: None,
-            meta: self.meta.clone(),
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            lease_ms: self.lease_ms,
-            timeout_ms: self.timeout_ms,
-            retention_ms: self.retention_ms,
-            crash_budget: self.crash_budget,
-            run_at: None,
-            after: Vec::new(),
-            batch: None,
-        }
-    }
-}
 
 impl BatchV1 {
     /// Members ended, however.
@@ -112,8 +76,8 @@ fn save(ctx: &mut TxCtx<'_>, id: u64, batch: &BatchV1) -> Result<()> {
 /// Stores a new, open batch with its callbacks; its id.
 pub(crate) fn open(
     ctx: &mut TxCtx<'_>,
-    on_complete: Option<CallbackV1>,
-    on_success: Option<CallbackV1>,
+    on_complete: Option<JobTemplateV1>,
+    on_success: Option<JobTemplateV1>,
 ) -> Result<u64> {
     let id = ctx.next_id(BATCH_COUNTER)?;
     let batch = BatchV1 {
@@ -219,7 +183,7 @@ fn finish_if_done(
         .on_complete
         .iter()
         .chain(batch.on_success.iter().filter(|_| all_completed))
-        .map(|c| c.job(input.clone()))
+        .map(|c| c.job(input.clone(), None))
         .collect::<Vec<_>>();
     for new in callbacks {
         let done = submit(ctx, &new, None, fx)?;
