@@ -525,6 +525,17 @@ async fn a_batch_with_a_failed_member_fires_on_complete_only() {
         Outcome::Completed(outcome(batch.id(), 3, 2, 1, 0))
     );
     assert!(success.submitted().await.unwrap().is_empty());
+
+    // The failed member retried by hand runs (and fails) again: counted once, and the
+    // finished batch does not fire again.
+    let failed = member.submitted().await.unwrap()[1].job.id;
+    engine.jobs().retry(failed).await.unwrap();
+    let info = batch.info().await.unwrap();
+    assert_eq!((info.done, info.queued, info.failed), (2, 1, 0));
+    assert_eq!(drained(&engine).await, [(failed, JobState::Failed)]);
+    let info = batch.info().await.unwrap();
+    assert_eq!((info.done, info.failed, info.callbacks.len()), (3, 1, 1));
+    assert_eq!(summary.submitted().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -3,9 +3,11 @@
 use crate::error::Result;
 use crate::job::effects::Effects;
 use crate::job::metrics::JobMetric;
-use crate::job::record::{EventKindV1, JobStateV1};
+use crate::job::record::{EventKindV1, JobStateV1, JobV1};
 use crate::job::signal::StopReason;
-use crate::job::transition::{enter_terminal, leave_state, load_known, push_event, save};
+use crate::job::transition::{
+    enter_terminal, leave_state, load_known, push_event, save, settle_terminal,
+};
 use crate::store::TxCtx;
 
 /// What a cancel found.
@@ -55,4 +57,30 @@ pub(crate) fn cancel(
         },
     )?;
     Ok(Cancelled::Done)
+}
+
+/// Cancels `job`, which has left its state's indexes (or never entered one), with `reason`:
+/// the terminal state, its event and metric, saved. The jobs waiting for it are left to the
+/// caller (see [`settle_terminal`]).
+pub(crate) fn settle_cancelled(
+    ctx: &mut TxCtx<'_>,
+    id: u64,
+    job: &mut JobV1,
+    reason: String,
+    fx: &mut Effects,
+) -> Result<()> {
+    let state = JobStateV1::Cancelled {
+        reason: reason.clone(),
+        at: ctx.now,
+    };
+    settle_terminal(ctx, id, job, state, fx)?;
+    push_event(ctx, id, job, EventKindV1::Cancelled { reason }, fx)?;
+    save(ctx, id, job)?;
+    crate::job::effects::count(
+        ctx,
+        fx,
+        JobMetric::Cancelled {
+            name: job.name.clone(),
+        },
+    )
 }

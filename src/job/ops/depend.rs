@@ -10,11 +10,10 @@ use redb::ReadableTable;
 use crate::error::{Error, Result};
 use crate::job::effects::Effects;
 use crate::job::info::JobState;
-use crate::job::metrics::JobMetric;
 use crate::job::record::{DependencyV1, EventKindV1, JobStateV1};
 use crate::job::rules::{DependencyVerdict, dependency_verdict};
 use crate::job::tables::JOB_DEPENDENTS;
-use crate::job::transition::{enter_queued, leave_state, load, push_event, save, settle_terminal};
+use crate::job::transition::{enter_queued, leave_state, load, push_event, save};
 use crate::store::TxCtx;
 
 /// How a new job's dependencies stand at its submit.
@@ -145,19 +144,6 @@ fn cancel_waiting(
 ) -> Result<bool> {
     let has_dependents = std::mem::take(&mut job.has_dependents);
     leave_state(ctx, id, job)?;
-    let state = JobStateV1::Cancelled {
-        reason: reason.clone(),
-        at: ctx.now,
-    };
-    settle_terminal(ctx, id, job, state, fx)?;
-    push_event(ctx, id, job, EventKindV1::Cancelled { reason }, fx)?;
-    save(ctx, id, job)?;
-    crate::job::effects::count(
-        ctx,
-        fx,
-        JobMetric::Cancelled {
-            name: job.name.clone(),
-        },
-    )?;
+    super::cancel::settle_cancelled(ctx, id, job, reason, fx)?;
     Ok(has_dependents)
 }

@@ -12,7 +12,7 @@ use crate::job::info::JobState;
 use crate::job::metrics::JobMetric;
 use crate::job::record::{BackoffV1, DependencyV1, EventKindV1, JobStateV1, JobV1};
 use crate::job::tables::{JOB_INPUTS, JOB_KEYS};
-use crate::job::transition::{enter_queued, new_id, push_event, save, settle_terminal, tally};
+use crate::job::transition::{enter_queued, new_id, push_event, save, tally};
 use crate::store::TxCtx;
 
 /// A job as submitted, before it has an id. Validated by the caller.
@@ -107,20 +107,7 @@ pub(crate) fn submit(
             return Ok(not_started);
         }
         AtSubmit::Broken(reason) => {
-            let state = JobStateV1::Cancelled {
-                reason: reason.clone(),
-                at: ctx.now,
-            };
-            settle_terminal(ctx, id, &mut job, state, fx)?;
-            push_event(ctx, id, &mut job, EventKindV1::Cancelled { reason }, fx)?;
-            save(ctx, id, &job)?;
-            crate::job::effects::count(
-                ctx,
-                fx,
-                JobMetric::Cancelled {
-                    name: new.name.clone(),
-                },
-            )?;
+            super::cancel::settle_cancelled(ctx, id, &mut job, reason, fx)?;
             return Ok(not_started);
         }
     }
