@@ -146,12 +146,16 @@ async fn a_kill_while_the_open_replays_the_log_loses_nothing() {
         .len();
     assert!(log >= 1 << 20, "log of {log} bytes");
 
-    // Opens killed at random moments, most of them before the replay is done.
+    // Opens killed at moments that sweep from the child's start to past its open, each a
+    // little later than the one before: the first open that completes replays the whole log
+    // (and checkpoints it), so the kills before it are the ones that can land in the replay.
+    // (Drawn at random from 0 to 40 ms instead, a first kill after a fast open left no kill
+    // during one.)
     let mut during_open = 0;
-    for _ in 0..10 {
+    for round in 0..10 {
         let (mut child, mut out) = spawn_child("child_entry", "never-open", &path);
         let started = Instant::now();
-        std::thread::sleep(Duration::from_millis(rng.below(40)));
+        std::thread::sleep(Duration::from_micros(round * 4_000 + rng.below(4_000)));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         let mut rest = String::new();
