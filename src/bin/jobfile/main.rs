@@ -350,6 +350,32 @@ fn batch_id(raw: &str) -> Result<u64, Failure> {
     })
 }
 
+/// The job states as columns of a table, in the order of a job's life, and the keys of the
+/// API's counts behind them.
+const STATE_HEADERS: [&str; 7] = [
+    "waiting>",
+    "queued>",
+    "running>",
+    "completed>",
+    "failed>",
+    "cancelled>",
+    "timed out>",
+];
+const STATE_KEYS: [&str; 7] = [
+    "waiting",
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "timed_out",
+];
+
+/// The counts of `counts` (a definition's, a batch's) under [`STATE_HEADERS`].
+fn state_cells(counts: &Value) -> Vec<String> {
+    STATE_KEYS.iter().map(|k| num(&counts[*k])).collect()
+}
+
 /// A batch: its progress, its members by state, and its callbacks.
 fn batch(b: &Value) -> String {
     let state = match (b["sealed"].as_bool(), b["finished_at_ms"].as_u64()) {
@@ -357,29 +383,8 @@ fn batch(b: &Value) -> String {
         (Some(true), None) => "sealed, running".to_string(),
         _ => "open (not sealed)".to_string(),
     };
-    let mut t = Table::new(&[
-        "waiting>",
-        "queued>",
-        "running>",
-        "completed>",
-        "failed>",
-        "cancelled>",
-        "timed out>",
-    ]);
-    t.row(
-        [
-            "waiting",
-            "queued",
-            "running",
-            "completed",
-            "failed",
-            "cancelled",
-            "timed_out",
-        ]
-        .iter()
-        .map(|k| num(&b[*k]))
-        .collect(),
-    );
+    let mut t = Table::new(&STATE_HEADERS);
+    t.row(state_cells(b));
     let callbacks: Vec<String> = b["callbacks"]
         .as_array()
         .into_iter()
@@ -488,27 +493,9 @@ fn stats(o: &Value) -> String {
         num(&m["timed_out"]),
         num(&m["recovered"])
     ));
-    let mut t = Table::new(&[
-        "job",
-        "waiting>",
-        "queued>",
-        "running>",
-        "completed>",
-        "failed>",
-        "cancelled>",
-        "timed out>",
-    ]);
+    let mut t = Table::new(&[&["job"][..], &STATE_HEADERS[..]].concat());
     for c in o["job_counts"].as_array().into_iter().flatten() {
-        t.row(vec![
-            paused_name(c),
-            num(&c["waiting"]),
-            num(&c["queued"]),
-            num(&c["running"]),
-            num(&c["completed"]),
-            num(&c["failed"]),
-            num(&c["cancelled"]),
-            num(&c["timed_out"]),
-        ]);
+        t.row([vec![paused_name(c)], state_cells(c)].concat());
     }
     out.push('\n');
     out.push_str(&or_none(t, "no jobs"));
