@@ -12,8 +12,12 @@
 //! Before the fsync'd throughput and after the latency, it prints the disk's floor: what one
 //! 4 KiB write + `fdatasync` takes here, and the ceiling that puts on these figures.
 //!
+//! `single`: one submitter submitting `--single-jobs` jobs one at a time (fsync'd), each
+//! submit awaited before the next: the rate one caller sees, bound by the disk's sync.
+//!
 //! Every run uses the defaults (fsync'd commits, quick repair on) unless a line says otherwise.
-//! `--only fsync|relaxed|latency` runs one part.
+//! `--only fsync|relaxed|single|latency` runs one part. `--sync-delay-us N` makes every sync
+//! N µs slower (the testing feature's fault injector), as on a network volume.
 //! `--quick-repair-ab` instead runs the fsync'd throughput with redb's quick repair off and on,
 //! alternating, twice: the commit cost of quick repair; then the idle latency the same way.
 
@@ -21,14 +25,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use jobfile::testing::FaultInjector;
 use jobfile::{Durability, EngineOptions, JobCtx, JobMetric, JobSpec};
 use tokio::sync::{Notify, mpsc};
 
+#[derive(Clone)]
 struct Args {
     jobs: u64,
     submitters: u64,
     handlers: usize,
     latency_jobs: usize,
+    single_jobs: u64,
+    sync_delay_us: u64,
+}
+
+impl Args {
+    /// The engine options every part starts from: the defaults, with syncs slowed if asked.
+    fn options(&self) -> EngineOptions {
+        let options = EngineOptions::new();
+        if self.sync_delay_us == 0 {
+            return options;
+        }
+        let slow = FaultInjector::new();
+        slow.slow_syncs(Duration::from_micros(self.sync_delay_us));
+        options.fault_injector(slow)
+    }
 }
 
 fn parse_args() -> Args {
@@ -37,6 +58,8 @@ fn parse_args() -> Args {
         submitters: 32,
         handlers: 64,
         latency_jobs: 1_000,
+        single_jobs: 5_000,
+        sync_delay_us: 0,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -47,6 +70,8 @@ fn parse_args() -> Args {
             ("--submitters", Some(v)) => args.submitters = v,
             ("--handlers", Some(v)) => args.handlers = v as usize,
             ("--latency-jobs", Some(v)) => args.latency_jobs = v as usize,
+            ("--single-jobs", Some(v)) => args.single_jobs = v,
+            ("--sync-delay-us", Some(v)) => args.sync_delay_us = v,
             _ => {
                 i += 1;
                 continue;
@@ -222,13 +247,13 @@ fn main() {
             for round in 0..4 {
                 let on = round % 2 == 1;
                 let label = if on { "fsync+qr" } else { "fsync" };
-                let options = EngineOptions::new().quick_repair(on);
+                let options = args.options().quick_repair(on);
                 throughput(&args, options, label).await;
             }
             for round in 0..4 {
                 let on = round % 2 == 1;
                 let label = if on { "lat+qr" } else { "latency" };
-                latency(&args, EngineOptions::new().quick_repair(on), label, false).await;
+                latency(&args, args.options().quick_repair(on), label, false).await;
             }
             print_floor(&args);
             return;
@@ -238,18 +263,26 @@ fn main() {
         let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
         if runs("fsync") {
             print_floor(&args);
-            throughput(&args, EngineOptions::new(), "fsync").await;
+            throughput(&args, args.options(), "fsync").await;
         }
         if runs("relaxed") {
             let relaxed = Durability::Relaxed {
                 flush_every: Duration::from_millis(100),
             };
-            let options = EngineOptions::new().durability(relaxed);
+            let options = args.options().durability(relaxed);
             throughput(&args, options, "relaxed").await;
         }
+        if runs("single") {
+            let one = Args {
+                jobs: args.single_jobs,
+                submitters: 1,
+                ..args.clone()
+            };
+            throughput(&one, args.options(), "single").await;
+        }
         if runs("latency") {
-            latency(&args, EngineOptions::new(), "latency", false).await;
-            latency(&args, EngineOptions::new(), "gaps", true).await;
+            latency(&args, args.options(), "latency", false).await;
+            latency(&args, args.options(), "gaps", true).await;
             print_floor(&args);
         }
     });

@@ -7,12 +7,17 @@ use common::{open_faulty, secs, temp_file};
 use jobfile::testing::FaultInjector;
 use jobfile::{Engine, EngineOptions, Error};
 
+/// Every payload stored in `work`, in the order sent.
 async fn payloads_after_reopen(path: &std::path::Path) -> Vec<Vec<u8>> {
     let engine = Engine::open(path).await.expect("reopen after a fault");
     let q = engine.queue("work").unwrap();
     let mut out = Vec::new();
-    for d in q.try_receive(100, secs(30)).await.unwrap() {
-        out.push(d.payload().to_vec());
+    loop {
+        let got = q.try_receive(1_000, secs(30)).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        out.extend(got.iter().map(|d| d.payload().to_vec()));
     }
     engine.shutdown(secs(5)).await.unwrap();
     out
@@ -119,6 +124,76 @@ async fn a_poisoned_batch_fails_every_caller_in_it() {
     }
     engine.shutdown(secs(5)).await.unwrap();
     assert_eq!(payloads_after_reopen(&path).await, vec![b"ok".to_vec()]);
+}
+
+/// Under load on a slow disk the sync thread syncs while the writer commits the next batches,
+/// so one sync covers several commits (on a fast disk the writer syncs each commit itself);
+/// a failed sync there fails every batch waiting for it, and only what was acknowledged before
+/// is in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_behind_the_writer_fails_every_batch_waiting_for_it() {
+    let (_dir, path) = temp_file();
+    let faults = FaultInjector::new();
+    faults.slow_syncs(std::time::Duration::from_millis(1));
+    let engine = EngineOptions::new()
+        .fault_injector(faults.clone())
+        .open(&path)
+        .await
+        .unwrap();
+    let q = engine.queue("work").unwrap();
+    let send_all = |from: u8, to: u8| {
+        let q = q.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for t in 0..64u8 {
+                let q = q.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    for i in from..to {
+                        match q.send(vec![t, i]).await {
+                            Ok(_) => acked.push(vec![t, i]),
+                            Err(e) => return (acked, Some(e)),
+                        }
+                    }
+                    (acked, None)
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        }
+    };
+    let mut acked = Vec::new();
+    for (mine, failure) in send_all(0, 50).await {
+        assert!(failure.is_none());
+        acked.extend(mine);
+    }
+    // Every commit wrote a record; with the writer idle now, each has been synced. Synced
+    // each by the writer itself, there would be as many syncs as commits.
+    let stats = engine.store_stats();
+    assert!(
+        stats.log_syncs * 10 < stats.commits * 8,
+        "syncs were shared: {} syncs for {} commits",
+        stats.log_syncs,
+        stats.commits
+    );
+    faults.fail_syncs_after(10);
+    for (mine, failure) in send_all(50, 255).await {
+        acked.extend(mine);
+        let failure = failure.expect("every sender meets the failed sync");
+        assert!(is_poisoned(&failure), "{failure}");
+    }
+    drop(q);
+    engine.shutdown(secs(5)).await.unwrap();
+    let mut stored = payloads_after_reopen(&path).await;
+    stored.sort();
+    acked.sort();
+    // Every acknowledged send is there; a failed one may be too (its record may have reached
+    // the disk before the sync failed), but the failed sync stopped the senders.
+    assert!(acked.iter().all(|a| stored.binary_search(a).is_ok()));
+    assert!(acked.len() < 64 * 255 && stored.len() < 64 * 255);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The write-ahead log under SIGKILL: a child process is killed while it syncs the log, while it
-//! checkpoints (made to checkpoint every few kilobytes), and while the next open replays a long
-//! log. After each kill, every acknowledged send is there.
+//! checkpoints (made to checkpoint every few kilobytes), while its sync thread syncs batches the
+//! writer has already moved past (a loaded child on a slow disk), and while the next open
+//! replays a long log. After each kill, every acknowledged send is there.
 
 mod common;
 
@@ -10,13 +11,22 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Rng, child_role, secs, spawn_child, temp_file, wait_for_line};
+use jobfile::testing::FaultInjector;
 use jobfile::{EngineOptions, Error};
 
 /// What the child opens the file with, by role: `often` checkpoints every 16 KiB of log,
-/// `never` not before an hour or a GiB.
+/// `piped` too, on a disk whose syncs take 1 ms (so 64 senders keep the writer ahead of the
+/// sync thread), `never` not before an hour or a GiB.
 fn options(role: &str) -> EngineOptions {
     match role {
         "often" => EngineOptions::new().checkpoint(16 * 1024, secs(3_600)),
+        "piped" => {
+            let slow = FaultInjector::new();
+            slow.slow_syncs(Duration::from_millis(1));
+            EngineOptions::new()
+                .checkpoint(16 * 1024, secs(3_600))
+                .fault_injector(slow)
+        }
         _ => EngineOptions::new().checkpoint(1 << 30, secs(3_600)),
     }
 }
@@ -38,7 +48,8 @@ fn child_entry() {
         }
         let q = engine.queue("work").expect("queue");
         let mut tasks = Vec::new();
-        for t in 0..8u8 {
+        let senders = if mode == "piped" { 64 } else { 8 };
+        for t in 0..senders {
             let (q, engine) = (q.clone(), engine.clone());
             tasks.push(tokio::spawn(async move {
                 for i in 0u32.. {
@@ -56,20 +67,26 @@ fn child_entry() {
     });
 }
 
+/// What a killed child reported last.
+#[derive(Default, Clone, Copy)]
+struct Reported {
+    checkpoints: u64,
+}
+
 /// Reads the child's output until `enough` sends are acknowledged, kills it, and reads what it
-/// printed before dying. Returns the highest checkpoint count it reported.
+/// printed before dying. Returns the highest counts it reported.
 fn kill_after_sends(
     child: &mut common::KillOnDrop,
     out: &mut std::io::BufReader<std::process::ChildStdout>,
     enough: u64,
     acknowledged: &mut BTreeSet<u64>,
-) -> u64 {
-    let mut checkpoints = 0;
+) -> Reported {
+    let mut last = Reported::default();
     let mut note = |line: &str| {
         if let Some(rest) = line.trim_end().strip_prefix("sent ") {
-            let mut parts = rest.split(' ').map(|p| p.parse::<u64>().unwrap());
-            acknowledged.insert(parts.next().unwrap());
-            checkpoints = checkpoints.max(parts.next().unwrap());
+            let parts: Vec<u64> = rest.split(' ').map(|p| p.parse().unwrap()).collect();
+            acknowledged.insert(parts[0]);
+            last.checkpoints = last.checkpoints.max(parts[1]);
             return true;
         }
         false
@@ -88,7 +105,7 @@ fn kill_after_sends(
     for line in out.lines() {
         note(&line.unwrap());
     }
-    checkpoints
+    last
 }
 
 async fn assert_all_there(path: &Path, acknowledged: &BTreeSet<u64>, when: &str) {
@@ -120,10 +137,34 @@ async fn every_acknowledged_send_survives_sigkill_amid_syncs_and_checkpoints() {
         let (mut child, mut out) = spawn_child("child_entry", "often-send", &path);
         wait_for_line(&mut out, "opened");
         let enough = 50 + rng.below(800);
-        checkpoints += kill_after_sends(&mut child, &mut out, enough, &mut acknowledged);
+        checkpoints +=
+            kill_after_sends(&mut child, &mut out, enough, &mut acknowledged).checkpoints;
         assert_all_there(&path, &acknowledged, &format!("round {round}")).await;
     }
     // Each record holds a 213-byte payload and its indexes: the children checkpointed often.
+    assert!(checkpoints >= rounds, "only {checkpoints} checkpoints");
+    eprintln!(
+        "{} sends acknowledged, {checkpoints} checkpoints over {rounds} kills",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_send_survives_sigkill_while_the_sync_thread_lags_the_writer() {
+    let (_dir, path) = temp_file();
+    let mut rng = Rng::new();
+    let mut acknowledged = BTreeSet::new();
+    let mut checkpoints = 0;
+    let rounds = 8;
+    for round in 0..rounds {
+        let (mut child, mut out) = spawn_child("child_entry", "piped-send", &path);
+        wait_for_line(&mut out, "opened");
+        let enough = 200 + rng.below(1_500);
+        // That the sync thread lags the writer under this load is shown in tests/faults.rs.
+        let last = kill_after_sends(&mut child, &mut out, enough, &mut acknowledged);
+        checkpoints += last.checkpoints;
+        assert_all_there(&path, &acknowledged, &format!("round {round}")).await;
+    }
     assert!(checkpoints >= rounds, "only {checkpoints} checkpoints");
     eprintln!(
         "{} sends acknowledged, {checkpoints} checkpoints over {rounds} kills",
@@ -139,8 +180,8 @@ async fn a_kill_while_the_open_replays_the_log_loses_nothing() {
     // A long log: the child never checkpoints after its open.
     let (mut child, mut out) = spawn_child("child_entry", "never-send", &path);
     wait_for_line(&mut out, "opened");
-    let checkpoints = kill_after_sends(&mut child, &mut out, 5_000, &mut acknowledged);
-    assert_eq!(checkpoints, 0);
+    let last = kill_after_sends(&mut child, &mut out, 5_000, &mut acknowledged);
+    assert_eq!(last.checkpoints, 0);
     let log = std::fs::metadata(path.with_extension("jobfile.wal"))
         .expect("the log is there after a kill")
         .len();

@@ -92,8 +92,10 @@ pub(crate) struct StoreShared {
     fence: Arc<std::sync::atomic::AtomicBool>,
     /// Commits readers may see, counted (see [`StoreShared::until_visible_durable`]) ...
     visible: AtomicU64,
-    /// ... and how many of them are durable.
+    /// ... and how many of them are durable; `durable_now` is its copy that a read checks
+    /// without taking the lock.
     durable: Mutex<u64>,
+    durable_now: AtomicU64,
     durable_changed: std::sync::Condvar,
 }
 
@@ -108,6 +110,7 @@ impl Default for StoreShared {
             fence: Arc::default(),
             visible: AtomicU64::new(0),
             durable: Mutex::new(0),
+            durable_now: AtomicU64::new(0),
             durable_changed: std::sync::Condvar::new(),
         }
     }
@@ -150,6 +153,7 @@ impl StoreShared {
         let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
         if upto > *durable {
             *durable = upto;
+            self.durable_now.store(upto, Ordering::SeqCst);
             self.durable_changed.notify_all();
         }
     }
@@ -164,6 +168,9 @@ impl StoreShared {
     /// such a read is refused.
     fn until_visible_durable(&self) -> Result<()> {
         let needed = self.visible.load(Ordering::SeqCst);
+        if self.durable_now.load(Ordering::SeqCst) >= needed {
+            return Ok(());
+        }
         let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
         while *durable < needed {
             if let Some(cause) = self.poisoned() {
@@ -198,8 +205,6 @@ pub(crate) struct Store {
     db: RwLock<Option<Arc<redb::Database>>>,
     sender: Mutex<Option<Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// The log's thread, where the hooks of committed batches run.
-    log_thread: Mutex<Option<std::thread::ThreadId>>,
     lock: Mutex<Option<LeaderLock>>,
     shared: Arc<StoreShared>,
     clock: Arc<dyn Clock>,
@@ -216,7 +221,6 @@ impl Store {
             db: RwLock::new(None),
             sender: Mutex::new(None),
             writer: Mutex::new(None),
-            log_thread: Mutex::new(None),
             lock: Mutex::new(None),
             shared: Arc::new(StoreShared::default()),
             clock,
@@ -347,7 +351,7 @@ impl Store {
         self.start(db, None, None, &config, &schema, recover)
     }
 
-    /// Starts the writer (and the log's thread) on `db`, after the first transaction has
+    /// Starts the writer (and the log's sync thread) on `db`, after the first transaction has
     /// replayed `log` (the log and what it holds; `None` in memory) and run `recover`.
     fn start<R>(
         &self,
@@ -379,16 +383,15 @@ impl Store {
         let (epoch, recovered) =
             writer.run_init(schema, log.as_deref().unwrap_or_default(), recover)?;
         drop(log);
-        let log_thread = match wal {
-            Some(wal) => writer.start_log(wal).map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })?,
-            None => {
-                writer.start_without_log();
-                None
-            }
-        };
+        match wal {
+            Some(wal) => writer
+                .start_log(wal, tx.clone())
+                .map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            None => writer.start_without_log(),
+        }
         let handle = std::thread::Builder::new()
             .name("jobfile-writer".into())
             .spawn(move || writer.run())
@@ -399,9 +402,6 @@ impl Store {
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         put(&self.sender, tx);
         put(&self.writer, handle);
-        if let Some(id) = log_thread {
-            put(&self.log_thread, id);
-        }
         Ok((epoch, recovered))
     }
 
@@ -453,7 +453,7 @@ impl Store {
     /// Runs `f` on a read transaction of the last durable state: a commit whose log record
     /// is still being synced is waited for (at most one sync), so a read never shows what a
     /// crash could undo; on a poisoned store, a read that would show a commit that never
-    /// became durable is refused with [`Error::Poisoned`]. (On the log's thread, where hooks
+    /// became durable is refused with [`Error::Poisoned`]. (On the writer's thread, where hooks
     /// run, nothing is waited for.)
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let db = self
@@ -462,12 +462,11 @@ impl Store {
             .map_err(|_| Error::Closed)?
             .clone()
             .ok_or(Error::Closed)?;
-        let on_log_thread = *self.log_thread.lock().unwrap_or_else(|p| p.into_inner())
-            == Some(std::thread::current().id());
+        let on_writer = writer::on_writer_thread();
         // A damaged page can make redb panic mid-read: the caller gets an error instead.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let rtx = db.begin_read()?;
-            if !on_log_thread {
+            if !on_writer {
                 self.shared.until_visible_durable()?;
             }
             f(&rtx)
@@ -515,12 +514,9 @@ impl Store {
         let db = self.db.write().ok().and_then(|mut d| d.take());
         let lock = self.lock.lock().ok().and_then(|mut l| l.take());
         let here = std::thread::current().id();
-        let log_thread = *self.log_thread.lock().unwrap_or_else(|p| p.into_inner());
-        let on_writer =
-            writer.as_ref().is_some_and(|h| h.thread().id() == here) || log_thread == Some(here);
-        if on_writer {
-            // The last handle was dropped by a hook running on the writer's or the log's
-            // thread, which cannot wait for itself to end: another thread finishes the close.
+        if writer.as_ref().is_some_and(|h| h.thread().id() == here) {
+            // The last handle was dropped by a hook running on the writer's thread, which
+            // cannot wait for itself to end: another thread finishes the close.
             std::thread::spawn(move || finish_close(writer, db, lock));
         } else {
             finish_close(writer, db, lock);

@@ -1,14 +1,19 @@
-//! The log's own thread, for fsync'd commits: it writes the records the writer hands it, makes
-//! them durable, and only then answers the batches' callers, in commit order. While it waits on the disk, the
-//! writer already applies the next batches; records that arrive meanwhile share the next sync.
+//! The log's sync thread, for fsync'd commits under load: the writer writes each batch's record
+//! itself and asks this thread to make the log durable, then applies the next batch while the
+//! disk works. A finished sync comes back to the writer as a message in its own queue
+//! ([`Msg::Synced`]), and the writer answers, in commit order, every batch the sync covered.
+//! Requests that arrive during a sync share the next one.
+//!
+//! Only the sync moves here: the batches' hooks and answers stay on the writer, so what a batch
+//! allocated is freed on the thread that allocated it, and this thread's work per sync is one
+//! system call.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
 
 use super::StoreShared;
-use super::wal::Wal;
-use super::writer::{ErasedOp, lock, log_failure};
+use super::wal::SyncHandle;
+use super::writer::{ErasedOp, Msg};
 use crate::error::Error;
 
 /// What a batch leaves to do once it is durable: its hooks (in order), then its callers'
@@ -38,83 +43,34 @@ impl Done {
     }
 }
 
-pub(crate) enum LogMsg {
-    /// A batch's framed record, and what to do once it is durable.
-    Append(Vec<u8>, Done),
-    /// A batch that wrote nothing (or whose ops failed): answered after everything before it.
-    Answer(Done),
-    /// A checkpoint made everything before it durable: answer it all, start the log over.
-    Restart,
-    /// Everything sent is answered; end.
-    Close,
-}
-
-/// How many messages one pass takes before it writes.
-const MAX_PASS: usize = 4_096;
-
+/// The sync thread: takes the highest record number asked for, syncs, and tells the writer
+/// every record up to it is durable (or, poisoning the store, that the sync failed).
 pub(crate) struct Syncer {
-    /// Shared with the writer, which writes to it itself when nothing is in hand here.
-    pub(crate) wal: Arc<Mutex<Wal>>,
-    pub(crate) rx: Receiver<LogMsg>,
+    pub(crate) log: SyncHandle,
+    pub(crate) requests: Receiver<u64>,
+    pub(crate) writer: Sender<Msg>,
     pub(crate) shared: Arc<StoreShared>,
-    /// Messages the writer sent that are not yet carried out.
-    pub(crate) in_hand: Arc<AtomicUsize>,
 }
 
 impl Syncer {
     pub(crate) fn run(self) {
-        let mut bytes = Vec::new();
-        let mut pending: Vec<Done> = Vec::new();
-        let mut closing = false;
-        while !closing {
-            let Ok(first) = self.rx.recv() else { break };
-            let mut next = Some(first);
-            let mut taken = 0;
-            while let Some(msg) = next.take() {
-                taken += 1;
-                match msg {
-                    LogMsg::Append(record, done) => {
-                        bytes.extend_from_slice(&record);
-                        pending.push(done);
-                    }
-                    LogMsg::Answer(done) => pending.push(done),
-                    LogMsg::Restart => {
-                        // The checkpoint holds all of it (and the writer marked it durable):
-                        // nothing pending needs the log.
-                        bytes.clear();
-                        pending.drain(..).for_each(Done::finish);
-                        lock(&self.wal).restart();
-                    }
-                    LogMsg::Close => closing = true,
-                }
-                if taken < MAX_PASS && !closing {
-                    next = self.rx.try_recv().ok();
-                }
+        while let Ok(mut upto) = self.requests.recv() {
+            while let Ok(later) = self.requests.try_recv() {
+                upto = upto.max(later);
             }
-            if !bytes.is_empty() && self.shared.poisoned().is_none() {
-                let mut wal = lock(&self.wal);
-                let written = wal.append(&bytes).and_then(|()| wal.sync());
-                match written {
-                    Ok(()) => {
-                        self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        let cause = log_failure(&wal, &e);
-                        self.shared.poison(cause);
-                    }
+            let started = std::time::Instant::now();
+            let synced = match self.log.sync() {
+                Ok(()) => true,
+                Err(e) => {
+                    self.shared.poison(self.log.failure(&e));
+                    false
                 }
+            };
+            let took = started.elapsed();
+            let done = Msg::Synced { upto, synced, took };
+            if self.writer.send(done).is_err() {
+                break;
             }
-            bytes.clear();
-            match self.shared.poisoned() {
-                None => {
-                    if let Some(upto) = pending.iter().map(|d| d.visible).max() {
-                        self.shared.mark_durable(upto);
-                    }
-                    pending.drain(..).for_each(Done::finish)
-                }
-                Some(cause) => pending.drain(..).for_each(|d| d.fail(&cause)),
-            }
-            self.in_hand.fetch_sub(taken, Ordering::SeqCst);
         }
     }
 }

@@ -16,6 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::faults::FaultInjector;
 use crate::error::{Error, Result};
@@ -96,9 +97,8 @@ pub(crate) fn records(log: &[u8], generation: u64) -> Vec<&[u8]> {
 
 /// The open log file and where the next record goes.
 pub(crate) struct Wal {
-    path: PathBuf,
-    file: File,
-    faults: Option<FaultInjector>,
+    file: Arc<File>,
+    handle: SyncHandle,
     /// Where the next record is written.
     offset: u64,
     /// The file's length: bytes up to here exist (records or zeros).
@@ -123,15 +123,15 @@ impl Wal {
             .map_err(io)?;
         let mut content = Vec::new();
         file.read_to_end(&mut content).map_err(io)?;
+        let file = Arc::new(file);
         if !existed {
             super::sync_parent_dir(&path).map_err(io)?;
         }
         let len = content.len() as u64;
         Ok((
             Wal {
-                path,
-                file,
-                faults,
+                file: file.clone(),
+                handle: SyncHandle { path, file, faults },
                 offset: 0,
                 len,
             },
@@ -139,15 +139,10 @@ impl Wal {
         ))
     }
 
-    /// The log's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Writes `bytes` (whole records) after the last record, growing the file first if they
     /// would pass its end. Not durable until [`Wal::sync`].
     pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if let Some(faults) = &self.faults {
+        if let Some(faults) = &self.handle.faults {
             faults.before_write(bytes.len())?;
         }
         let end = self.offset + bytes.len() as u64;
@@ -163,15 +158,49 @@ impl Wal {
 
     /// Makes what was appended durable.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
+        self.handle.sync()
+    }
+
+    /// What syncs this log from another thread.
+    pub(crate) fn sync_handle(&self) -> SyncHandle {
+        self.handle.clone()
+    }
+
+    /// Why the engine is poisoned after writing or syncing the log failed with `e`.
+    pub(crate) fn failure(&self, e: &std::io::Error) -> String {
+        self.handle.failure(e)
+    }
+
+    /// Starts over from the beginning (after a checkpoint made every record redundant).
+    pub(crate) fn restart(&mut self) {
+        self.offset = 0;
+    }
+}
+
+/// What makes a log's writes durable, shareable with a thread that syncs while the writer
+/// goes on writing.
+#[derive(Clone)]
+pub(crate) struct SyncHandle {
+    path: PathBuf,
+    file: Arc<File>,
+    faults: Option<FaultInjector>,
+}
+
+impl SyncHandle {
+    /// Makes everything written to the log so far durable.
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
         if let Some(faults) = &self.faults {
             faults.before_sync()?;
         }
         self.file.sync_data()
     }
 
-    /// Starts over from the beginning (after a checkpoint made every record redundant).
-    pub(crate) fn restart(&mut self) {
-        self.offset = 0;
+    /// Why the engine is poisoned after writing or syncing the log failed with `e`.
+    pub(crate) fn failure(&self, e: &std::io::Error) -> String {
+        format!(
+            "writing the write-ahead log {} failed: {e}",
+            self.path.display()
+        )
     }
 }
 
@@ -260,7 +289,7 @@ mod tests {
         frame(3, 1, b"hello", &mut bytes);
         wal.append(&bytes).unwrap();
         wal.sync().unwrap();
-        assert_eq!(std::fs::metadata(wal.path()).unwrap().len(), GROW_BY);
+        assert_eq!(std::fs::metadata(path_for(&data)).unwrap().len(), GROW_BY);
         wal.restart();
         let mut again = Vec::new();
         frame(4, 1, b"hi", &mut again);

@@ -1,10 +1,11 @@
 //! The single writer thread: takes one op, drains whatever else is waiting (up to a bound),
-//! applies them all in one write transaction and commits it without a sync. The batch's changes
-//! go to the log's thread as one record ([`super::syncer`]), which answers each caller once the
-//! record is durable; meanwhile the writer applies the next batch. (When the log's thread has
-//! nothing in hand, the writer writes, syncs and answers the batch itself; relaxed commits are
-//! always written here and answered at once.) Every so often (by log size and by time) a
-//! checkpoint commits the B-tree durably and the log starts over.
+//! applies them all in one write transaction and commits it without a sync, then appends the
+//! batch's changes to the log as one record. A lone commit is synced and answered right here.
+//! Under load (more ops waiting, or a sync already running) the log's sync thread
+//! ([`super::syncer`]) syncs while the writer applies the next batch, and the batches a sync
+//! covered are answered, in commit order, when it reports back. Relaxed commits are answered
+//! once written. Every so often (by log size and by time) a checkpoint commits the B-tree
+//! durably and the log starts over.
 //!
 //! redb cannot undo one op inside a transaction, so an op that returns an error or panics
 //! abandons the whole batch, which is then replayed one op per transaction: the failing op gets
@@ -14,21 +15,22 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::thread::{JoinHandle, ThreadId};
+use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
 use super::change::{Changes, LoggedTable, WriteTx};
-use super::syncer::{Done, LogMsg, Syncer};
+use super::syncer::{Done, Syncer};
 use super::tables::{CacheSlot, Schema, TableCache, TimeIndex};
 use super::wal::{self, Wal};
 use super::{Durability, StoreShared, change, meta};
@@ -254,7 +256,24 @@ where
 
 pub(crate) enum Msg {
     Op(Box<dyn ErasedOp>),
+    /// From the log's sync thread: every record up to number `upto` is durable (`synced`),
+    /// or the sync failed and the store is poisoned.
+    Synced {
+        upto: u64,
+        synced: bool,
+        took: Duration,
+    },
     Close,
+}
+
+thread_local! {
+    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this is the writer's thread, where hooks run: a read there must not wait for a
+/// sync, which only the writer itself can take note of.
+pub(crate) fn on_writer_thread() -> bool {
+    ON_WRITER.with(Cell::get)
 }
 
 enum BatchFailure {
@@ -295,6 +314,11 @@ pub(crate) struct Writer {
     identity: Option<FileIdentity>,
     identity_checked: Option<Instant>,
     log: Log,
+    /// A message taken from the queue early, to learn whether more work is waiting: it opens
+    /// the next batch.
+    ahead: VecDeque<Msg>,
+    /// What a log sync takes, on average (exponentially weighted).
+    sync_cost: Duration,
 }
 
 /// The writer's side of the log: where records go, and what numbers them.
@@ -316,15 +340,20 @@ struct Log {
 enum Sink {
     /// Not yet started (during the open).
     Unstarted,
-    /// Fsync'd commits: the log's thread writes and syncs the records, then answers, while
-    /// the writer goes on; when it has nothing in hand, the writer writes, syncs and answers
-    /// itself, a thread hop fewer for a lone commit.
-    Syncer {
-        sender: Sender<LogMsg>,
+    /// Fsync'd commits: the writer writes each record. A lone commit is synced and answered
+    /// at once; under load the sync thread syncs while the writer goes on, and batches wait in
+    /// `pending` until a sync covers them.
+    Synced {
+        wal: Wal,
+        requests: Sender<u64>,
         thread: JoinHandle<()>,
-        wal: Arc<Mutex<Wal>>,
-        /// Messages sent to the log's thread and not yet carried out.
-        in_hand: Arc<AtomicUsize>,
+        /// Records written so far, over every generation: what a sync request names.
+        written: u64,
+        /// Whether a sync was asked for and has not reported back.
+        in_flight: bool,
+        /// Batches not yet durable, in commit order, each with the records a sync must cover
+        /// for it. Never waiting without a sync in flight.
+        pending: VecDeque<(u64, Done)>,
     },
     /// Relaxed commits: the writer writes each record itself and answers at once; the log is
     /// synced every `flush_every`, from the first record it has not synced.
@@ -336,6 +365,12 @@ enum Sink {
     /// An engine in memory: nothing is logged, a commit is answered at once.
     Memory,
 }
+
+/// How long a sync must take, on average, before the writer leaves syncs to the sync thread
+/// whenever more work waits. Below it (a local SSD syncs in about 0.05 ms) the hand-off costs
+/// more than the overlap gains: batches shrink and each commit has a fixed cost. Measured in
+/// `benches/job_throughput.rs` with `--sync-delay-us`.
+const PIPELINE_OVER: Duration = Duration::from_micros(200);
 
 /// How often, while writing, the writer checks that the path still names the open file.
 const IDENTITY_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -372,78 +407,85 @@ impl Writer {
                 checkpointed: Instant::now(),
                 frame: Vec::new(),
             },
+            ahead: VecDeque::new(),
+            sync_cost: Duration::ZERO,
         }
     }
 
-    /// Starts logging to `wal` (after [`Writer::run_init`] has replayed it). For fsync'd
-    /// commits that starts the log's thread, whose id is returned: hooks run on it.
     /// An engine in memory logs nothing.
     pub(crate) fn start_without_log(&mut self) {
         self.log.sink = Sink::Memory;
     }
 
-    pub(crate) fn start_log(&mut self, wal: Wal) -> std::io::Result<Option<ThreadId>> {
+    /// Starts logging to `wal` (after [`Writer::run_init`] has replayed it). For fsync'd
+    /// commits that starts the log's sync thread, which reports back through `to_writer`.
+    pub(crate) fn start_log(&mut self, wal: Wal, to_writer: Sender<Msg>) -> std::io::Result<()> {
         if let Durability::Relaxed { flush_every } = self.durability {
             self.log.sink = Sink::Direct {
                 wal,
                 unsynced_since: None,
                 flush_every,
             };
-            return Ok(None);
+            return Ok(());
         }
-        let (sender, rx) = std::sync::mpsc::channel();
-        let wal = Arc::new(Mutex::new(wal));
-        let in_hand = Arc::new(AtomicUsize::new(0));
+        let (requests, rx) = std::sync::mpsc::channel();
         let syncer = Syncer {
-            wal: wal.clone(),
-            rx,
+            log: wal.sync_handle(),
+            requests: rx,
+            writer: to_writer,
             shared: self.shared.clone(),
-            in_hand: in_hand.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("jobfile-log".into())
             .spawn(move || syncer.run())?;
-        let id = thread.thread().id();
-        self.log.sink = Sink::Syncer {
-            sender,
-            thread,
+        self.log.sink = Sink::Synced {
             wal,
-            in_hand,
+            requests,
+            thread,
+            written: 0,
+            in_flight: false,
+            pending: VecDeque::new(),
         };
-        Ok(Some(id))
+        Ok(())
     }
 
     pub(crate) fn run(mut self) {
+        ON_WRITER.with(|w| w.set(true));
         let mut batch: Vec<Box<dyn ErasedOp>> = Vec::with_capacity(self.max_batch);
         let mut closing = false;
         while !closing {
-            let first = match self.next_timer() {
-                Some(at) => {
-                    match self
-                        .rx
-                        .recv_timeout(at.saturating_duration_since(Instant::now()))
-                    {
-                        Ok(m) => m,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.on_timer();
-                            continue;
+            let ahead = self.ahead.pop_front();
+            let first = match ahead {
+                Some(m) => m,
+                None => match self.next_timer() {
+                    Some(at) => {
+                        match self
+                            .rx
+                            .recv_timeout(at.saturating_duration_since(Instant::now()))
+                        {
+                            Ok(m) => m,
+                            Err(RecvTimeoutError::Timeout) => {
+                                self.on_timer();
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => break,
                         }
-                        Err(RecvTimeoutError::Disconnected) => break,
                     }
-                }
-                None => match self.rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
+                    None => match self.rx.recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    },
                 },
             };
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Op(op) => batch.push(op),
+                    Msg::Synced { upto, synced, took } => self.on_synced(upto, synced, took),
                     Msg::Close => closing = true,
                 }
                 if batch.len() < self.max_batch && !closing {
-                    next = self.rx.try_recv().ok();
+                    next = self.ahead.pop_front().or_else(|| self.rx.try_recv().ok());
                 }
             }
             if batch.is_empty() {
@@ -461,9 +503,23 @@ impl Writer {
         let whole =
             self.log.path.is_some() && self.shared.poisoned().is_none() && self.checkpoint();
         match std::mem::replace(&mut self.log.sink, Sink::Unstarted) {
-            Sink::Syncer { sender, thread, .. } => {
-                let _ = sender.send(LogMsg::Close);
+            Sink::Synced {
+                wal,
+                requests,
+                thread,
+                pending,
+                ..
+            } => {
+                drop(requests);
                 let _ = thread.join();
+                // Left only if the last checkpoint did not happen: sync them here.
+                if !pending.is_empty() {
+                    let synced = match self.shared.poisoned() {
+                        Some(cause) => Err(cause),
+                        None => wal.sync().map_err(|e| wal.failure(&e)),
+                    };
+                    self.settle(pending, synced);
+                }
             }
             Sink::Direct {
                 wal,
@@ -471,7 +527,7 @@ impl Writer {
                 ..
             } if !whole => {
                 if let Err(e) = wal.sync() {
-                    self.shared.poison(log_failure(&wal, &e));
+                    self.shared.poison(wal.failure(&e));
                 }
             }
             _ => {}
@@ -480,8 +536,11 @@ impl Writer {
             let _ = std::fs::remove_file(path);
         }
         // Anything still queued is refused rather than left hanging.
-        while let Ok(Msg::Op(op)) = self.rx.try_recv() {
-            op.finish(Some(Error::Closed));
+        let queued = std::mem::take(&mut self.ahead).into_iter();
+        for msg in queued.chain(std::iter::from_fn(|| self.rx.try_recv().ok())) {
+            if let Msg::Op(op) = msg {
+                op.finish(Some(Error::Closed));
+            }
         }
     }
 
@@ -516,8 +575,7 @@ impl Writer {
                     self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    let cause = log_failure(wal, &e);
-                    self.shared.poison(cause);
+                    self.shared.poison(wal.failure(&e));
                 }
             }
         }
@@ -566,18 +624,10 @@ impl Writer {
         self.log.bytes = 0;
         self.log.checkpointed = Instant::now();
         match &mut self.log.sink {
-            Sink::Syncer {
-                sender,
-                wal,
-                in_hand,
-                ..
-            } => {
-                if in_hand.load(Ordering::SeqCst) == 0 {
-                    lock(wal).restart();
-                } else {
-                    in_hand.fetch_add(1, Ordering::SeqCst);
-                    let _ = sender.send(LogMsg::Restart);
-                }
+            Sink::Synced { wal, pending, .. } => {
+                wal.restart();
+                // The checkpoint holds every batch still waiting for a sync.
+                pending.drain(..).for_each(|(_, done)| done.finish());
             }
             Sink::Direct {
                 wal,
@@ -610,45 +660,57 @@ impl Writer {
             );
             self.log.bytes += frame.len() as u64;
         }
+        let more_waiting = matches!(self.log.sink, Sink::Synced { .. })
+            && self.sync_cost > PIPELINE_OVER
+            && self.more_waiting();
+        let mut took = None;
         match &mut self.log.sink {
-            Sink::Syncer {
-                sender,
+            Sink::Synced {
                 wal,
-                in_hand,
+                requests,
+                written,
+                in_flight,
+                pending,
                 ..
             } => {
-                if in_hand.load(Ordering::SeqCst) > 0 {
-                    let msg = if frame.is_empty() {
-                        LogMsg::Answer(done)
-                    } else {
-                        LogMsg::Append(frame, done)
-                    };
-                    in_hand.fetch_add(1, Ordering::SeqCst);
-                    // The log's thread only ends after the writer; a send cannot fail before.
-                    let _ = sender.send(msg);
-                    return;
-                }
-                // Nothing before it is in hand: write, sync and answer here.
-                let written = if frame.is_empty() {
+                let appended = if frame.is_empty() {
                     Ok(())
                 } else {
-                    let mut wal = lock(wal);
-                    let written = wal.append(&frame).and_then(|()| wal.sync());
-                    written.map_err(|e| log_failure(&wal, &e))
+                    wal.append(&frame).map_err(|e| wal.failure(&e))
                 };
+                let has_record = !frame.is_empty();
                 self.log.frame = frame;
-                match written {
-                    Ok(()) => {
-                        if !self.log.frame.is_empty() {
-                            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
-                        }
-                        self.shared.mark_durable(done.visible);
-                        done.finish()
+                if let Err(cause) = appended {
+                    self.shared.poison(cause.clone());
+                    pending.drain(..).for_each(|(_, d)| d.fail(&cause));
+                    return done.fail(&cause);
+                }
+                *written += u64::from(has_record);
+                if pending.is_empty() && !*in_flight && !(has_record && more_waiting) {
+                    // Nothing before it waits and nothing after it is in hand (or syncs are
+                    // fast): sync here.
+                    let synced = if has_record {
+                        let started = Instant::now();
+                        let synced = wal.sync().map_err(|e| wal.failure(&e));
+                        took = Some(started.elapsed());
+                        synced
+                    } else {
+                        Ok(())
+                    };
+                    if synced.is_ok() && has_record {
+                        self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(cause) => {
-                        self.shared.poison(cause.clone());
-                        done.fail(&cause);
+                    self.settle(VecDeque::from([(0, done)]), synced);
+                    if let Some(took) = took {
+                        self.note_sync(took);
                     }
+                    return;
+                }
+                pending.push_back((*written, done));
+                if !*in_flight {
+                    *in_flight = true;
+                    // The sync thread ends only after the writer; a send cannot fail before.
+                    let _ = requests.send(*written);
                 }
             }
             Sink::Direct {
@@ -670,7 +732,7 @@ impl Writer {
                         done.finish()
                     }
                     Err(e) => {
-                        let cause = log_failure(wal, &e);
+                        let cause = wal.failure(&e);
                         self.shared.poison(cause.clone());
                         done.fail(&cause);
                     }
@@ -678,6 +740,73 @@ impl Writer {
             }
             Sink::Unstarted => done.fail("the log is not started"),
             Sink::Memory => unreachable!("answered above"),
+        }
+    }
+
+    /// Whether another message is already waiting. A finished sync is taken note of; an op
+    /// (or the close) is kept to open the next batch.
+    fn more_waiting(&mut self) -> bool {
+        while self.ahead.is_empty() {
+            match self.rx.try_recv() {
+                Ok(Msg::Synced { upto, synced, took }) => self.on_synced(upto, synced, took),
+                Ok(msg) => self.ahead.push_back(msg),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// The sync thread reports that every record up to `upto` is durable (or that the sync
+    /// failed): the batches it covered are answered, and a sync is asked for the rest.
+    fn on_synced(&mut self, upto: u64, synced: bool, took: Duration) {
+        self.note_sync(took);
+        let Sink::Synced {
+            requests,
+            written,
+            in_flight,
+            pending,
+            ..
+        } = &mut self.log.sink
+        else {
+            return;
+        };
+        *in_flight = false;
+        let covered = pending.iter().take_while(|(n, _)| *n <= upto).count();
+        let done: VecDeque<_> = pending.drain(..covered).collect();
+        if !pending.is_empty() {
+            *in_flight = true;
+            let _ = requests.send(*written);
+        }
+        if synced {
+            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcome = match self.shared.poisoned() {
+            Some(cause) => Err(cause),
+            None if synced => Ok(()),
+            None => Err("the write-ahead log's sync failed".to_string()),
+        };
+        self.settle(done, outcome);
+    }
+
+    /// Takes note of what a sync took.
+    fn note_sync(&mut self, took: Duration) {
+        self.sync_cost = (self.sync_cost * 7 + took) / 8;
+    }
+
+    /// Answers `batches` once durable (`Ok`: readers may now see them), or fails them with the
+    /// store's poisoning cause, which `durable` carries.
+    fn settle(&self, batches: VecDeque<(u64, Done)>, durable: std::result::Result<(), String>) {
+        match durable {
+            Ok(()) => {
+                if let Some(upto) = batches.iter().map(|(_, d)| d.visible).max() {
+                    self.shared.mark_durable(upto);
+                }
+                batches.into_iter().for_each(|(_, d)| d.finish());
+            }
+            Err(cause) => {
+                self.shared.poison(cause.clone());
+                batches.into_iter().for_each(|(_, d)| d.fail(&cause));
+            }
         }
     }
 
@@ -902,18 +1031,6 @@ impl Writer {
         }
         Ok((hooks, changes, visible))
     }
-}
-
-pub(crate) fn lock(wal: &Mutex<Wal>) -> std::sync::MutexGuard<'_, Wal> {
-    wal.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Why the engine is poisoned after the log failed.
-pub(crate) fn log_failure(wal: &Wal, e: &std::io::Error) -> String {
-    format!(
-        "writing the write-ahead log {} failed: {e}",
-        wal.path().display()
-    )
 }
 
 /// The error for a panic raised by the storage layer while reading or writing the file.
