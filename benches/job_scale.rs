@@ -14,9 +14,9 @@
 //!   claimed and completed (no-op handler);
 //! - recovery (deep file only): a child process starts `--running` backlog jobs, is SIGKILLed,
 //!   and the parent times the open (recovery included) and the first claim after it. With
-//!   `--full-log`, the child first fills the write-ahead log with 8 MiB of submits made after
+//!   `--full-log`, the child first fills the write-ahead log with 4 MiB of submits made after
 //!   its last checkpoint (the default checkpoint size: the longest replay the defaults allow),
-//!   so the open replays them too.
+//!   so the open replays them too; `--full-log-mib N` fills N MiB instead.
 //!
 //! With the engine's defaults (quick repair on); `--no-quick-repair` turns it off.
 
@@ -216,13 +216,26 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Whether the child fills the log before it is killed (`--full-log`).
-fn full_log() -> bool {
-    std::env::args().any(|a| a == "--full-log")
+/// The engine's default checkpoint size, in MiB.
+const DEFAULT_CHECKPOINT_MIB: u64 = 4;
+
+/// How many MiB the child fills the log with before it is killed, if it does (`--full-log`:
+/// the default checkpoint size; `--full-log-mib N`: N).
+fn full_log() -> Option<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--full-log-mib") {
+        return args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|m| *m > 0);
+    }
+    args.iter()
+        .any(|a| a == "--full-log")
+        .then_some(DEFAULT_CHECKPOINT_MIB)
 }
 
-/// The child: starts `running` backlog jobs that never finish (with `--full-log`, then submits
-/// jobs until its log holds 8 MiB since its open), says so, and waits to be killed.
+/// The child: starts `running` backlog jobs that never finish (with a full log, then submits
+/// jobs until its log holds that many MiB since its open), says so, and waits to be killed.
 fn hold(path: &str, running: u64) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -255,12 +268,15 @@ fn hold(path: &str, running: u64) {
             )
             .expect("register");
         waiting.await;
-        if full_log() {
+        if let Some(mib) = full_log() {
             let filler = engine
                 .register(JobSpec::new("filler"), |_: JobCtx, _: u64| async { Ok(()) })
                 .expect("register filler");
             let log = format!("{path}.wal");
-            let full = || std::fs::metadata(&log).map_or(0, |m| m.len()) >= 8 << 20;
+            // The log grows in 1 MiB steps as records pass its end: once it is a step longer
+            // than `mib`, its records hold more than `mib` MiB (the checkpoint is due after
+            // the batch that passes its size, so this is at least the longest replay).
+            let full = || std::fs::metadata(&log).map_or(0, |m| m.len()) > mib << 20;
             let mut n = 0u64;
             while !full() {
                 let batch: Vec<_> = (0..32u64)
@@ -297,7 +313,8 @@ async fn recovery(path: &Path, running: u64) -> (Duration, Duration, u64) {
             } else {
                 "--no-quick-repair"
             },
-            if full_log() { "--full-log" } else { "" },
+            "--full-log-mib",
+            &full_log().unwrap_or(0).to_string(),
         ])
         .stdout(Stdio::piped())
         .spawn()

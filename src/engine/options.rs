@@ -73,7 +73,7 @@ impl Default for EngineOptions {
             clock: Arc::new(SystemClock),
             max_batch: 4_096,
             quick_repair: true,
-            checkpoint_bytes: 8 << 20,
+            checkpoint_bytes: 4 << 20,
             checkpoint_every: Duration::from_secs(30),
             cache_bytes: 64 * 1024 * 1024,
             compact_on_open: false,
@@ -183,7 +183,7 @@ impl EngineOptions {
 
     /// When the file itself is made durable (a checkpoint): once the write-ahead log beside it
     /// (`<file>.wal`) holds `bytes` since the last checkpoint, or `every` after it if anything
-    /// was logged since. Defaults: 8 MiB and 30 s.
+    /// was logged since. Defaults: 4 MiB and 30 s.
     ///
     /// Commits are made durable by appending their changes to the log, one sync for many;
     /// the file's B-tree is synced only at checkpoints. The log's size is bounded by `bytes`
