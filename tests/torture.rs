@@ -6,7 +6,9 @@
 //! every job completed, no step body with a committed result ran again, and every schedule
 //! slot from the first to the last was dispatched exactly once.
 //!
-//! Quick mode (CI): 100 kills. `JOBFILE_TORTURE_KILLS=n` runs n.
+//! Quick mode (CI): 100 kills. `JOBFILE_TORTURE_KILLS=n` runs n. `JOBFILE_TORTURE_SYNC_DELAY_US=n`
+//! makes every sync of the children n µs slower, as on a network volume: the log's sync thread
+//! then syncs while the writer goes on.
 
 mod common;
 
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use common::jobs::AllIn;
 use common::{Rng, T0, child_role, spawn_child, temp_file, wait_for_line};
+use jobfile::testing::FaultInjector;
 use jobfile::{
     Engine, EngineOptions, JobCtx, JobError, JobHandle, JobSpec, JobState, ManualClock, Misfire,
     Outcome, ScheduleSpec,
@@ -171,11 +174,16 @@ fn torture_child_entry() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
         let clock = ManualClock::new(T0 + round * ROUND_MS);
-        let engine = EngineOptions::new()
-            .clock(clock.clone())
-            .open(&path)
-            .await
-            .expect("child open");
+        let mut options = EngineOptions::new().clock(clock.clone());
+        if let Some(us) = std::env::var("JOBFILE_TORTURE_SYNC_DELAY_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            let slow = FaultInjector::new();
+            slow.slow_syncs(Duration::from_micros(us));
+            options = options.fault_injector(slow);
+        }
+        let engine = options.open(&path).await.expect("child open");
         let orders = register_orders(&engine, side_file(&path));
         let violations = check(&engine, &path, &orders).await;
         for v in &violations {

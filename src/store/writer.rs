@@ -1,9 +1,10 @@
 //! The single writer thread: takes one op, drains whatever else is waiting (up to a bound),
 //! applies them all in one write transaction and commits it without a sync, then appends the
-//! batch's changes to the log as one record. A lone commit is synced and answered right here.
-//! Under load (more ops waiting, or a sync already running) the log's sync thread
-//! ([`super::syncer`]) syncs while the writer applies the next batch, and the batches a sync
-//! covered are answered, in commit order, when it reports back. Relaxed commits are answered
+//! batch's changes to the log as one record. Where syncs are fast, or nothing else waits, the
+//! record is synced and the batch answered right here. Where syncs are slow and more ops wait
+//! (or a sync is already running), the log's sync thread ([`super::syncer`]) syncs while the
+//! writer applies the next batch, and the batches a sync covered are answered, in commit
+//! order, when it reports back. Relaxed commits are answered
 //! once written. Every so often (by log size and by time) a checkpoint commits the B-tree
 //! durably and the log starts over.
 //!
