@@ -44,8 +44,8 @@ pub(crate) use writer::{TxCtx, damaged};
 /// open replays the log.
 ///
 /// A read never shows a commit whose log record is still on its way to the disk: it waits for
-/// that sync (at most one, well under a millisecond on a local SSD), so what a read shows a
-/// crash cannot undo. Callers of a commit are answered, and hooks that act on it (a submit
+/// that sync (on a local SSD, which syncs well under a millisecond, at most one; on a slow
+/// disk under load, the one running and the next), so what a read shows a crash cannot undo. Callers of a commit are answered, and hooks that act on it (a submit
 /// handed to a waiting worker) run, only once it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -451,7 +451,7 @@ impl Store {
     }
 
     /// Runs `f` on a read transaction of the last durable state: a commit whose log record
-    /// is still being synced is waited for (at most one sync), so a read never shows what a
+    /// is still being synced is waited for (at most two syncs), so a read never shows what a
     /// crash could undo; on a poisoned store, a read that would show a commit that never
     /// became durable is refused with [`Error::Poisoned`]. (On the writer's thread, where hooks
     /// run, nothing is waited for.)
