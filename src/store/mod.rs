@@ -45,8 +45,9 @@ pub(crate) use writer::{TxCtx, damaged};
 ///
 /// A read never shows a commit whose log record is still on its way to the disk: it waits for
 /// that sync (on a local SSD, which syncs well under a millisecond, at most one; on a slow
-/// disk under load, the one running and the next), so what a read shows a crash cannot undo. Callers of a commit are answered, and hooks that act on it (a submit
-/// handed to a waiting worker) run, only once it is durable.
+/// disk under load, the one running and the next), so what a read shows a crash cannot undo.
+/// Callers of a commit are answered, and hooks that act on it (a submit handed to a waiting
+/// worker) run, only once it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
