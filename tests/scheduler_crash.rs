@@ -144,17 +144,19 @@ async fn a_standby_takes_over_scheduling_when_the_leader_is_killed() {
     child.wait().expect("reap");
     let engine = standby.await.unwrap().expect("standby open");
     assert_eq!(engine.epoch(), 2);
-    let beat = engine
-        .register(JobSpec::new("beat"), |_: JobCtx, _: ()| async { Ok(()) })
-        .unwrap();
     let sched = engine.scheduler();
     assert_eq!(sched.metrics().leader_acquired, 1);
-    // The leader held the T0 slot (it had no handler for the job); the new leader runs it,
-    // then the next one on time.
+    // The leader held the T0 slot (it had no handler for the job), and so does the new leader
+    // until a handler is registered here: checked before registering, since the scheduler's
+    // own once-a-second tick may dispatch the slot as soon as the handler exists.
     assert_eq!(
         sched.get("hourly").await.unwrap().unwrap().next_run_ms,
         Some(T0)
     );
+    let beat = engine
+        .register(JobSpec::new("beat"), |_: JobCtx, _: ()| async { Ok(()) })
+        .unwrap();
+    // The new leader runs the held slot (here or on its own tick), then the next one on time.
     sched.tick().await.unwrap();
     // Let the T0 job finish before the clock jumps an hour (past its lease).
     let mut first = Vec::new();
