@@ -463,7 +463,7 @@ impl Store {
             .map_err(|_| Error::Closed)?
             .clone()
             .ok_or(Error::Closed)?;
-        let on_writer = writer::on_writer_thread();
+        let on_writer = writer::on_writer_thread(&self.shared);
         // A damaged page can make redb panic mid-read: the caller gets an error instead.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let rtx = db.begin_read()?;
@@ -514,8 +514,7 @@ impl Store {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         let db = self.db.write().ok().and_then(|mut d| d.take());
         let lock = self.lock.lock().ok().and_then(|mut l| l.take());
-        let here = std::thread::current().id();
-        if writer.as_ref().is_some_and(|h| h.thread().id() == here) {
+        if writer::on_writer_thread(&self.shared) {
             // The last handle was dropped by a hook running on the writer's thread, which
             // cannot wait for itself to end: another thread finishes the close.
             std::thread::spawn(move || finish_close(writer, db, lock));

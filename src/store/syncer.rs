@@ -13,35 +13,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use super::StoreShared;
 use super::wal::SyncHandle;
-use super::writer::{ErasedOp, Msg};
-use crate::error::Error;
-
-/// What a batch leaves to do once it is durable: its hooks (in order), then its callers'
-/// answers (`Some` for an op that failed).
-#[derive(Default)]
-pub(crate) struct Done {
-    /// The batch's number among the commits readers may see (0: it committed nothing).
-    pub(crate) visible: u64,
-    pub(crate) hooks: Vec<Box<dyn FnOnce() + Send>>,
-    pub(crate) ops: Vec<(Box<dyn ErasedOp>, Option<Error>)>,
-}
-
-impl Done {
-    pub(crate) fn finish(self) {
-        self.hooks.into_iter().for_each(|h| h());
-        for (op, failure) in self.ops {
-            op.finish(failure);
-        }
-    }
-
-    pub(crate) fn fail(self, cause: &str) {
-        for (op, _) in self.ops {
-            op.finish(Some(Error::Poisoned {
-                cause: cause.to_string(),
-            }));
-        }
-    }
-}
+use super::writer::Msg;
 
 /// The sync thread: takes the highest record number asked for, syncs, and tells the writer
 /// every record up to it is durable (or, poisoning the store, that the sync failed).

@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::change::{Changes, LoggedTable, WriteTx};
-use super::syncer::{Done, Syncer};
+use super::syncer::Syncer;
 use super::tables::{CacheSlot, Schema, TableCache, TimeIndex};
 use super::wal::{self, Wal};
 use super::{Durability, StoreShared, change, meta};
@@ -268,13 +268,75 @@ pub(crate) enum Msg {
 }
 
 thread_local! {
-    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
+    /// On a writer's thread, the address of its store's shared state (0 elsewhere).
+    static WRITER_OF: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Whether this is the writer's thread, where hooks run: a read there must not wait for a
-/// sync, which only the writer itself can take note of.
-pub(crate) fn on_writer_thread() -> bool {
-    ON_WRITER.with(Cell::get)
+/// Whether this is the thread of `shared`'s writer, where its hooks run: a read there must not
+/// wait for a sync, which only the writer itself can take note of, and a close there cannot
+/// wait for the writer to end.
+pub(crate) fn on_writer_thread(shared: &StoreShared) -> bool {
+    WRITER_OF.with(Cell::get) == std::ptr::from_ref(shared) as usize
+}
+
+/// What a batch leaves to do once it is durable: its hooks (in order), then its callers'
+/// answers (`Some` for an op that failed).
+#[derive(Default)]
+pub(crate) struct Done {
+    /// The batch's number among the commits readers may see (0: it committed nothing).
+    pub(crate) visible: u64,
+    pub(crate) hooks: Vec<Box<dyn FnOnce() + Send>>,
+    pub(crate) ops: Vec<(Box<dyn ErasedOp>, Option<Error>)>,
+}
+
+impl Done {
+    pub(crate) fn finish(self) {
+        self.hooks.into_iter().for_each(|h| h());
+        for (op, failure) in self.ops {
+            op.finish(failure);
+        }
+    }
+
+    pub(crate) fn fail(self, cause: &str) {
+        for (op, _) in self.ops {
+            op.finish(Some(Error::Poisoned {
+                cause: cause.to_string(),
+            }));
+        }
+    }
+}
+
+/// Settles the first `covered` of the batches waiting for a sync (numbered by their records).
+fn settle_waiting(
+    shared: &StoreShared,
+    pending: &mut VecDeque<(u64, Done)>,
+    covered: usize,
+    durable: std::result::Result<(), String>,
+) {
+    let visible = pending.iter().take(covered).map(|(_, d)| d.visible).max();
+    let batches = pending.drain(..covered).map(|(_, done)| done);
+    settle(shared, visible.unwrap_or(0), batches, durable);
+}
+
+/// Answers `batches` (in commit order) once durable: `Ok` marks every commit up to `visible`
+/// as seen by readers, then finishes them; `Err` carries the store's poisoning cause, and
+/// fails them.
+fn settle(
+    shared: &StoreShared,
+    visible: u64,
+    batches: impl Iterator<Item = Done>,
+    durable: std::result::Result<(), String>,
+) {
+    match durable {
+        Ok(()) => {
+            shared.mark_durable(visible);
+            batches.for_each(Done::finish);
+        }
+        Err(cause) => {
+            shared.poison(cause.clone());
+            batches.for_each(|d| d.fail(&cause));
+        }
+    }
 }
 
 enum BatchFailure {
@@ -451,7 +513,7 @@ impl Writer {
     }
 
     pub(crate) fn run(mut self) {
-        ON_WRITER.with(|w| w.set(true));
+        WRITER_OF.with(|w| w.set(Arc::as_ptr(&self.shared) as usize));
         let mut batch: Vec<Box<dyn ErasedOp>> = Vec::with_capacity(self.max_batch);
         let mut closing = false;
         while !closing {
@@ -508,7 +570,7 @@ impl Writer {
                 wal,
                 requests,
                 thread,
-                pending,
+                mut pending,
                 ..
             } => {
                 drop(requests);
@@ -519,7 +581,8 @@ impl Writer {
                         Some(cause) => Err(cause),
                         None => wal.sync().map_err(|e| wal.failure(&e)),
                     };
-                    self.settle(pending, synced);
+                    let all = pending.len();
+                    settle_waiting(&self.shared, &mut pending, all, synced);
                 }
             }
             Sink::Direct {
@@ -701,7 +764,7 @@ impl Writer {
                     if synced.is_ok() && has_record {
                         self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.settle(VecDeque::from([(0, done)]), synced);
+                    settle(&self.shared, done.visible, std::iter::once(done), synced);
                     if let Some(took) = took {
                         self.note_sync(took);
                     }
@@ -773,8 +836,7 @@ impl Writer {
         };
         *in_flight = false;
         let covered = pending.iter().take_while(|(n, _)| *n <= upto).count();
-        let done: VecDeque<_> = pending.drain(..covered).collect();
-        if !pending.is_empty() {
+        if covered < pending.len() {
             *in_flight = true;
             let _ = requests.send(*written);
         }
@@ -786,29 +848,12 @@ impl Writer {
             None if synced => Ok(()),
             None => Err("the write-ahead log's sync failed".to_string()),
         };
-        self.settle(done, outcome);
+        settle_waiting(&self.shared, pending, covered, outcome);
     }
 
     /// Takes note of what a sync took.
     fn note_sync(&mut self, took: Duration) {
         self.sync_cost = (self.sync_cost * 7 + took) / 8;
-    }
-
-    /// Answers `batches` once durable (`Ok`: readers may now see them), or fails them with the
-    /// store's poisoning cause, which `durable` carries.
-    fn settle(&self, batches: VecDeque<(u64, Done)>, durable: std::result::Result<(), String>) {
-        match durable {
-            Ok(()) => {
-                if let Some(upto) = batches.iter().map(|(_, d)| d.visible).max() {
-                    self.shared.mark_durable(upto);
-                }
-                batches.into_iter().for_each(|(_, d)| d.finish());
-            }
-            Err(cause) => {
-                self.shared.poison(cause.clone());
-                batches.into_iter().for_each(|(_, d)| d.fail(&cause));
-            }
-        }
     }
 
     /// Counts a committed batch and hands it to the log, its ops to be answered once durable.
