@@ -704,7 +704,8 @@ mod tests {
 
     const TEST: TableDefinition<u64, u64> = TableDefinition::new("writer_test");
 
-    fn open_store(path: &Path) -> Store {
+    /// Opens the store at `path`, the `epoch`-th open of its file.
+    fn open_store(path: &Path, epoch: u64) -> Store {
         let lock = LeaderLock::try_acquire(path).expect("lock");
         let config = StoreConfig {
             durability: Durability::Immediate,
@@ -717,17 +718,17 @@ mod tests {
             compact: false,
         };
         let store = Store::new(path, Arc::new(ManualClock::new(0)));
-        let (epoch, ()) = store
+        let (opened, ()) = store
             .open(lock, config, vec![&[&TEST]], |_, _| Ok(()))
             .expect("open");
-        assert_eq!(epoch, 1);
+        assert_eq!(opened, epoch);
         store
     }
 
     #[tokio::test]
     async fn a_failing_or_panicking_op_commits_nothing_and_spares_its_batch() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = Arc::new(open_store(&dir.path().join("w.jobfile")));
+        let store = Arc::new(open_store(&dir.path().join("w.jobfile"), 1));
         let mut calls = Vec::new();
         for i in 0..10u64 {
             let store = store.clone();
@@ -776,9 +777,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hook_that_drops_the_last_handle_closes_the_store_from_the_writers_thread() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("h.jobfile");
+        let store = Arc::new(open_store(&path, 1));
+        let (gate, wait_for_gate) = std::sync::mpsc::channel::<()>();
+        let (closed_tx, closed) = std::sync::mpsc::channel::<Option<String>>();
+        let mut last = Some(store.clone());
+        let write = store.write(move |ctx| {
+            // Held until the caller's handle is gone, so the hook drops the last one.
+            let _ = wait_for_gate.recv();
+            ctx.tx.open_table(TEST)?.insert(7, 70)?;
+            let (last, closed_tx) = (last.take(), closed_tx.clone());
+            ctx.after_commit(move || {
+                drop(last);
+                let _ = closed_tx.send(std::thread::current().name().map(str::to_string));
+            });
+            Ok(())
+        });
+        let mut write = Box::pin(write);
+        // One poll sends the op to the writer; its answer is not awaited.
+        std::future::poll_fn(|cx| {
+            let _ = write.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        drop(write);
+        drop(store);
+        gate.send(()).expect("gate");
+        let hook_thread = closed.recv().expect("the hook ran");
+        assert_eq!(hook_thread.as_deref(), Some("jobfile-writer"));
+        // The close finishes on another thread: the lock is released once the file is closed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let lock = loop {
+            match LeaderLock::try_acquire(&path) {
+                Ok(lock) => break lock,
+                Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+                Err(e) => panic!("the store never released its lock: {e}"),
+            }
+        };
+        drop(lock);
+        let reopened = open_store(&path, 2);
+        let value = reopened
+            .read(|rtx| Ok(rtx.open_table(TEST)?.get(7)?.map(|v| v.value())))
+            .expect("read");
+        assert_eq!(value, Some(70));
+    }
+
+    #[tokio::test]
     async fn concurrent_callers_share_commits() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = Arc::new(open_store(&dir.path().join("g.jobfile")));
+        let store = Arc::new(open_store(&dir.path().join("g.jobfile"), 1));
         let calls: Vec<_> = (0..200u64)
             .map(|i| {
                 let store = store.clone();
