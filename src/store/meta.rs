@@ -163,7 +163,21 @@ pub(crate) fn read_counter(tx: &WriteTx, name: &str) -> Result<u64> {
 
 /// Stores a counter's last issued value.
 pub(crate) fn write_counter(tx: &WriteTx, name: &str, value: u64) -> Result<()> {
+    write_counters(tx, [(name, value)])
+}
+
+/// Stores counters' last values, opening the table once for all of them.
+pub(crate) fn write_counters<'n>(
+    tx: &WriteTx,
+    counters: impl IntoIterator<Item = (&'n str, u64)>,
+) -> Result<()> {
+    let mut counters = counters.into_iter().peekable();
+    if counters.peek().is_none() {
+        return Ok(());
+    }
     let mut meta = tx.open_table(META)?;
-    meta.insert(name, value)?;
+    for (name, value) in counters {
+        meta.insert(name, value)?;
+    }
     Ok(())
 }

@@ -185,12 +185,9 @@ impl<'a> TxCtx<'a> {
     }
 
     fn persist_counters(&mut self) -> Result<()> {
-        for (name, counter) in self.counters.iter_mut() {
-            if counter.dirty {
-                meta::write_counter(self.tx, name, counter.value)?;
-                counter.dirty = false;
-            }
-        }
+        let dirty = self.counters.iter().filter(|(_, c)| c.dirty);
+        meta::write_counters(self.tx, dirty.map(|(name, c)| (name.as_ref(), c.value)))?;
+        self.counters.values_mut().for_each(|c| c.dirty = false);
         Ok(())
     }
 }
