@@ -17,6 +17,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -90,21 +91,7 @@ impl<'a> TxCtx<'a> {
     /// Issues the next value of a named counter (starting at 1). Values are never reused, even
     /// if the transaction that issued them is abandoned.
     pub(crate) fn next_id(&mut self, name: &'static str) -> Result<u64> {
-        if !self.counters.contains_key(name) {
-            let value = meta::read_counter(self.tx, name)?;
-            self.counters.insert(
-                Cow::Borrowed(name),
-                Counter {
-                    value,
-                    dirty: false,
-                    gauge: false,
-                },
-            );
-        }
-        let counter = self
-            .counters
-            .get_mut(name)
-            .ok_or_else(|| Error::Internal("counter vanished".into()))?;
+        let counter = self.counter(Cow::Borrowed(name), false)?;
         counter.value += 1;
         counter.dirty = true;
         Ok(counter.value)
@@ -155,20 +142,23 @@ impl<'a> TxCtx<'a> {
 
     /// The cached gauge `name`, read from the file on first use.
     fn gauge(&mut self, name: Cow<'static, str>) -> Result<&mut Counter> {
-        if !self.counters.contains_key(name.as_ref()) {
-            let value = meta::read_counter(self.tx, &name)?;
-            self.counters.insert(
-                name.clone(),
-                Counter {
+        self.counter(name, true)
+    }
+
+    /// The cached counter `name` (one lookup), read from the file on first use.
+    fn counter(&mut self, name: Cow<'static, str>, gauge: bool) -> Result<&mut Counter> {
+        let tx = self.tx;
+        Ok(match self.counters.entry(name) {
+            Entry::Occupied(cached) => cached.into_mut(),
+            Entry::Vacant(first_use) => {
+                let value = meta::read_counter(tx, first_use.key())?;
+                first_use.insert(Counter {
                     value,
                     dirty: false,
-                    gauge: true,
-                },
-            );
-        }
-        self.counters
-            .get_mut(name.as_ref())
-            .ok_or_else(|| Error::Internal("counter vanished".into()))
+                    gauge,
+                })
+            }
+        })
     }
 
     /// Runs `hook` once the batch is durable (never, if it is not), before any caller of the
