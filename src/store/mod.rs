@@ -385,12 +385,10 @@ impl Store {
             writer.run_init(schema, log.as_deref().unwrap_or_default(), recover)?;
         drop(log);
         match wal {
-            Some(wal) => writer
-                .start_log(wal, tx.clone())
-                .map_err(|source| Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })?,
+            Some(wal) => writer.start_log(wal).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?,
             None => writer.start_without_log(),
         }
         let handle = std::thread::Builder::new()
@@ -463,7 +461,7 @@ impl Store {
             .map_err(|_| Error::Closed)?
             .clone()
             .ok_or(Error::Closed)?;
-        let on_writer = writer::on_writer_thread(&self.shared);
+        let on_writer = writer::on_store_thread(&self.shared);
         // A damaged page can make redb panic mid-read: the caller gets an error instead.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let rtx = db.begin_read()?;
@@ -514,9 +512,10 @@ impl Store {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         let db = self.db.write().ok().and_then(|mut d| d.take());
         let lock = self.lock.lock().ok().and_then(|mut l| l.take());
-        if writer::on_writer_thread(&self.shared) {
-            // The last handle was dropped by a hook running on the writer's thread, which
-            // cannot wait for itself to end: another thread finishes the close.
+        if writer::on_store_thread(&self.shared) {
+            // The last handle was dropped by a hook running on the writer's thread or the
+            // log's sync thread, neither of which can wait for the writer to end (the writer
+            // waits for the sync thread): another thread finishes the close.
             std::thread::spawn(move || finish_close(writer, db, lock));
         } else {
             finish_close(writer, db, lock);
@@ -776,37 +775,62 @@ mod tests {
         assert!(store.poisoned().is_none());
     }
 
-    #[tokio::test]
-    async fn a_hook_that_drops_the_last_handle_closes_the_store_from_the_writers_thread() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("h.jobfile");
-        let store = Arc::new(open_store(&path, 1));
-        let (gate, wait_for_gate) = std::sync::mpsc::channel::<()>();
-        let (closed_tx, closed) = std::sync::mpsc::channel::<Option<String>>();
-        let mut last = Some(store.clone());
-        let write = store.write(move |ctx| {
-            // Held until the caller's handle is gone, so the hook drops the last one.
-            let _ = wait_for_gate.recv();
-            ctx.tx.open_table(TEST)?.insert(7, 70)?;
-            let (last, closed_tx) = (last.take(), closed_tx.clone());
-            ctx.after_commit(move || {
-                drop(last);
-                let _ = closed_tx.send(std::thread::current().name().map(str::to_string));
-            });
-            Ok(())
-        });
+    /// Sends `write` to the writer without awaiting its answer.
+    async fn send_unawaited<T>(write: impl std::future::Future<Output = T>) {
         let mut write = Box::pin(write);
-        // One poll sends the op to the writer; its answer is not awaited.
+        // One poll sends the op to the writer.
         std::future::poll_fn(|cx| {
             let _ = write.as_mut().poll(cx);
             std::task::Poll::Ready(())
         })
         .await;
-        drop(write);
+    }
+
+    /// A write whose hook reads the store, then drops its last handle; with `queued_behind`,
+    /// a second write waits in the queue when the first commits, so the first batch is
+    /// synced and answered on the log's sync thread. Returns the thread the hook ran on and
+    /// what its read saw, once the close has released the file's lock; checks the write
+    /// survived.
+    async fn hook_drops_the_last_handle(queued_behind: bool) -> (Option<String>, Option<u64>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("h.jobfile");
+        let store = Arc::new(open_store(&path, 1));
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (gate, wait_for_gate) = std::sync::mpsc::channel::<()>();
+        let (closed_tx, closed) = std::sync::mpsc::channel();
+        let mut last = Some(store.clone());
+        send_unawaited(store.write(move |ctx| {
+            // Held until the caller's handle is gone, so the hook drops the last one.
+            let _ = started_tx.send(());
+            let _ = wait_for_gate.recv();
+            ctx.tx.open_table(TEST)?.insert(7, 70)?;
+            let (last, closed_tx) = (last.take(), closed_tx.clone());
+            ctx.after_commit(move || {
+                let last = last.expect("the handle");
+                let seen = last
+                    .read(|rtx| Ok(rtx.open_table(TEST)?.get(7)?.map(|v| v.value())))
+                    .expect("a read from a hook");
+                drop(last);
+                let thread = std::thread::current().name().map(str::to_string);
+                let _ = closed_tx.send((thread, seen));
+            });
+            Ok(())
+        }))
+        .await;
+        started.recv().expect("the first write runs");
+        if queued_behind {
+            send_unawaited(store.write(|ctx| {
+                ctx.tx.open_table(TEST)?.insert(8, 80)?;
+                Ok(())
+            }))
+            .await;
+        }
         drop(store);
         gate.send(()).expect("gate");
-        let hook_thread = closed.recv().expect("the hook ran");
-        assert_eq!(hook_thread.as_deref(), Some("jobfile-writer"));
+        // A hook that waits for a sync only its own thread could make never gets here.
+        let ran = closed
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the hook ran within 30 s");
         // The close finishes on another thread: the lock is released once the file is closed.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let lock = loop {
@@ -822,6 +846,21 @@ mod tests {
             .read(|rtx| Ok(rtx.open_table(TEST)?.get(7)?.map(|v| v.value())))
             .expect("read");
         assert_eq!(value, Some(70));
+        ran
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_drops_the_last_handle_closes_the_store_from_the_writers_thread() {
+        let (thread, seen) = hook_drops_the_last_handle(false).await;
+        assert_eq!(thread.as_deref(), Some("jobfile-writer"));
+        assert_eq!(seen, Some(70));
+    }
+
+    #[tokio::test]
+    async fn a_hook_on_the_logs_sync_thread_reads_and_closes_the_store_without_deadlock() {
+        let (thread, seen) = hook_drops_the_last_handle(true).await;
+        assert_eq!(thread.as_deref(), Some("jobfile-log"));
+        assert_eq!(seen, Some(70));
     }
 
     #[tokio::test]

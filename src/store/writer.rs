@@ -1,11 +1,10 @@
 //! The single writer thread: takes one op, drains whatever else is waiting (up to a bound),
 //! applies them all in one write transaction and commits it without a sync, then appends the
-//! batch's changes to the log as one record. Where syncs are fast, or nothing else waits, the
-//! record is synced and the batch answered right here. Where syncs are slow and more ops wait
-//! (or a sync is already running), the log's sync thread ([`super::syncer`]) syncs while the
-//! writer applies the next batch, and the batches a sync covered are answered, in commit
-//! order, when it reports back. Relaxed commits are answered
-//! once written. Every so often (by log size and by time) a checkpoint commits the B-tree
+//! batch's changes to the log as one record. Where nothing else waits, the record is synced
+//! and the batch answered right here. Where more ops wait (or batches are already with the
+//! sync thread), the batch goes to the log's sync thread ([`super::syncer`]), which syncs and
+//! answers it while the writer applies the next one. Relaxed commits are answered once
+//! written. Every so often (by log size and by time) a checkpoint commits the B-tree
 //! durably and the log starts over.
 //!
 //! redb cannot undo one op inside a transaction, so an op that returns an error or panics
@@ -17,11 +16,11 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -244,26 +243,25 @@ where
 
 pub(crate) enum Msg {
     Op(Box<dyn ErasedOp>),
-    /// From the log's sync thread: every record up to number `upto` is durable (`synced`),
-    /// or the sync failed and the store is poisoned.
-    Synced {
-        upto: u64,
-        synced: bool,
-        took: Duration,
-    },
     Close,
 }
 
 thread_local! {
-    /// On a writer's thread, the address of its store's shared state (0 elsewhere).
-    static WRITER_OF: Cell<usize> = const { Cell::new(0) };
+    /// On a store's own threads (its writer and its log's sync thread), the address of its
+    /// shared state (0 elsewhere).
+    static STORE_OF: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Whether this is the thread of `shared`'s writer, where its hooks run: a read there must not
-/// wait for a sync, which only the writer itself can take note of, and a close there cannot
-/// wait for the writer to end.
-pub(crate) fn on_writer_thread(shared: &StoreShared) -> bool {
-    WRITER_OF.with(Cell::get) == std::ptr::from_ref(shared) as usize
+/// Marks the calling thread as one of `shared`'s own: the writer, or the log's sync thread.
+pub(crate) fn mark_store_thread(shared: &StoreShared) {
+    STORE_OF.with(|w| w.set(std::ptr::from_ref(shared) as usize));
+}
+
+/// Whether this is one of `shared`'s own threads, where its hooks run: a read there must not
+/// wait for a sync (the thread that would report it may be this one), and a close there
+/// cannot wait for the writer to end (the writer waits for the sync thread).
+pub(crate) fn on_store_thread(shared: &StoreShared) -> bool {
+    STORE_OF.with(Cell::get) == std::ptr::from_ref(shared) as usize
 }
 
 /// What a batch leaves to do once it is durable: its hooks (in order), then its callers'
@@ -293,22 +291,10 @@ impl Done {
     }
 }
 
-/// Settles the first `covered` of the batches waiting for a sync (numbered by their records).
-fn settle_waiting(
-    shared: &StoreShared,
-    pending: &mut VecDeque<(u64, Done)>,
-    covered: usize,
-    durable: std::result::Result<(), String>,
-) {
-    let visible = pending.iter().take(covered).map(|(_, d)| d.visible).max();
-    let batches = pending.drain(..covered).map(|(_, done)| done);
-    settle(shared, visible.unwrap_or(0), batches, durable);
-}
-
 /// Answers `batches` (in commit order) once durable: `Ok` marks every commit up to `visible`
 /// as seen by readers, then finishes them; `Err` carries the store's poisoning cause, and
 /// fails them.
-fn settle(
+pub(crate) fn settle(
     shared: &StoreShared,
     visible: u64,
     batches: impl Iterator<Item = Done>,
@@ -366,9 +352,7 @@ pub(crate) struct Writer {
     log: Log,
     /// A message taken from the queue early, to learn whether more work is waiting: it opens
     /// the next batch.
-    ahead: VecDeque<Msg>,
-    /// What a log sync takes, on average (exponentially weighted).
-    sync_cost: Duration,
+    ahead: Option<Msg>,
 }
 
 /// The writer's side of the log: where records go, and what numbers them.
@@ -391,19 +375,15 @@ enum Sink {
     /// Not yet started (during the open).
     Unstarted,
     /// Fsync'd commits: the writer writes each record. A lone commit is synced and answered
-    /// at once; under load the sync thread syncs while the writer goes on, and batches wait in
-    /// `pending` until a sync covers them.
+    /// at once; under load the batch goes to the sync thread, which syncs and answers it
+    /// while the writer goes on.
     Synced {
         wal: Wal,
-        requests: Sender<u64>,
+        to_syncer: Sender<Done>,
         thread: JoinHandle<()>,
-        /// Records written so far, over every generation: what a sync request names.
-        written: u64,
-        /// Whether a sync was asked for and has not reported back.
-        in_flight: bool,
-        /// Batches not yet durable, in commit order, each with the records a sync must cover
-        /// for it. Never waiting without a sync in flight.
-        pending: VecDeque<(u64, Done)>,
+        /// Batches handed to the sync thread and not yet answered: while any is, a later
+        /// batch goes there too, to be answered after it.
+        handed_off: Arc<AtomicUsize>,
     },
     /// Relaxed commits: the writer writes each record itself and answers at once; the log is
     /// synced every `flush_every`, from the first record it has not synced.
@@ -415,12 +395,6 @@ enum Sink {
     /// An engine in memory: nothing is logged, a commit is answered at once.
     Memory,
 }
-
-/// How long a sync must take, on average, before the writer leaves syncs to the sync thread
-/// whenever more work waits. Below it (a local SSD syncs in about 0.05 ms) the hand-off costs
-/// more than the overlap gains: batches shrink and each commit has a fixed cost. Measured in
-/// `benches/job_throughput.rs` with `--sync-delay-us`.
-const PIPELINE_OVER: Duration = Duration::from_micros(200);
 
 /// How often, while writing, the writer checks that the path still names the open file.
 const IDENTITY_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -457,8 +431,7 @@ impl Writer {
                 checkpointed: Instant::now(),
                 frame: Vec::new(),
             },
-            ahead: VecDeque::new(),
-            sync_cost: Duration::ZERO,
+            ahead: None,
         }
     }
 
@@ -468,8 +441,8 @@ impl Writer {
     }
 
     /// Starts logging to `wal` (after [`Writer::run_init`] has replayed it). For fsync'd
-    /// commits that starts the log's sync thread, which reports back through `to_writer`.
-    pub(crate) fn start_log(&mut self, wal: Wal, to_writer: Sender<Msg>) -> std::io::Result<()> {
+    /// commits that starts the log's sync thread.
+    pub(crate) fn start_log(&mut self, wal: Wal) -> std::io::Result<()> {
         if let Durability::Relaxed { flush_every } = self.durability {
             self.log.sink = Sink::Direct {
                 wal,
@@ -478,11 +451,12 @@ impl Writer {
             };
             return Ok(());
         }
-        let (requests, rx) = std::sync::mpsc::channel();
+        let (to_syncer, batches) = std::sync::mpsc::channel();
+        let handed_off = Arc::new(AtomicUsize::new(0));
         let syncer = Syncer {
             log: wal.sync_handle(),
-            requests: rx,
-            writer: to_writer,
+            batches,
+            handed_off: handed_off.clone(),
             shared: self.shared.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -490,22 +464,19 @@ impl Writer {
             .spawn(move || syncer.run())?;
         self.log.sink = Sink::Synced {
             wal,
-            requests,
+            to_syncer,
             thread,
-            written: 0,
-            in_flight: false,
-            pending: VecDeque::new(),
+            handed_off,
         };
         Ok(())
     }
 
     pub(crate) fn run(mut self) {
-        WRITER_OF.with(|w| w.set(Arc::as_ptr(&self.shared) as usize));
+        mark_store_thread(&self.shared);
         let mut batch: Vec<Box<dyn ErasedOp>> = Vec::with_capacity(self.max_batch);
         let mut closing = false;
         while !closing {
-            let ahead = self.ahead.pop_front();
-            let first = match ahead {
+            let first = match self.ahead.take() {
                 Some(m) => m,
                 None => match self.next_timer() {
                     Some(at) => {
@@ -531,11 +502,10 @@ impl Writer {
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Op(op) => batch.push(op),
-                    Msg::Synced { upto, synced, took } => self.on_synced(upto, synced, took),
                     Msg::Close => closing = true,
                 }
                 if batch.len() < self.max_batch && !closing {
-                    next = self.ahead.pop_front().or_else(|| self.rx.try_recv().ok());
+                    next = self.ahead.take().or_else(|| self.rx.try_recv().ok());
                 }
             }
             if batch.is_empty() {
@@ -554,23 +524,11 @@ impl Writer {
             self.log.path.is_some() && self.shared.poisoned().is_none() && self.checkpoint();
         match std::mem::replace(&mut self.log.sink, Sink::Unstarted) {
             Sink::Synced {
-                wal,
-                requests,
-                thread,
-                mut pending,
-                ..
+                to_syncer, thread, ..
             } => {
-                drop(requests);
+                // The sync thread syncs and answers what it still holds, then ends.
+                drop(to_syncer);
                 let _ = thread.join();
-                // Left only if the last checkpoint did not happen: sync them here.
-                if !pending.is_empty() {
-                    let synced = match self.shared.poisoned() {
-                        Some(cause) => Err(cause),
-                        None => wal.sync().map_err(|e| wal.failure(&e)),
-                    };
-                    let all = pending.len();
-                    settle_waiting(&self.shared, &mut pending, all, synced);
-                }
             }
             Sink::Direct {
                 wal,
@@ -587,7 +545,7 @@ impl Writer {
             let _ = std::fs::remove_file(path);
         }
         // Anything still queued is refused rather than left hanging.
-        let queued = std::mem::take(&mut self.ahead).into_iter();
+        let queued = self.ahead.take().into_iter();
         for msg in queued.chain(std::iter::from_fn(|| self.rx.try_recv().ok())) {
             if let Msg::Op(op) = msg {
                 op.finish(Some(Error::Closed));
@@ -675,11 +633,9 @@ impl Writer {
         self.log.bytes = 0;
         self.log.checkpointed = Instant::now();
         match &mut self.log.sink {
-            Sink::Synced { wal, pending, .. } => {
-                wal.restart();
-                // The checkpoint holds every batch still waiting for a sync.
-                pending.drain(..).for_each(|(_, done)| done.finish());
-            }
+            // Batches still with the sync thread are answered after its next sync (the
+            // checkpoint holds them already).
+            Sink::Synced { wal, .. } => wal.restart(),
             Sink::Direct {
                 wal,
                 unsynced_since,
@@ -712,16 +668,13 @@ impl Writer {
             self.log.bytes += frame.len() as u64;
         }
         let more_waiting = matches!(self.log.sink, Sink::Synced { .. })
-            && self.sync_cost > PIPELINE_OVER
+            && !frame.is_empty()
             && self.more_waiting();
-        let mut took = None;
         match &mut self.log.sink {
             Sink::Synced {
                 wal,
-                requests,
-                written,
-                in_flight,
-                pending,
+                to_syncer,
+                handed_off,
                 ..
             } => {
                 let appended = if frame.is_empty() {
@@ -732,37 +685,26 @@ impl Writer {
                 let has_record = !frame.is_empty();
                 self.log.frame = frame;
                 if let Err(cause) = appended {
+                    // Batches with the sync thread fail there: the store is poisoned.
                     self.shared.poison(cause.clone());
-                    pending.drain(..).for_each(|(_, d)| d.fail(&cause));
                     return done.fail(&cause);
                 }
-                *written += u64::from(has_record);
-                if pending.is_empty() && !*in_flight && !(has_record && more_waiting) {
-                    // Nothing before it waits and nothing after it is in hand (or syncs are
-                    // fast): sync here.
+                if handed_off.load(Ordering::Acquire) == 0 && !more_waiting {
+                    // Nothing before it waits and nothing after it is in hand: sync here.
                     let synced = if has_record {
-                        let started = Instant::now();
-                        let synced = wal.sync().map_err(|e| wal.failure(&e));
-                        took = Some(started.elapsed());
-                        synced
+                        wal.sync().map_err(|e| wal.failure(&e))
                     } else {
                         Ok(())
                     };
                     if synced.is_ok() && has_record {
                         self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
                     }
-                    settle(&self.shared, done.visible, std::iter::once(done), synced);
-                    if let Some(took) = took {
-                        self.note_sync(took);
-                    }
-                    return;
+                    return settle(&self.shared, done.visible, std::iter::once(done), synced);
                 }
-                pending.push_back((*written, done));
-                if !*in_flight {
-                    *in_flight = true;
-                    // The sync thread ends only after the writer; a send cannot fail before.
-                    let _ = requests.send(*written);
-                }
+                // Counted before it is sent: the sync thread counts it off once answered.
+                handed_off.fetch_add(1, Ordering::AcqRel);
+                // The sync thread ends only after the writer; a send cannot fail before.
+                let _ = to_syncer.send(done);
             }
             Sink::Direct {
                 wal,
@@ -794,53 +736,12 @@ impl Writer {
         }
     }
 
-    /// Whether another message is already waiting. A finished sync is taken note of; an op
-    /// (or the close) is kept to open the next batch.
+    /// Whether another message is already waiting; it is kept to open the next batch.
     fn more_waiting(&mut self) -> bool {
-        while self.ahead.is_empty() {
-            match self.rx.try_recv() {
-                Ok(Msg::Synced { upto, synced, took }) => self.on_synced(upto, synced, took),
-                Ok(msg) => self.ahead.push_back(msg),
-                Err(_) => return false,
-            }
+        if self.ahead.is_none() {
+            self.ahead = self.rx.try_recv().ok();
         }
-        true
-    }
-
-    /// The sync thread reports that every record up to `upto` is durable (or that the sync
-    /// failed): the batches it covered are answered, and a sync is asked for the rest.
-    fn on_synced(&mut self, upto: u64, synced: bool, took: Duration) {
-        self.note_sync(took);
-        let Sink::Synced {
-            requests,
-            written,
-            in_flight,
-            pending,
-            ..
-        } = &mut self.log.sink
-        else {
-            return;
-        };
-        *in_flight = false;
-        let covered = pending.iter().take_while(|(n, _)| *n <= upto).count();
-        if covered < pending.len() {
-            *in_flight = true;
-            let _ = requests.send(*written);
-        }
-        if synced {
-            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        let outcome = match self.shared.poisoned() {
-            Some(cause) => Err(cause),
-            None if synced => Ok(()),
-            None => Err("the write-ahead log's sync failed".to_string()),
-        };
-        settle_waiting(&self.shared, pending, covered, outcome);
-    }
-
-    /// Takes note of what a sync took.
-    fn note_sync(&mut self, took: Duration) {
-        self.sync_cost = (self.sync_cost * 7 + took) / 8;
+        self.ahead.is_some()
     }
 
     /// Counts a committed batch and hands it to the log, its ops to be answered once durable.
