@@ -52,7 +52,9 @@ pub(crate) fn due(
         .collect()
 }
 
-/// The earliest instant in a time index, if any.
-pub(crate) fn next_at(index: &impl ReadableTable<(u64, u64), ()>) -> Result<Option<u64>> {
+/// The earliest instant in a time index (or a grouped one), if any.
+pub(crate) fn next_at<V: redb::Value + 'static>(
+    index: &impl ReadableTable<(u64, u64), V>,
+) -> Result<Option<u64>> {
     Ok(index.first()?.map(|(k, _)| k.value().0))
 }

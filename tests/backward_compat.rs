@@ -89,7 +89,7 @@ async fn a_format_1_file_opens_is_upgraded_and_its_old_messages_expire_on_time()
         [("k", 1, 0)]
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(format_version(&path), 6, "upgraded at the open");
+    assert_eq!(format_version(&path), 7, "upgraded at the open");
 }
 
 #[tokio::test]
@@ -139,5 +139,5 @@ async fn a_format_2_file_opens_with_its_inputs_stored_apart() {
         [b"one".to_vec(), b"two".to_vec(), vec![b'p'; 4_096]]
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(format_version(&path), 6, "upgraded at the open");
+    assert_eq!(format_version(&path), 7, "upgraded at the open");
 }

@@ -86,7 +86,7 @@ async fn a_newer_format_is_refused_untouched() {
     match Engine::open(&path).await {
         Err(Error::NewerFormat {
             found, supported, ..
-        }) => assert_eq!((found, supported), (99, 6)),
+        }) => assert_eq!((found, supported), (99, 7)),
         other => panic!("expected NewerFormat, got {other:?}"),
     }
     assert_unchanged(&path, &before);

@@ -363,7 +363,7 @@ async fn bad_paths_and_ids_get_one_line_that_says_what_to_do() {
     put_meta(&path, "format_version", 99);
     let (code, line) = failed(&on_file(&path, &["stats"]).await);
     assert_eq!(code, 1);
-    assert!(line.ends_with("has format version 99, newer than this jobfile CLI reads (6): install a newer one (cargo install jobfile --features cli)"), "{line}");
+    assert!(line.ends_with("has format version 99, newer than this jobfile CLI reads (7): install a newer one (cargo install jobfile --features cli)"), "{line}");
 }
 
 /// Writes `key = value` into the file's metadata table, as another build of jobfile would.

@@ -270,4 +270,35 @@ on_both_backends! {
         assert!(!again.deduplicated);
         assert_ne!(again.id, id);
     }
+
+    async fn a_retried_job_is_purged_when_its_last_retention_ends_and_a_deleted_one_is_skipped(engine, clock) {
+        let h = engine
+            .register(
+                JobSpec::new("flaky").max_attempts(1).retention(secs(60)),
+                |_: JobCtx, _: ()| async { Err::<(), _>(JobError::permanent("no")) },
+            )
+            .unwrap();
+        let retried = h.submit(()).await.unwrap().id;
+        let deleted = h.submit(()).await.unwrap().id;
+        for id in [retried, deleted] {
+            assert!(matches!(h.join(id, None).await.unwrap(), Outcome::Failed(_)));
+        }
+        // Half way through its retention the first is retried and fails again: its retention
+        // starts over. The second is deleted.
+        clock.advance(Duration::from_secs(30));
+        engine.jobs().retry(retried).await.unwrap();
+        assert!(matches!(h.join(retried, None).await.unwrap(), Outcome::Failed(_)));
+        engine.jobs().delete(deleted).await.unwrap();
+        // When the first retention would have ended, nothing goes (and the deleted job's
+        // entry is no error).
+        clock.advance(Duration::from_secs(30));
+        engine.tick().await.unwrap();
+        assert!(engine.jobs().get(retried).await.unwrap().is_some());
+        clock.advance(Duration::from_millis(29_999));
+        engine.tick().await.unwrap();
+        assert!(engine.jobs().get(retried).await.unwrap().is_some());
+        clock.advance(Duration::from_millis(1));
+        engine.tick().await.unwrap();
+        assert_eq!(engine.jobs().get(retried).await.unwrap(), None);
+    }
 }

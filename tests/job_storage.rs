@@ -735,7 +735,7 @@ async fn events_past_the_inline_ones_read_in_order_and_old_records_still_read_an
 #[tokio::test]
 async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_one_is_indexed() {
     let (_dir, path) = temp_file();
-    {
+    let (ids, failed) = {
         let (engine, _clock) = open_manual(&path).await;
         let ok = engine
             .register(JobSpec::new("ok"), |_: JobCtx, n: u32| async move { Ok(n) })
@@ -779,9 +779,25 @@ async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_
         ));
         assert!(matches!(events[2].kind, JobEventKind::Failed { .. }));
         engine.shutdown(secs(5)).await.unwrap();
-    }
+        (ids, failed)
+    };
     // What the write path saves: events in the records, no lease or ready entry left over, and
-    // only the failed job in the finished index; every job has its retention entry.
+    // only the failed job in the finished index; every job has its retention entry, grouped by
+    // the batch that ended it (the old one-row-per-job index stays empty).
+    let purges = purge_entries(&path);
+    let mut purged_ids: Vec<u64> = purges
+        .iter()
+        .flat_map(|(_, g)| g.iter().map(|e| e.1))
+        .collect();
+    purged_ids.sort();
+    let mut all_ids = ids;
+    all_ids.push(failed);
+    all_ids.sort();
+    assert_eq!(purged_ids, all_ids);
+    for (key, group) in &purges {
+        // Keyed by its earliest purge instant.
+        assert_eq!(key.0, group.iter().map(|e| e.0).min().unwrap());
+    }
     assert_eq!(
         table_rows(&path, "job_"),
         [
@@ -795,13 +811,40 @@ async fn a_finished_job_leaves_its_record_and_retention_entry_only_and_a_failed_
             ("job_inputs", 0),
             ("job_keys", 0),
             ("job_leases", 0),
+            ("job_purges", purges.len() as u64),
             ("job_ready", 0),
-            ("job_retention", 26),
+            ("job_retention", 0),
             ("job_steps", 0),
         ]
         .map(|(t, n)| (t.to_string(), n))
     );
     assert_eq!(table_rows(&path, "jobs"), [("jobs".to_string(), 26)]);
+}
+
+/// The rows of the grouped retention index: (earliest purge instant, group number) and the
+/// group's (purge instant, job id) entries.
+type PurgeGroup = ((u64, u64), Vec<(u64, u64)>);
+
+fn purge_entries(path: &std::path::Path) -> Vec<PurgeGroup> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb::Database::open(path).unwrap();
+    let rtx = db.begin_read().unwrap();
+    let def: redb::TableDefinition<(u64, u64), &[u8]> = redb::TableDefinition::new("job_purges");
+    let table = rtx.open_table(def).unwrap();
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
+    table
+        .iter()
+        .unwrap()
+        .map(|row| {
+            let (key, value) = row.unwrap();
+            let entries = value
+                .value()
+                .chunks_exact(16)
+                .map(|e| (word(&e[..8]), word(&e[8..])))
+                .collect();
+            (key.value(), entries)
+        })
+        .collect()
 }
 
 async fn progress_in_items_is_kept_in_the_record_and_the_events_across_a_reopen(place: Place) {

@@ -2,7 +2,7 @@
 
 use redb::TableDefinition;
 
-use crate::store::tables::SchemaTable;
+use crate::store::tables::{GroupedIndex, SchemaTable};
 
 /// Jobs by id.
 pub(crate) const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
@@ -29,7 +29,13 @@ pub(crate) const JOB_STEPS: TableDefinition<(u64, &str), &[u8]> = TableDefinitio
 /// with their job.
 pub(crate) const JOB_FINISHED: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("job_finished");
-/// Terminal jobs by the instant their retention ends: (purge at ms, job id).
+/// Terminal jobs by the instant their retention ends, grouped by the batch that ended them:
+/// (earliest purge at ms, group number) -> (purge at ms, job id) entries. An entry whose job
+/// has since been re-run or deleted stays until it comes due, and is then skipped.
+pub(crate) const JOB_PURGES: GroupedIndex = TableDefinition::new("job_purges");
+/// Terminal jobs by the instant their retention ends, one row each: (purge at ms, job id).
+/// Files written before [`JOB_PURGES`] hold entries here; the sweep empties it as they come
+/// due, and nothing adds to it.
 pub(crate) const JOB_RETENTION: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("job_retention");
 /// Jobs waiting for others: (the job waited for, the waiting job). An entry is removed when
@@ -57,6 +63,7 @@ pub(crate) const TABLES: &[&dyn SchemaTable] = &[
     &JOB_STEPS,
     &JOB_FINISHED,
     &JOB_RETENTION,
+    &JOB_PURGES,
     &JOB_FLOW,
     &JOB_DEPENDENTS,
     &JOB_BATCHES,

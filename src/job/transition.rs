@@ -12,8 +12,8 @@ use super::record::{
     encode_job,
 };
 use super::tables::{
-    JOB_DELAYED, JOB_EVENTS, JOB_FINISHED, JOB_INPUTS, JOB_KEYS, JOB_LEASES, JOB_READY,
-    JOB_RETENTION, JOB_STEPS, JOBS,
+    JOB_DELAYED, JOB_EVENTS, JOB_FINISHED, JOB_INPUTS, JOB_KEYS, JOB_LEASES, JOB_PURGES, JOB_READY,
+    JOB_STEPS, JOBS,
 };
 use crate::error::{Error, Result};
 use crate::store::TxCtx;
@@ -161,11 +161,10 @@ pub(crate) fn leave_state(ctx: &mut TxCtx<'_>, id: u64, job: &JobV1) -> Result<(
             if let Some(batch) = job.batch {
                 super::ops::batch::member_reopened(ctx, batch, JobState::of(terminal))?;
             }
-            if let (Some(code), Some(at)) = (terminal.finished_code(), terminal.finished_at()) {
+            // Its retention entry stays, to be skipped when it comes due (see `purge_at`).
+            if let Some(code) = terminal.finished_code() {
                 // A completed job has an entry only if an earlier version wrote it.
                 ctx.table(JOB_FINISHED)?.remove((code, id))?;
-                ctx.table(JOB_RETENTION)?
-                    .remove((at.saturating_add(job.retention_ms), id))?;
             }
         }
     }
@@ -249,20 +248,26 @@ pub(crate) fn settle_terminal(
     state: JobStateV1,
     fx: &mut Effects,
 ) -> Result<()> {
-    if let (Some(code), Some(at)) = (state.finished_code(), state.finished_at()) {
-        let purge_at = at.saturating_add(job.retention_ms);
-        if state.indexed_as_finished() {
-            ctx.table(JOB_FINISHED)?.insert((code, id), ())?;
-        }
-        ctx.table(JOB_RETENTION)?.insert((purge_at, id), ())?;
-        fx.deadline(purge_at);
-    }
     tally(ctx, &job.name, JobState::of(&state), 1)?;
     job.state = state;
+    if let (Some(code), Some(purge_at)) = (job.state.finished_code(), purge_at(job)) {
+        if job.state.indexed_as_finished() {
+            ctx.table(JOB_FINISHED)?.insert((code, id), ())?;
+        }
+        ctx.insert_grouped(JOB_PURGES, (purge_at, id));
+        fx.deadline(purge_at);
+    }
     if let Some(batch) = job.batch {
         super::ops::batch::member_ended(ctx, batch, JobState::of(&job.state), fx)?;
     }
     Ok(())
+}
+
+/// When a terminal job's retention ends; `None` for a job not ended. A retention entry for
+/// another instant is stale: the job was re-run (or its record replaced) since.
+pub(crate) fn purge_at(job: &JobV1) -> Option<u64> {
+    let at = job.state.finished_at()?;
+    Some(at.saturating_add(job.retention_ms))
 }
 
 /// Counts `delta` jobs of definition `name` into or out of `state`, and into the engine-wide

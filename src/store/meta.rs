@@ -18,10 +18,12 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("jobfil
 /// age index (and the job input table); version 3, progress counted in items (in job records
 /// and events); version 4, the write-ahead log beside the file (a build that ignored it would
 /// lose what a crash left only in the log); version 5, the rate limiter's and flow control's
-/// tables; version 6, job dependencies (the `waiting` state and the dependents table). An
+/// tables; version 6, job dependencies (the `waiting` state and the dependents table);
+/// version 7, terminal jobs' retention entries grouped per batch (a build that ignored the
+/// grouped table would never purge the jobs it lists). An
 /// older file is upgraded at its first open by a build that writes a newer version, which an
 /// older build then refuses as newer instead of misreading.
-pub(crate) const FORMAT_VERSION: u64 = 6;
+pub(crate) const FORMAT_VERSION: u64 = 7;
 const KEY_FORMAT: &str = "format_version";
 const KEY_EPOCH: &str = "epoch";
 /// The write-ahead log's generation: see [`super::wal`].

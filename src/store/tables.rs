@@ -88,12 +88,15 @@ macro_rules! table_cache {
             /// Removals from time indexes, queued until the index is next used or the batch
             /// ends; see [`TableCache::remove_later`].
             removals: Vec<(TimeIndex, Vec<(u64, u64)>)>,
+            /// Entries for grouped time indexes, kept until the batch ends and then written as
+            /// one group per index; see [`TableCache::insert_grouped`].
+            grouped: Vec<(GroupedIndex, Vec<(u64, u64)>)>,
             $($slot: Vec<(String, LoggedTable<'a, $k, $v>)>,)*
         }
 
         impl<'a> TableCache<'a> {
             pub(crate) fn new(tx: &'a WriteTx) -> Self {
-                TableCache { tx, removals: Vec::new(), $($slot: Vec::new(),)* }
+                TableCache { tx, removals: Vec::new(), grouped: Vec::new(), $($slot: Vec::new(),)* }
             }
         }
 
@@ -127,10 +130,50 @@ table_cache! {
     steps: (u64, &'static str) => &'static [u8];
     code_index: (u8, u64) => ();
     named_records: &'static str => &'static [u8];
+    grouped_index: (u64, u64) => &'static [u8];
 }
 
 /// A time index: (instant in ms, id) keys, no value.
 pub(crate) type TimeIndex = TableDefinition<'static, (u64, u64), ()>;
+
+/// A grouped time index: the (instant in ms, id) entries one batch added, stored together as
+/// one row keyed by (the earliest instant among them, the group's number), the entries packed
+/// in the value. One insert per batch rather than one per entry, for an index whose entries
+/// are added often, read once when they come due and never needed before: each entry is
+/// checked against its record when it comes due, so an entry whose record has since changed
+/// (or gone) is not removed ahead of time, only skipped then.
+pub(crate) type GroupedIndex = TableDefinition<'static, (u64, u64), &'static [u8]>;
+
+/// The meta counter that numbers the groups of every grouped index.
+pub(crate) const GROUP_COUNTER: &str = "next:index_group";
+
+/// Packs a group's entries, sorted: 16 bytes each, instant then id, little-endian.
+fn pack_group(entries: &[(u64, u64)]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * 16);
+    for (at, id) in entries {
+        bytes.extend_from_slice(&at.to_le_bytes());
+        bytes.extend_from_slice(&id.to_le_bytes());
+    }
+    bytes
+}
+
+/// The entries of a packed group, or `Corrupt` for a value that is not a whole number of them.
+fn unpack_group(table: &str, bytes: &[u8]) -> Result<Vec<(u64, u64)>> {
+    if !bytes.len().is_multiple_of(16) {
+        return Err(crate::error::Error::Corrupt {
+            table: "a grouped index",
+            detail: format!(
+                "{table}: a group of {} bytes, not a multiple of 16",
+                bytes.len()
+            ),
+        });
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|e| (word(&e[..8]), word(&e[8..])))
+        .collect())
+}
 
 impl<'a> TableCache<'a> {
     /// The table `def`, opened once per batch. A time index has the removals queued for it
@@ -195,11 +238,83 @@ impl<'a> TableCache<'a> {
         Ok(())
     }
 
-    /// What every batch does last, before its commit: the queued removals are applied.
-    pub(crate) fn finish(&mut self) -> Result<()> {
+    /// Adds `key` (instant, id) to the grouped index `def`: it joins the batch's group, written
+    /// when the batch ends.
+    pub(crate) fn insert_grouped(&mut self, def: GroupedIndex, key: (u64, u64)) {
+        match self
+            .grouped
+            .iter_mut()
+            .find(|(d, _)| d.name() == def.name())
+        {
+            Some((_, keys)) => keys.push(key),
+            None => self.grouped.push((def, vec![key])),
+        }
+    }
+
+    /// Takes up to `limit` entries due at `now` (instant ≤ `now`) off the grouped index `def`,
+    /// earliest group first: each group read is removed, and its entries not taken (not yet
+    /// due, or past the limit) join this batch's group. The entries come back in group order,
+    /// sorted within each group.
+    pub(crate) fn take_due_grouped(
+        &mut self,
+        def: GroupedIndex,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>> {
+        use redb::ReadableTable;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let table = open_cached(self.tx, &mut self.grouped_index, def)?;
+        let mut groups = Vec::new();
+        let mut entries = 0;
+        for row in table.range(..=(now, u64::MAX))? {
+            let (key, value) = row?;
+            let group = unpack_group(def.name(), value.value())?;
+            entries += group.len();
+            groups.push((key.value(), group));
+            if entries >= limit {
+                break;
+            }
+        }
+        let mut taken = Vec::new();
+        let mut kept = Vec::new();
+        for (key, group) in groups {
+            table.remove(key)?;
+            for entry in group {
+                if entry.0 <= now && taken.len() < limit {
+                    taken.push(entry);
+                } else {
+                    kept.push(entry);
+                }
+            }
+        }
+        for entry in kept {
+            self.insert_grouped(def, entry);
+        }
+        Ok(taken)
+    }
+
+    /// How many grouped indexes have a group to write when the batch ends.
+    pub(crate) fn groups_pending(&self) -> usize {
+        self.grouped.len()
+    }
+
+    /// What every batch does last, before its commit: the queued removals are applied, and
+    /// each grouped index gets the batch's group, numbered from `numbers` (one per pending
+    /// group, see [`TableCache::groups_pending`]).
+    pub(crate) fn finish(&mut self, numbers: &[u64]) -> Result<()> {
         while let Some((def, _)) = self.removals.first() {
             let name = def.name().to_owned();
             self.flush_removals(&name)?;
+        }
+        let grouped = std::mem::take(&mut self.grouped);
+        debug_assert_eq!(grouped.len(), numbers.len());
+        for ((def, mut keys), number) in grouped.into_iter().zip(numbers) {
+            keys.sort_unstable();
+            let packed = pack_group(&keys);
+            open_cached(self.tx, &mut self.grouped_index, def)?
+                .insert((keys[0].0, *number), packed.as_slice())?;
         }
         Ok(())
     }
@@ -258,12 +373,92 @@ mod tests {
                 [(101, 1), (103, 3), (104, 4), (106, 6)]
             );
             tables.remove_later(INDEX, (101, 1));
-            tables.finish().unwrap();
+            tables.finish(&[]).unwrap();
             assert_eq!(
                 keys(&tables.time_index[0].1),
                 [(103, 3), (104, 4), (106, 6)]
             );
         }
         tx.into_parts().0.commit().unwrap();
+    }
+
+    const GROUPED: GroupedIndex = TableDefinition::new("grouped_test");
+
+    /// A group's key and its entries.
+    type Group = ((u64, u64), Vec<(u64, u64)>);
+
+    fn groups(table: &redb::Table<'_, (u64, u64), &[u8]>) -> Vec<Group> {
+        table
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.value(), unpack_group("grouped_test", v.value()).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_writes_one_group_and_taking_due_entries_refiles_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let tx = WriteTx::new(db.begin_write().unwrap());
+        {
+            let mut tables = TableCache::new(&tx);
+            for (at, id) in [(300, 3), (100, 1), (200, 2)] {
+                tables.insert_grouped(GROUPED, (at, id));
+            }
+            assert_eq!(tables.groups_pending(), 1);
+            tables.finish(&[7]).unwrap();
+            // One row, keyed by its earliest instant and its number, the entries sorted.
+            assert_eq!(
+                groups(&tables.grouped_index[0].1),
+                [((100, 7), vec![(100, 1), (200, 2), (300, 3)])]
+            );
+            assert_eq!(tables.groups_pending(), 0);
+        }
+        {
+            let mut tables = TableCache::new(&tx);
+            tables.insert_grouped(GROUPED, (150, 4));
+            tables.finish(&[8]).unwrap();
+        }
+        {
+            let mut tables = TableCache::new(&tx);
+            // Nothing is due before the earliest instant.
+            assert_eq!(tables.take_due_grouped(GROUPED, 99, 10).unwrap(), []);
+            assert_eq!(tables.groups_pending(), 0);
+            // Due at 200, at most 2: groups are read in key order until the limit is reached
+            // (the second is not read); what a group read holds and is not taken (not due, or
+            // past the limit) joins this batch's group.
+            assert_eq!(
+                tables.take_due_grouped(GROUPED, 200, 2).unwrap(),
+                [(100, 1), (200, 2)]
+            );
+            tables.finish(&[9]).unwrap();
+            assert_eq!(
+                groups(&tables.grouped_index[0].1),
+                [((150, 8), vec![(150, 4)]), ((300, 9), vec![(300, 3)])]
+            );
+            // A limit of 0 leaves the groups alone.
+            assert_eq!(tables.take_due_grouped(GROUPED, 1_000, 0).unwrap(), []);
+            assert_eq!(tables.groups_pending(), 0);
+            assert_eq!(
+                tables.take_due_grouped(GROUPED, 1_000, 10).unwrap(),
+                [(150, 4), (300, 3)]
+            );
+            tables.finish(&[]).unwrap();
+            assert_eq!(groups(&tables.grouped_index[0].1), []);
+        }
+        tx.into_parts().0.commit().unwrap();
+    }
+
+    #[test]
+    fn a_group_that_is_not_whole_entries_is_corrupt() {
+        assert_eq!(unpack_group("t", &[0; 32]).unwrap(), [(0, 0), (0, 0)]);
+        let e = unpack_group("job_purges", &[0; 17]).unwrap_err();
+        assert!(
+            e.to_string().contains("job_purges: a group of 17 bytes"),
+            "{e}"
+        );
     }
 }

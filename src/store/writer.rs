@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use super::change::{Changes, LoggedTable, WriteTx};
 use super::syncer::Syncer;
-use super::tables::{CacheSlot, Schema, TableCache, TimeIndex};
+use super::tables::{CacheSlot, GroupedIndex, Schema, TableCache, TimeIndex};
 use super::wal::{self, Wal};
 use super::{Durability, StoreShared, change, meta};
 use crate::clock::Clock;
@@ -79,6 +79,21 @@ impl<'a> TxCtx<'a> {
     /// Adds `key` to the time index `def`; see [`TableCache::insert_indexed`].
     pub(crate) fn insert_indexed(&mut self, def: TimeIndex, key: (u64, u64)) -> Result<()> {
         self.tables.insert_indexed(def, key)
+    }
+
+    /// Adds `key` to the grouped index `def`; see [`TableCache::insert_grouped`].
+    pub(crate) fn insert_grouped(&mut self, def: GroupedIndex, key: (u64, u64)) {
+        self.tables.insert_grouped(def, key);
+    }
+
+    /// Takes the entries of the grouped index `def` due at the batch's time, at most `limit`;
+    /// see [`TableCache::take_due_grouped`].
+    pub(crate) fn take_due_grouped(
+        &mut self,
+        def: GroupedIndex,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>> {
+        self.tables.take_due_grouped(def, self.now, limit)
     }
 
     /// Removes `key` from the time index `def` before its next use or the commit; see
@@ -169,7 +184,10 @@ impl<'a> TxCtx<'a> {
     /// What every batch does last, before its commit: the queued index removals and the
     /// changed counters are written.
     fn finish(&mut self) -> Result<()> {
-        self.tables.finish()?;
+        let numbers = (0..self.tables.groups_pending())
+            .map(|_| self.next_id(super::tables::GROUP_COUNTER))
+            .collect::<Result<Vec<_>>>()?;
+        self.tables.finish(&numbers)?;
         self.persist_counters()
     }
 

@@ -6,8 +6,10 @@ use crate::index::{due, next_at};
 use crate::job::effects::Effects;
 use crate::job::record::JobStateV1;
 use crate::job::signal::StopReason;
-use crate::job::tables::{JOB_DELAYED, JOB_LEASES, JOB_RETENTION};
-use crate::job::transition::{enter_queued, erase, leave_state, load, save, settle_failure};
+use crate::job::tables::{JOB_DELAYED, JOB_LEASES, JOB_PURGES, JOB_RETENTION};
+use crate::job::transition::{
+    enter_queued, erase, leave_state, load, purge_at, save, settle_failure,
+};
 use crate::store::TxCtx;
 
 /// Does up to `limit` items of each kind of due work. Returns the next instant at which there
@@ -43,17 +45,26 @@ pub(crate) fn sweep(ctx: &mut TxCtx<'_>, limit: usize, fx: &mut Effects) -> Resu
         let failure = job.expired(attempt, lease_deadline, now);
         settle_failure(ctx, id, &mut job, failure, true, fx)?;
     }
-    let past_retention = ids(due(&**ctx.table(JOB_RETENTION)?, now, limit)?);
-    for id in past_retention {
-        let Some(job) = load(ctx, id)? else {
-            return Err(missing("job_retention", id));
-        };
-        erase(ctx, id, &job)?;
+    // Entries a file of an earlier version wrote, one row each, then the grouped ones.
+    let legacy = due(&**ctx.table(JOB_RETENTION)?, now, limit)?;
+    for key in &legacy {
+        ctx.table(JOB_RETENTION)?.remove(*key)?;
+    }
+    let grouped = ctx.take_due_grouped(JOB_PURGES, limit.saturating_sub(legacy.len()))?;
+    for (at, id) in legacy.into_iter().chain(grouped) {
+        // A job deleted, or re-run (it then has a later entry), since the entry was made is
+        // skipped.
+        if let Some(job) = load(ctx, id)?
+            && purge_at(&job) == Some(at)
+        {
+            erase(ctx, id, &job)?;
+        }
     }
     let firsts = [
         next_at(&**ctx.table(JOB_DELAYED)?)?,
         next_at(&**ctx.table(JOB_LEASES)?)?,
         next_at(&**ctx.table(JOB_RETENTION)?)?,
+        next_at(&**ctx.table(JOB_PURGES)?)?,
     ];
     Ok(firsts.into_iter().flatten().min())
 }
