@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Rng, child_role, spawn_child, temp_file, wait_for_line};
-use jobfile::{Engine, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState, Outcome};
+use common::{Rng, T0, child_role, spawn_child, table_rows, temp_file, wait_for_line};
+use jobfile::{
+    Engine, EngineOptions, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState,
+    ManualClock, Outcome,
+};
 
 const JOBS: u64 = 60;
 const STEPS: [&str; 3] = ["reserve", "charge", "mail"];
@@ -76,6 +79,9 @@ fn job_child_entry() {
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
+        if role == "purges" {
+            return purge_forever(&path).await;
+        }
         let engine = Engine::open(&path).await.expect("child open");
         match role.as_str() {
             "orders" => {
@@ -107,6 +113,88 @@ fn job_child_entry() {
             other => panic!("unknown role {other}"),
         }
     });
+}
+
+/// Where a `purges` child keeps its manual clock's time, written before each advance so that a
+/// restarted child never goes back in time.
+fn clock_file(path: &Path) -> PathBuf {
+    path.with_extension("clock")
+}
+
+fn read_clock(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(clock_file(path))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The `purges` child: jobs with a 1 s retention, submitted 8 at a time and joined, the manual
+/// clock moved on 250 ms and the timer run after each round, so retention purges all the time.
+async fn purge_forever(path: &Path) {
+    let mut now = read_clock(path).unwrap_or(T0);
+    let clock = ManualClock::new(now);
+    let engine = EngineOptions::new()
+        .clock(clock.clone())
+        .open(path)
+        .await
+        .expect("child open");
+    let short = engine
+        .register(
+            JobSpec::new("short").retention(Duration::from_secs(1)),
+            |_: JobCtx, n: u64| async move { Ok(n) },
+        )
+        .expect("register");
+    println!("ready");
+    loop {
+        let submitted = short
+            .submit_many((0..8).map(|n| short.submit(n)))
+            .await
+            .expect("submit");
+        for job in submitted {
+            short.join(job.id, None).await.expect("join");
+        }
+        now += 250;
+        std::fs::write(clock_file(path), now.to_string()).expect("clock file");
+        clock.advance(Duration::from_millis(250));
+        engine.tick().await.expect("tick");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_retention_purges_every_finished_job_is_purged_in_the_end() {
+    let (_dir, path) = temp_file();
+    let mut rng = Rng::new();
+    for _ in 0..16 {
+        let (mut child, mut out) = spawn_child("job_child_entry", "purges", &path);
+        wait_for_line(&mut out, "ready");
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(80))).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+    // Past every retention the children gave: the open's sweep and a tick leave no job, and
+    // no retention entry, behind.
+    let last = read_clock(&path).expect("a child moved the clock");
+    let clock = ManualClock::new(last + 60_000);
+    let engine = EngineOptions::new().clock(clock).open(&path).await.unwrap();
+    engine.tick().await.unwrap();
+    let m = engine.jobs().metrics().await.unwrap();
+    assert!(m.completed >= 8, "the children completed jobs: {m:?}");
+    assert_eq!((m.queued_now, m.running_now), (0, 0));
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+    let rows = table_rows(&path, "job");
+    for table in [
+        "jobs",
+        "job_purges",
+        "job_retention",
+        "job_events",
+        "job_steps",
+    ] {
+        assert!(
+            rows.contains(&(table.to_string(), 0)),
+            "{table} is not empty: {rows:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
