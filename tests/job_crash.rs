@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Rng, T0, child_role, spawn_child, table_rows, temp_file, wait_for_line};
-use jobfile::{
-    Engine, EngineOptions, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState,
-    ManualClock, Outcome,
+use common::{
+    Rng, T0, child_role, open_manual_at, spawn_child, table_rows, temp_file, wait_for_line,
 };
+use jobfile::{Engine, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState, Outcome};
 
 const JOBS: u64 = 60;
 const STEPS: [&str; 3] = ["reserve", "charge", "mail"];
@@ -129,22 +128,22 @@ fn read_clock(path: &Path) -> Option<u64> {
         .ok()
 }
 
-/// The `purges` child: jobs with a 1 s retention, submitted 8 at a time and joined, the manual
-/// clock moved on 250 ms and the timer run after each round, so retention purges all the time.
-async fn purge_forever(path: &Path) {
-    let mut now = read_clock(path).unwrap_or(T0);
-    let clock = ManualClock::new(now);
-    let engine = EngineOptions::new()
-        .clock(clock.clone())
-        .open(path)
-        .await
-        .expect("child open");
-    let short = engine
+/// Jobs that end at once and are kept for 1 s.
+fn register_short(engine: &Engine) -> JobHandle<u64, u64> {
+    engine
         .register(
             JobSpec::new("short").retention(Duration::from_secs(1)),
             |_: JobCtx, n: u64| async move { Ok(n) },
         )
-        .expect("register");
+        .expect("register")
+}
+
+/// The `purges` child: jobs with a 1 s retention, submitted 8 at a time and joined, the manual
+/// clock moved on 250 ms and the timer run after each round, so retention purges all the time.
+async fn purge_forever(path: &Path) {
+    let mut now = read_clock(path).unwrap_or(T0);
+    let (engine, clock) = open_manual_at(path, now).await;
+    let short = register_short(&engine);
     println!("ready");
     loop {
         let submitted = short
@@ -172,11 +171,21 @@ async fn killed_while_retention_purges_every_finished_job_is_purged_in_the_end()
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
     }
-    // Past every retention the children gave: the open's sweep and a tick leave no job, and
-    // no retention entry, behind.
-    let last = read_clock(&path).expect("a child moved the clock");
-    let clock = ManualClock::new(last + 60_000);
-    let engine = EngineOptions::new().clock(clock).open(&path).await.unwrap();
+    // The jobs the last child left queued (or running, recovered at the open) run to their
+    // end; then, past every retention, the timer leaves no job and no retention entry behind.
+    let (engine, clock) =
+        open_manual_at(&path, read_clock(&path).expect("a child moved the clock")).await;
+    let short = register_short(&engine);
+    for state in [JobState::Queued, JobState::Running] {
+        let left = engine.jobs().list().state(state).await.unwrap().jobs;
+        for job in left {
+            assert!(matches!(
+                short.join(job.id, None).await.unwrap(),
+                Outcome::Completed(_)
+            ));
+        }
+    }
+    clock.advance(Duration::from_secs(60));
     engine.tick().await.unwrap();
     let m = engine.jobs().metrics().await.unwrap();
     assert!(m.completed >= 8, "the children completed jobs: {m:?}");

@@ -343,6 +343,13 @@ mod tests {
 
     const INDEX: TableDefinition<(u64, u64), ()> = TableDefinition::new("index_test");
 
+    /// A fresh database in a temporary folder (kept while the folder is).
+    fn scratch_db() -> (tempfile::TempDir, redb::Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        (dir, db)
+    }
+
     fn keys(table: &redb::Table<'_, (u64, u64), ()>) -> Vec<(u64, u64)> {
         table
             .iter()
@@ -353,8 +360,7 @@ mod tests {
 
     #[test]
     fn queued_removals_apply_before_a_read_and_an_insert_cancels_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let (_dir, db) = scratch_db();
         let tx = WriteTx::new(db.begin_write().unwrap());
         {
             let mut tables = TableCache::new(&tx);
@@ -400,8 +406,7 @@ mod tests {
 
     #[test]
     fn a_batch_writes_one_group_and_taking_due_entries_refiles_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let (_dir, db) = scratch_db();
         let tx = WriteTx::new(db.begin_write().unwrap());
         {
             let mut tables = TableCache::new(&tx);

@@ -24,7 +24,12 @@ pub fn temp_file() -> (tempfile::TempDir, PathBuf) {
 }
 
 pub async fn open_manual(path: &Path) -> (Engine, ManualClock) {
-    let clock = ManualClock::new(T0);
+    open_manual_at(path, T0).await
+}
+
+/// An engine on a manual clock that starts at `at` (ms since the epoch).
+pub async fn open_manual_at(path: &Path, at: u64) -> (Engine, ManualClock) {
+    let clock = ManualClock::new(at);
     let engine = EngineOptions::new()
         .clock(clock.clone())
         .open(path)
