@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::jobs::{Add, AllIn, names, wait_for};
 use common::pg::Place;
-use common::{T0, secs, table_rows};
+use common::{T0, open_manual, secs, table_rows, temp_file};
 use jobfile::{
     Backoff, EngineOptions, Error, JobCtx, JobError, JobEventKind, JobHandle, JobSpec, JobState,
     ManualClock, Outcome,
@@ -438,6 +438,134 @@ async fn the_global_cap_limits_handlers_across_definitions(place: Place) {
         h.join(id, None).await.unwrap();
     }
     assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+}
+
+fn started(kind: &JobEventKind) -> bool {
+    matches!(kind, JobEventKind::Started { .. })
+}
+
+async fn state_of(engine: &jobfile::Engine, id: u64) -> JobState {
+    engine.jobs().get(id).await.unwrap().unwrap().state
+}
+
+/// The end of an attempt and the start of its definition's next ready job are one write, in
+/// the slot the attempt frees: the job does not wait for a claim of its own.
+#[tokio::test]
+async fn an_ending_attempt_starts_the_next_ready_job_in_the_write_that_records_its_end() {
+    let (_dir, path) = temp_file();
+    let (engine, _clock) = open_manual(&path).await;
+    let (release, released) = watch::channel(0u32);
+    let h = engine
+        .register(
+            JobSpec::new("one").concurrency(1),
+            move |_: JobCtx, n: u32| {
+                let mut released = released.clone();
+                async move {
+                    released.wait_for(|r| *r >= n).await.unwrap();
+                    Ok::<_, JobError>(n)
+                }
+            },
+        )
+        .unwrap();
+    let a = h.submit(1).await.unwrap().id;
+    wait_for(&engine, a, started).await;
+    let b = h.submit(2).await.unwrap().id;
+    let c = h.submit(3).await.unwrap().id;
+    let ops = engine.store_stats().ops;
+    release.send(1).unwrap();
+    wait_for(&engine, b, started).await;
+    assert_eq!(
+        engine.store_stats().ops,
+        ops + 1,
+        "one write ends a and starts b"
+    );
+    assert_eq!(state_of(&engine, a).await, JobState::Completed);
+    assert_eq!(state_of(&engine, c).await, JobState::Queued);
+    release.send(3).unwrap();
+    assert_eq!(h.join(b, None).await.unwrap(), Outcome::Completed(2));
+    assert_eq!(h.join(c, None).await.unwrap(), Outcome::Completed(3));
+    let counts = engine.jobs().counts().await.unwrap();
+    let one = counts.iter().find(|c| c.name == "one").unwrap();
+    assert_eq!((one.queued, one.running, one.completed), (0, 0, 3));
+}
+
+/// A definition whose worker waits for a permit of the global cap gets the slot an ending
+/// attempt frees, before the ending definition's own next job: one busy definition does not
+/// keep the cap to itself.
+#[tokio::test]
+async fn a_freed_slot_goes_first_to_a_definition_waiting_under_the_global_cap() {
+    let (_dir, path) = temp_file();
+    let engine = EngineOptions::new()
+        .clock(ManualClock::new(T0))
+        .max_running_jobs(1)
+        .open(&path)
+        .await
+        .unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (release, released) = watch::channel(false);
+    let o = order.clone();
+    let x = engine
+        .register(JobSpec::new("x"), move |_: JobCtx, n: u32| {
+            o.lock().unwrap().push(format!("x{n}"));
+            let mut released = released.clone();
+            async move {
+                released.wait_for(|r| *r).await.unwrap();
+                Ok::<_, JobError>(n)
+            }
+        })
+        .unwrap();
+    let o = order.clone();
+    let y = engine
+        .register(JobSpec::new("y"), move |_: JobCtx, n: u32| {
+            o.lock().unwrap().push(format!("y{n}"));
+            async move { Ok::<_, JobError>(n) }
+        })
+        .unwrap();
+    let x1 = x.submit(1).await.unwrap().id;
+    wait_for(&engine, x1, started).await;
+    // y's worker wakes for its job and waits for the cap's one permit.
+    let y1 = y.submit(1).await.unwrap().id;
+    let x2 = x.submit(2).await.unwrap().id;
+    let x3 = x.submit(3).await.unwrap().id;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    release.send(true).unwrap();
+    for id in [x1, x2, x3] {
+        x.join(id, None).await.unwrap();
+    }
+    y.join(y1, None).await.unwrap();
+    assert_eq!(*order.lock().unwrap(), ["x1", "y1", "x2", "x3"]);
+}
+
+/// An attempt that ends while the engine shuts down starts nothing in its slot: the next ready
+/// job stays queued, untouched, for the next open.
+#[tokio::test]
+async fn an_attempt_ending_during_shutdown_starts_no_next_job() {
+    let (_dir, path) = temp_file();
+    {
+        let (engine, _clock) = open_manual(&path).await;
+        let h = engine
+            .register(
+                JobSpec::new("one").concurrency(1),
+                |ctx: JobCtx, n: u32| async move {
+                    ctx.cancelled().await;
+                    Ok::<_, JobError>(n)
+                },
+            )
+            .unwrap();
+        let a = h.submit(1).await.unwrap().id;
+        wait_for(&engine, a, started).await;
+        h.submit(2).await.unwrap();
+        engine.shutdown(secs(5)).await.unwrap();
+    }
+    let (engine, _clock) = open_manual(&path).await;
+    let jobs = engine.jobs();
+    let all = jobs.list().oldest_first().limit(10).await.unwrap().jobs;
+    let states: Vec<JobState> = all.iter().map(|j| j.state).collect();
+    assert_eq!(states, [JobState::Completed, JobState::Queued]);
+    let events = jobs.events(all[1].id).read(0, 10).await.unwrap();
+    assert_eq!(names(&events), ["submitted"]);
 }
 
 async fn bad_submissions_and_definitions_are_typed_errors_that_write_nothing(place: Place) {

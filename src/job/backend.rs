@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use super::effects::Claimed;
 use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, Submitted};
@@ -135,6 +136,34 @@ impl JobStorage for JobBackend {
             JobBackend::Redb(b) => b.complete(claim, output, cancel_requested).await,
             #[cfg(feature = "postgres")]
             JobBackend::Postgres(b) => b.complete(claim, output, cancel_requested).await,
+        }
+    }
+
+    fn claims_on_complete(&self) -> bool {
+        match self {
+            JobBackend::Redb(b) => b.claims_on_complete(),
+            #[cfg(feature = "postgres")]
+            JobBackend::Postgres(b) => b.claims_on_complete(),
+        }
+    }
+
+    async fn complete_then_claim(
+        &self,
+        claim: AttemptClaim,
+        output: Vec<u8>,
+        cancel_requested: bool,
+        next: &str,
+    ) -> Result<(bool, Option<Claimed>)> {
+        match self {
+            JobBackend::Redb(b) => {
+                b.complete_then_claim(claim, output, cancel_requested, next)
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            JobBackend::Postgres(b) => {
+                b.complete_then_claim(claim, output, cancel_requested, next)
+                    .await
+            }
         }
     }
 

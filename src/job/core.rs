@@ -46,6 +46,9 @@ pub(crate) struct JobCore {
     targets: Mutex<HashMap<String, Arc<DispatchTarget>>>,
     active: AtomicUsize,
     idle: Notify,
+    /// Waiting for a slot that an ending attempt must leave free: workers waiting for a
+    /// permit of the global cap, attempts already started waiting for any permit.
+    pub(crate) waiting: AtomicUsize,
 }
 
 impl std::fmt::Debug for JobCore {
@@ -98,6 +101,7 @@ impl JobCore {
             targets: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
+            waiting: AtomicUsize::new(0),
         })
     }
 

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -98,6 +99,7 @@ where
             name: self.spec.name.as_str().into(),
             concurrency: concurrency.clone(),
             rate: self.spec.start_window(),
+            wanted: AtomicUsize::new(0),
             result_limit: limit,
             invoke: Box::new(invoke),
         });

@@ -100,6 +100,26 @@ pub(crate) trait JobStorage {
         output: Vec<u8>,
         cancel_requested: bool,
     ) -> Result<bool>;
+    /// Whether [`complete_then_claim`](Self::complete_then_claim) starts the next job in the
+    /// write that completes one. Where it does not, a worker frees its slot before the end is
+    /// written, for whichever claim comes next.
+    fn claims_on_complete(&self) -> bool {
+        false
+    }
+    /// Completes the attempt's job as [`complete`](Self::complete) does and, when it did,
+    /// starts the next ready job of definition `next` (not paused, and without a start limit:
+    /// the caller checks) in the same transaction, for the worker slot the attempt frees. A
+    /// backend that cannot do both at once completes only and starts nothing.
+    async fn complete_then_claim(
+        &self,
+        claim: AttemptClaim,
+        output: Vec<u8>,
+        cancel_requested: bool,
+        _next: &str,
+    ) -> Result<(bool, Option<Claimed>)> {
+        let done = self.complete(claim, output, cancel_requested).await?;
+        Ok((done, None))
+    }
     /// Settles a failed attempt: a retry after the backoff, or the terminal state.
     async fn fail(&self, claim: AttemptClaim, failure: JobFailure, retryable: bool)
     -> Result<bool>;

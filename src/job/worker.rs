@@ -4,8 +4,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::core::JobCore;
@@ -30,6 +31,8 @@ pub(crate) struct Definition {
     pub(crate) concurrency: Arc<Semaphore>,
     /// The start limit, counted by each claim.
     pub(crate) rate: Option<Window>,
+    /// Whether the definition's worker waits for a free slot (1) to claim ready jobs for.
+    pub(crate) wanted: AtomicUsize,
     /// The largest encoded output or step result.
     pub(crate) result_limit: usize,
     pub(crate) invoke: Invoke,
@@ -50,25 +53,51 @@ pub(crate) async fn take_handoffs(
 }
 
 fn start(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed, slot: Slot) {
-    tokio::spawn(attempt(core, def, job, slot));
+    tokio::spawn(attempts(core.clone(), def.clone(), job, slot));
+}
+
+/// Runs a started attempt, then each attempt that its end started in the same slot.
+async fn attempts(core: Arc<JobCore>, def: Arc<Definition>, mut job: Claimed, mut slot: Slot) {
+    loop {
+        let signal = signal_of(&core, &def, &job);
+        match run_attempt(core.clone(), def.clone(), job, signal, slot, true).await {
+            // The engine began to stop while the end was written: the shutdown may have told
+            // the running attempts before this one existed, so it is handed back unrun.
+            Some((next, _slot)) if *core.stop.borrow() => {
+                return hand_back(&core, &def, next).await;
+            }
+            Some(next) => (job, slot) = next,
+            None => return,
+        }
+    }
+}
+
+/// Hands back a started attempt without running it.
+async fn hand_back(core: &Arc<JobCore>, def: &Definition, job: Claimed) {
+    let signal = signal_of(core, def, &job);
+    let claim = AttemptClaim {
+        id: job.id,
+        attempt: job.attempt,
+        epoch: core.epoch(),
+    };
+    if let Err(e) = core.backend.release(claim).await {
+        tracing::warn!(job = %def.name, id = job.id, error = %e, "could not hand back a job at shutdown");
+    }
+    core.attempt_ended(job.id, &signal);
 }
 
 /// Runs a started attempt to its end, in the calling task: what [`Engine::drain`](crate::Engine::drain) does
 /// with each job it claims.
 pub(crate) async fn run_here(core: &Arc<JobCore>, def: &Arc<Definition>, job: Claimed) {
-    let Some(slot) = acquire(core, def).await else {
+    let Some(slot) = acquire(core, def, false).await else {
         return;
     };
-    attempt(core, def, job, slot).await;
+    let signal = signal_of(core, def, &job);
+    run_attempt(core.clone(), def.clone(), job, signal, slot, false).await;
 }
 
-/// The attempt of a claimed job, with its stop signal.
-fn attempt(
-    core: &Arc<JobCore>,
-    def: &Arc<Definition>,
-    job: Claimed,
-    slot: Slot,
-) -> impl Future<Output = ()> + Send + 'static {
+/// The stop signal of a claimed job's attempt.
+fn signal_of(core: &JobCore, def: &Definition, job: &Claimed) -> Arc<AttemptSignal> {
     // The signal was registered when the claim committed, before the claim was answered.
     let signal = match core.running_signal(job.id) {
         Some(signal) if signal.attempt == job.attempt => signal,
@@ -78,7 +107,7 @@ fn attempt(
         }
     };
     signal.set_definition(def.name.clone());
-    run_attempt(core.clone(), def.clone(), job, signal, slot)
+    signal
 }
 
 pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
@@ -108,7 +137,7 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
             }
         }
         let first = tokio::select! {
-            slot = acquire(&core, &def) => slot,
+            slot = acquire(&core, &def, true) => slot,
             _ = stop.changed() => return,
         };
         let Some(first) = first else { return };
@@ -151,23 +180,64 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
     }
 }
 
-async fn acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
-    let own = def.concurrency.clone().acquire_owned().await.ok()?;
-    let global = core.global.clone().acquire_owned().await.ok()?;
+/// A slot for an attempt of `def`, waiting for one if none is free. The worker claims for the
+/// slot (`for_claim`); otherwise the attempt is started already.
+async fn acquire(core: &Arc<JobCore>, def: &Definition, for_claim: bool) -> Option<Slot> {
+    // Counted while they wait. An ending attempt of the definition starts the next ready job
+    // in its slot for a worker that waits for one (rather than free the slot for a claim of
+    // the worker's own), and frees its slot for anything else that waits.
+    let own = match for_claim {
+        true => permit(&def.concurrency, &def.wanted).await?,
+        false => permit(&def.concurrency, &core.waiting).await?,
+    };
+    let global = permit(&core.global, &core.waiting).await?;
     Some((own, global))
+}
+
+/// A permit of `semaphore`, counted in `waiters` while it waits for one (until the wait ends
+/// or is dropped).
+async fn permit(semaphore: &Arc<Semaphore>, waiters: &AtomicUsize) -> Option<OwnedSemaphorePermit> {
+    struct Waiting<'a>(&'a AtomicUsize);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    if let Ok(permit) = semaphore.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    waiters.fetch_add(1, Ordering::SeqCst);
+    let _waiting = Waiting(waiters);
+    semaphore.clone().acquire_owned().await.ok()
+}
+
+/// Whether an ending attempt of `def` keeps its slot for the definition's next ready job: its
+/// worker waits for a slot (so jobs are ready: with none waiting, a free slot lets a submit
+/// start its job directly), nothing else waits for one (a worker of another definition under
+/// the global cap gets it), the definition has no start limit (its claims count starts), and
+/// the engine is not stopping.
+fn may_keep_slot(core: &JobCore, def: &Definition) -> bool {
+    def.wanted.load(Ordering::SeqCst) > 0
+        && core.waiting.load(Ordering::SeqCst) == 0
+        && def.rate.is_none()
+        && !*core.stop.borrow()
 }
 
 fn try_acquire(core: &Arc<JobCore>, def: &Definition) -> Option<Slot> {
     try_slot(&core.global, &def.concurrency)
 }
 
+/// Runs the attempt and records how it ended. With `chain`, a completed attempt may keep its
+/// slot for the next ready job of its definition, started in the same write as this end; that
+/// job and the slot are returned, to be run next.
 async fn run_attempt(
     core: Arc<JobCore>,
     def: Arc<Definition>,
     job: Claimed,
     signal: Arc<AttemptSignal>,
     slot: Slot,
-) {
+    chain: bool,
+) -> Option<(Claimed, Slot)> {
     let mut job = job;
     let input = std::mem::take(&mut job.input);
     let (id, attempt) = (job.id, job.attempt);
@@ -226,8 +296,17 @@ async fn run_attempt(
             }
         }
     };
-    // The handler is done: its slot is free for the next attempt while the result commits.
-    drop(slot);
+    // The handler is done. Its slot goes to the next ready job of its definition, started in
+    // the write that records this end, unless something else waits for a slot (another
+    // definition, under the global cap) or the definition's start limit must count the start:
+    // then the slot is free now, for the next attempt while the result commits.
+    let keep = chain
+        && slot.is_some()
+        && result.is_ok()
+        && core.backend.claims_on_complete()
+        && may_keep_slot(&core, &def);
+    // (Dropped here when not kept, before the end is written.)
+    let slot = slot.filter(|_| keep);
     let claim = AttemptClaim {
         id,
         attempt,
@@ -235,16 +314,26 @@ async fn run_attempt(
     };
     let settle = || async {
         match &result {
-            Ok(output) => {
+            Ok(output) if slot.is_some() => {
                 core.backend
-                    .complete(claim, output.clone(), signal.cancel_requested())
+                    .complete_then_claim(
+                        claim,
+                        output.clone(),
+                        signal.cancel_requested(),
+                        &def.name,
+                    )
                     .await
             }
+            Ok(output) => core
+                .backend
+                .complete(claim, output.clone(), signal.cancel_requested())
+                .await
+                .map(|done| (done, None)),
             // Stopped by the shutdown's deadline: the shutdown hands the job back, together
             // with every other unfinished one, in one write.
-            Err(_) if signal.aborted() => Ok(false),
+            Err(_) if signal.aborted() => Ok((false, None)),
             Err(_) if signal.reason() == Some(StopReason::Shutdown) => {
-                core.backend.release(claim).await
+                core.backend.release(claim).await.map(|done| (done, None))
             }
             Err(e) => {
                 let failure = JobFailure {
@@ -252,7 +341,10 @@ async fn run_attempt(
                     message: e.message().to_string(),
                     attempt,
                 };
-                core.backend.fail(claim, failure, e.is_retryable()).await
+                core.backend
+                    .fail(claim, failure, e.is_retryable())
+                    .await
+                    .map(|done| (done, None))
             }
         }
     };
@@ -274,16 +366,19 @@ async fn run_attempt(
             }
         }
     };
-    match settled.instrument(span).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::debug!(job = %def.name, id, attempt, "late result dropped: the attempt no longer owns the job")
+    let next = match settled.instrument(span).await {
+        Ok((true, next)) => next,
+        Ok((false, _)) => {
+            tracing::debug!(job = %def.name, id, attempt, "late result dropped: the attempt no longer owns the job");
+            None
         }
         Err(e) => {
-            tracing::warn!(job = %def.name, id, attempt, error = %e, "could not record the end of an attempt")
+            tracing::warn!(job = %def.name, id, attempt, error = %e, "could not record the end of an attempt");
+            None
         }
-    }
+    };
     core.attempt_ended(id, &signal);
+    next.zip(slot)
 }
 
 /// How long the handler of an attempt that ended in the file (timed out or cancelled) may run on

@@ -38,13 +38,7 @@ pub(crate) fn claim(
     };
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
-        let job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
-            table: "job_ready",
-            detail: format!("ready entry points at missing job {id}"),
-        })?;
-        // The ready entry is gone already; only the gauge is left of the queued state.
-        crate::job::transition::tally(ctx, &job.name, crate::job::JobState::Queued, -1)?;
-        jobs.push(start_attempt(ctx, id, job, epoch, fx)?);
+        jobs.push(start_taken(ctx, id, epoch, fx)?);
     }
     let left = jobs.len() == room && any_ready(ctx, name)?;
     let (claim, counts) = settle_claim(jobs, (room, max), left, window, ctx.now);
@@ -53,6 +47,35 @@ pub(crate) fn claim(
         save_flow(ctx, name, flow)?;
     }
     Ok(claim)
+}
+
+/// Starts an attempt of the first ready job of `name`, if there is one and the definition is
+/// not paused: the claim an ending attempt makes for the worker slot it frees. The definition
+/// has no start limit (a limited one's claims count its starts; the caller checks).
+pub(crate) fn claim_next(
+    ctx: &mut TxCtx<'_>,
+    name: &str,
+    epoch: u64,
+    fx: &mut Effects,
+) -> Result<Option<Claimed>> {
+    if load_flow(ctx, name)?.paused_at.is_some() {
+        return Ok(None);
+    }
+    match take_ready(ctx.table(JOB_READY)?, name, 1)?.pop() {
+        Some(id) => Ok(Some(start_taken(ctx, id, epoch, fx)?)),
+        None => Ok(None),
+    }
+}
+
+/// Starts an attempt of job `id`, just taken off the ready index.
+fn start_taken(ctx: &mut TxCtx<'_>, id: u64, epoch: u64, fx: &mut Effects) -> Result<Claimed> {
+    let job: JobV1 = load(ctx, id)?.ok_or_else(|| Error::Corrupt {
+        table: "job_ready",
+        detail: format!("ready entry points at missing job {id}"),
+    })?;
+    // The ready entry is gone already; only the gauge is left of the queued state.
+    crate::job::transition::tally(ctx, &job.name, crate::job::JobState::Queued, -1)?;
+    start_attempt(ctx, id, job, epoch, fx)
 }
 
 /// Whether any job of `name` is ready, waiting for a claim.

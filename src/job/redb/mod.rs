@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Weak};
 
-use super::effects::{Effects, Handoff, JobHost};
+use super::effects::{Claimed, Effects, Handoff, JobHost};
 use super::error::JobFailure;
 use super::info::JobEvent;
 use super::info::{CancelOutcome, JobCounts, JobInfo, JobPage, JobState, Submitted, info};
@@ -192,6 +192,37 @@ impl JobStorage for RedbJobs {
     ) -> Result<bool> {
         self.write(move |ctx, fx| {
             ops::finish::complete(ctx, c.id, c.attempt, c.epoch, &output, cancel_requested, fx)
+        })
+        .await
+    }
+
+    fn claims_on_complete(&self) -> bool {
+        true
+    }
+
+    async fn complete_then_claim(
+        &self,
+        c: AttemptClaim,
+        output: Vec<u8>,
+        cancel_requested: bool,
+        next: &str,
+    ) -> Result<(bool, Option<Claimed>)> {
+        let next = next.to_string();
+        self.write(move |ctx, fx| {
+            let done = ops::finish::complete(
+                ctx,
+                c.id,
+                c.attempt,
+                c.epoch,
+                &output,
+                cancel_requested,
+                fx,
+            )?;
+            let started = match done {
+                true => ops::claim::claim_next(ctx, &next, c.epoch, fx)?,
+                false => None,
+            };
+            Ok((done, started))
         })
         .await
     }
