@@ -3,33 +3,15 @@
 //! name's range is the next item to hand out; and time indexes, `(instant ms, id)`, whose
 //! first entry is the next instant with work.
 
-use std::ops::RangeInclusive;
-
 use redb::ReadableTable;
-
-use crate::store::change::LoggedTable;
 
 use crate::error::{Error, Result};
 
-/// A ready index: (name, priority key, sequence) -> id.
+/// A ready index's key: (name, priority key, sequence).
 pub(crate) type ReadyKey<'n> = (&'n str, u32, u64);
 
-/// The range of `name`'s entries in a ready index, highest priority and then oldest first.
-pub(crate) fn ready_range(name: &str) -> RangeInclusive<ReadyKey<'_>> {
-    (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX)
-}
-
-/// Takes up to `max` of `name`'s first entries off a ready index in one pass (one descent and
-/// one rewrite per leaf) and returns their ids in order.
-pub(crate) fn take_ready(
-    ready: &mut LoggedTable<'_, ReadyKey<'static>, u64>,
-    name: &str,
-    max: usize,
-) -> Result<Vec<u64>> {
-    let mut ids = Vec::with_capacity(max.min(1_024));
-    ready.take_first_in(ready_range(name), max, |_, id| ids.push(id))?;
-    Ok(ids)
-}
+/// The range of a name's entries in a ready index (the store takes entries off one in batches).
+pub(crate) use crate::store::tables::ready_range;
 
 /// Whether `name` has an entry in a ready index.
 pub(crate) fn has_ready(

@@ -181,8 +181,11 @@ pub(crate) fn enter_queued(
 ) -> Result<()> {
     if run_at <= ctx.now {
         let seq = ctx.next_id(SEQ_COUNTER)?;
-        ctx.table(JOB_READY)?
-            .insert((job.name.as_str(), priority_key(job.priority), seq), id)?;
+        ctx.insert_ready(
+            JOB_READY,
+            (job.name.as_str(), priority_key(job.priority), seq),
+            id,
+        )?;
         job.state = JobStateV1::Queued {
             ready_seq: Some(seq),
             run_at,

@@ -201,29 +201,6 @@ impl<K: Key + 'static, V: Value + 'static> LoggedTable<'_, K, V> {
         })?;
         Ok(())
     }
-
-    /// Removes up to `max` of the first entries in `range`, handing each to `each` in key
-    /// order, in one pass.
-    pub(crate) fn take_first_in<'a, KR>(
-        &mut self,
-        range: impl RangeBounds<KR> + 'a,
-        max: usize,
-        mut each: impl for<'f> FnMut(K::SelfType<'f>, V::SelfType<'f>),
-    ) -> Result<()>
-    where
-        KR: Borrow<K::SelfType<'a>> + 'a,
-    {
-        let mut taken = self.table.extract_from_if(range, |_, _| true)?;
-        for _ in 0..max {
-            let Some(entry) = taken.next() else { break };
-            let (key, value) = entry?;
-            self.changes
-                .borrow_mut()
-                .delete(self.number, K::as_bytes(&key.value()).as_ref());
-            each(key.value(), value.value());
-        }
-        Ok(())
-    }
 }
 
 /// One change read back from a record.

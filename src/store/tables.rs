@@ -5,7 +5,9 @@
 //! Keys are redb tuples (ordered element by element); values are versioned records encoded by
 //! [`super::codec`].
 
-use redb::{Key, TableDefinition, TableHandle, Value, WriteTransaction};
+use std::ops::RangeInclusive;
+
+use redb::{Key, ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction};
 
 use super::change::{LoggedTable, WriteTx};
 
@@ -91,12 +93,15 @@ macro_rules! table_cache {
             /// Entries for grouped time indexes, kept until the batch ends and then written as
             /// one group per index; see [`TableCache::insert_grouped`].
             grouped: Vec<(GroupedIndex, Vec<(u64, u64)>)>,
+            /// Entries taken off ready indexes: read when taken, removed when the index is
+            /// next used or the batch ends; see [`TableCache::take_ready`].
+            taken: Vec<Taken>,
             $($slot: Vec<(String, LoggedTable<'a, $k, $v>)>,)*
         }
 
         impl<'a> TableCache<'a> {
             pub(crate) fn new(tx: &'a WriteTx) -> Self {
-                TableCache { tx, removals: Vec::new(), grouped: Vec::new(), $($slot: Vec::new(),)* }
+                TableCache { tx, removals: Vec::new(), grouped: Vec::new(), taken: Vec::new(), $($slot: Vec::new(),)* }
             }
         }
 
@@ -112,6 +117,16 @@ macro_rules! table_cache {
             }
         }
     };
+    (@slot ready_index: $k:ty => $v:ty) => {
+        impl<'a> CacheSlot<'a, $k, $v> for TableCache<'a> {
+            fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, $k, $v>)> {
+                &mut self.ready_index
+            }
+            fn before_use(&mut self, name: &str) -> Result<()> {
+                self.flush_taken(name)
+            }
+        }
+    };
     (@slot $slot:ident: $k:ty => $v:ty) => {
         impl<'a> CacheSlot<'a, $k, $v> for TableCache<'a> {
             fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, $k, $v>)> {
@@ -123,7 +138,7 @@ macro_rules! table_cache {
 
 table_cache! {
     records: u64 => &'static [u8];
-    name_queue: (&'static str, u32, u64) => u64;
+    ready_index: (&'static str, u32, u64) => u64;
     time_index: (u64, u64) => ();
     name_keys: (&'static str, &'static str) => u64;
     events: (u64, u32) => &'static [u8];
@@ -131,6 +146,36 @@ table_cache! {
     code_index: (u8, u64) => ();
     named_records: &'static str => &'static [u8];
     grouped_index: (u64, u64) => &'static [u8];
+}
+
+/// A ready index: (name, priority key, sequence) -> id. The first entry of a name's range is the
+/// next item to hand out: highest priority (lowest key), then oldest.
+pub(crate) type ReadyIndex = TableDefinition<'static, (&'static str, u32, u64), u64>;
+
+/// The range of `name`'s entries in a ready index, in the order they are handed out.
+pub(crate) fn ready_range(name: &str) -> RangeInclusive<(&str, u32, u64)> {
+    (name, 0u32, 0u64)..=(name, u32::MAX, u64::MAX)
+}
+
+/// The entries a batch took off one name's range of a ready index, not yet removed.
+struct Taken {
+    def: ReadyIndex,
+    name: String,
+    /// (priority key, sequence) of each entry taken, sorted.
+    keys: Vec<(u32, u64)>,
+    /// Every entry of the name before this key is taken: the next take reads on from here.
+    from: (u32, u64),
+}
+
+impl Taken {
+    fn has(&self, key: (u32, u64)) -> bool {
+        self.keys.binary_search(&key).is_ok()
+    }
+
+    /// The part of `name`'s range that may hold entries not yet taken.
+    fn unread<'n>(&self, name: &'n str) -> RangeInclusive<(&'n str, u32, u64)> {
+        (name, self.from.0, self.from.1)..=(name, u32::MAX, u64::MAX)
+    }
 }
 
 /// A time index: (instant in ms, id) keys, no value.
@@ -238,6 +283,121 @@ impl<'a> TableCache<'a> {
         Ok(())
     }
 
+    /// Takes up to `max` of `name`'s first entries in the ready index `def` and returns their
+    /// ids in order. The entries are read now and removed when the index is next used through
+    /// [`TableCache::table`] or the batch ends; until then [`TableCache::take_ready`] and
+    /// [`TableCache::has_ready`] pass over them.
+    ///
+    /// Taken one at a time (the next job of a worker slot, started in the write that ends the
+    /// slot's last attempt), each removal rebuilt the entry's leaf: about as costly as the rest
+    /// of a claim. Removed together, each leaf is rebuilt once per batch.
+    pub(crate) fn take_ready(
+        &mut self,
+        def: ReadyIndex,
+        name: &str,
+        max: usize,
+    ) -> Result<Vec<u64>> {
+        let at = match self.taken_at(def, name) {
+            Some(at) => at,
+            None => {
+                self.taken.push(Taken {
+                    def,
+                    name: name.to_owned(),
+                    keys: Vec::new(),
+                    from: (0, 0),
+                });
+                self.taken.len() - 1
+            }
+        };
+        let table = open_cached(self.tx, &mut self.ready_index, def)?;
+        let taken = &mut self.taken[at];
+        let mut ids = Vec::with_capacity(max.min(1_024));
+        let mut newly = Vec::new();
+        for entry in table.range(taken.unread(name))? {
+            if ids.len() == max {
+                break;
+            }
+            let (key, id) = entry?;
+            let (_, priority, seq) = key.value();
+            if !taken.has((priority, seq)) {
+                newly.push((priority, seq));
+                ids.push(id.value());
+            }
+        }
+        if let Some(&(priority, seq)) = newly.last() {
+            // Everything from `from` up to the last entry taken is taken now.
+            taken.from = match seq.checked_add(1) {
+                Some(next) => (priority, next),
+                None => (priority.saturating_add(1), 0),
+            };
+        }
+        for key in newly {
+            if let Err(at) = taken.keys.binary_search(&key) {
+                taken.keys.insert(at, key);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Whether `name` has an entry in the ready index `def` that this batch has not taken.
+    pub(crate) fn has_ready(&mut self, def: ReadyIndex, name: &str) -> Result<bool> {
+        let taken = self.taken_at(def, name).map(|at| &self.taken[at]);
+        let table = open_cached(self.tx, &mut self.ready_index, def)?;
+        let Some(taken) = taken else {
+            return Ok(table.range(ready_range(name))?.next().is_some());
+        };
+        for entry in table.range(taken.unread(name))? {
+            let (key, _) = entry?;
+            let (_, priority, seq) = key.value();
+            if !taken.has((priority, seq)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Adds `key` to the ready index `def` (without applying the batch's takes).
+    pub(crate) fn insert_ready(
+        &mut self,
+        def: ReadyIndex,
+        key: (&str, u32, u64),
+        id: u64,
+    ) -> Result<()> {
+        if let Some(at) = self.taken_at(def, key.0) {
+            let taken = &mut self.taken[at];
+            let short = (key.1, key.2);
+            // A key taken and put back in the same batch stays.
+            if let Ok(at) = taken.keys.binary_search(&short) {
+                taken.keys.remove(at);
+            }
+            taken.from = taken.from.min(short);
+        }
+        open_cached(self.tx, &mut self.ready_index, def)?.insert(key, id)?;
+        Ok(())
+    }
+
+    /// Where the entries taken off `def` for `name` are noted, if any are.
+    fn taken_at(&self, def: ReadyIndex, name: &str) -> Option<usize> {
+        self.taken
+            .iter()
+            .position(|t| t.def.name() == def.name() && t.name == name)
+    }
+
+    /// Removes the entries taken off the ready index `name`.
+    fn flush_taken(&mut self, name: &str) -> Result<()> {
+        while let Some(at) = self.taken.iter().position(|t| t.def.name() == name) {
+            let taken = self.taken.swap_remove(at);
+            let (Some(first), Some(last)) = (taken.keys.first(), taken.keys.last()) else {
+                continue;
+            };
+            let queue = taken.name.as_str();
+            let range = (queue, first.0, first.1)..=(queue, last.0, last.1);
+            open_cached(self.tx, &mut self.ready_index, taken.def)?
+                .retain_in(range, |(_, priority, seq), _| !taken.has((priority, seq)))?;
+        }
+        Ok(())
+    }
+
     /// Adds `key` (instant, id) to the grouped index `def`: it joins the batch's group, written
     /// when the batch ends.
     pub(crate) fn insert_grouped(&mut self, def: GroupedIndex, key: (u64, u64)) {
@@ -261,7 +421,6 @@ impl<'a> TableCache<'a> {
         now: u64,
         limit: usize,
     ) -> Result<Vec<(u64, u64)>> {
-        use redb::ReadableTable;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -300,13 +459,17 @@ impl<'a> TableCache<'a> {
         self.grouped.len()
     }
 
-    /// What every batch does last, before its commit: the queued removals are applied, and
-    /// each grouped index gets the batch's group, numbered from `numbers` (one per pending
-    /// group, see [`TableCache::groups_pending`]).
+    /// What every batch does last, before its commit: the queued removals and the ready
+    /// entries taken are applied, and each grouped index gets the batch's group, numbered from
+    /// `numbers` (one per pending group, see [`TableCache::groups_pending`]).
     pub(crate) fn finish(&mut self, numbers: &[u64]) -> Result<()> {
         while let Some((def, _)) = self.removals.first() {
             let name = def.name().to_owned();
             self.flush_removals(&name)?;
+        }
+        while let Some(taken) = self.taken.first() {
+            let name = taken.def.name().to_owned();
+            self.flush_taken(&name)?;
         }
         let grouped = std::mem::take(&mut self.grouped);
         debug_assert_eq!(grouped.len(), numbers.len());
@@ -339,7 +502,6 @@ fn open_cached<'a, 's, K: Key + 'static, V: Value + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::ReadableTable;
 
     const INDEX: TableDefinition<(u64, u64), ()> = TableDefinition::new("index_test");
 
@@ -386,6 +548,78 @@ mod tests {
             );
         }
         tx.into_parts().0.commit().unwrap();
+    }
+
+    const READY: ReadyIndex = TableDefinition::new("ready_test");
+
+    /// A ready index's rows: (name, priority key, sequence, id).
+    fn ready_rows(
+        table: &impl ReadableTable<(&'static str, u32, u64), u64>,
+    ) -> Vec<(String, u32, u64, u64)> {
+        table
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                let (name, priority, seq) = k.value();
+                (name.to_owned(), priority, seq, v.value())
+            })
+            .collect()
+    }
+
+    fn row(name: &str, priority: u32, seq: u64, id: u64) -> (String, u32, u64, u64) {
+        (name.to_owned(), priority, seq, id)
+    }
+
+    #[test]
+    fn ready_entries_taken_are_passed_over_until_the_batch_removes_them_together() {
+        let (_dir, db) = scratch_db();
+        let tx = WriteTx::new(db.begin_write().unwrap());
+        {
+            let mut tables = TableCache::new(&tx);
+            for seq in 1..=5 {
+                tables
+                    .insert_ready(READY, ("a", 10, seq), 100 + seq)
+                    .unwrap();
+            }
+            tables.insert_ready(READY, ("b", 10, 6), 106).unwrap();
+            assert_eq!(tables.take_ready(READY, "a", 2).unwrap(), [101, 102]);
+            // Still in the table until the batch ends, but never handed out twice.
+            assert_eq!(tables.take_ready(READY, "a", 1).unwrap(), [103]);
+            // An entry of higher priority, added after those takes, comes first.
+            tables.insert_ready(READY, ("a", 5, 7), 107).unwrap();
+            assert_eq!(tables.take_ready(READY, "a", 10).unwrap(), [107, 104, 105]);
+            assert!(!tables.has_ready(READY, "a").unwrap());
+            assert!(tables.has_ready(READY, "b").unwrap());
+            assert_eq!(tables.take_ready(READY, "c", 1).unwrap(), [] as [u64; 0]);
+            tables.insert_ready(READY, ("a", 10, 8), 108).unwrap();
+            assert!(tables.has_ready(READY, "a").unwrap());
+            // Whoever reads the index through the cache sees the takes applied.
+            assert_eq!(
+                ready_rows(&**tables.table(READY).unwrap()),
+                [row("a", 10, 8, 108), row("b", 10, 6, 106)]
+            );
+            assert_eq!(tables.take_ready(READY, "b", 1).unwrap(), [106]);
+            // Taken and put back in the same batch: it stays.
+            tables.insert_ready(READY, ("b", 10, 6), 106).unwrap();
+            assert_eq!(tables.take_ready(READY, "a", 1).unwrap(), [108]);
+            tables.finish(&[]).unwrap();
+            assert_eq!(
+                ready_rows(&*tables.ready_index[0].1),
+                [row("b", 10, 6, 106)]
+            );
+        }
+        // The batch's log record replays to the same index.
+        let (wtx, changes) = tx.into_parts();
+        wtx.commit().unwrap();
+        let (_other_dir, other) = scratch_db();
+        let wtx = other.begin_write().unwrap();
+        super::super::change::replay(&wtx, &changes.into_bytes(), &[&READY]).unwrap();
+        assert_eq!(
+            ready_rows(&wtx.open_table(READY).unwrap()),
+            [row("b", 10, 6, 106)]
+        );
+        wtx.commit().unwrap();
     }
 
     const GROUPED: GroupedIndex = TableDefinition::new("grouped_test");

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use super::change::{Changes, LoggedTable, WriteTx};
 use super::syncer::Syncer;
-use super::tables::{CacheSlot, GroupedIndex, Schema, TableCache, TimeIndex};
+use super::tables::{CacheSlot, GroupedIndex, ReadyIndex, Schema, TableCache, TimeIndex};
 use super::wal::{self, Wal};
 use super::{Durability, StoreShared, change, meta};
 use crate::clock::Clock;
@@ -94,6 +94,32 @@ impl<'a> TxCtx<'a> {
         limit: usize,
     ) -> Result<Vec<(u64, u64)>> {
         self.tables.take_due_grouped(def, self.now, limit)
+    }
+
+    /// Takes up to `max` of `name`'s first entries in the ready index `def`; see
+    /// [`TableCache::take_ready`].
+    pub(crate) fn take_ready(
+        &mut self,
+        def: ReadyIndex,
+        name: &str,
+        max: usize,
+    ) -> Result<Vec<u64>> {
+        self.tables.take_ready(def, name, max)
+    }
+
+    /// Whether `name` has an entry in the ready index `def` that this batch has not taken.
+    pub(crate) fn has_ready(&mut self, def: ReadyIndex, name: &str) -> Result<bool> {
+        self.tables.has_ready(def, name)
+    }
+
+    /// Adds `key` to the ready index `def`; see [`TableCache::insert_ready`].
+    pub(crate) fn insert_ready(
+        &mut self,
+        def: ReadyIndex,
+        key: (&str, u32, u64),
+        id: u64,
+    ) -> Result<()> {
+        self.tables.insert_ready(def, key, id)
     }
 
     /// Removes `key` from the time index `def` before its next use or the commit; see

@@ -2,7 +2,6 @@
 
 use super::flow::{load_flow, save_flow};
 use crate::error::{Error, Result};
-use crate::index::{has_ready, take_ready};
 use crate::job::effects::{Claimed, Effects};
 use crate::job::metrics::JobMetric;
 use crate::job::record::{EventKindV1, JobV1};
@@ -30,11 +29,11 @@ pub(crate) fn claim(
     }
     let stored = flow.starts.clone().map(Into::into);
     let (room, window) = start_room(rate, stored, ctx.now, max);
-    // The first `room` entries of the name's range, taken off the ready index in one pass: one
-    // descent and one rewrite per leaf, where a lookup and a removal per job took two descents.
+    // The first `room` entries of the name's range, taken off the ready index (removed
+    // together when the batch ends).
     let ids = match room {
         0 => Vec::new(),
-        room => take_ready(ctx.table(JOB_READY)?, name, room)?,
+        room => ctx.take_ready(JOB_READY, name, room)?,
     };
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
@@ -61,7 +60,7 @@ pub(crate) fn claim_next(
     if load_flow(ctx, name)?.paused_at.is_some() {
         return Ok(None);
     }
-    match take_ready(ctx.table(JOB_READY)?, name, 1)?.pop() {
+    match ctx.take_ready(JOB_READY, name, 1)?.pop() {
         Some(id) => Ok(Some(start_taken(ctx, id, epoch, fx)?)),
         None => Ok(None),
     }
@@ -80,7 +79,7 @@ fn start_taken(ctx: &mut TxCtx<'_>, id: u64, epoch: u64, fx: &mut Effects) -> Re
 
 /// Whether any job of `name` is ready, waiting for a claim.
 pub(crate) fn any_ready(ctx: &mut TxCtx<'_>, name: &str) -> Result<bool> {
-    has_ready(&**ctx.table(JOB_READY)?, name)
+    ctx.has_ready(JOB_READY, name)
 }
 
 /// Starts the next attempt of a job that has left the queued state's indexes.
