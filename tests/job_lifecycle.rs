@@ -489,6 +489,77 @@ async fn an_ending_attempt_starts_the_next_ready_job_in_the_write_that_records_i
     assert_eq!((one.queued, one.running, one.completed), (0, 0, 3));
 }
 
+/// An attempt that ends while its definition's worker claims jobs for the slots it had free
+/// keeps its slot too, for the next ready job, started in the write that records its end: the
+/// worker's claim takes only as many jobs as it had slots, so a slot freed meanwhile would wait
+/// for the worker's next claim (under load, half the slots sat idle that way). Every sync is
+/// slowed by a second while it matters, so the claim is still unanswered when the attempt ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_ending_while_its_worker_claims_starts_the_next_ready_job() {
+    let (_dir, path) = temp_file();
+    let faults = jobfile::testing::FaultInjector::new();
+    let engine = EngineOptions::new()
+        .clock(ManualClock::new(T0))
+        .fault_injector(faults.clone())
+        .open(&path)
+        .await
+        .unwrap();
+    // Job `n` waits for gate `n`; job 2 then fails.
+    let (gates, opened) = watch::channel(0u32);
+    let h = engine
+        .register(
+            JobSpec::new("two").concurrency(2),
+            move |_: JobCtx, n: u32| {
+                let mut opened = opened.clone();
+                async move {
+                    opened.wait_for(|g| g & (1 << n) != 0).await.unwrap();
+                    match n {
+                        2 => Err(JobError::permanent("b fails")),
+                        n => Ok(n),
+                    }
+                }
+            },
+        )
+        .unwrap();
+    let a = h.submit(1).await.unwrap().id;
+    let b = h.submit(2).await.unwrap().id;
+    wait_for(&engine, a, started).await;
+    wait_for(&engine, b, started).await;
+    let mut queued = Vec::new();
+    for n in 3..=5 {
+        queued.push(h.submit(n).await.unwrap().id);
+    }
+    let ops = engine.store_stats().ops;
+    faults.slow_syncs(Duration::from_secs(1));
+    // `b` fails: a failed attempt frees its slot before its end is written, and the worker
+    // claims one job with it. Both are written; the claim stays unanswered for a second.
+    gates.send_modify(|g| *g |= 1 << 2);
+    while engine.store_stats().ops < ops + 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    gates.send_modify(|g| *g |= 1 << 1);
+    // `a`'s end is written.
+    while engine.store_stats().ops < ops + 3 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    faults.slow_syncs(Duration::ZERO);
+    // The claim started the first queued job, the write that ended `a` the second: no
+    // further write (the two wait at their gates).
+    wait_for(&engine, queued[0], started).await;
+    wait_for(&engine, queued[1], started).await;
+    assert_eq!(
+        engine.store_stats().ops,
+        ops + 3,
+        "b's end, the claim, and one write that ended a and started the next job"
+    );
+    assert_eq!(state_of(&engine, a).await, JobState::Completed);
+    assert_eq!(state_of(&engine, queued[2]).await, JobState::Queued);
+    gates.send_modify(|g| *g |= 0b111 << 3);
+    for (&id, n) in queued.iter().zip(3..) {
+        assert_eq!(h.join(id, None).await.unwrap(), Outcome::Completed(n));
+    }
+}
+
 /// A definition whose worker waits for a permit of the global cap gets the slot an ending
 /// attempt frees, before the ending definition's own next job: one busy definition does not
 /// keep the cap to itself.

@@ -31,7 +31,8 @@ pub(crate) struct Definition {
     pub(crate) concurrency: Arc<Semaphore>,
     /// The start limit, counted by each claim.
     pub(crate) rate: Option<Window>,
-    /// Whether the definition's worker waits for a free slot (1) to claim ready jobs for.
+    /// Whether the definition's worker is after ready jobs (1): waiting for a free slot to
+    /// claim them with, or claiming them.
     pub(crate) wanted: AtomicUsize,
     /// The largest encoded output or step result.
     pub(crate) result_limit: usize,
@@ -148,10 +149,14 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
                 None => break,
             }
         }
-        let claimed = core
-            .backend
-            .claim(&def.name, slots.len(), core.epoch(), def.rate)
-            .await;
+        // Counted while in flight: the slots its attempts free meanwhile start the jobs this
+        // claim leaves behind, rather than wait for the worker's next claim.
+        let claimed = {
+            let _claiming = Counted::new(&def.wanted);
+            core.backend
+                .claim(&def.name, slots.len(), core.epoch(), def.rate)
+                .await
+        };
         let claim = match claimed {
             Ok(c) => c,
             Err(e @ (Error::Closed | Error::Poisoned { .. })) => {
@@ -197,22 +202,31 @@ async fn acquire(core: &Arc<JobCore>, def: &Definition, for_claim: bool) -> Opti
 /// A permit of `semaphore`, counted in `waiters` while it waits for one (until the wait ends
 /// or is dropped).
 async fn permit(semaphore: &Arc<Semaphore>, waiters: &AtomicUsize) -> Option<OwnedSemaphorePermit> {
-    struct Waiting<'a>(&'a AtomicUsize);
-    impl Drop for Waiting<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
     if let Ok(permit) = semaphore.clone().try_acquire_owned() {
         return Some(permit);
     }
-    waiters.fetch_add(1, Ordering::SeqCst);
-    let _waiting = Waiting(waiters);
+    let _waiting = Counted::new(waiters);
     semaphore.clone().acquire_owned().await.ok()
 }
 
+/// One more in a count while it lives (until dropped, however the wait it stands for ends).
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Whether an ending attempt of `def` keeps its slot for the definition's next ready job: its
-/// worker waits for a slot (so jobs are ready: with none waiting, a free slot lets a submit
+/// worker waits for a slot or claims (so jobs are ready: with none, a free slot lets a submit
 /// start its job directly), nothing else waits for one (a worker of another definition under
 /// the global cap gets it), the definition has no start limit (its claims count starts), and
 /// the engine is not stopping.
