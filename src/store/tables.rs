@@ -80,7 +80,7 @@ pub(crate) trait CacheSlot<'a, K: Key + 'static, V: Value + 'static> {
 }
 
 macro_rules! table_cache {
-    ($($slot:ident: $k:ty => $v:ty;)*) => {
+    ($($slot:ident: $k:ty => $v:ty $(, before use: $flush:ident)?;)*) => {
         /// The tables of one write batch, each opened on first use and kept open until the
         /// batch ends: opening a table costs more than most single inserts into it. Tables of
         /// the types listed here can be cached; a table used through the cache must not also be
@@ -105,41 +105,27 @@ macro_rules! table_cache {
             }
         }
 
-        $(table_cache!(@slot $slot: $k => $v);)*
+        $(table_cache!(@slot $slot: $k => $v $(, $flush)?);)*
     };
-    (@slot time_index: $k:ty => $v:ty) => {
-        impl<'a> CacheSlot<'a, $k, $v> for TableCache<'a> {
-            fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, $k, $v>)> {
-                &mut self.time_index
-            }
-            fn before_use(&mut self, name: &str) -> Result<()> {
-                self.flush_removals(name)
-            }
-        }
-    };
-    (@slot ready_index: $k:ty => $v:ty) => {
-        impl<'a> CacheSlot<'a, $k, $v> for TableCache<'a> {
-            fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, $k, $v>)> {
-                &mut self.ready_index
-            }
-            fn before_use(&mut self, name: &str) -> Result<()> {
-                self.flush_taken(name)
-            }
-        }
-    };
-    (@slot $slot:ident: $k:ty => $v:ty) => {
+    (@slot $slot:ident: $k:ty => $v:ty $(, $flush:ident)?) => {
         impl<'a> CacheSlot<'a, $k, $v> for TableCache<'a> {
             fn slot(&mut self) -> &mut Vec<(String, LoggedTable<'a, $k, $v>)> {
                 &mut self.$slot
             }
+            $(fn before_use(&mut self, name: &str) -> Result<()> {
+                self.$flush(name)
+            })?
         }
     };
 }
 
+// The open-table slots of a batch, by key and value type. A slot marked `before use` calls that
+// method with the table's name before it hands the table out: work queued for the table is
+// applied first, so whoever reads it sees the batch's own changes.
 table_cache! {
     records: u64 => &'static [u8];
-    ready_index: (&'static str, u32, u64) => u64;
-    time_index: (u64, u64) => ();
+    ready_index: (&'static str, u32, u64) => u64, before use: flush_taken;
+    time_index: (u64, u64) => (), before use: flush_removals;
     name_keys: (&'static str, &'static str) => u64;
     events: (u64, u32) => &'static [u8];
     steps: (u64, &'static str) => &'static [u8];
