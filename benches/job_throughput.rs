@@ -19,6 +19,8 @@
 //! Every run uses the defaults (fsync'd commits, quick repair on) unless a line says otherwise.
 //! `--only fsync|relaxed|single|latency` runs one part. `--sync-delay-us N` makes every sync
 //! N µs slower (the testing feature's fault injector), as on a network volume.
+//! `--sample-ms N` also samples the jobs queued and running every N ms of a throughput run and
+//! prints them after it: a run whose handlers sit idle behind a backlog shows here.
 //! `--quick-repair-ab` instead runs the fsync'd throughput with redb's quick repair off and on,
 //! alternating, twice: the commit cost of quick repair; then the idle latency the same way.
 
@@ -38,6 +40,8 @@ struct Args {
     latency_jobs: usize,
     single_jobs: u64,
     sync_delay_us: u64,
+    /// Sample the jobs queued and running this often (ms) during a throughput run; 0: never.
+    sample_ms: u64,
 }
 
 impl Args {
@@ -61,6 +65,7 @@ fn parse_args() -> Args {
         latency_jobs: 1_000,
         single_jobs: 5_000,
         sync_delay_us: 0,
+        sample_ms: 0,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -73,6 +78,7 @@ fn parse_args() -> Args {
             ("--latency-jobs", Some(v)) => args.latency_jobs = v as usize,
             ("--single-jobs", Some(v)) => args.single_jobs = v,
             ("--sync-delay-us", Some(v)) => args.sync_delay_us = v,
+            ("--sample-ms", Some(v)) => args.sample_ms = v,
             _ => {
                 i += 1;
                 continue;
@@ -110,6 +116,19 @@ async fn throughput(args: &Args, options: EngineOptions, label: &str) {
         .expect("register");
     let start_stats = engine.store_stats();
     let started = Instant::now();
+    let sampler = (args.sample_ms > 0).then(|| {
+        let (jobs, every) = (engine.jobs(), Duration::from_millis(args.sample_ms));
+        let done = completed.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while done.load(Ordering::Relaxed) < total {
+                tokio::time::sleep(every).await;
+                let m = jobs.metrics().await.expect("metrics");
+                samples.push((m.queued_now, m.running_now));
+            }
+            samples
+        })
+    });
     let mut tasks = Vec::new();
     for s in 0..args.submitters {
         let noop = noop.clone();
@@ -135,6 +154,15 @@ async fn throughput(args: &Args, options: EngineOptions, label: &str) {
         total as f64 / elapsed.as_secs_f64(),
         ops as f64 / commits.max(1) as f64,
     );
+    if let Some(sampler) = sampler {
+        let samples = sampler.await.expect("sampler");
+        let shown: Vec<String> = samples.iter().map(|(q, r)| format!("{q}/{r}")).collect();
+        println!(
+            "{label:<8} queued/running every {} ms: {}",
+            args.sample_ms,
+            shown.join(" ")
+        );
+    }
     let m = engine.jobs().metrics().await.expect("metrics");
     assert_eq!((m.completed, m.queued_now, m.running_now), (total, 0, 0));
     engine
