@@ -1,6 +1,7 @@
 //! The storage backends jobs can use, dispatched by enum: public types stay non-generic.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use super::effects::Claimed;
 use super::error::JobFailure;
@@ -152,7 +153,7 @@ impl JobStorage for JobBackend {
         claim: AttemptClaim,
         output: Vec<u8>,
         cancel_requested: bool,
-        next: &str,
+        next: Arc<str>,
     ) -> Result<(bool, Option<Claimed>)> {
         match self {
             JobBackend::Redb(b) => {

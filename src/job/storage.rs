@@ -5,6 +5,8 @@
 //! proves it still owns its job by its [`AttemptClaim`] (job, attempt number, and the
 //! leadership epoch that started it), so the same fencing works in one process or across many.
 
+use std::sync::Arc;
+
 use super::effects::Claimed;
 use super::error::JobFailure;
 use super::info::JobEvent;
@@ -115,7 +117,7 @@ pub(crate) trait JobStorage {
         claim: AttemptClaim,
         output: Vec<u8>,
         cancel_requested: bool,
-        _next: &str,
+        _next: Arc<str>,
     ) -> Result<(bool, Option<Claimed>)> {
         let done = self.complete(claim, output, cancel_requested).await?;
         Ok((done, None))

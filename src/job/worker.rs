@@ -334,7 +334,7 @@ async fn run_attempt(
                         claim,
                         output.clone(),
                         signal.cancel_requested(),
-                        &def.name,
+                        def.name.clone(),
                     )
                     .await
             }

@@ -191,8 +191,12 @@ impl<K: Key + 'static, V: Value + 'static> LoggedTable<'_, K, V> {
     {
         let changes = self.changes;
         let number = self.number;
+        // The key's bytes, for the log, are taken before `keep` consumes the key: into one
+        // buffer, reused for every entry visited.
+        let mut bytes = Vec::new();
         self.table.retain_in(range, |key, value| {
-            let bytes = K::as_bytes(&key).as_ref().to_vec();
+            bytes.clear();
+            bytes.extend_from_slice(K::as_bytes(&key).as_ref());
             let kept = keep(key, value);
             if !kept {
                 changes.borrow_mut().delete(number, &bytes);

@@ -205,9 +205,8 @@ impl JobStorage for RedbJobs {
         c: AttemptClaim,
         output: Vec<u8>,
         cancel_requested: bool,
-        next: &str,
+        next: Arc<str>,
     ) -> Result<(bool, Option<Claimed>)> {
-        let next = next.to_string();
         self.write(move |ctx, fx| {
             let done = ops::finish::complete(
                 ctx,
