@@ -4,10 +4,10 @@
 //!     cargo bench --bench job_throughput
 //!     cargo bench --bench job_throughput -- --jobs 100000 --submitters 32 --handlers 64
 //!
-//! Prints jobs/s, commits and ops per commit for fsync'd commits and, in the same run, for the
-//! relaxed mode; then p50/p99 of submit → handler start over `--latency-jobs` jobs submitted
-//! one at a time on an idle engine (fsync'd): back to back, then with random gaps of 1–10 ms
-//! between jobs (`gaps`), as an app's jobs arrive.
+//! Prints jobs/s, commits, ops per commit and the log's syncs for fsync'd commits and, in the
+//! same run, for the relaxed mode; then p50/p99 of submit → handler start over `--latency-jobs`
+//! jobs submitted one at a time on an idle engine (fsync'd): back to back, then with random
+//! gaps of 1–10 ms between jobs (`gaps`), as an app's jobs arrive.
 //!
 //! Before the fsync'd throughput and after the latency, it prints the disk's floor: what one
 //! 4 KiB write + `fdatasync` takes here, and the ceiling that puts on these figures; after the
@@ -146,8 +146,9 @@ async fn throughput(args: &Args, options: EngineOptions, label: &str) {
     let end_stats = engine.store_stats();
     let commits = end_stats.commits - start_stats.commits;
     let ops = end_stats.ops - start_stats.ops;
+    let syncs = end_stats.log_syncs - start_stats.log_syncs;
     println!(
-        "{label:<8} {total} jobs, {} submitters, {} handlers: {:.2} s, {:.0} jobs/s, {commits} commits, {:.1} ops/commit",
+        "{label:<8} {total} jobs, {} submitters, {} handlers: {:.2} s, {:.0} jobs/s, {commits} commits, {:.1} ops/commit, {syncs} log syncs",
         args.submitters,
         args.handlers,
         elapsed.as_secs_f64(),
