@@ -863,6 +863,124 @@ mod tests {
         assert_eq!(seen, Some(70));
     }
 
+    /// A write that adds `n` to the `Vec<u64>` owner `owner` gathers, with `also` as a hook of
+    /// its own, failing after it if `fail`. Each gathered state's hook logs "owner:[n, ...]".
+    fn gathering_write(
+        store: &Arc<Store>,
+        log: &Arc<Mutex<Vec<String>>>,
+        owner: usize,
+        n: u64,
+        also: Option<&'static str>,
+        fail: bool,
+    ) -> impl std::future::Future<Output = Result<()>> + use<> {
+        let (store, log) = (store.clone(), log.clone());
+        async move {
+            store
+                .write(move |ctx| {
+                    let then = || {
+                        let log = log.clone();
+                        move |ns: Vec<u64>| lock(&log).push(format!("{owner}:{ns:?}"))
+                    };
+                    ctx.gather(owner, then, |_, ns: &mut Vec<u64>| ns.push(n));
+                    if let Some(also) = also {
+                        let log = log.clone();
+                        ctx.after_commit(move || lock(&log).push(also.to_string()));
+                    }
+                    if fail {
+                        return Err(Error::Internal(format!("op {n} fails")));
+                    }
+                    Ok(())
+                })
+                .await
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds the writer in a write of its own until the returned gate is sent to, so the
+    /// writes sent meanwhile queue up for one batch.
+    async fn hold_the_writer(
+        store: &Arc<Store>,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<()>>,
+    ) {
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (gate, wait_for_gate) = std::sync::mpsc::channel::<()>();
+        let store = store.clone();
+        let held = send_in_order(async move {
+            store
+                .write(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = wait_for_gate.recv();
+                    Ok(())
+                })
+                .await
+        })
+        .await;
+        started.recv().expect("the holding write runs");
+        (gate, held)
+    }
+
+    /// Sends `write` to the writer now (one poll), then awaits its answer on a task.
+    async fn send_in_order<T: Send + 'static>(
+        write: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        let mut write = Box::pin(write);
+        std::future::poll_fn(|cx| {
+            let _ = write.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        tokio::spawn(write)
+    }
+
+    #[tokio::test]
+    async fn ops_of_one_batch_gather_one_state_per_owner_acted_on_in_the_first_ops_place() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(open_store(&dir.path().join("g.jobfile"), 1));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (gate, held) = hold_the_writer(&store).await;
+        let mut calls = Vec::new();
+        for (owner, n, also) in [
+            (1, 2, None),
+            (1, 3, Some("own hook of 3")),
+            (2, 4, None),
+            (1, 5, None),
+        ] {
+            calls.push(send_in_order(gathering_write(&store, &log, owner, n, also, false)).await);
+        }
+        gate.send(()).expect("gate");
+        held.await.expect("join").expect("holding write");
+        for call in calls {
+            call.await.expect("join").expect("write");
+        }
+        assert_eq!(
+            *lock(&log),
+            ["1:[2, 3, 5]", "own hook of 3", "2:[4]"],
+            "one hook per owner, in the place of its first op, with every op's additions"
+        );
+
+        // An op that fails takes its batch down; replayed alone, each op that commits has
+        // its own state, and the failed one's additions are never acted on.
+        lock(&log).clear();
+        let (gate, held) = hold_the_writer(&store).await;
+        let mut calls = Vec::new();
+        for (n, fail) in [(6, false), (7, true), (8, false)] {
+            calls.push(send_in_order(gathering_write(&store, &log, 1, n, None, fail)).await);
+        }
+        gate.send(()).expect("gate");
+        held.await.expect("join").expect("holding write");
+        let mut committed = Vec::new();
+        for call in calls {
+            committed.push(call.await.expect("join").is_ok());
+        }
+        assert_eq!(committed, [true, false, true]);
+        assert_eq!(*lock(&log), ["1:[6]", "1:[8]"]);
+    }
+
     #[tokio::test]
     async fn concurrent_callers_share_commits() {
         let dir = tempfile::tempdir().expect("dir");

@@ -51,7 +51,22 @@ pub(crate) struct TxCtx<'a> {
     counters: &'a mut HashMap<Cow<'static, str>, Counter>,
     /// Where [`TxCtx::adjust_joined`] builds a gauge's name, reused across the batch.
     key: String,
-    after_commit: Vec<Box<dyn FnOnce() + Send>>,
+    after_commit: Hooks,
+    /// What primitives gather across the batch's ops, each acted on by one hook.
+    gathered: Vec<Gathering>,
+}
+
+/// State one owner (a primitive's instance) gathers across a batch's ops and acts on once the
+/// batch is durable, with one hook in the place of the first op that used it; see
+/// [`TxCtx::gather`].
+struct Gathering {
+    owner: usize,
+    /// `Option<T>`: `None` only while an op has it out.
+    state: Box<dyn Any + Send>,
+    /// Its hook's place among the batch's hooks.
+    at: usize,
+    /// Acts on the state.
+    then: Box<dyn FnOnce(Box<dyn Any + Send>) + Send>,
 }
 
 struct Counter {
@@ -205,6 +220,72 @@ impl<'a> TxCtx<'a> {
     /// batch is answered.
     pub(crate) fn after_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
         self.after_commit.push(Box::new(hook));
+    }
+
+    /// Runs `f` with the state of type `T` that `owner` gathers across this batch (made by
+    /// `T::default()` at the batch's first use). Once the batch is durable, `then()` (asked for
+    /// at the first use) gets the state as the ops left it, in one hook in the place of the
+    /// first op's hooks. A batch of many ops then costs one hook and one state, where a hook
+    /// per op would cost an allocation and a call per op on the thread that answers them.
+    pub(crate) fn gather<T, H, R>(
+        &mut self,
+        owner: usize,
+        then: impl FnOnce() -> H,
+        f: impl FnOnce(&mut Self, &mut T) -> R,
+    ) -> R
+    where
+        T: Default + Send + 'static,
+        H: FnOnce(T) + Send + 'static,
+    {
+        let at = match self
+            .gathered
+            .iter()
+            .position(|g| g.owner == owner && g.state.downcast_ref::<Option<T>>().is_some())
+        {
+            Some(at) => at,
+            None => {
+                let then = then();
+                self.gathered.push(Gathering {
+                    owner,
+                    state: Box::new(Some(T::default())),
+                    at: self.after_commit.len(),
+                    then: Box::new(move |state: Box<dyn Any + Send>| {
+                        if let Ok(state) = state.downcast::<Option<T>>()
+                            && let Some(state) = *state
+                        {
+                            then(state);
+                        }
+                    }),
+                });
+                // Its place among the hooks, filled once the batch's ops are done.
+                self.after_commit.push(Box::new(|| {}));
+                self.gathered.len() - 1
+            }
+        };
+        let taken = self.gathered[at]
+            .state
+            .downcast_mut::<Option<T>>()
+            .and_then(Option::take);
+        debug_assert!(
+            taken.is_some(),
+            "an op gathers into one owner's state at a time"
+        );
+        let mut state = taken.unwrap_or_default();
+        let out = f(self, &mut state);
+        if let Some(slot) = self.gathered[at].state.downcast_mut::<Option<T>>() {
+            *slot = Some(state);
+        }
+        out
+    }
+
+    /// The batch's hooks in order, each gathered state's hook in its place.
+    fn take_hooks(&mut self) -> Hooks {
+        let mut hooks = std::mem::take(&mut self.after_commit);
+        for g in self.gathered.drain(..) {
+            let (then, state) = (g.then, g.state);
+            hooks[g.at] = Box::new(move || then(state));
+        }
+        hooks
     }
 
     /// What every batch does last, before its commit: the queued index removals and the
@@ -938,10 +1019,11 @@ impl Writer {
             counters: &mut self.counters,
             key: String::new(),
             after_commit: Vec::new(),
+            gathered: Vec::new(),
         };
         let recovered = recover(&mut ctx, epoch)?;
         ctx.finish()?;
-        let hooks = std::mem::take(&mut ctx.after_commit);
+        let hooks = ctx.take_hooks();
         drop(ctx);
         let generation = wal::new_generation();
         meta::set_log_generation(tx.inner(), generation)?;
@@ -987,6 +1069,7 @@ impl Writer {
             counters: &mut self.counters,
             key: String::new(),
             after_commit: Vec::new(),
+            gathered: Vec::new(),
         };
         for op in ops.iter_mut() {
             match catch_unwind(AssertUnwindSafe(|| op.apply(&mut ctx))) {
@@ -997,7 +1080,7 @@ impl Writer {
             }
         }
         ctx.finish().map_err(storage)?;
-        let hooks = std::mem::take(&mut ctx.after_commit);
+        let hooks = ctx.take_hooks();
         drop(ctx);
         let (tx, changes) = tx.into_parts();
         let visible = self.shared.will_be_visible();

@@ -47,23 +47,26 @@ impl RedbJobs {
     }
 
     /// Sends `f` to the writer; what it collects in its [`Effects`] happens after the commit.
+    /// The ops of one batch share one `Effects`, carried out by one hook: on the thread that
+    /// answers a batch, a hook and its state per op cost more than the ops' own effects.
     pub(crate) async fn write<T, F>(&self, mut f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&mut TxCtx<'_>, &mut Effects) -> Result<T> + Send + 'static,
     {
         let core = self.core.clone();
+        let owner = Weak::as_ptr(&self.core).cast::<()>() as usize;
         self.store
             .write(move |ctx| {
-                let mut fx = Effects::default();
-                let out = f(ctx, &mut fx)?;
-                let core = core.clone();
-                ctx.after_commit(move || {
-                    if let Some(core) = core.upgrade() {
-                        core.effects_done(fx);
+                let done = || {
+                    let core = core.clone();
+                    move |fx: Effects| {
+                        if let Some(core) = core.upgrade() {
+                            core.effects_done(fx);
+                        }
                     }
-                });
-                Ok(out)
+                };
+                ctx.gather(owner, done, |ctx, fx| f(ctx, fx))
             })
             .await
     }
