@@ -141,6 +141,11 @@ pub(crate) async fn run(core: Arc<JobCore>, def: Arc<Definition>) {
             slot = acquire(&core, &def, true) => slot,
             _ = stop.changed() => return,
         };
+        // A slot freed by an attempt that the shutdown ended comes after the stop: both can
+        // be ready at once, and `select!` picks either.
+        if *stop.borrow() {
+            return;
+        }
         let Some(first) = first else { return };
         let mut slots = vec![first];
         while slots.len() < CLAIM_MAX {
