@@ -816,11 +816,10 @@ async fn a_submit_to_an_idle_worker_starts_the_job_in_the_same_commit() {
 
 async fn submit_many_is_one_commit_all_or_nothing(place: Place) {
     let (engine, _clock) = place.open_at(T0).await;
+    // No handler yet: its worker, woken by the batch, would claim the jobs in a commit of its
+    // own, which may land before the count below.
     let h = engine
-        .register(
-            JobSpec::new("sum").concurrency(4),
-            |_: JobCtx, n: u32| async move { Ok(n + 1) },
-        )
+        .job::<u32, u32>(JobSpec::new("sum").concurrency(4))
         .unwrap();
     let commits = engine.store_stats().commits;
     let done = h
@@ -834,6 +833,12 @@ async fn submit_many_is_one_commit_all_or_nothing(place: Place) {
             "one commit for the batch"
         );
     }
+    engine
+        .register(
+            JobSpec::new("sum").concurrency(4),
+            |_: JobCtx, n: u32| async move { Ok(n + 1) },
+        )
+        .unwrap();
     assert_eq!(done.len(), 3);
     assert_eq!(
         done.iter().map(|s| s.deduplicated).collect::<Vec<_>>(),
