@@ -775,15 +775,16 @@ mod tests {
         assert!(store.poisoned().is_none());
     }
 
-    /// Sends `write` to the writer without awaiting its answer.
-    async fn send_unawaited<T>(write: impl std::future::Future<Output = T>) {
+    /// Sends `write` to the writer (one poll) without awaiting its answer; returns it, to be
+    /// awaited for the answer or dropped.
+    async fn send_unawaited<F: std::future::Future>(write: F) -> std::pin::Pin<Box<F>> {
         let mut write = Box::pin(write);
-        // One poll sends the op to the writer.
         std::future::poll_fn(|cx| {
             let _ = write.as_mut().poll(cx);
             std::task::Poll::Ready(())
         })
         .await;
+        write
     }
 
     /// A write whose hook reads the store, then drops its last handle; with `queued_behind`,
@@ -799,31 +800,35 @@ mod tests {
         let (gate, wait_for_gate) = std::sync::mpsc::channel::<()>();
         let (closed_tx, closed) = std::sync::mpsc::channel();
         let mut last = Some(store.clone());
-        send_unawaited(store.write(move |ctx| {
-            // Held until the caller's handle is gone, so the hook drops the last one.
-            let _ = started_tx.send(());
-            let _ = wait_for_gate.recv();
-            ctx.tx.open_table(TEST)?.insert(7, 70)?;
-            let (last, closed_tx) = (last.take(), closed_tx.clone());
-            ctx.after_commit(move || {
-                let last = last.expect("the handle");
-                let seen = last
-                    .read(|rtx| Ok(rtx.open_table(TEST)?.get(7)?.map(|v| v.value())))
-                    .expect("a read from a hook");
-                drop(last);
-                let thread = std::thread::current().name().map(str::to_string);
-                let _ = closed_tx.send((thread, seen));
-            });
-            Ok(())
-        }))
-        .await;
-        started.recv().expect("the first write runs");
-        if queued_behind {
-            send_unawaited(store.write(|ctx| {
-                ctx.tx.open_table(TEST)?.insert(8, 80)?;
+        drop(
+            send_unawaited(store.write(move |ctx| {
+                // Held until the caller's handle is gone, so the hook drops the last one.
+                let _ = started_tx.send(());
+                let _ = wait_for_gate.recv();
+                ctx.tx.open_table(TEST)?.insert(7, 70)?;
+                let (last, closed_tx) = (last.take(), closed_tx.clone());
+                ctx.after_commit(move || {
+                    let last = last.expect("the handle");
+                    let seen = last
+                        .read(|rtx| Ok(rtx.open_table(TEST)?.get(7)?.map(|v| v.value())))
+                        .expect("a read from a hook");
+                    drop(last);
+                    let thread = std::thread::current().name().map(str::to_string);
+                    let _ = closed_tx.send((thread, seen));
+                });
                 Ok(())
             }))
-            .await;
+            .await,
+        );
+        started.recv().expect("the first write runs");
+        if queued_behind {
+            drop(
+                send_unawaited(store.write(|ctx| {
+                    ctx.tx.open_table(TEST)?.insert(8, 80)?;
+                    Ok(())
+                }))
+                .await,
+            );
         }
         drop(store);
         gate.send(()).expect("gate");
@@ -924,17 +929,11 @@ mod tests {
         (gate, held)
     }
 
-    /// Sends `write` to the writer now (one poll), then awaits its answer on a task.
+    /// Sends `write` to the writer now, then awaits its answer on a task.
     async fn send_in_order<T: Send + 'static>(
         write: impl std::future::Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
-        let mut write = Box::pin(write);
-        std::future::poll_fn(|cx| {
-            let _ = write.as_mut().poll(cx);
-            std::task::Poll::Ready(())
-        })
-        .await;
-        tokio::spawn(write)
+        tokio::spawn(send_unawaited(write).await)
     }
 
     #[tokio::test]
