@@ -418,8 +418,10 @@ async fn cancel_racing_a_completion_always_wins(place: Place) {
             let (returned, started) = (r.clone(), s.clone());
             async move {
                 started.notify_one();
-                // Ignores the cancel signal on purpose and completes as soon as released.
-                go.wait_for(|g| *g == ctx.id()).await.ok();
+                // Ignores the cancel signal on purpose and completes as soon as released. A
+                // watch keeps only the latest release: the next round's (a higher id) may come
+                // before this task looks, and releases it too.
+                go.wait_for(|g| *g >= ctx.id()).await.ok();
                 returned.fetch_add(1, Ordering::SeqCst);
                 Ok(ctx.id())
             }
@@ -446,9 +448,22 @@ async fn cancel_racing_a_completion_always_wins(place: Place) {
     }
     // Every handler did return Ok; each completion lost.
     let jobs = engine.jobs();
-    while jobs.metrics().await.unwrap().running_now > 0 || returned.load(Ordering::SeqCst) < 100 {
-        tokio::task::yield_now().await;
-    }
+    let settled = async {
+        while jobs.metrics().await.unwrap().running_now > 0 || returned.load(Ordering::SeqCst) < 100
+        {
+            tokio::task::yield_now().await;
+        }
+    };
+    // A bound on a wait that must end, so a handler that is never released fails the test
+    // rather than hanging it.
+    tokio::time::timeout(Duration::from_secs(60), settled)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} of 100 handlers returned",
+                returned.load(Ordering::SeqCst)
+            )
+        });
     assert_eq!(jobs.metrics().await.unwrap().completed, 0);
     assert_eq!(jobs.all_in(JobState::Cancelled).await.len(), 100);
 }
