@@ -13,11 +13,16 @@
 //! 4 KiB write + `fdatasync` takes here, and the ceiling that puts on these figures; after the
 //! latency, also what it takes after an idle gap of 1–10 ms, the floor of the `gaps` shape.
 //!
+//! `noflush`: the fsync'd throughput again with every sync skipping the disk's flush (the
+//! fault injector's `skip_flushes`): the whole fsync'd path (the log, its sync thread, the
+//! answers after each sync) but for what the disk adds. Against `fsync` it shows what the
+//! flush costs; against `relaxed`, what the fsync'd path costs on its own.
+//!
 //! `single`: one submitter submitting `--single-jobs` jobs one at a time (fsync'd), each
 //! submit awaited before the next: the rate one caller sees, bound by the disk's sync.
 //!
 //! Every run uses the defaults (fsync'd commits, quick repair on) unless a line says otherwise.
-//! `--only fsync|relaxed|single|latency` runs one part. `--sync-delay-us N` makes every sync
+//! `--only fsync|relaxed|noflush|single|latency` runs one part. `--sync-delay-us N` makes every sync
 //! N µs slower (the testing feature's fault injector), as on a network volume.
 //! `--sample-ms N` also samples the jobs queued and running every N ms of a throughput run and
 //! prints them after it: a run whose handlers sit idle behind a backlog shows here.
@@ -47,13 +52,22 @@ struct Args {
 impl Args {
     /// The engine options every part starts from: the defaults, with syncs slowed if asked.
     fn options(&self) -> EngineOptions {
+        self.options_flushing(true)
+    }
+
+    /// [`Args::options`], where `flush: false` has every sync skip the disk's flush: the
+    /// fsync'd path in full but for what the disk adds.
+    fn options_flushing(&self, flush: bool) -> EngineOptions {
         let options = EngineOptions::new();
-        if self.sync_delay_us == 0 {
+        if self.sync_delay_us == 0 && flush {
             return options;
         }
-        let slow = FaultInjector::new();
-        slow.slow_syncs(Duration::from_micros(self.sync_delay_us));
-        options.fault_injector(slow)
+        let faults = FaultInjector::new();
+        faults.slow_syncs(Duration::from_micros(self.sync_delay_us));
+        if !flush {
+            faults.skip_flushes();
+        }
+        options.fault_injector(faults)
     }
 }
 
@@ -311,7 +325,7 @@ fn main() {
             print_floor(&args);
             return;
         }
-        // `--only fsync|relaxed|latency` runs one part, for profiling.
+        // `--only fsync|relaxed|noflush|single|latency` runs one part, for profiling.
         let only = std::env::args().skip_while(|a| a != "--only").nth(1);
         let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
         if runs("fsync") {
@@ -324,6 +338,11 @@ fn main() {
             };
             let options = args.options().durability(relaxed);
             throughput(&args, options, "relaxed").await;
+        }
+        if runs("noflush") {
+            // The fsync'd path with the disk's flush skipped: against `fsync`, what the flush
+            // costs; against `relaxed`, what the fsync'd path costs on its own.
+            throughput(&args, args.options_flushing(false), "noflush").await;
         }
         if runs("single") {
             let one = Args {

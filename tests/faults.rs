@@ -239,3 +239,35 @@ async fn immediate_durability_fsyncs_before_answering() {
     assert!(is_poisoned(&q.send(b"a".to_vec()).await.unwrap_err()));
     assert_eq!(faults.faults_injected(), 1);
 }
+
+/// Skipping the disk's flush (for benchmarks) leaves everything else of a sync in place: each
+/// is still counted and still takes the faults asked for, and what was written is still
+/// there after a reopen.
+#[tokio::test]
+async fn a_sync_that_skips_the_flush_still_counts_and_still_fails_when_told() {
+    let (_dir, path) = temp_file();
+    let faults = FaultInjector::new();
+    faults.skip_flushes();
+    let engine = EngineOptions::new()
+        .fault_injector(faults.clone())
+        .open(&path)
+        .await
+        .unwrap();
+    let q = engine.queue("work").unwrap();
+    let (syncs_before, log_syncs_before) = (faults.calls_seen().1, engine.store_stats().log_syncs);
+    for p in [b"a", b"b"] {
+        q.send(p.to_vec()).await.unwrap();
+    }
+    // One sync per send: each send is a lone commit, synced before it is answered.
+    assert_eq!(faults.calls_seen().1 - syncs_before, 2);
+    assert_eq!(engine.store_stats().log_syncs - log_syncs_before, 2);
+    faults.fail_syncs_after(0);
+    let err = q.send(b"c".to_vec()).await.unwrap_err();
+    assert!(is_poisoned(&err), "{err}");
+    assert_eq!(faults.faults_injected(), 1);
+    engine.shutdown(secs(5)).await.unwrap();
+    assert_eq!(
+        payloads_after_reopen(&path).await,
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
+}

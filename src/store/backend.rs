@@ -74,8 +74,10 @@ impl StorageBackend for Backend {
 
     fn sync_data(&self) -> io::Result<()> {
         self.check_fence()?;
-        if let Some(faults) = &self.faults {
-            faults.before_sync()?;
+        if let Some(faults) = &self.faults
+            && !faults.before_sync()?
+        {
+            return Ok(());
         }
         self.inner.sync_data()
     }

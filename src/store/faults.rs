@@ -31,6 +31,8 @@ struct FaultState {
     bytes_written: AtomicU64,
     /// How long every sync waits before it syncs (µs), as on a slower disk.
     sync_delay_us: AtomicU64,
+    /// Whether syncs report success without asking the disk to flush.
+    flushes_skipped: AtomicBool,
 }
 
 impl Default for FaultState {
@@ -44,6 +46,7 @@ impl Default for FaultState {
             seen: Default::default(),
             bytes_written: AtomicU64::new(0),
             sync_delay_us: AtomicU64::new(0),
+            flushes_skipped: AtomicBool::new(false),
         }
     }
 }
@@ -76,6 +79,16 @@ impl FaultInjector {
         self.state.sync_delay_us.store(us, Ordering::SeqCst);
     }
 
+    /// Every sync from now on reports success without asking the disk to flush: the engine
+    /// runs its fsync'd path in full (the log, its sync thread, the answers after each sync)
+    /// except the flush itself, so a run with and one without tell apart what the disk's flush
+    /// costs and what the engine's own path does. Nothing written is durable meanwhile: for
+    /// benchmarks, never for data that matters. Faults and slow syncs still apply; undone by
+    /// [`FaultInjector::heal`].
+    pub fn skip_flushes(&self) {
+        self.state.flushes_skipped.store(true, Ordering::SeqCst);
+    }
+
     /// Every write and file growth fails with "no space left on device" until healed.
     pub fn disk_full(&self) {
         self.state.disk_full.store(true, Ordering::SeqCst);
@@ -87,6 +100,7 @@ impl FaultInjector {
         self.state.syncs_left.store(-1, Ordering::SeqCst);
         self.state.reads_left.store(-1, Ordering::SeqCst);
         self.state.disk_full.store(false, Ordering::SeqCst);
+        self.state.flushes_skipped.store(false, Ordering::SeqCst);
     }
 
     /// How many calls have failed because of this injector.
@@ -149,13 +163,15 @@ impl FaultInjector {
         self.check_space()
     }
 
-    /// What every sync of the file or its log goes through: fails when told to.
-    pub(crate) fn before_sync(&self) -> io::Result<()> {
+    /// What every sync of the file or its log goes through: fails when told to. `Ok(false)`:
+    /// report the sync done without flushing (see [`FaultInjector::skip_flushes`]).
+    pub(crate) fn before_sync(&self) -> io::Result<bool> {
         let delay = self.state.sync_delay_us.load(Ordering::SeqCst);
         if delay > 0 {
             std::thread::sleep(std::time::Duration::from_micros(delay));
         }
-        self.check(&self.state.syncs_left, "sync")
+        self.check(&self.state.syncs_left, "sync")?;
+        Ok(!self.state.flushes_skipped.load(Ordering::SeqCst))
     }
 
     fn check_space(&self) -> io::Result<()> {

@@ -189,8 +189,10 @@ pub(crate) struct SyncHandle {
 impl SyncHandle {
     /// Makes everything written to the log so far durable.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
-        if let Some(faults) = &self.faults {
-            faults.before_sync()?;
+        if let Some(faults) = &self.faults
+            && !faults.before_sync()?
+        {
+            return Ok(());
         }
         self.file.sync_data()
     }
