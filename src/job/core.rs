@@ -1,7 +1,7 @@
 //! State shared by every job handle, worker and attempt of one engine: the wake-ups, the
 //! running attempts' signals, the watchers of job changes, the counters.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -36,14 +36,14 @@ pub(crate) struct JobCore {
     pub(crate) stop: watch::Receiver<bool>,
     /// The workers waiting on each definition, woken by jobs becoming ready.
     ready: Wakeups<String>,
-    watchers: Mutex<HashMap<u64, watch::Sender<u64>>>,
-    running: Mutex<HashMap<u64, Arc<AttemptSignal>>>,
+    watchers: Mutex<FxHashMap<u64, watch::Sender<u64>>>,
+    running: Mutex<FxHashMap<u64, Arc<AttemptSignal>>>,
     registered: Mutex<Vec<String>>,
     /// The registered handlers, in the order they were registered (for [`Engine::drain`](crate::Engine::drain)).
     definitions: Mutex<Vec<Arc<super::worker::Definition>>>,
     /// Handlers start no workers: jobs run only when drained.
     manual: std::sync::atomic::AtomicBool,
-    targets: Mutex<HashMap<String, Arc<DispatchTarget>>>,
+    targets: Mutex<FxHashMap<String, Arc<DispatchTarget>>>,
     active: AtomicUsize,
     idle: Notify,
     /// Waiting for a slot that an ending attempt must leave free: workers waiting for a
@@ -93,12 +93,12 @@ impl JobCore {
             reporter: Reporter::new(callback),
             stop,
             ready: Wakeups::default(),
-            watchers: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(FxHashMap::default()),
+            running: Mutex::new(FxHashMap::default()),
             registered: Mutex::new(Vec::new()),
             definitions: Mutex::new(Vec::new()),
             manual: std::sync::atomic::AtomicBool::new(false),
-            targets: Mutex::new(HashMap::new()),
+            targets: Mutex::new(FxHashMap::default()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             waiting: AtomicUsize::new(0),

@@ -16,7 +16,6 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 
+use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use super::change::{Changes, LoggedTable, WriteTx};
@@ -48,7 +48,7 @@ pub(crate) struct TxCtx<'a> {
     pub(crate) now: u64,
     /// Tables kept open for the whole batch.
     tables: TableCache<'a>,
-    counters: &'a mut HashMap<Cow<'static, str>, Counter>,
+    counters: &'a mut FxHashMap<Cow<'static, str>, Counter>,
     /// Where [`TxCtx::adjust_joined`] builds a gauge's name, reused across the batch.
     key: String,
     after_commit: Hooks,
@@ -469,7 +469,7 @@ pub(crate) struct Writer {
     quick_repair: bool,
     checkpoint_bytes: u64,
     checkpoint_every: Duration,
-    counters: HashMap<Cow<'static, str>, Counter>,
+    counters: FxHashMap<Cow<'static, str>, Counter>,
     /// The data file as opened (`None` in memory), and when the path was last checked to
     /// still name it.
     identity: Option<FileIdentity>,
@@ -544,7 +544,7 @@ impl Writer {
             quick_repair: settings.quick_repair,
             checkpoint_bytes: settings.checkpoint_bytes,
             checkpoint_every: settings.checkpoint_every,
-            counters: HashMap::new(),
+            counters: FxHashMap::default(),
             identity,
             identity_checked: None,
             log: Log {
