@@ -246,13 +246,8 @@ async fn immediate_durability_fsyncs_before_answering() {
 #[tokio::test]
 async fn a_sync_that_skips_the_flush_still_counts_and_still_fails_when_told() {
     let (_dir, path) = temp_file();
-    let faults = FaultInjector::new();
+    let (engine, faults) = open_faulty(&path).await;
     faults.skip_flushes();
-    let engine = EngineOptions::new()
-        .fault_injector(faults.clone())
-        .open(&path)
-        .await
-        .unwrap();
     let q = engine.queue("work").unwrap();
     let (syncs_before, log_syncs_before) = (faults.calls_seen().1, engine.store_stats().log_syncs);
     for p in [b"a", b"b"] {
