@@ -22,8 +22,8 @@
 //! submit awaited before the next: the rate one caller sees, bound by the disk's sync.
 //!
 //! Every run uses the defaults (fsync'd commits, quick repair on) unless a line says otherwise.
-//! `--only fsync|relaxed|noflush|single|latency` runs one part. `--sync-delay-us N` makes every sync
-//! N µs slower (the testing feature's fault injector), as on a network volume.
+//! `--only fsync|relaxed|noflush|single|latency` runs one part. `--sync-delay-us N` makes
+//! every sync N µs slower (the testing feature's fault injector), as on a network volume.
 //! `--sample-ms N` also samples the jobs queued and running every N ms of a throughput run and
 //! prints them after it: a run whose handlers sit idle behind a backlog shows here.
 //! `--quick-repair-ab` instead runs the fsync'd throughput with redb's quick repair off and on,
