@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::file_identity::FileIdentity;
@@ -41,6 +41,12 @@ pub(crate) fn lock_path(db_path: &Path) -> PathBuf {
 /// (by a failed first open that cleaned up after itself) before it gives up.
 const MAX_LOCK_RETRIES: usize = 16;
 
+/// How long an open waits for a lock that this process let go of but the OS still holds: a
+/// child process started at that moment inherits the lock's descriptor and holds it until its
+/// own program starts. After that, [`Error::Locked`] as for any holder.
+const OWN_RELEASE_WAIT: Duration = Duration::from_secs(1);
+const OWN_RELEASE_POLL: Duration = Duration::from_millis(1);
+
 impl LeaderLock {
     /// Takes the lock or fails at once with [`Error::Locked`].
     pub(crate) fn try_acquire(db_path: &Path) -> Result<Self> {
@@ -67,27 +73,38 @@ impl LeaderLock {
             path: path.clone(),
             source,
         };
+        let own_release_by = Instant::now() + OWN_RELEASE_WAIT;
         for _ in 0..MAX_LOCK_RETRIES {
             let (file, created) = open_lock_file(&path).map_err(io)?;
             if wait {
                 file.lock().map_err(io)?;
             } else {
-                match file.try_lock() {
-                    Ok(()) => {}
-                    Err(TryLockError::WouldBlock) => {
-                        let here =
-                            std::fs::canonicalize(&path).is_ok_and(|c| held_here().contains(&c));
-                        let path = db_path.to_path_buf();
-                        return Err(if here {
-                            Error::AlreadyOpen { path }
-                        } else {
-                            Error::Locked {
-                                path,
-                                holder: LockHolder::read(&file).map(Box::new),
+                loop {
+                    match file.try_lock() {
+                        Ok(()) => break,
+                        Err(TryLockError::WouldBlock) => {
+                            let here = std::fs::canonicalize(&path)
+                                .is_ok_and(|c| held_here().contains(&c));
+                            let path = db_path.to_path_buf();
+                            if here {
+                                return Err(Error::AlreadyOpen { path });
                             }
-                        });
+                            let holder = LockHolder::read(&file);
+                            let ours = holder.as_ref().is_some_and(|h| h.pid == std::process::id());
+                            if ours && Instant::now() < own_release_by {
+                                // Held, yet not by any open here: a copy of the descriptor
+                                // this process let go of, which a child started meanwhile
+                                // inherited and holds until its program starts.
+                                std::thread::sleep(OWN_RELEASE_POLL);
+                                continue;
+                            }
+                            return Err(Error::Locked {
+                                path,
+                                holder: holder.map(Box::new),
+                            });
+                        }
+                        Err(TryLockError::Error(source)) => return Err(io(source)),
                     }
-                    Err(TryLockError::Error(source)) => return Err(io(source)),
                 }
             }
             let identity = FileIdentity::new(&path, file).map_err(io)?;
@@ -303,5 +320,43 @@ mod tests {
         assert_eq!(holder.admin_url.as_deref(), Some("http://127.0.0.1:7001"));
         lock.advertise_admin(None);
         assert_eq!(LockHolder::read(&file).unwrap().admin_url, None);
+    }
+
+    /// A copy of the lock's descriptor, as a child process started at that moment inherits
+    /// (a duplicate shares the lock, as a forked child's copy does).
+    fn copy_of_descriptor(lock: &LeaderLock) -> File {
+        lock.identity.file().try_clone().unwrap()
+    }
+
+    #[test]
+    fn an_open_waits_out_a_lock_this_process_let_go_of_but_a_copy_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reopened.jobfile");
+        let lock = LeaderLock::try_acquire(&path).unwrap();
+        let copy = copy_of_descriptor(&lock);
+        drop(lock);
+        let child = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(copy);
+        });
+        LeaderLock::try_acquire(&path).expect("taken once the copy is gone");
+        child.join().unwrap();
+    }
+
+    #[test]
+    fn a_copy_that_never_lets_go_is_reported_as_the_holder_after_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kept.jobfile");
+        let lock = LeaderLock::try_acquire(&path).unwrap();
+        let _copy = copy_of_descriptor(&lock);
+        drop(lock);
+        let started = Instant::now();
+        match LeaderLock::try_acquire(&path) {
+            Err(Error::Locked { holder, .. }) => {
+                assert_eq!(holder.unwrap().pid, std::process::id());
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(started.elapsed() >= OWN_RELEASE_WAIT);
     }
 }
