@@ -126,10 +126,11 @@ async fn a_poisoned_batch_fails_every_caller_in_it() {
     assert_eq!(payloads_after_reopen(&path).await, vec![b"ok".to_vec()]);
 }
 
-/// Under load on a slow disk the sync thread syncs while the writer commits the next batches,
-/// so one sync covers several commits (on a fast disk the writer syncs each commit itself);
-/// a failed sync there fails every batch waiting for it, and only what was acknowledged before
-/// is in the file.
+/// Under load on a slow disk the writer hands batches to the log's sync thread and commits the
+/// next ones meanwhile; a failed sync fails every sender, and only what was acknowledged
+/// before is in the file. (How batches share a sync and its failure is pinned down exactly, on
+/// the sync thread alone, by `store::syncer`'s unit test; here, under real load, how many
+/// syncs the batches shared is up to the scheduler.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_behind_the_writer_fails_every_batch_waiting_for_it() {
     let (_dir, path) = temp_file();
@@ -170,15 +171,6 @@ async fn a_failed_sync_behind_the_writer_fails_every_batch_waiting_for_it() {
         assert!(failure.is_none());
         acked.extend(mine);
     }
-    // Every commit wrote a record; with the writer idle now, each has been synced. Synced
-    // each by the writer itself, there would be as many syncs as commits.
-    let stats = engine.store_stats();
-    assert!(
-        stats.log_syncs * 10 < stats.commits * 8,
-        "syncs were shared: {} syncs for {} commits",
-        stats.log_syncs,
-        stats.commits
-    );
     faults.fail_syncs_after(10);
     for (mine, failure) in send_all(50, 255).await {
         acked.extend(mine);

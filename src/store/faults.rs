@@ -108,8 +108,8 @@ impl FaultInjector {
         self.state.injected.load(Ordering::SeqCst)
     }
 
-    /// Writes, syncs and reads the storage has been asked for so far (failed ones included):
-    /// the range to sweep a countdown over.
+    /// Writes, syncs and reads the storage has been asked for so far (failed ones included; a
+    /// sync counts from the moment it begins): the range to sweep a countdown over.
     pub fn calls_seen(&self) -> (u64, u64, u64) {
         let [w, s, r] = &self.state.seen;
         (
@@ -125,20 +125,29 @@ impl FaultInjector {
         self.state.bytes_written.load(Ordering::SeqCst)
     }
 
-    fn check(&self, counter: &AtomicI64, what: &str) -> io::Result<()> {
-        let kind = match what {
-            "write" => 0,
-            "sync" => 1,
-            _ => 2,
+    /// Counts a call and fails it when due.
+    fn check(&self, what: Call) -> io::Result<()> {
+        self.state.seen[what as usize].fetch_add(1, Ordering::SeqCst);
+        self.fail_if_due(what)
+    }
+
+    /// Fails a call once the countdown for its kind has run out.
+    fn fail_if_due(&self, what: Call) -> io::Result<()> {
+        let counter = match what {
+            Call::Write => &self.state.writes_left,
+            Call::Sync => &self.state.syncs_left,
+            Call::Read => &self.state.reads_left,
         };
-        self.state.seen[kind].fetch_add(1, Ordering::SeqCst);
         let left = counter.load(Ordering::SeqCst);
         if left < 0 {
             return Ok(());
         }
         if left == 0 {
             self.state.injected.fetch_add(1, Ordering::SeqCst);
-            return Err(io::Error::other(format!("injected {what} failure")));
+            return Err(io::Error::other(format!(
+                "injected {} failure",
+                what.name()
+            )));
         }
         counter.fetch_sub(1, Ordering::SeqCst);
         Ok(())
@@ -150,12 +159,12 @@ impl FaultInjector {
         self.state
             .bytes_written
             .fetch_add(len as u64, Ordering::SeqCst);
-        self.check(&self.state.writes_left, "write")
+        self.check(Call::Write)
     }
 
     /// What every read of the file goes through: fails when told to.
     pub(crate) fn before_read(&self) -> io::Result<()> {
-        self.check(&self.state.reads_left, "read")
+        self.check(Call::Read)
     }
 
     /// What every growth of the file goes through: fails while the disk is full.
@@ -163,14 +172,16 @@ impl FaultInjector {
         self.check_space()
     }
 
-    /// What every sync of the file or its log goes through: fails when told to. `Ok(false)`:
-    /// report the sync done without flushing (see [`FaultInjector::skip_flushes`]).
+    /// What every sync of the file or its log goes through: counted as it begins (so a test
+    /// can tell one is under way), then slowed, then failed when told to. `Ok(false)`: report
+    /// the sync done without flushing (see [`FaultInjector::skip_flushes`]).
     pub(crate) fn before_sync(&self) -> io::Result<bool> {
+        self.state.seen[Call::Sync as usize].fetch_add(1, Ordering::SeqCst);
         let delay = self.state.sync_delay_us.load(Ordering::SeqCst);
         if delay > 0 {
             std::thread::sleep(std::time::Duration::from_micros(delay));
         }
-        self.check(&self.state.syncs_left, "sync")?;
+        self.fail_if_due(Call::Sync)?;
         Ok(!self.state.flushes_skipped.load(Ordering::SeqCst))
     }
 
@@ -180,6 +191,24 @@ impl FaultInjector {
             return Err(io::Error::from(io::ErrorKind::StorageFull));
         }
         Ok(())
+    }
+}
+
+/// The kinds of storage call counted, in the order of `FaultState::seen`.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Write = 0,
+    Sync = 1,
+    Read = 2,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::Write => "write",
+            Call::Sync => "sync",
+            Call::Read => "read",
+        }
     }
 }
 
