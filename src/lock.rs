@@ -322,19 +322,21 @@ mod tests {
         assert_eq!(LockHolder::read(&file).unwrap().admin_url, None);
     }
 
-    /// A copy of the lock's descriptor, as a child process started at that moment inherits
-    /// (a duplicate shares the lock, as a forked child's copy does).
-    fn copy_of_descriptor(lock: &LeaderLock) -> File {
-        lock.identity.file().try_clone().unwrap()
+    /// Takes the lock of a new file and lets go of it while a copy of its descriptor, as a
+    /// child process started at that moment inherits, still holds it (a duplicate shares the
+    /// lock, as a forked child's copy does). Returns the copy.
+    fn let_go_but_keep_a_copy(path: &Path) -> File {
+        let lock = LeaderLock::try_acquire(path).unwrap();
+        let copy = lock.identity.file().try_clone().unwrap();
+        drop(lock);
+        copy
     }
 
     #[test]
     fn an_open_waits_out_a_lock_this_process_let_go_of_but_a_copy_still_holds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reopened.jobfile");
-        let lock = LeaderLock::try_acquire(&path).unwrap();
-        let copy = copy_of_descriptor(&lock);
-        drop(lock);
+        let copy = let_go_but_keep_a_copy(&path);
         let child = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             drop(copy);
@@ -347,9 +349,7 @@ mod tests {
     fn a_copy_that_never_lets_go_is_reported_as_the_holder_after_the_wait() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kept.jobfile");
-        let lock = LeaderLock::try_acquire(&path).unwrap();
-        let _copy = copy_of_descriptor(&lock);
-        drop(lock);
+        let _copy = let_go_but_keep_a_copy(&path);
         let started = Instant::now();
         match LeaderLock::try_acquire(&path) {
             Err(Error::Locked { holder, .. }) => {
