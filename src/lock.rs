@@ -85,9 +85,10 @@ impl LeaderLock {
                         Err(TryLockError::WouldBlock) => {
                             let here = std::fs::canonicalize(&path)
                                 .is_ok_and(|c| held_here().contains(&c));
-                            let path = db_path.to_path_buf();
                             if here {
-                                return Err(Error::AlreadyOpen { path });
+                                return Err(Error::AlreadyOpen {
+                                    path: db_path.to_path_buf(),
+                                });
                             }
                             let holder = LockHolder::read(&file);
                             let ours = holder.as_ref().is_some_and(|h| h.pid == std::process::id());
@@ -99,7 +100,7 @@ impl LeaderLock {
                                 continue;
                             }
                             return Err(Error::Locked {
-                                path,
+                                path: db_path.to_path_buf(),
                                 holder: holder.map(Box::new),
                             });
                         }

@@ -127,8 +127,12 @@ impl FaultInjector {
 
     /// Counts a call and fails it when due.
     fn check(&self, what: Call) -> io::Result<()> {
-        self.state.seen[what as usize].fetch_add(1, Ordering::SeqCst);
+        self.count(what);
         self.fail_if_due(what)
+    }
+
+    fn count(&self, what: Call) {
+        self.state.seen[what as usize].fetch_add(1, Ordering::SeqCst);
     }
 
     /// Fails a call once the countdown for its kind has run out.
@@ -176,7 +180,7 @@ impl FaultInjector {
     /// can tell one is under way), then slowed, then failed when told to. `Ok(false)`: report
     /// the sync done without flushing (see [`FaultInjector::skip_flushes`]).
     pub(crate) fn before_sync(&self) -> io::Result<bool> {
-        self.state.seen[Call::Sync as usize].fetch_add(1, Ordering::SeqCst);
+        self.count(Call::Sync);
         let delay = self.state.sync_delay_us.load(Ordering::SeqCst);
         if delay > 0 {
             std::thread::sleep(std::time::Duration::from_micros(delay));
