@@ -328,9 +328,12 @@ impl Gauge {
     }
 
     async fn hold(&self) {
-        self.now.send_modify(|n| *n += 1);
-        let n = *self.now.borrow();
-        self.max.fetch_max(n, Ordering::SeqCst);
+        // The peak is read inside the update: read after it, a handler released at that moment
+        // could already have lowered the count, and the peak would be missed.
+        self.now.send_modify(|n| {
+            *n += 1;
+            self.max.fetch_max(*n, Ordering::SeqCst);
+        });
         self.release.acquire().await.unwrap().forget();
         self.now.send_modify(|n| *n -= 1);
     }
