@@ -1,6 +1,7 @@
 //! Every attempt runs in a `job_attempt` span carrying the job name, id, attempt and
 //! correlation id, and starts, retries, failures and completions are logged.
 
+#[path = "suite/common/mod.rs"]
 mod common;
 
 use std::fmt::Debug;
