@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::operator::{Populated, populate};
 use common::temp_file;
 use jobfile::admin::AdminOptions;
-use jobfile::{Engine, JobCtx, JobSpec};
+use jobfile::{Engine, JobCtx, JobEventKind, JobSpec};
 use serde_json::Value;
 
 const TOKEN: &str = "cli-token";
@@ -44,6 +44,39 @@ fn stdout(out: &Output) -> String {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Starts `jobfile args...` and hands over each line of its stdout as it is printed; the
+/// task ends with its exit status once it has ended.
+fn lines_of(
+    args: &[&str],
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::task::JoinHandle<std::process::ExitStatus>,
+) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jobfile"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run jobfile");
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        for line in std::io::BufRead::lines(out) {
+            let _ = tx.send(line.expect("read jobfile's output"));
+        }
+        child.wait().expect("wait for jobfile")
+    });
+    (rx, task)
+}
+
+/// The next line `lines_of` hands over (`None` once the process has ended), waiting at most
+/// 30 seconds.
+async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(30), lines.recv())
+        .await
+        .expect("jobfile printed no line for 30 s")
 }
 
 /// The exit code and stdout of a run that must succeed.
@@ -496,6 +529,8 @@ async fn events_follow_and_watch_show_a_running_job_until_it_ends() {
         })
         .unwrap();
     let id = resize.submit(()).await.unwrap().id;
+    // Running before `watch` starts, or it would find nothing running and end at once.
+    common::jobs::wait_for(&engine, id, |k| matches!(k, JobEventKind::Started { .. })).await;
     let id_text = id.to_string();
     let connect = ["--connect", url.as_str(), "--token", TOKEN];
     let follow = {
@@ -508,21 +543,23 @@ async fn events_follow_and_watch_show_a_running_job_until_it_ends() {
                 .unwrap()
         })
     };
-    let watch = {
-        let mut args: Vec<String> = connect.iter().map(|s| s.to_string()).collect();
-        args.push("watch".into());
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_jobfile"))
-                .args(&args)
-                .output()
-                .unwrap()
-        })
-    };
+    let mut args: Vec<&str> = connect.to_vec();
+    args.push("watch");
+    let (mut watched, watch) = lines_of(&args);
+    // Each step waits until `watch` has shown the one before (the running feed looks once a
+    // second), then for the next second of the clock: progress in the same second as the last
+    // progress event replaces it, and `events` would show one event fewer.
     for n in 1..=4u8 {
-        // Each step stays long enough for the running feed (once a second) to see it.
-        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let shown = match n {
+            1 => format!("job {id} resize running"),
+            n => format!("job {id} resize running {}% part {}", (n - 1) * 25, n - 1),
+        };
+        assert_eq!(next_line(&mut watched).await, Some(shown));
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
         step.send(n).unwrap();
     }
+    let completed = format!("job {id} resize completed");
+    assert_eq!(next_line(&mut watched).await, Some(completed));
     let followed = ok(follow.await.unwrap());
     let kinds: Vec<&str> = followed
         .lines()
@@ -548,13 +585,13 @@ async fn events_follow_and_watch_show_a_running_job_until_it_ends() {
             .ends_with("progress        50% part 2"),
         "{followed}"
     );
-    let watched = ok(watch.await.unwrap());
     assert_eq!(
-        watched,
-        format!(
-            "job {id} resize running\njob {id} resize running 25% part 1\njob {id} resize running 50% part 2\njob {id} resize running 75% part 3\njob {id} resize completed\n"
-        )
+        next_line(&mut watched).await,
+        None,
+        "watch ends with the job"
     );
+    let status = watch.await.unwrap();
+    assert!(status.success(), "watch ended with {status}");
     server.stop().await.unwrap();
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
