@@ -120,6 +120,14 @@ fn clock_file(path: &Path) -> PathBuf {
     path.with_extension("clock")
 }
 
+/// Writes the clock file whole or not at all: a kill between `write`'s truncate and its write
+/// would leave it empty, and the next child would start again from `T0`.
+fn write_clock(path: &Path, now: u64) {
+    let next = path.with_extension("clock-next");
+    std::fs::write(&next, now.to_string()).expect("clock file");
+    std::fs::rename(&next, clock_file(path)).expect("clock file");
+}
+
 fn read_clock(path: &Path) -> Option<u64> {
     std::fs::read_to_string(clock_file(path))
         .ok()?
@@ -155,7 +163,7 @@ async fn purge_forever(path: &Path) {
             short.join(job.id, None).await.expect("join");
         }
         now += 250;
-        std::fs::write(clock_file(path), now.to_string()).expect("clock file");
+        write_clock(path, now);
         clock.advance(Duration::from_millis(250));
         engine.tick().await.expect("tick");
         if std::mem::take(&mut first) {
