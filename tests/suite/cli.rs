@@ -15,20 +15,23 @@ use serde_json::Value;
 
 const TOKEN: &str = "cli-token";
 
+/// `jobfile args...`, with none of the settings the environment could give it.
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobfile"));
+    command
+        .args(args)
+        .env_remove("JOBFILE_FILE")
+        .env_remove("JOBFILE_CONNECT")
+        .env_remove("JOBFILE_TOKEN");
+    command
+}
+
 /// Runs `jobfile args...` to the end, off the async runtime.
 async fn jobfile(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_jobfile"))
-            .args(&args)
-            .env_remove("JOBFILE_FILE")
-            .env_remove("JOBFILE_CONNECT")
-            .env_remove("JOBFILE_TOKEN")
-            .output()
-            .expect("run jobfile")
-    })
-    .await
-    .unwrap()
+    let mut command = command(args);
+    tokio::task::spawn_blocking(move || command.output().expect("run jobfile"))
+        .await
+        .unwrap()
 }
 
 /// Runs `jobfile --file path args...`.
@@ -54,11 +57,10 @@ fn lines_of(
     tokio::sync::mpsc::UnboundedReceiver<String>,
     tokio::task::JoinHandle<std::process::ExitStatus>,
 ) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let mut command = command(args);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jobfile"))
-            .args(&args)
+        let mut child = command
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("run jobfile");
@@ -534,14 +536,10 @@ async fn events_follow_and_watch_show_a_running_job_until_it_ends() {
     let id_text = id.to_string();
     let connect = ["--connect", url.as_str(), "--token", TOKEN];
     let follow = {
-        let mut args: Vec<String> = connect.iter().map(|s| s.to_string()).collect();
-        args.extend(["events".into(), id_text.clone(), "--follow".into()]);
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_jobfile"))
-                .args(&args)
-                .output()
-                .unwrap()
-        })
+        let mut args: Vec<&str> = connect.to_vec();
+        args.extend(["events", &id_text, "--follow"]);
+        let mut follow = command(&args);
+        tokio::task::spawn_blocking(move || follow.output().expect("run jobfile"))
     };
     let mut args: Vec<&str> = connect.to_vec();
     args.push("watch");
